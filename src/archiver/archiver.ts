@@ -1,0 +1,362 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { BigIntStats } from 'node:fs';
+import { CairnError } from '../errors.js';
+import { nodeFromStat, nodeCompare, type Node } from '../fs/node.js';
+import { formatTime, parseTime } from '../fs/time.js';
+import type { Id } from '../repository/id.js';
+import { Limiter } from '../util/limit.js';
+import type { Repository } from '../repository/repository.js';
+import { PROGRAM_VERSION, currentUser, type Snapshot, type SnapshotSummary } from '../repository/snapshot.js';
+import { encodeTree } from '../repository/tree.js';
+import { SourceError, type WorkerPool } from '../repository/worker-pool.js';
+import type { SaveResult } from '../repository/worker-protocol.js';
+
+export interface BackupOptions {
+  /** Absolute, cleaned source paths. */
+  paths: string[];
+  tags?: string[];
+  host?: string;
+  excluded?: (absPath: string) => boolean;
+  excludePatterns?: string[];
+  oneFileSystem?: boolean;
+  parent?: Snapshot | null;
+  /** Read every file even when the parent snapshot says it is unchanged. */
+  force?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (p: BackupProgress) => void;
+  /** A source item that could not be read; the backup goes on without it. */
+  onError?: (path: string, err: Error) => void;
+}
+
+export interface BackupProgress {
+  filesDone: number;
+  bytesDone: number;
+  errors: number;
+  current?: string;
+}
+
+export interface BackupResult {
+  snapshotId: Id;
+  snapshot: Snapshot;
+  summary: SnapshotSummary;
+  errors: { path: string; message: string }[];
+}
+
+/** Files in flight per worker: enough to hide a message round trip, few enough to keep memory flat. */
+const FILES_PER_WORKER = 8;
+const STAT_CONCURRENCY = 32;
+/** Index files are written along the way so an interrupted backup's packs are still found later. */
+const INDEX_EVERY_PACKS = 64;
+
+interface Target {
+  name: string;
+  children: Map<string, Target>;
+  /** Set when this path itself was named on the command line. */
+  source?: string;
+}
+
+/**
+ * Marks a promise as handled now; its rejection still reaches whoever awaits it later. The walk
+ * collects promises long before it awaits them, and an early failure must not crash the process.
+ */
+function guard<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
+function byteCompare(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/**
+ * Walks the sources in order (so memory follows the depth of the tree, not its size), hands file
+ * contents to the worker pool, reuses the parent snapshot's content for files whose size, times and
+ * inode are unchanged, and writes trees bottom-up. Packs, then index files, then the snapshot.
+ */
+export class Archiver {
+  readonly #repo: Repository;
+  readonly #pool: WorkerPool;
+  readonly #opts: BackupOptions;
+  readonly #fileSlots: Limiter;
+  readonly #statSlots = new Limiter(STAT_CONCURRENCY);
+  readonly #errors: { path: string; message: string }[] = [];
+  readonly #summary: SnapshotSummary;
+  #progress: BackupProgress = { filesDone: 0, bytesDone: 0, errors: 0 };
+  #lastProgress = 0;
+  #rootDevs = new Map<string, bigint>();
+
+  constructor(repo: Repository, pool: WorkerPool, opts: BackupOptions) {
+    this.#repo = repo;
+    this.#pool = pool;
+    this.#opts = opts;
+    this.#fileSlots = new Limiter(pool.size * FILES_PER_WORKER);
+    const now = formatTime(BigInt(Date.now()) * 1_000_000n);
+    this.#summary = {
+      backup_start: now,
+      backup_end: now,
+      files_new: 0,
+      files_changed: 0,
+      files_unmodified: 0,
+      dirs_new: 0,
+      dirs_changed: 0,
+      dirs_unmodified: 0,
+      data_blobs: 0,
+      tree_blobs: 0,
+      data_added: 0,
+      data_added_packed: 0,
+      total_files_processed: 0,
+      total_bytes_processed: 0,
+    };
+  }
+
+  async run(): Promise<BackupResult> {
+    const startNs = BigInt(Date.now()) * 1_000_000n;
+    const root = this.#buildTargets();
+    const parentRoot = this.#opts.parent ? this.#opts.parent.tree : undefined;
+    const rootTree = await (await this.#saveTargetChildren(root, '/', parentRoot)).done;
+    this.#checkAbort();
+    await this.#pool.flush();
+    await this.#repo.flush();
+    this.#checkAbort();
+    const user = currentUser();
+    const endNs = BigInt(Date.now()) * 1_000_000n;
+    this.#summary.backup_start = formatTime(startNs);
+    this.#summary.backup_end = formatTime(endNs);
+    const snapshot = {
+      time: formatTime(startNs),
+      parent: this.#opts.parent?.id,
+      tree: rootTree,
+      paths: this.#opts.paths,
+      hostname: this.#opts.host ?? os.hostname(),
+      username: user.username,
+      uid: user.uid,
+      gid: user.gid,
+      excludes: this.#opts.excludePatterns,
+      tags: this.#opts.tags,
+      program_version: PROGRAM_VERSION,
+      summary: this.#summary,
+    };
+    const snapshotId = await this.#repo.saveSnapshot(snapshot);
+    return { snapshotId, snapshot: { ...snapshot, id: snapshotId }, summary: this.#summary, errors: this.#errors };
+  }
+
+  #checkAbort(): void {
+    if (this.#opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'backup interrupted');
+  }
+
+  #buildTargets(): Target {
+    const root: Target = { name: '', children: new Map() };
+    const sorted = [...this.#opts.paths].sort((a, b) => a.length - b.length);
+    for (const p of sorted) {
+      const parts = p.split('/').filter(Boolean);
+      let t = root;
+      let covered = false;
+      for (const part of parts) {
+        if (t.source) {
+          covered = true;
+          break;
+        }
+        let c = t.children.get(part);
+        if (!c) {
+          c = { name: part, children: new Map() };
+          t.children.set(part, c);
+        }
+        t = c;
+      }
+      if (!covered && !t.source) {
+        t.source = p;
+        t.children.clear();
+      }
+    }
+    return root;
+  }
+
+  #error(p: string, err: Error): void {
+    const message = err instanceof SourceError || err instanceof CairnError ? err.message : `${p}: ${err.message}`;
+    this.#errors.push({ path: p, message });
+    this.#progress.errors++;
+    this.#opts.onError?.(p, err);
+  }
+
+  #report(current?: string): void {
+    if (!this.#opts.onProgress) return;
+    const now = Date.now();
+    if (now - this.#lastProgress < 100) return;
+    this.#lastProgress = now;
+    this.#opts.onProgress({ ...this.#progress, current });
+  }
+
+  async #loadParentTree(id: Id | undefined): Promise<Map<string, Node>> {
+    const m = new Map<string, Node>();
+    if (!id) return m;
+    try {
+      for (const n of (await this.#repo.loadTree(id)).nodes) m.set(n.name, n);
+    } catch {
+      // A damaged parent only costs speed: everything below is read again.
+    }
+    return m;
+  }
+
+  /** Saves the tree for a level of the virtual tree that leads to the sources. */
+  async #saveTargetChildren(t: Target, dir: string, parentTree: Id | undefined): Promise<{ done: Promise<Id> }> {
+    const parentNodes = await this.#loadParentTree(parentTree);
+    const pending: Promise<Node | null>[] = [];
+    for (const child of [...t.children.values()].sort((a, b) => byteCompare(a.name, b.name))) {
+      const abs = path.join(dir, child.name);
+      let st: BigIntStats;
+      try {
+        st = await fs.lstat(abs, { bigint: true });
+      } catch (err) {
+        throw new CairnError('BAD_INPUT', `cannot back up ${abs}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`);
+      }
+      const old = parentNodes.get(child.name);
+      if (child.source) {
+        this.#rootDevs.set(abs, st.dev);
+        pending.push(guard((await this.#saveEntry(abs, child.name, st, old, st.dev)).node));
+      } else {
+        if (!st.isDirectory()) throw new CairnError('BAD_INPUT', `cannot back up below ${abs}: not a directory`);
+        const node = nodeFromStat(child.name, st);
+        const sub = await this.#saveTargetChildren(child, abs, old?.type === 'dir' ? old.subtree : undefined);
+        pending.push(guard(sub.done.then((id) => ({ ...node, subtree: id }))));
+      }
+    }
+    return { done: guard(this.#finishTree(pending)) };
+  }
+
+  async #finishTree(pending: Promise<Node | null>[]): Promise<Id> {
+    const nodes = (await Promise.all(pending)).filter((n): n is Node => n !== null);
+    nodes.sort(nodeCompare);
+    const { id, added } = await this.#repo.saveBlob('tree', encodeTree(nodes));
+    if (added) this.#summary.tree_blobs++;
+    return id;
+  }
+
+  /** Resolves once the entry is dispatched, with a promise for its node (null when it is left out). */
+  async #saveEntry(abs: string, name: string, st: BigIntStats, old: Node | undefined, rootDev: bigint): Promise<{ node: Promise<Node | null> }> {
+    this.#checkAbort();
+    if (st.isDirectory()) {
+      const node = nodeFromStat(name, st);
+      if (this.#opts.oneFileSystem && st.dev !== rootDev) {
+        // A mount point is kept as an empty directory, as restic does, without crossing into it.
+        const { id } = await this.#repo.saveBlob('tree', encodeTree([]));
+        return { node: Promise.resolve({ ...node, subtree: id }) };
+      }
+      const sub = await this.#saveDir(abs, old?.type === 'dir' ? old.subtree : undefined, rootDev);
+      return { node: guard(sub.done.then((id) => {
+        if (id === null) return null;
+        if (!old || old.type !== 'dir') this.#summary.dirs_new++;
+        else if (old.subtree === id) this.#summary.dirs_unmodified++;
+        else this.#summary.dirs_changed++;
+        return { ...node, subtree: id };
+      })) };
+    }
+    if (st.isSymbolicLink()) {
+      let target: string;
+      try {
+        target = await fs.readlink(abs);
+      } catch (err) {
+        this.#error(abs, err as Error);
+        return { node: Promise.resolve(null) };
+      }
+      return { node: Promise.resolve(nodeFromStat(name, st, target)) };
+    }
+    const node = nodeFromStat(name, st);
+    if (!st.isFile()) return { node: Promise.resolve(node) };
+    this.#summary.total_files_processed++;
+    if (old && !this.#opts.force && this.#unchanged(old, st)) {
+      this.#summary.files_unmodified++;
+      this.#summary.total_bytes_processed += Number(st.size);
+      this.#progress.filesDone++;
+      this.#progress.bytesDone += Number(st.size);
+      this.#report(abs);
+      return { node: Promise.resolve({ ...node, content: old.content }) };
+    }
+    if (st.size === 0n) {
+      this.#countFile(old, 0);
+      return { node: Promise.resolve({ ...node, content: [] }) };
+    }
+    await this.#fileSlots.acquire();
+    const job = this.#pool
+      .saveFile(abs)
+      .then(
+        (r: SaveResult) => {
+          this.#countFile(old, r.size);
+          this.#summary.data_blobs += r.blobsNew;
+          this.#summary.data_added += r.bytesNew;
+          this.#summary.data_added_packed += r.bytesPacked;
+          this.#report(abs);
+          return { ...node, size: r.size, content: r.content } as Node;
+        },
+        (err: Error) => {
+          if (!(err instanceof SourceError)) throw err;
+          this.#error(abs, err);
+          return null;
+        },
+      )
+      .finally(() => {
+        this.#fileSlots.release();
+        if (this.#repo.unindexedPacks >= INDEX_EVERY_PACKS) void this.#repo.writeIndex().catch(() => undefined);
+      });
+    return { node: guard(job) };
+  }
+
+  #countFile(old: Node | undefined, size: number): void {
+    if (old) this.#summary.files_changed++;
+    else this.#summary.files_new++;
+    this.#summary.total_bytes_processed += size;
+    this.#progress.filesDone++;
+    this.#progress.bytesDone += size;
+  }
+
+  #unchanged(old: Node, st: BigIntStats): boolean {
+    if (old.type !== 'file' || !old.content) return false;
+    if (old.size !== Number(st.size) || old.inode !== Number(st.ino)) return false;
+    try {
+      if (parseTime(old.mtime) !== st.mtimeNs || parseTime(old.ctime) !== st.ctimeNs) return false;
+    } catch {
+      return false;
+    }
+    for (const id of old.content) if (!this.#repo.hasBlob('data', id)) return false;
+    return true;
+  }
+
+  /** Walks one directory; resolves once every entry is dispatched, with a promise for the tree id. */
+  async #saveDir(dir: string, parentTree: Id | undefined, rootDev: bigint): Promise<{ done: Promise<Id | null> }> {
+    let names: string[];
+    try {
+      names = await fs.readdir(dir);
+    } catch (err) {
+      this.#error(dir, err as Error);
+      return { done: Promise.resolve(null) };
+    }
+    names.sort(byteCompare);
+    const excluded = this.#opts.excluded;
+    const kept = excluded ? names.filter((n) => !excluded(path.join(dir, n))) : names;
+    const [parentNodes, stats] = await Promise.all([
+      this.#loadParentTree(parentTree),
+      Promise.all(
+        kept.map((n) =>
+          this.#statSlots.run(() =>
+            fs.lstat(path.join(dir, n), { bigint: true }).then(
+              (st) => st,
+              (err: Error) => err,
+            ),
+          ),
+        ),
+      ),
+    ]);
+    const pending: Promise<Node | null>[] = [];
+    for (let i = 0; i < kept.length; i++) {
+      const abs = path.join(dir, kept[i]);
+      const st = stats[i];
+      if (st instanceof Error) {
+        this.#error(abs, st);
+        continue;
+      }
+      pending.push((await this.#saveEntry(abs, kept[i], st, parentNodes.get(kept[i]), rootDev)).node);
+    }
+    return { done: guard(this.#finishTree(pending)) };
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * A backend stores a repository's files. It knows nothing about the format: it saves, loads
+ * (whole or a byte range), stats, lists and removes named files. Wrappers (retry, limiter,
+ * fault injection) implement this same interface and compose.
+ *
+ * Every backend must pass `runBackendConformance` (backend/conformance.ts) unchanged.
+ */
+
+/** The kinds of file in a repository; `config` has exactly one file, named ''. */
+export type FileType = 'config' | 'key' | 'lock' | 'snapshot' | 'index' | 'data';
+
+export const FILE_TYPES: readonly FileType[] = ['config', 'key', 'lock', 'snapshot', 'index', 'data'];
+
+/** Names a file: its type and, except for `config`, its 64-character lowercase hex id. */
+export interface Handle {
+  readonly type: FileType;
+  readonly name: string;
+}
+
+export interface FileInfo {
+  readonly name: string;
+  readonly size: number;
+}
+
+export interface Backend {
+  /** A human-readable location, free of credentials, for messages. */
+  readonly location: string;
+
+  /**
+   * Creates the repository's layout (folders or markers). Fails with `REPO_EXISTS` when a
+   * `config` file is already there. Called once, by `init`.
+   */
+  create(): Promise<void>;
+
+  /**
+   * Stores `data` under `h`, atomically: readers see either nothing or the whole file, never a
+   * part, even when the process dies half way. Durable when the promise resolves (fsync or the
+   * remote's acknowledgement). Saving a name that exists fails with `BAD_INPUT`, except for
+   * identical content being saved again after a retry, which may succeed. Honours `signal`.
+   */
+  save(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void>;
+
+  /**
+   * Returns `length` bytes from `offset` (whole file from `offset` when `length` is undefined).
+   * Fails with `NOT_FOUND` when the file does not exist, and with `INTEGRITY` when the file is
+   * shorter than `offset + length` (never returns a short buffer silently). Idempotent.
+   */
+  load(h: Handle, offset?: number, length?: number, signal?: AbortSignal): Promise<Buffer>;
+
+  /** Size of a file; `NOT_FOUND` when it does not exist. */
+  stat(h: Handle): Promise<FileInfo>;
+
+  /**
+   * Every file of one type, in no particular order. Files being written (temporary files) are
+   * never listed. A file saved before the call started is always listed.
+   */
+  list(type: FileType, signal?: AbortSignal): AsyncIterable<FileInfo>;
+
+  /** Removes a file. Removing a file that does not exist succeeds (idempotent). */
+  remove(h: Handle): Promise<void>;
+
+  /** Whether the repository exists (its `config` file is present). */
+  exists(): Promise<boolean>;
+
+  /** Releases connections and handles. The backend is unusable afterwards. */
+  close(): Promise<void>;
+}

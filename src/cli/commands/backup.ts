@@ -1,0 +1,134 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Command } from 'commander';
+import { CairnError } from '../../errors.js';
+import { Archiver, type BackupResult } from '../../archiver/archiver.js';
+import { backupStream } from '../../archiver/stdin.js';
+import { buildExcluder } from '../../archiver/excludes.js';
+import { findParent, findSnapshot } from '../../repository/find.js';
+import { shortId } from '../../repository/id.js';
+import type { Context } from '../context.js';
+import { formatBytes, formatDuration } from '../progress.js';
+import type { Run } from '../main.js';
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+interface BackupFlags {
+  tag: string[];
+  host?: string;
+  exclude: string[];
+  iexclude: string[];
+  excludeFile: string[];
+  iexcludeFile: string[];
+  oneFileSystem?: boolean;
+  parent?: string;
+  force?: boolean;
+  stdin?: boolean;
+  stdinFilename: string;
+  filesFrom: string[];
+}
+
+export function registerBackup(program: Command, run: Run): void {
+  program
+    .command('backup [paths...]')
+    .description('create a new snapshot of files and folders')
+    .option('--tag <tags>', 'add tags (comma-separated; may be repeated)', collect, [])
+    .option('--host <name>', 'hostname to record (default: this machine)')
+    .option('-e, --exclude <pattern>', 'exclude paths matching pattern (may be repeated)', collect, [])
+    .option('--iexclude <pattern>', 'like --exclude, ignoring case', collect, [])
+    .option('--exclude-file <file>', 'read exclude patterns from a file', collect, [])
+    .option('--iexclude-file <file>', 'like --exclude-file, ignoring case', collect, [])
+    .option('--files-from <file>', 'read the paths to back up from a file, one per line', collect, [])
+    .option('-x, --one-file-system', 'do not cross file system boundaries')
+    .option('--parent <snapshot>', 'use this parent snapshot (default: latest with the same host and paths)')
+    .option('-f, --force', 'read all files, even those unchanged since the parent')
+    .option('--stdin', 'back up standard input as one file')
+    .option('--stdin-filename <name>', 'file name for --stdin', 'stdin')
+    .action((paths: string[], o: BackupFlags) => run((ctx) => backup(ctx, paths, o)));
+}
+
+async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise<void> {
+  const tags = o.tag.flatMap((t) => t.split(',')).filter(Boolean);
+  const host = o.host ?? os.hostname();
+  for (const f of o.filesFrom) {
+    const text = await fs.readFile(f, 'utf8').catch((err: NodeJS.ErrnoException) => {
+      throw new CairnError('BAD_INPUT', `cannot read --files-from ${f}: ${err.code ?? err.message}`);
+    });
+    for (const line of text.split(/\r?\n/)) if (line.trim() && !line.startsWith('#')) rawPaths.push(line.trim());
+  }
+  if (o.stdin && rawPaths.length > 0) throw new CairnError('BAD_INPUT', '--stdin and file paths cannot be combined');
+  if (!o.stdin && rawPaths.length === 0) throw new CairnError('BAD_INPUT', 'nothing to back up: give at least one path, or --stdin');
+  const paths = [...new Set(rawPaths.map((p) => path.resolve(p)))];
+  for (const p of paths) {
+    try {
+      await fs.lstat(p);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new CairnError('BAD_INPUT', `cannot back up ${p}: ${code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`);
+    }
+  }
+  const excluder = await buildExcluder({ exclude: o.exclude, iexclude: o.iexclude, excludeFiles: o.excludeFile, iexcludeFiles: o.iexcludeFile });
+
+  const repo = await ctx.openRepository();
+  await ctx.lock(repo, false);
+  await repo.loadIndex();
+  const pool = ctx.pool(repo);
+  const started = Date.now();
+  let result: BackupResult;
+  if (o.stdin) {
+    result = await backupStream(repo, pool, process.stdin, o.stdinFilename, { host, tags, signal: ctx.signal });
+  } else {
+    const parent = o.force && !o.parent ? null : o.parent ? await findSnapshot(repo, o.parent) : await findParent(repo, host, paths);
+    if (parent && !ctx.opts.json) ctx.print(`using parent snapshot ${shortId(parent.id)}`);
+    const progress = ctx.progress();
+    const archiver = new Archiver(repo, pool, {
+      paths,
+      tags,
+      host,
+      excluded: excluder.patterns.length > 0 ? excluder.excluded : undefined,
+      excludePatterns: o.exclude,
+      oneFileSystem: o.oneFileSystem,
+      parent,
+      force: o.force,
+      signal: ctx.signal,
+      onProgress: (p) => progress.update({ filesDone: p.filesDone, bytesDone: p.bytesDone, errors: p.errors, current: p.current }),
+      onError: (p, err) => {
+        if (ctx.opts.json) ctx.json({ message_type: 'error', error: { message: err.message }, during: 'archival', item: p });
+        else ctx.err.write(`error: ${err.message}\n`);
+      },
+    });
+    result = await archiver.run();
+    progress.done({ filesDone: result.summary.total_files_processed, bytesDone: result.summary.total_bytes_processed, errors: result.errors.length });
+  }
+  const s = result.summary;
+  const seconds = (Date.now() - started) / 1000;
+  if (ctx.opts.json) {
+    ctx.json({
+      message_type: 'summary',
+      files_new: s.files_new,
+      files_changed: s.files_changed,
+      files_unmodified: s.files_unmodified,
+      dirs_new: s.dirs_new,
+      dirs_changed: s.dirs_changed,
+      dirs_unmodified: s.dirs_unmodified,
+      data_blobs: s.data_blobs,
+      tree_blobs: s.tree_blobs,
+      data_added: s.data_added,
+      data_added_packed: s.data_added_packed,
+      total_files_processed: s.total_files_processed,
+      total_bytes_processed: s.total_bytes_processed,
+      total_duration: seconds,
+      snapshot_id: result.snapshotId,
+    });
+  } else {
+    ctx.print(`\nFiles:       ${s.files_new} new, ${s.files_changed} changed, ${s.files_unmodified} unmodified`);
+    ctx.print(`Dirs:        ${s.dirs_new} new, ${s.dirs_changed} changed, ${s.dirs_unmodified} unmodified`);
+    ctx.print(`Added to the repository: ${formatBytes(s.data_added)} (${formatBytes(s.data_added_packed)} stored)`);
+    ctx.print(`\nprocessed ${s.total_files_processed} files, ${formatBytes(s.total_bytes_processed)} in ${formatDuration(seconds)}`);
+    ctx.print(`snapshot ${shortId(result.snapshotId)} saved`);
+  }
+  if (result.errors.length > 0) {
+    throw new CairnError('PARTIAL', `Warning: at least one source file could not be read (${result.errors.length} errors); snapshot ${shortId(result.snapshotId)} was saved without them`);
+  }
+}

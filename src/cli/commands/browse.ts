@@ -1,0 +1,175 @@
+import { Command } from 'commander';
+import { CairnError } from '../../errors.js';
+import { findSnapshot, matchesFilter, splitSnapshotRef } from '../../repository/find.js';
+import { findSubtree } from '../../restorer/restorer.js';
+import { shortId, type Id } from '../../repository/id.js';
+import type { Repository } from '../../repository/repository.js';
+import type { Snapshot } from '../../repository/snapshot.js';
+import type { Node } from '../../fs/node.js';
+import { filterOf } from './restore.js';
+import type { Run } from '../main.js';
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+interface FilterFlags {
+  host: string[];
+  tag: string[];
+  path: string[];
+}
+
+/** A snapshot as `snapshots --json` and `ls --json` print it (restic's shape). */
+function snapshotOut(s: Snapshot): Record<string, unknown> {
+  const { id, ...rest } = s;
+  return { ...rest, id, short_id: shortId(id) };
+}
+
+export function registerBrowse(program: Command, run: Run): void {
+  program
+    .command('snapshots [ids...]')
+    .description('list snapshots')
+    .option('-H, --host <host>', 'only snapshots of this host', collect, [])
+    .option('--tag <tags>', 'only snapshots with these tags (comma-separated: all of them)', collect, [])
+    .option('--path <path>', 'only snapshots that include this path', collect, [])
+    .option('--latest <n>', 'only the last n snapshots of each host and paths')
+    .action((ids: string[], o: FilterFlags & { latest?: string }) =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        let snaps = ids.length > 0 ? await Promise.all(ids.map((i) => findSnapshot(repo, i))) : (await repo.listSnapshots()).filter((s) => matchesFilter(s, filterOf(o)));
+        if (o.latest) {
+          const n = Number(o.latest);
+          if (!Number.isInteger(n) || n < 1) throw new CairnError('BAD_INPUT', `invalid --latest ${JSON.stringify(o.latest)}`);
+          const groups = new Map<string, Snapshot[]>();
+          for (const s of snaps) {
+            const k = `${s.hostname}\0${[...s.paths].sort().join('\0')}`;
+            groups.set(k, [...(groups.get(k) ?? []), s]);
+          }
+          snaps = [...groups.values()].flatMap((g) => g.slice(-n));
+        }
+        if (ctx.opts.json) {
+          ctx.json(snaps.map(snapshotOut));
+          return;
+        }
+        const rows = snaps.map((s) => [shortId(s.id), s.time.slice(0, 19).replace('T', ' '), s.hostname ?? '', (s.tags ?? []).join(','), s.paths.join('\n')]);
+        const head = ['ID', 'Time', 'Host', 'Tags', 'Paths'];
+        const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].split('\n')[0].length)));
+        const line = (r: string[]): string => r.map((c, i) => c.split('\n')[0].padEnd(widths[i])).join('  ').trimEnd();
+        ctx.write(`${line(head)}\n${'-'.repeat(widths.reduce((a, b) => a + b + 2, -2))}\n`);
+        for (const r of rows) ctx.write(`${line(r)}\n`);
+        ctx.write(`${'-'.repeat(widths.reduce((a, b) => a + b + 2, -2))}\n${snaps.length} snapshots\n`);
+      }),
+    );
+
+  program
+    .command('ls <snapshot> [dirs...]')
+    .description('list files in a snapshot')
+    .option('-l, --long', 'long listing')
+    .option('--recursive', 'list folders given as dirs recursively')
+    .option('-H, --host <host>', 'with "latest": only snapshots of this host', collect, [])
+    .option('--tag <tags>', 'with "latest": only snapshots with these tags', collect, [])
+    .option('--path <path>', 'with "latest": only snapshots with this path', collect, [])
+    .action((ref: string, dirs: string[], o: FilterFlags & { long?: boolean; recursive?: boolean }) =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        const snap = await findSnapshot(repo, ref, filterOf(o));
+        await repo.loadIndex();
+        const prefixes = dirs.map((d) => (d.startsWith('/') ? d : `/${d}`).replace(/\/+$/, '') || '/');
+        const wanted = (p: string, depthOk: boolean): boolean => {
+          if (prefixes.length === 0) return true;
+          return prefixes.some((d) => p === d || (p.startsWith(d === '/' ? '/' : `${d}/`) && (o.recursive || depthOk)));
+        };
+        if (ctx.opts.json) ctx.json({ ...snapshotOut(snap), struct_type: 'snapshot' });
+        else ctx.print(`snapshot ${shortId(snap.id)} of [${snap.paths.join(' ')}] at ${snap.time}:`);
+        await walkNodes(repo, snap.tree, '', (p, n, parentPath) => {
+          const direct = prefixes.some((d) => parentPath === d || (d === '/' && parentPath === ''));
+          if (!wanted(p, direct)) return;
+          if (ctx.opts.json) ctx.json(lsNode(p, n));
+          else ctx.write(o.long ? `${longLine(p, n)}\n` : `${p}\n`);
+        });
+      }),
+    );
+
+  program
+    .command('diff <a> <b>')
+    .description('show differences between two snapshots')
+    .option('--metadata', 'also show metadata-only changes')
+    .action((a: string, b: string, o: { metadata?: boolean }) =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        const sa = await findSnapshot(repo, splitSnapshotRef(a).ref);
+        const sb = await findSnapshot(repo, splitSnapshotRef(b).ref);
+        await repo.loadIndex();
+        const ta = (await findSubtree(repo, sa.tree, splitSnapshotRef(a).subPath)).tree;
+        const tb = (await findSubtree(repo, sb.tree, splitSnapshotRef(b).subPath)).tree;
+        if (!ctx.opts.json) ctx.print(`comparing snapshot ${shortId(sa.id)} to ${shortId(sb.id)}:\n`);
+        const stats = { added: 0, removed: 0, changed: 0 };
+        const emit = (mod: string, p: string): void => {
+          if (mod === '+') stats.added++;
+          else if (mod === '-') stats.removed++;
+          else stats.changed++;
+          if (ctx.opts.json) ctx.json({ message_type: 'change', path: p, modifier: mod });
+          else ctx.write(`${mod}    ${p}\n`);
+        };
+        await diffTrees(repo, ta, tb, '', emit, Boolean(o.metadata));
+        if (ctx.opts.json) ctx.json({ message_type: 'statistics', source_snapshot: sa.id, target_snapshot: sb.id, ...stats });
+        else ctx.print(`\nFiles/dirs: ${stats.added} added, ${stats.removed} removed, ${stats.changed} changed`);
+      }),
+    );
+}
+
+async function walkNodes(repo: Repository, tree: Id, dir: string, fn: (p: string, n: Node, parent: string) => void): Promise<void> {
+  for (const n of (await repo.loadTree(tree)).nodes) {
+    const p = `${dir}/${n.name}`;
+    fn(p, n, dir);
+    if (n.type === 'dir' && n.subtree) await walkNodes(repo, n.subtree, p, fn);
+  }
+}
+
+function lsNode(p: string, n: Node): Record<string, unknown> {
+  const o: Record<string, unknown> = { name: n.name, type: n.type, path: p, uid: n.uid, gid: n.gid };
+  if (n.type === 'file') o.size = n.size ?? 0;
+  if (n.mode) o.mode = n.mode;
+  o.mtime = n.mtime;
+  o.atime = n.atime;
+  o.ctime = n.ctime;
+  o.struct_type = 'node';
+  return o;
+}
+
+function longLine(p: string, n: Node): string {
+  const types: Record<string, string> = { dir: 'd', symlink: 'L', dev: 'D', chardev: 'c', fifo: 'p', socket: 'S', file: '-' };
+  const t = types[n.type] ?? '?';
+  const perm = (n.mode ?? 0) & 0o777;
+  const rwx = [6, 3, 0].map((s) => ['r', 'w', 'x'].map((c, i) => ((perm >> (s + 2 - i)) & 1 ? c : '-')).join('')).join('');
+  const size = String(n.size ?? 0).padStart(10);
+  const link = n.type === 'symlink' ? ` -> ${n.linktarget}` : '';
+  return `${t}${rwx} ${String(n.user ?? n.uid).padEnd(8)} ${String(n.group ?? n.gid).padEnd(8)} ${size} ${n.mtime.slice(0, 19).replace('T', ' ')} ${p}${link}`;
+}
+
+async function diffTrees(repo: Repository, a: Id | undefined, b: Id | undefined, dir: string, emit: (m: string, p: string) => void, metadata: boolean): Promise<void> {
+  if (a === b) return;
+  const na = new Map((a ? (await repo.loadTree(a)).nodes : []).map((n) => [n.name, n]));
+  const nb = new Map((b ? (await repo.loadTree(b)).nodes : []).map((n) => [n.name, n]));
+  const names = [...new Set([...na.keys(), ...nb.keys()])].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+  for (const name of names) {
+    const x = na.get(name);
+    const y = nb.get(name);
+    const p = `${dir}/${name}`;
+    const shown = (n: Node): string => (n.type === 'dir' ? `${p}/` : p);
+    if (!x) {
+      emit('+', shown(y!));
+      if (y!.type === 'dir') await diffTrees(repo, undefined, y!.subtree, p, emit, metadata);
+    } else if (!y) {
+      emit('-', shown(x));
+      if (x.type === 'dir') await diffTrees(repo, x.subtree, undefined, p, emit, metadata);
+    } else if (x.type !== y.type) {
+      emit('T', shown(y));
+    } else if (x.type === 'dir') {
+      await diffTrees(repo, x.subtree, y.subtree, p, emit, metadata);
+    } else {
+      const contentChanged = (x.content ?? []).join() !== (y.content ?? []).join() || x.linktarget !== y.linktarget;
+      if (contentChanged) emit('M', p);
+      else if (metadata && (x.mode !== y.mode || x.mtime !== y.mtime || x.uid !== y.uid || x.gid !== y.gid)) emit('U', p);
+    }
+  }
+}
+

@@ -1,0 +1,239 @@
+import fs from 'node:fs/promises';
+import { Command } from 'commander';
+import { CairnError } from '../../errors.js';
+import { openBackend } from '../../backend/location.js';
+import { Repository } from '../../repository/repository.js';
+import { addKey, listKeys, parseKeyFile } from '../../repository/keyfile.js';
+import { removeLocks } from '../../repository/lock.js';
+import { checkRepository } from '../../maintenance/check.js';
+import { parsePackTail } from '../../repository/pack.js';
+import { shortId } from '../../repository/id.js';
+import { findSnapshot } from '../../repository/find.js';
+import { configToJSON } from '../../repository/config.js';
+import { formatBytes } from '../progress.js';
+import type { Run } from '../main.js';
+
+export function registerRepoCommands(program: Command, run: Run): void {
+  program
+    .command('init')
+    .description('create a new repository')
+    .option('--repository-version <v>', 'repository format version: 1 or 2 (latest)', '2')
+    .action((o: { repositoryVersion: string }) =>
+      run(async (ctx) => {
+        const v = o.repositoryVersion === 'latest' ? '2' : o.repositoryVersion;
+        if (v !== '1' && v !== '2') throw new CairnError('BAD_INPUT', `invalid --repository-version ${JSON.stringify(v)}: use 1 or 2`);
+        const backend = openBackend(ctx.repoLocation());
+        const password = await ctx.password();
+        const repo = await Repository.init(backend, password, { version: Number(v) as 1 | 2 });
+        await repo.close();
+        if (ctx.opts.json) ctx.json({ message_type: 'initialized', id: repo.config.id, repository: backend.location });
+        else ctx.print(`created cairn repository ${shortId(repo.config.id)} at ${backend.location}\n\nPlease note that knowledge of your password is required to access\nthe repository. Losing your password means that your data is\nirrecoverably lost.`);
+      }),
+    );
+
+  program
+    .command('check')
+    .description('check the repository for errors')
+    .option('--read-data', 'read and verify every pack file')
+    .action((o: { readData?: boolean }) =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        await ctx.lock(repo, false);
+        const pool = o.readData ? ctx.pool(repo) : null;
+        const progress = ctx.progress();
+        ctx.print('load indexes\ncheck all packs\ncheck snapshots, trees and blobs' + (o.readData ? '\nread all data' : ''));
+        const r = await checkRepository(repo, pool, {
+          readData: o.readData,
+          signal: ctx.signal,
+          onProgress: (p) => progress.update({ filesDone: p.done, filesTotal: p.total, bytesDone: 0, errors: 0, phase: p.phase }),
+        });
+        progress.done({ filesDone: r.packs, bytesDone: 0, errors: r.errors.length });
+        if (ctx.opts.json) ctx.json({ message_type: 'summary', errors: r.errors, warnings: r.warnings, packs: r.packs, snapshots: r.snapshots });
+        for (const w of r.warnings) ctx.warn(w);
+        for (const e of r.errors) ctx.err.write(`error: ${e}\n`);
+        if (r.errors.length > 0) throw new CairnError('INTEGRITY', `Fatal: repository contains errors (${r.errors.length})`);
+        ctx.print('no errors were found');
+      }),
+    );
+
+  program
+    .command('unlock')
+    .description('remove stale locks (all locks with --remove-all)')
+    .option('--remove-all', 'remove all locks, even those still in use')
+    .action((o: { removeAll?: boolean }) =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        const removed = await removeLocks(repo, Boolean(o.removeAll));
+        ctx.print(removed.length === 0 ? 'no locks were removed' : `successfully removed ${removed.length} lock(s)`);
+      }),
+    );
+
+  const key = program.command('key').description('manage keys (passwords)');
+  key
+    .command('list')
+    .description('list keys')
+    .action(() =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        const keys = await listKeys(repo.backend);
+        if (ctx.opts.json) {
+          ctx.json(keys.map((k) => ({ current: k.id === repo.keyId, id: shortId(k.id), userName: k.username, hostName: k.hostname, created: k.created })));
+          return;
+        }
+        ctx.write(' ID        User        Host              Created\n');
+        for (const k of keys) ctx.write(`${k.id === repo.keyId ? '*' : ' '}${shortId(k.id)}  ${k.username.padEnd(10)}  ${k.hostname.padEnd(16)}  ${k.created}\n`);
+      }),
+    );
+  const newPassword = async (file: string | undefined): Promise<string> => {
+    const f = file ?? process.env.CAIRN_NEW_PASSWORD_FILE;
+    if (!f) throw new CairnError('BAD_INPUT', 'no new password given: use --new-password-file');
+    const text = (await fs.readFile(f, 'utf8')).split(/\r?\n/)[0];
+    if (!text) throw new CairnError('BAD_INPUT', 'the new password is empty');
+    return text;
+  };
+  key
+    .command('add')
+    .description('add a new key (password)')
+    .option('--new-password-file <file>', 'file with the new password')
+    .action((o: { newPasswordFile?: string }) =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        const id = await addKey(repo.backend, repo.key, await newPassword(o.newPasswordFile));
+        ctx.print(`saved new key as ${shortId(id)}`);
+      }),
+    );
+  key
+    .command('passwd')
+    .description('change the password: adds a key for the new one and removes the current')
+    .option('--new-password-file <file>', 'file with the new password')
+    .action((o: { newPasswordFile?: string }) =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        const id = await addKey(repo.backend, repo.key, await newPassword(o.newPasswordFile));
+        await repo.backend.remove({ type: 'key', name: repo.keyId });
+        ctx.print(`saved new key as ${shortId(id)}; removed the old key ${shortId(repo.keyId)}`);
+      }),
+    );
+  key
+    .command('remove <id>')
+    .description('remove a key (not the one in use)')
+    .action((ref: string) =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        const id = await repo.resolveId('key', ref);
+        if (id === repo.keyId) throw new CairnError('BAD_INPUT', 'refusing to remove the key currently used to access the repository');
+        await repo.backend.remove({ type: 'key', name: id });
+        ctx.print(`removed key ${shortId(id)}`);
+      }),
+    );
+
+  program
+    .command('cat <type> [id]')
+    .description('print internal objects: config, masterkey, key, snapshot, index, lock, pack, blob, tree')
+    .action((type: string, ref: string | undefined) =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        const need = (): string => {
+          if (!ref) throw new CairnError('BAD_INPUT', `cat ${type} needs an id`);
+          return ref;
+        };
+        switch (type) {
+          case 'config':
+            return ctx.write(`${JSON.stringify(configToJSON(repo.config), null, 2)}\n`);
+          case 'masterkey':
+            return ctx.write(`${JSON.stringify(repo.key.toJSON(), null, 2)}\n`);
+          case 'key': {
+            const id = await repo.resolveId('key', need());
+            return ctx.write(`${JSON.stringify(parseKeyFile(await repo.backend.load({ type: 'key', name: id }), id), null, 2)}\n`);
+          }
+          case 'snapshot': {
+            const s = await findSnapshot(repo, need());
+            const { id: _id, ...json } = s;
+            return ctx.write(`${JSON.stringify(json, null, 2)}\n`);
+          }
+          case 'index':
+          case 'lock': {
+            const id = await repo.resolveId(type, need());
+            return ctx.write(`${JSON.stringify(await repo.loadJSON(type, id), null, 2)}\n`);
+          }
+          case 'pack': {
+            const id = await repo.resolveId('data', need());
+            return ctx.write(await repo.backend.load({ type: 'data', name: id }));
+          }
+          case 'header': {
+            const id = await repo.resolveId('data', need());
+            const data = await repo.backend.load({ type: 'data', name: id });
+            const r = parsePackTail(repo.key, data, data.length, id);
+            return ctx.write(`${JSON.stringify('blobs' in r ? r.blobs : [], null, 2)}\n`);
+          }
+          case 'blob':
+          case 'tree': {
+            await repo.loadIndex();
+            const id = need();
+            const t = type === 'tree' || (!repo.index.has('data', id) && repo.index.has('tree', id)) ? 'tree' : 'data';
+            return ctx.write(await repo.loadBlob(t, id));
+          }
+          default:
+            throw new CairnError('BAD_INPUT', `unknown type ${JSON.stringify(type)} for cat: use config, masterkey, key, snapshot, index, lock, pack, blob or tree`);
+        }
+      }),
+    );
+
+  program
+    .command('stats [snapshots...]')
+    .description('show repository statistics')
+    .option('--mode <mode>', 'restore-size, files-by-contents, raw-data or blobs-per-file', 'restore-size')
+    .action((refs: string[], o: { mode: string }) =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        await repo.loadIndex();
+        const snaps = refs.length > 0 ? await Promise.all(refs.map((r) => findSnapshot(repo, r))) : await repo.listSnapshots();
+        const seenTrees = new Set<string>();
+        const blobs = new Set<string>();
+        const files = new Set<string>();
+        let size = 0;
+        let count = 0;
+        const walk = async (tree: string, dir: string): Promise<void> => {
+          const mode = o.mode;
+          if (mode !== 'restore-size' && seenTrees.has(tree)) return;
+          seenTrees.add(tree);
+          blobs.add(`t${tree}`);
+          for (const n of (await repo.loadTree(tree)).nodes) {
+            const p = `${dir}/${n.name}`;
+            if (n.type === 'dir' && n.subtree) await walk(n.subtree, p);
+            if (mode === 'restore-size') {
+              count++;
+              size += n.type === 'file' ? (n.size ?? 0) : 0;
+            } else if (mode === 'files-by-contents') {
+              if (n.type !== 'file') continue;
+              const k = (n.content ?? []).join(',');
+              if (!files.has(k)) {
+                files.add(k);
+                count++;
+                size += n.size ?? 0;
+              }
+            } else for (const b of n.content ?? []) blobs.add(b);
+          }
+        };
+        if (!['restore-size', 'files-by-contents', 'raw-data', 'blobs-per-file'].includes(o.mode)) {
+          throw new CairnError('BAD_INPUT', `unknown --mode ${JSON.stringify(o.mode)}`);
+        }
+        for (const s of snaps) await walk(s.tree, '');
+        if (o.mode === 'raw-data' || o.mode === 'blobs-per-file') {
+          size = 0;
+          for (const b of blobs) {
+            const loc = b.startsWith('t') ? repo.index.lookup('tree', b.slice(1)) : repo.index.lookup('data', b);
+            if (loc) size += loc.length;
+          }
+          count = blobs.size;
+        }
+        if (ctx.opts.json) {
+          ctx.json({ total_size: size, total_file_count: o.mode === 'raw-data' ? undefined : count, total_blob_count: o.mode === 'raw-data' ? count : undefined, snapshots_count: snaps.length });
+          return;
+        }
+        ctx.write(`Stats in ${o.mode} mode:\n     Snapshots processed:  ${snaps.length}\n`);
+        ctx.write(o.mode === 'raw-data' ? `        Total Blob Count:  ${count}\n` : `        Total File Count:  ${count}\n`);
+        ctx.write(`              Total Size:  ${formatBytes(size)}\n`);
+      }),
+    );
+}

@@ -1,0 +1,95 @@
+import { Command } from 'commander';
+import { CairnError } from '../../errors.js';
+import { buildExcluder } from '../../archiver/excludes.js';
+import { findSnapshot, splitSnapshotRef, type SnapshotFilter } from '../../repository/find.js';
+import { findSubtree, restoreTree } from '../../restorer/restorer.js';
+import { shortId } from '../../repository/id.js';
+import type { Node } from '../../fs/node.js';
+import type { Run } from '../main.js';
+import { formatBytes } from '../progress.js';
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+interface FilterFlags {
+  host: string[];
+  tag: string[];
+  path: string[];
+}
+
+export function filterOf(o: FilterFlags): SnapshotFilter {
+  return { hosts: o.host, tags: o.tag, paths: o.path };
+}
+
+export function registerRestore(program: Command, run: Run): void {
+  program
+    .command('restore <snapshot>')
+    .description('restore a snapshot (SNAPSHOT or SNAPSHOT:PATH) into a folder')
+    .requiredOption('-t, --target <dir>', 'folder to restore into')
+    .option('-i, --include <pattern>', 'restore only paths matching pattern (may be repeated)', collect, [])
+    .option('-e, --exclude <pattern>', 'leave out paths matching pattern (may be repeated)', collect, [])
+    .option('--iinclude <pattern>', 'like --include, ignoring case', collect, [])
+    .option('--iexclude <pattern>', 'like --exclude, ignoring case', collect, [])
+    .option('--verify', 'read the restored files back and verify them')
+    .option('-H, --host <host>', 'with "latest": only snapshots of this host', collect, [])
+    .option('--tag <tags>', 'with "latest": only snapshots with these tags', collect, [])
+    .option('--path <path>', 'with "latest": only snapshots with this path', collect, [])
+    .action((ref: string, o: FilterFlags & { target: string; include: string[]; exclude: string[]; iinclude: string[]; iexclude: string[]; verify?: boolean }) =>
+      run(async (ctx) => {
+        const { ref: snapRef, subPath } = splitSnapshotRef(ref);
+        const inc = await buildExcluder({ exclude: o.include, iexclude: o.iinclude });
+        const exc = await buildExcluder({ exclude: o.exclude, iexclude: o.iexclude });
+        const repo = await ctx.openRepository();
+        await ctx.lock(repo, false);
+        const snap = await findSnapshot(repo, snapRef, filterOf(o));
+        await repo.loadIndex();
+        const pool = ctx.pool(repo);
+        ctx.print(`restoring snapshot ${shortId(snap.id)} of [${snap.paths.join(' ')}] at ${snap.time} to ${o.target}`);
+        const progress = ctx.progress();
+        const r = await restoreTree(repo, pool, snap.tree, subPath, {
+          target: o.target,
+          include: inc.patterns.length > 0 ? inc.excluded : undefined,
+          exclude: exc.patterns.length > 0 ? exc.excluded : undefined,
+          verify: o.verify,
+          signal: ctx.signal,
+          onProgress: (p) => progress.update({ filesDone: p.filesDone, bytesDone: p.bytesDone, filesTotal: p.filesTotal, bytesTotal: p.bytesTotal, errors: p.errors }),
+          onError: (p, message) => {
+            if (ctx.opts.json) ctx.json({ message_type: 'error', error: { message }, during: 'restore', item: p });
+            else ctx.err.write(`error: ${p}: ${message}\n`);
+          },
+        });
+        progress.done({ filesDone: r.filesRestored + r.filesSkipped, bytesDone: r.bytesWritten, errors: r.errors.length });
+        if (ctx.opts.json) {
+          ctx.json({ message_type: 'summary', files_restored: r.filesRestored, files_skipped: r.filesSkipped, bytes_restored: r.bytesWritten, errors: r.errors.length });
+        } else {
+          ctx.print(`restored ${r.filesRestored} files (${formatBytes(r.bytesWritten)}), ${r.filesSkipped} already present`);
+        }
+        if (r.errors.length > 0) throw new CairnError('INTEGRITY', `Fatal: there were ${r.errors.length} errors while restoring`);
+      }),
+    );
+
+  program
+    .command('dump <snapshot> <file>')
+    .description('print one file of a snapshot to standard output')
+    .option('-H, --host <host>', 'with "latest": only snapshots of this host', collect, [])
+    .option('--tag <tags>', 'with "latest": only snapshots with these tags', collect, [])
+    .option('--path <path>', 'with "latest": only snapshots with this path', collect, [])
+    .action((ref: string, file: string, o: FilterFlags) =>
+      run(async (ctx) => {
+        const repo = await ctx.openRepository();
+        await ctx.lock(repo, false);
+        const snap = await findSnapshot(repo, ref, filterOf(o));
+        await repo.loadIndex();
+        const abs = file.startsWith('/') ? file : `/${file}`;
+        const dir = abs.slice(0, abs.lastIndexOf('/')) || '/';
+        const name = abs.slice(abs.lastIndexOf('/') + 1);
+        const { tree } = await findSubtree(repo, snap.tree, dir);
+        const node: Node | undefined = (await repo.loadTree(tree)).nodes.find((n) => n.name === name);
+        if (!node) throw new CairnError('NOT_FOUND', `${abs} is not in snapshot ${shortId(snap.id)}`);
+        if (node.type !== 'file') throw new CairnError('BAD_INPUT', `${abs} is a ${node.type}, not a file: dump prints one file`);
+        for (const id of node.content ?? []) {
+          const data = await repo.loadBlob('data', id);
+          if (!ctx.out.write(data)) await new Promise((r) => ctx.out.once('drain', r));
+        }
+      }),
+    );
+}

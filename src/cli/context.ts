@@ -1,0 +1,143 @@
+import fs from 'node:fs/promises';
+import { CairnError } from '../errors.js';
+import { openBackend } from '../backend/location.js';
+import { parseCompressionMode } from '../compress/zstd.js';
+import { Repository } from '../repository/repository.js';
+import { Lock } from '../repository/lock.js';
+import { WorkerPool } from '../repository/worker-pool.js';
+import { createProgress, type ProgressReporter } from './progress.js';
+
+/** Options every command understands, as restic spells them. */
+export interface GlobalOptions {
+  repo?: string;
+  passwordFile?: string;
+  json?: boolean;
+  quiet?: boolean;
+  compression?: string;
+  noLock?: boolean;
+}
+
+export class Context {
+  readonly opts: GlobalOptions;
+  readonly out: NodeJS.WritableStream;
+  readonly err: NodeJS.WritableStream;
+  readonly signal: AbortSignal;
+  #cleanups: (() => Promise<void>)[] = [];
+
+  constructor(opts: GlobalOptions, signal: AbortSignal, out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr) {
+    this.opts = opts;
+    this.signal = signal;
+    this.out = out;
+    this.err = err;
+  }
+
+  print(line: string): void {
+    if (!this.opts.quiet) this.out.write(`${line}\n`);
+  }
+
+  /** Always printed, even with --quiet: the output the command exists for (JSON, file lists). */
+  write(text: string | Uint8Array): void {
+    this.out.write(text);
+  }
+
+  json(value: unknown): void {
+    this.out.write(`${JSON.stringify(value)}\n`);
+  }
+
+  warn(line: string): void {
+    if (this.opts.json) return;
+    this.err.write(`${line}\n`);
+  }
+
+  progress(): ProgressReporter {
+    if (this.opts.quiet) return createProgress('none');
+    if (this.opts.json) return createProgress('json', { out: this.out });
+    return createProgress((this.err as NodeJS.WriteStream).isTTY ? 'tty' : 'none', { err: this.err });
+  }
+
+  repoLocation(): string {
+    const loc = this.opts.repo ?? process.env.CAIRN_REPOSITORY ?? process.env.RESTIC_REPOSITORY;
+    if (!loc) throw new CairnError('BAD_INPUT', 'no repository given: use -r/--repo or set CAIRN_REPOSITORY');
+    return loc;
+  }
+
+  /** The password, from --password-file, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD (restic's variables too). */
+  async password(): Promise<string> {
+    const file = this.opts.passwordFile ?? process.env.CAIRN_PASSWORD_FILE ?? process.env.RESTIC_PASSWORD_FILE;
+    if (file) {
+      let text: string;
+      try {
+        text = await fs.readFile(file, 'utf8');
+      } catch (err) {
+        throw new CairnError('BAD_INPUT', `cannot read password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      // Like restic, only the first line counts, so a trailing newline is not part of the password.
+      return text.split(/\r?\n/)[0];
+    }
+    const env = process.env.CAIRN_PASSWORD ?? process.env.RESTIC_PASSWORD;
+    if (env !== undefined) return env;
+    if (process.stdin.isTTY) return readHidden('enter password for repository: ', this.err);
+    throw new CairnError('BAD_INPUT', 'no password given: use --password-file, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD');
+  }
+
+  async openRepository(): Promise<Repository> {
+    const backend = openBackend(this.repoLocation());
+    const compression = this.opts.compression ? parseCompressionMode(this.opts.compression) : undefined;
+    try {
+      const repo = await Repository.open(backend, await this.password(), { compression });
+      this.#cleanups.push(() => repo.close());
+      return repo;
+    } catch (err) {
+      await backend.close();
+      throw err;
+    }
+  }
+
+  async lock(repo: Repository, exclusive: boolean): Promise<void> {
+    if (this.opts.noLock) return;
+    const lock = await Lock.acquire(repo, exclusive);
+    this.#cleanups.unshift(() => lock.release());
+  }
+
+  pool(repo: Repository): WorkerPool {
+    const pool = new WorkerPool(repo);
+    this.#cleanups.unshift(() => pool.close());
+    return pool;
+  }
+
+  /** Releases locks, workers and backends in reverse order of acquisition. */
+  async close(): Promise<void> {
+    const c = this.#cleanups;
+    this.#cleanups = [];
+    for (const fn of c) {
+      try {
+        await fn();
+      } catch {
+        // Cleanup is best effort: a stale lock or an open handle must not hide the real result.
+      }
+    }
+  }
+}
+
+async function readHidden(prompt: string, err: NodeJS.WritableStream): Promise<string> {
+  err.write(prompt);
+  const stdin = process.stdin;
+  stdin.setRawMode?.(true);
+  stdin.resume();
+  let s = '';
+  try {
+    for await (const chunk of stdin) {
+      for (const ch of chunk.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return s;
+        if (ch === '\u0003') throw new CairnError('INTERRUPTED', 'interrupted');
+        if (ch === '\u007f') s = s.slice(0, -1);
+        else s += ch;
+      }
+    }
+    return s;
+  } finally {
+    stdin.setRawMode?.(false);
+    stdin.pause();
+    err.write('\n');
+  }
+}

@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { CairnError, exitCodeFor } from '../errors.js';
+import { Context, type GlobalOptions } from './context.js';
+import { registerRepoCommands } from './commands/repo.js';
+import { registerBackup } from './commands/backup.js';
+import { registerRestore } from './commands/restore.js';
+import { registerBrowse } from './commands/browse.js';
+import { PROGRAM_VERSION } from '../repository/snapshot.js';
+
+/** Runs a command body with a context, maps errors to messages and exit codes, always cleans up. */
+export type Run = (fn: (ctx: Context) => Promise<void>) => Promise<void>;
+
+export function buildProgram(): Command {
+  const program = new Command();
+  const controller = new AbortController();
+  let interrupted = 0;
+  const onSignal = (): void => {
+    interrupted++;
+    if (interrupted > 1) process.exit(130);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  program
+    .name('cairn')
+    .description('deduplicated, encrypted backups in restic-compatible repositories')
+    .version(PROGRAM_VERSION.replace('cairn ', ''))
+    .option('-r, --repo <location>', 'repository: a path, s3:… or rest:… (env CAIRN_REPOSITORY)')
+    .option('-p, --password-file <file>', 'read the password from a file (env CAIRN_PASSWORD_FILE)')
+    .option('--json', 'print JSON instead of text')
+    .option('-q, --quiet', 'print nothing but errors and requested output')
+    .option('--compression <mode>', 'compression for new data: auto, off or max')
+    .option('--no-lock', 'do not lock the repository (read-only commands)')
+    .showHelpAfterError()
+    .exitOverride();
+
+  const run: Run = async (fn) => {
+    const g = program.opts<GlobalOptions & { lock?: boolean }>();
+    const ctx = new Context({ ...g, noLock: g.lock === false }, controller.signal);
+    try {
+      await fn(ctx);
+    } catch (err) {
+      const e = controller.signal.aborted && !(err instanceof CairnError) ? new CairnError('INTERRUPTED', 'interrupted') : err;
+      const message = e instanceof CairnError ? e.message : `unexpected error: ${(e as Error).stack ?? String(e)}`;
+      if (ctx.opts.json) process.stderr.write(`${JSON.stringify({ message_type: 'exit_error', code: exitCodeFor(e), message })}\n`);
+      else process.stderr.write(`${message.startsWith('Fatal') || message.startsWith('Warning') ? '' : 'Fatal: '}${message}\n`);
+      process.exitCode = exitCodeFor(e);
+    } finally {
+      await ctx.close();
+    }
+  };
+
+  registerRepoCommands(program, run);
+  registerBackup(program, run);
+  registerRestore(program, run);
+  registerBrowse(program, run);
+  return program;
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 1;
+      return;
+    }
+    throw err;
+  }
+}
+
+await main();

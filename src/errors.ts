@@ -1,0 +1,51 @@
+/**
+ * One error type for the whole engine. Each `code` is stable: the CLI maps it to an exit code,
+ * the HTTP layer to a status and a JSON body `{"error":{"code","message"}}`.
+ * Messages say what went wrong and what to do; they never contain secrets.
+ */
+export type ErrorCode =
+  | 'BAD_INPUT'
+  | 'NOT_FOUND'
+  | 'REPO_NOT_FOUND'
+  | 'REPO_EXISTS'
+  | 'NOT_A_REPOSITORY'
+  | 'WRONG_PASSWORD'
+  | 'LOCKED'
+  | 'INTEGRITY'
+  | 'BACKEND_UNAVAILABLE'
+  | 'PARTIAL'
+  | 'INTERRUPTED'
+  | 'INTERNAL';
+
+export class CairnError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CairnError';
+    this.code = code;
+  }
+}
+
+/** Exit codes follow restic: 0 ok, 1 error, 3 some source files unreadable, 10 no repository, 11 locked, 12 wrong password, 130 interrupted. */
+export function exitCodeFor(err: unknown): number {
+  if (!(err instanceof CairnError)) return 1;
+  switch (err.code) {
+    case 'REPO_NOT_FOUND':
+      return 10;
+    case 'LOCKED':
+      return 11;
+    case 'WRONG_PASSWORD':
+      return 12;
+    case 'PARTIAL':
+      return 3;
+    case 'INTERRUPTED':
+      return 130;
+    default:
+      return 1;
+  }
+}
+
+export function isNotFound(err: unknown): boolean {
+  return err instanceof CairnError && err.code === 'NOT_FOUND';
+}

@@ -1,0 +1,61 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { CairnError } from '../errors.js';
+import { unixPermFromGoMode } from './filemode.js';
+import type { Node } from './node.js';
+import { parseTime } from './time.js';
+
+const run = promisify(execFile);
+
+/** glibc's encoding of st_rdev into major and minor numbers. */
+export function splitDevice(rdev: number): { major: number; minor: number } {
+  const d = BigInt(rdev);
+  const major = Number(((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn));
+  const minor = Number((d & 0xffn) | ((d >> 12n) & ~0xffn));
+  return { major, minor };
+}
+
+/**
+ * Creates a fifo or device node. Node has no mknod(2), so the coreutils commands do it (devices
+ * need root). Sockets are not restored, as restic does not: a socket belongs to a running process.
+ */
+export async function createSpecial(path: string, node: Node): Promise<void> {
+  switch (node.type) {
+    case 'fifo':
+      await run('mkfifo', ['--', path]);
+      return;
+    case 'dev':
+    case 'chardev': {
+      const { major, minor } = splitDevice(node.device ?? 0);
+      await run('mknod', ['--', path, node.type === 'dev' ? 'b' : 'c', String(major), String(minor)]);
+      return;
+    }
+    case 'socket':
+      return;
+    default:
+      throw new CairnError('INTERNAL', `createSpecial called for a ${node.type}`);
+  }
+}
+
+/**
+ * Sets ownership (when `owner`), mode and times from a node. Ownership goes first because chown
+ * clears setuid and setgid bits. Node passes times as a double of seconds and libuv keeps whole
+ * microseconds, so restored times are exact to the microsecond, not to the nanosecond the snapshot holds.
+ */
+export async function applyMetadata(path: string, node: Node, opts: { owner: boolean }): Promise<void> {
+  const link = node.type === 'symlink';
+  if (opts.owner) await fs.lchown(path, node.uid, node.gid);
+  if (!link && node.mode !== undefined) await fs.chmod(path, unixPermFromGoMode(node.mode));
+  // libuv truncates to whole microseconds after converting the double, so aim at the middle of the microsecond.
+  const toSeconds = (s: string): number => {
+    const ns = parseTime(s);
+    const sec = ns / 1_000_000_000n - (ns < 0n && ns % 1_000_000_000n !== 0n ? 1n : 0n);
+    const frac = Number(ns - sec * 1_000_000_000n);
+    return Number(sec) + (Math.floor(frac / 1000) * 1000 + 500) / 1e9;
+  };
+  const atime = toSeconds(node.atime);
+  const mtime = toSeconds(node.mtime);
+  if (link) await fs.lutimes(path, atime, mtime);
+  else await fs.utimes(path, atime, mtime);
+}

@@ -1,0 +1,133 @@
+import { CairnError } from '../errors.js';
+import type { Id } from '../repository/id.js';
+import { parsePackTail, type PackedBlob } from '../repository/pack.js';
+import type { Repository } from '../repository/repository.js';
+import type { WorkerPool } from '../repository/worker-pool.js';
+import { Limiter, mapLimit } from '../util/limit.js';
+
+export interface CheckOptions {
+  readData?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (p: { phase: string; done: number; total: number }) => void;
+}
+
+export interface CheckResult {
+  /** Damage: each names the pack, blob, tree or snapshot. */
+  errors: string[];
+  /** Not damage, but worth knowing (e.g. packs no index mentions). */
+  warnings: string[];
+  packs: number;
+  snapshots: number;
+}
+
+/** A pack's tail is read with this much slack, so most headers need one read. */
+const TAIL_GUESS = 64 * 1024;
+
+/**
+ * restic's check: index files load; every pack the index names exists and its header agrees with
+ * the index; every snapshot's trees load and every blob they reference is indexed; with
+ * `readData`, every pack is read whole and every blob decrypted and hashed.
+ */
+export async function checkRepository(repo: Repository, pool: WorkerPool | null, opts: CheckOptions = {}): Promise<CheckResult> {
+  const res: CheckResult = { errors: [], warnings: [], packs: 0, snapshots: 0 };
+  const expected = new Map<Id, Map<string, PackedBlob>>();
+
+  await repo.loadIndex({
+    onFile: (_id, j) => {
+      for (const p of j.packs) {
+        let m = expected.get(p.id);
+        if (!m) expected.set(p.id, (m = new Map()));
+        for (const b of p.blobs) {
+          m.set(`${b.type}:${b.id}:${b.offset}`, { id: b.id, type: b.type, offset: b.offset, length: b.length, uncompressedLength: b.uncompressed_length });
+        }
+      }
+    },
+    onError: (id, err) => res.errors.push(`index ${id}: ${(err as Error).message}`),
+  });
+  const index = repo.index;
+
+  const onDisk = new Map<Id, number>();
+  for await (const f of repo.backend.list('data')) onDisk.set(f.name, f.size);
+  for (const id of onDisk.keys()) if (!expected.has(id)) res.warnings.push(`pack ${id}: not referenced in any index`);
+  res.packs = onDisk.size;
+
+  const packIds = [...expected.keys()];
+  let done = 0;
+  const verifyHeader = (id: Id, blobs: PackedBlob[]): void => {
+    const want = expected.get(id)!;
+    const got = new Set(blobs.map((b) => `${b.type}:${b.id}:${b.offset}`));
+    for (const [k, b] of want) {
+      if (!got.has(k)) res.errors.push(`pack ${id}: ${b.type} blob ${b.id} listed in the index is not in the pack`);
+    }
+  };
+  await mapLimit(packIds, opts.readData ? 2 * (pool?.size ?? 1) : 8, async (id) => {
+    if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
+    const size = onDisk.get(id);
+    if (size === undefined) {
+      res.errors.push(`pack ${id}: does not exist (listed in the index)`);
+      return;
+    }
+    try {
+      if (opts.readData && pool) {
+        const data = await repo.backend.load({ type: 'data', name: id });
+        const r = await pool.checkPack(id, data);
+        res.errors.push(...r.errors);
+        if (r.blobs.length > 0) verifyHeader(id, r.blobs);
+      } else {
+        const off = Math.max(0, size - TAIL_GUESS);
+        let tail = await repo.backend.load({ type: 'data', name: id }, off, size - off);
+        let parsed = parsePackTail(repo.key, tail, size, id);
+        if ('need' in parsed) {
+          tail = await repo.backend.load({ type: 'data', name: id }, size - parsed.need, parsed.need);
+          parsed = parsePackTail(repo.key, tail, size, id);
+        }
+        if ('blobs' in parsed) verifyHeader(id, parsed.blobs);
+      }
+    } catch (err) {
+      res.errors.push(err instanceof CairnError && (err as Error).message.startsWith('pack ') ? (err as Error).message : `pack ${id}: ${(err as Error).message}`);
+    }
+    opts.onProgress?.({ phase: opts.readData ? 'read data' : 'packs', done: ++done, total: packIds.length });
+  });
+
+  // Trees: every snapshot's, once each; every referenced blob must be indexed.
+  const seen = new Set<Id>();
+  const limiter = new Limiter(8);
+  const walkTree = async (id: Id, where: string): Promise<void> => {
+    if (seen.has(id)) return;
+    seen.add(id);
+    if (!index.has('tree', id)) {
+      res.errors.push(`tree ${id} (${where}): not in the index`);
+      return;
+    }
+    let nodes;
+    try {
+      nodes = (await limiter.run(() => repo.loadTree(id))).nodes;
+    } catch (err) {
+      res.errors.push(`tree ${id} (${where}): ${(err as Error).message}`);
+      return;
+    }
+    const subs: Promise<void>[] = [];
+    for (const n of nodes) {
+      const p = `${where === '/' ? '' : where}/${n.name}`;
+      if (n.type === 'file') {
+        for (const b of n.content ?? []) if (!index.has('data', b)) res.errors.push(`file ${p} (tree ${id}): data blob ${b} not in the index`);
+      } else if (n.type === 'dir') {
+        if (!n.subtree) res.errors.push(`dir ${p} (tree ${id}): no subtree`);
+        else subs.push(walkTree(n.subtree, p));
+      }
+    }
+    await Promise.all(subs);
+  };
+  const snapshots = await repo.listSnapshots((id, err) => res.errors.push(`snapshot ${id}: ${(err as Error).message}`));
+  res.snapshots = snapshots.length;
+  for (const s of snapshots) {
+    if (!s.tree) {
+      res.errors.push(`snapshot ${s.id}: no tree`);
+      continue;
+    }
+    const before = res.errors.length;
+    await walkTree(s.tree, '/');
+    if (res.errors.length > before) res.errors.push(`snapshot ${s.id}: references damaged or missing data`);
+  }
+  return res;
+}

@@ -1,0 +1,273 @@
+/**
+ * A blob worker: the CPU-heavy half of backup, restore and check, run on one thread per core.
+ * For backup it reads a source file itself, chunks it, hashes each chunk, and seals the chunks
+ * the repository does not have yet into its own data pack, which it hands to the main thread
+ * when full. For restore and check it opens blobs out of pack bytes the main thread loaded.
+ */
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { Chunker, MAX_CHUNK, MIN_CHUNK } from '../chunker/chunker.js';
+import { Key } from '../crypto/crypto.js';
+import { compress, decompress } from '../compress/zstd.js';
+import { CairnError } from '../errors.js';
+import { PackBuilder, parsePackTail } from './pack.js';
+import type { CheckPackResult, OpenBlob, OpenResult, Reply, Request, SaveResult, WorkerInit } from './worker-protocol.js';
+import { transferable } from '../util/transfer.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const key = Key.fromRaw(init.key);
+const chunker = new Chunker(BigInt(`0x${init.polynomial}`));
+const known = new Set<string>();
+/** Packs handed over but not yet saved; past this many the worker waits, so memory stays flat. */
+const MAX_UNSAVED_PACKS = 2;
+let unsaved = 0;
+let packSavedWaiter: (() => void) | null = null;
+let pack = new PackBuilder(key);
+const READ_SIZE = 4 * 1024 * 1024;
+let readBuf = Buffer.allocUnsafe(MAX_CHUNK + READ_SIZE);
+
+function post(msg: Reply, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(msg, transfer);
+}
+
+async function emitPack(): Promise<void> {
+  if (pack.count === 0) return;
+  const done = pack.finish();
+  pack = new PackBuilder(key);
+  const data = transferable(done.bytes);
+  unsaved++;
+  post({ op: 'pack', id: done.id, data, blobs: done.blobs }, [data]);
+  while (unsaved > MAX_UNSAVED_PACKS) await new Promise<void>((r) => (packSavedWaiter = r));
+}
+
+/** Hashes a chunk and, when new, seals it into the current pack. */
+async function saveChunk(chunk: Buffer, r: SaveResult): Promise<void> {
+  const id = createHash('sha256').update(chunk).digest('hex');
+  r.content.push(id);
+  if (known.has(id)) return;
+  known.add(id);
+  let sealed: Buffer;
+  let uncompressedLength: number | undefined;
+  if (init.compression !== 'off') {
+    const packed = compress(chunk, init.compression);
+    if (packed.length < chunk.length) {
+      sealed = key.encrypt(packed);
+      uncompressedLength = chunk.length;
+    } else {
+      sealed = key.encrypt(chunk);
+    }
+  } else {
+    sealed = key.encrypt(chunk);
+  }
+  pack.add('data', id, sealed, uncompressedLength);
+  r.blobsNew++;
+  r.bytesNew += chunk.length;
+  r.bytesPacked += sealed.length;
+  if (pack.size >= init.packSize) await emitPack();
+}
+
+function openFlags(): number {
+  return fs.constants.O_RDONLY | (init.noatime ? fs.constants.O_NOATIME : 0);
+}
+
+async function saveFile(path: string): Promise<SaveResult> {
+  const r: SaveResult = { content: [], size: 0, blobsNew: 0, bytesNew: 0, bytesPacked: 0 };
+  let fd: number;
+  try {
+    fd = fs.openSync(path, openFlags());
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
+    fd = fs.openSync(path, fs.constants.O_RDONLY);
+  }
+  try {
+    chunker.reset();
+    // `start` is where the current chunk begins in readBuf; `end` is how much of readBuf is filled.
+    let start = 0;
+    let end = 0;
+    let small = true;
+    for (;;) {
+      if (end + READ_SIZE > readBuf.length) {
+        readBuf.copy(readBuf, 0, start, end);
+        end -= start;
+        start = 0;
+      }
+      const n = fs.readSync(fd, readBuf, end, READ_SIZE, null);
+      if (n === 0) break;
+      const from = end;
+      end += n;
+      r.size += n;
+      if (small && r.size < MIN_CHUNK) continue;
+      if (small) {
+        small = false;
+        const base = start;
+        for (const cut of chunker.push(readBuf.subarray(base, end))) {
+          await saveChunk(readBuf.subarray(start, base + cut), r);
+          start = base + cut;
+        }
+        continue;
+      }
+      for (const cut of chunker.push(readBuf.subarray(from, end))) {
+        await saveChunk(readBuf.subarray(start, from + cut), r);
+        start = from + cut;
+      }
+    }
+    if (end > start) await saveChunk(readBuf.subarray(start, end), r);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return r;
+}
+
+async function saveBuffer(data: ArrayBuffer): Promise<SaveResult> {
+  const r: SaveResult = { content: [], size: data.byteLength, blobsNew: 0, bytesNew: 0, bytesPacked: 0 };
+  await saveChunk(Buffer.from(data), r);
+  return r;
+}
+
+function openBlobs(data: ArrayBuffer, blobs: OpenBlob[]): OpenResult {
+  const buf = Buffer.from(data);
+  const plains: Buffer[] = [];
+  const lengths: number[] = [];
+  const errors: (string | null)[] = [];
+  for (const b of blobs) {
+    try {
+      const p = openBlob(buf.subarray(b.offset, b.offset + b.length), b);
+      plains.push(p);
+      lengths.push(p.length);
+      errors.push(null);
+    } catch (err) {
+      lengths.push(-1);
+      errors.push((err as Error).message);
+    }
+  }
+  const out = plains.length === 1 ? plains[0] : Buffer.concat(plains);
+  return { data: transferable(out), lengths, errors };
+}
+
+function openBlob(sealed: Buffer, b: OpenBlob): Buffer {
+  if (sealed.length !== b.length) throw new CairnError('INTEGRITY', `blob ${b.id} is truncated`);
+  let plain: Buffer;
+  try {
+    plain = key.decrypt(sealed);
+  } catch {
+    throw new CairnError('INTEGRITY', `blob ${b.id} fails verification (damaged ciphertext)`);
+  }
+  if (b.uncompressedLength !== undefined) plain = decompress(plain, b.uncompressedLength);
+  if (createHash('sha256').update(plain).digest('hex') !== b.id) throw new CairnError('INTEGRITY', `blob ${b.id} has the wrong content hash`);
+  return plain;
+}
+
+function checkPack(id: string, data: ArrayBuffer): CheckPackResult {
+  const buf = Buffer.from(data);
+  const errors: string[] = [];
+  const actual = createHash('sha256').update(buf).digest('hex');
+  if (actual !== id) errors.push(`pack ${id}: content hash is ${actual}, the file is damaged`);
+  let header;
+  try {
+    header = parsePackTail(key, buf, buf.length, id);
+  } catch (err) {
+    errors.push((err as Error).message);
+    return { blobs: [], errors };
+  }
+  if ('need' in header) {
+    errors.push(`pack ${id}: header does not fit the file`);
+    return { blobs: [], errors };
+  }
+  for (const b of header.blobs) {
+    try {
+      openBlob(buf.subarray(b.offset, b.offset + b.length), b);
+    } catch (err) {
+      errors.push(`pack ${id}: ${b.type} ${(err as Error).message}`);
+    }
+  }
+  return { blobs: header.blobs, errors };
+}
+
+/** Whether the file at `path` already holds exactly these blobs (for resuming a restore). */
+function verifyFile(path: string, blobs: { id: string; size: number }[]): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    const total = blobs.reduce((s, b) => s + b.size, 0);
+    if (fs.fstatSync(fd).size !== total) return false;
+    let pos = 0;
+    for (const b of blobs) {
+      if (readBuf.length < b.size) readBuf = Buffer.allocUnsafe(b.size);
+      const view = readBuf.subarray(0, b.size);
+      let got = 0;
+      while (got < b.size) {
+        const n = fs.readSync(fd, view, got, b.size - got, pos + got);
+        if (n === 0) return false;
+        got += n;
+      }
+      if (createHash('sha256').update(view).digest('hex') !== b.id) return false;
+      pos += b.size;
+    }
+    return true;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+let queue: Promise<void> = Promise.resolve();
+
+async function handle(m: Request): Promise<void> {
+  switch (m.op) {
+    case 'file':
+      return reply(m.seq, () => saveFile(m.path));
+    case 'buffer':
+      return reply(m.seq, () => saveBuffer(m.data));
+    case 'flush':
+      return reply(m.seq, async () => {
+        await emitPack();
+        return null;
+      });
+    case 'open': {
+      const seq = m.seq;
+      try {
+        const res = openBlobs(m.data, m.blobs);
+        post({ op: 'done', seq, result: res }, [res.data]);
+      } catch (err) {
+        post({ op: 'error', seq, message: (err as Error).message });
+      }
+      return;
+    }
+    case 'checkPack':
+      return reply(m.seq, async () => checkPack(m.id, m.data));
+    case 'verifyFile':
+      return reply(m.seq, async () => verifyFile(m.path, m.blobs));
+    default:
+      return;
+  }
+}
+
+async function reply(seq: number, fn: () => Promise<unknown>): Promise<void> {
+  try {
+    post({ op: 'done', seq, result: await fn() });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException & { code?: string };
+    post({ op: 'error', seq, message: e.message, code: err instanceof CairnError ? err.code : undefined, errno: err instanceof CairnError ? undefined : e.code });
+  }
+}
+
+port.on('message', (m: Request) => {
+  if (m.op === 'known') {
+    for (const id of m.ids) known.add(id);
+    return;
+  }
+  if (m.op === 'packSaved') {
+    unsaved--;
+    const w = packSavedWaiter;
+    packSavedWaiter = null;
+    w?.();
+    return;
+  }
+  // Jobs run one after another: the pack and the read buffer belong to one job at a time.
+  queue = queue.then(() => handle(m));
+});

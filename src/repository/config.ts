@@ -1,0 +1,32 @@
+import { randomBytes } from 'node:crypto';
+import { CairnError } from '../errors.js';
+import { polynomialFromHex, polynomialToHex, randomPolynomial } from '../chunker/polynomial.js';
+
+/** The repository's `config` file. */
+export interface ConfigJSON {
+  version: number;
+  id: string;
+  chunker_polynomial: string;
+}
+
+export interface RepoConfig {
+  readonly version: 1 | 2;
+  readonly id: string;
+  readonly polynomial: bigint;
+}
+
+export function newConfig(version: 1 | 2 = 2): RepoConfig {
+  return { version, id: randomBytes(32).toString('hex'), polynomial: randomPolynomial() };
+}
+
+export function configToJSON(c: RepoConfig): ConfigJSON {
+  return { version: c.version, id: c.id, chunker_polynomial: polynomialToHex(c.polynomial) };
+}
+
+export function configFromJSON(j: ConfigJSON): RepoConfig {
+  if (j.version !== 1 && j.version !== 2) {
+    throw new CairnError('BAD_INPUT', `unsupported repository version ${j.version}: Cairn reads versions 1 and 2`);
+  }
+  if (typeof j.id !== 'string' || j.id.length === 0) throw new CairnError('INTEGRITY', 'config has no repository id');
+  return { version: j.version, id: j.id, polynomial: polynomialFromHex(j.chunker_polynomial) };
+}

@@ -1,0 +1,154 @@
+import os from 'node:os';
+import { CairnError } from '../errors.js';
+import { formatTime, parseTime } from '../fs/time.js';
+import type { Id } from './id.js';
+import type { Repository } from './repository.js';
+import { currentUser } from './snapshot.js';
+
+/** A lock file's JSON, as restic writes it. */
+export interface LockJSON {
+  time: string;
+  exclusive: boolean;
+  hostname: string;
+  username: string;
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+/** restic's rules: a lock older than this is stale; locks are refreshed well inside it. */
+export const STALE_AFTER_MS = 30 * 60 * 1000;
+export const REFRESH_EVERY_MS = 5 * 60 * 1000;
+/** After writing our lock, wait this long and look again, so two clients racing both see each other. */
+const SETTLE_MS = 200;
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export function isStale(l: LockJSON, now = Date.now()): boolean {
+  let t: number;
+  try {
+    t = Number(parseTime(l.time) / 1_000_000n);
+  } catch {
+    return true;
+  }
+  if (now - t > STALE_AFTER_MS) return true;
+  return l.hostname === os.hostname() && !processAlive(l.pid);
+}
+
+export function describeLock(l: LockJSON, id: Id): string {
+  return `${l.exclusive ? 'exclusive' : 'non-exclusive'} lock ${id.slice(0, 8)} held by PID ${l.pid} on ${l.hostname} by ${l.username} since ${l.time}`;
+}
+
+/**
+ * A lock held on a repository. Acquire with `Lock.acquire`; it refreshes itself in the background
+ * (writing the new lock file before removing the old one) until `release`.
+ */
+export class Lock {
+  readonly #repo: Repository;
+  readonly #exclusive: boolean;
+  #id: Id;
+  #timer: NodeJS.Timeout | null = null;
+  #released = false;
+
+  private constructor(repo: Repository, exclusive: boolean, id: Id) {
+    this.#repo = repo;
+    this.#exclusive = exclusive;
+    this.#id = id;
+  }
+
+  get id(): Id {
+    return this.#id;
+  }
+
+  static async acquire(repo: Repository, exclusive: boolean): Promise<Lock> {
+    await Lock.#checkConflicts(repo, exclusive, null);
+    const id = await repo.saveJSON('lock', JSON.stringify(Lock.#body(exclusive)));
+    const lock = new Lock(repo, exclusive, id);
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    try {
+      await Lock.#checkConflicts(repo, exclusive, id);
+    } catch (err) {
+      await repo.backend.remove({ type: 'lock', name: id });
+      throw err;
+    }
+    lock.#timer = setInterval(() => void lock.#refresh(), REFRESH_EVERY_MS);
+    lock.#timer.unref();
+    return lock;
+  }
+
+  static #body(exclusive: boolean): LockJSON {
+    const u = currentUser();
+    return {
+      time: formatTime(BigInt(Date.now()) * 1_000_000n),
+      exclusive,
+      hostname: os.hostname(),
+      username: u.username,
+      pid: process.pid,
+      uid: u.uid,
+      gid: u.gid,
+    };
+  }
+
+  static async #checkConflicts(repo: Repository, exclusive: boolean, own: Id | null): Promise<void> {
+    for (const id of await repo.listIds('lock')) {
+      if (id === own) continue;
+      let l: LockJSON;
+      try {
+        l = await repo.loadJSON<LockJSON>('lock', id);
+      } catch (err) {
+        // A lock removed while we listed, or one we cannot read, blocks nobody.
+        if (err instanceof CairnError && (err.code === 'NOT_FOUND' || err.code === 'INTEGRITY')) continue;
+        throw err;
+      }
+      if (isStale(l)) continue;
+      if (exclusive || l.exclusive) {
+        throw new CairnError('LOCKED', `repository is already locked: ${describeLock(l, id)}; if that process is gone, run "cairn unlock"`);
+      }
+    }
+  }
+
+  async #refresh(): Promise<void> {
+    if (this.#released) return;
+    try {
+      const id = await this.#repo.saveJSON('lock', JSON.stringify(Lock.#body(this.#exclusive)));
+      const old = this.#id;
+      this.#id = id;
+      await this.#repo.backend.remove({ type: 'lock', name: old });
+    } catch {
+      // A failed refresh is retried at the next interval; the lock stays valid for 30 minutes.
+    }
+  }
+
+  async release(): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    if (this.#timer) clearInterval(this.#timer);
+    await this.#repo.backend.remove({ type: 'lock', name: this.#id });
+  }
+}
+
+/** Removes stale locks (all locks with `all`); returns the ids removed. */
+export async function removeLocks(repo: Repository, all: boolean): Promise<Id[]> {
+  const removed: Id[] = [];
+  for (const id of await repo.listIds('lock')) {
+    if (!all) {
+      let l: LockJSON;
+      try {
+        l = await repo.loadJSON<LockJSON>('lock', id);
+      } catch {
+        continue;
+      }
+      if (!isStale(l)) continue;
+    }
+    await repo.backend.remove({ type: 'lock', name: id });
+    removed.push(id);
+  }
+  return removed;
+}

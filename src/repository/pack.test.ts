@@ -1,0 +1,99 @@
+import { describe, expect, it } from 'vitest';
+import { Key } from '../crypto/crypto.js';
+import { hashId } from './id.js';
+import { PackBuilder, encodePackHeader, parsePackHeader, parsePackTail } from './pack.js';
+import { buildIndexFiles, MasterIndex, MAX_BLOBS_PER_INDEX } from './master-index.js';
+import { decodeUnpacked, encodeUnpacked } from './unpacked.js';
+
+describe('packs', () => {
+  const key = Key.random();
+
+  it('round trips a header with plain and compressed entries of both types', () => {
+    const blobs = [
+      { id: hashId(Buffer.from('a')), type: 'data' as const, offset: 0, length: 40 },
+      { id: hashId(Buffer.from('b')), type: 'data' as const, offset: 40, length: 50, uncompressedLength: 900 },
+      { id: hashId(Buffer.from('c')), type: 'tree' as const, offset: 90, length: 60 },
+      { id: hashId(Buffer.from('d')), type: 'tree' as const, offset: 150, length: 70, uncompressedLength: 1000 },
+    ];
+    const plain = encodePackHeader(blobs);
+    expect(plain.length).toBe(37 + 41 + 37 + 41);
+    expect([...plain.subarray(0, 1)]).toEqual([0]);
+    expect(plain[37]).toBe(2);
+    expect(plain[78]).toBe(1);
+    expect(plain[115]).toBe(3);
+    expect(parsePackHeader(plain, 'p')).toEqual(blobs);
+  });
+
+  it('builds a pack whose tail parses back and whose name is its hash', () => {
+    const b = new PackBuilder(key);
+    const blobA = key.encrypt(Buffer.from('hello'));
+    const blobB = key.encrypt(Buffer.from('world!'));
+    b.add('data', hashId(Buffer.from('hello')), blobA);
+    b.add('data', hashId(Buffer.from('world!')), blobB, 6);
+    const { id, bytes, blobs } = b.finish();
+    expect(id).toBe(hashId(bytes));
+    const r = parsePackTail(key, bytes, bytes.length, id);
+    expect(r).toEqual({ blobs });
+    expect(blobs[1].offset).toBe(blobA.length);
+  });
+
+  it('asks for more bytes when the header does not fit the tail it was given', () => {
+    const b = new PackBuilder(key);
+    for (let i = 0; i < 100; i++) b.add('data', hashId(Buffer.from([i])), key.encrypt(Buffer.from([i])));
+    const { id, bytes } = b.finish();
+    const r = parsePackTail(key, bytes.subarray(bytes.length - 100), bytes.length, id);
+    expect('need' in r && r.need).toBeGreaterThan(100);
+  });
+
+  it('rejects damaged headers and lengths', () => {
+    const b = new PackBuilder(key);
+    b.add('data', hashId(Buffer.from('x')), key.encrypt(Buffer.from('x')));
+    const { id, bytes } = b.finish();
+    const flipped = Buffer.from(bytes);
+    flipped[flipped.length - 10] ^= 1;
+    expect(() => parsePackTail(key, flipped, flipped.length, id)).toThrow(/header fails verification/);
+    const badLen = Buffer.from(bytes);
+    badLen.writeUInt32LE(0xffffff, badLen.length - 4);
+    expect(() => parsePackTail(key, badLen, badLen.length, id)).toThrow(/invalid header length/);
+    expect(() => parsePackTail(key, bytes, bytes.length + 5, id)).toThrow(/header describes/);
+  });
+});
+
+describe('index', () => {
+  it('splits index files by blob count and keeps the first location of a duplicate', () => {
+    const packs = Array.from({ length: 3 }, (_, p) => ({
+      id: hashId(Buffer.from(`pack${p}`)),
+      blobs: Array.from({ length: 30_000 }, (_, i) => ({ id: hashId(Buffer.from(`${p}-${i}`)), type: 'data' as const, offset: i * 100, length: 100 })),
+    }));
+    const files = buildIndexFiles(packs, ['f'.repeat(64)]);
+    expect(files.length).toBe(3);
+    for (const f of files) expect(f.packs.reduce((n, p) => n + p.blobs.length, 0)).toBeLessThanOrEqual(MAX_BLOBS_PER_INDEX);
+    expect(files[0].supersedes).toEqual(['f'.repeat(64)]);
+    expect(files[1].supersedes).toBeUndefined();
+
+    const idx = new MasterIndex();
+    for (const f of files) idx.addIndexJSON(f, 'x');
+    expect(idx.size).toBe(90_000);
+    const dup = packs[0].blobs[5];
+    idx.addPack(hashId(Buffer.from('later')), [{ ...dup, offset: 7 }]);
+    expect(idx.lookup('data', dup.id)?.packId).toBe(packs[0].id);
+    expect(idx.has('tree', dup.id)).toBe(false);
+  });
+
+  it('writes uncompressed_length only for compressed blobs', () => {
+    const [f] = buildIndexFiles([{ id: 'a'.repeat(64), blobs: [{ id: 'b'.repeat(64), type: 'tree', offset: 0, length: 50, uncompressedLength: 80 }, { id: 'c'.repeat(64), type: 'tree', offset: 50, length: 40 }] }]);
+    expect(JSON.stringify(f)).toBe(`{"packs":[{"id":"${'a'.repeat(64)}","blobs":[{"id":"${'b'.repeat(64)}","type":"tree","offset":0,"length":50,"uncompressed_length":80},{"id":"${'c'.repeat(64)}","type":"tree","offset":50,"length":40}]}]}`);
+  });
+});
+
+describe('unpacked files', () => {
+  it('encodes v2 with the zstd byte and reads plain JSON too', () => {
+    const json = JSON.stringify({ a: 'x'.repeat(1000) });
+    const v2 = encodeUnpacked(json, true);
+    expect(v2[0]).toBe(2);
+    expect(v2.length).toBeLessThan(json.length);
+    expect(decodeUnpacked(v2, 't')).toBe(json);
+    expect(decodeUnpacked(encodeUnpacked(json, false), 't')).toBe(json);
+    expect(() => decodeUnpacked(Buffer.from([9, 1, 2]), 'thing')).toThrow(/thing has unknown encoding version 9/);
+  });
+});

@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto';
+import { CairnError } from '../errors.js';
+import type { Key } from '../crypto/crypto.js';
+import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
+import type { Id } from './id.js';
+
+/**
+ * Pack files: EncryptedBlob1 || … || EncryptedBlobN || EncryptedHeader || HeaderLength (uint32 LE).
+ * Header entries: a type byte (0 data, 1 tree, 2 compressed data, 3 compressed tree), the
+ * encrypted length (uint32 LE), for compressed types the plaintext length (uint32 LE), then the
+ * 32-byte plaintext hash.
+ */
+export type BlobType = 'data' | 'tree';
+
+export interface PackedBlob {
+  readonly id: Id;
+  readonly type: BlobType;
+  /** Offset of the encrypted blob in its pack. */
+  readonly offset: number;
+  /** Length of the encrypted blob (IV, ciphertext and MAC). */
+  readonly length: number;
+  /** Plaintext length, set only for compressed blobs. */
+  readonly uncompressedLength?: number;
+}
+
+const ENTRY_PLAIN = 1 + 4 + 32;
+const ENTRY_COMPRESSED = 1 + 4 + 4 + 32;
+/** A pack header larger than this is damage, not data: restic's packs hold at most a few thousand blobs. */
+const MAX_HEADER = 16 * 1024 * 1024;
+
+export function encodePackHeader(blobs: readonly PackedBlob[]): Buffer {
+  let size = 0;
+  for (const b of blobs) size += b.uncompressedLength === undefined ? ENTRY_PLAIN : ENTRY_COMPRESSED;
+  const out = Buffer.allocUnsafe(size);
+  let p = 0;
+  for (const b of blobs) {
+    const compressed = b.uncompressedLength !== undefined;
+    out[p++] = (b.type === 'tree' ? 1 : 0) | (compressed ? 2 : 0);
+    out.writeUInt32LE(b.length, p);
+    p += 4;
+    if (compressed) {
+      out.writeUInt32LE(b.uncompressedLength!, p);
+      p += 4;
+    }
+    p += out.write(b.id, p, 'hex');
+  }
+  return out;
+}
+
+/** Parses a decrypted pack header; offsets follow from the lengths. */
+export function parsePackHeader(plain: Buffer, packId: Id): PackedBlob[] {
+  const blobs: PackedBlob[] = [];
+  let p = 0;
+  let offset = 0;
+  while (p < plain.length) {
+    const t = plain[p];
+    if (t > 3) throw new CairnError('INTEGRITY', `pack ${packId}: invalid blob type ${t} in header`);
+    const compressed = (t & 2) !== 0;
+    const need = compressed ? ENTRY_COMPRESSED : ENTRY_PLAIN;
+    if (p + need > plain.length) throw new CairnError('INTEGRITY', `pack ${packId}: truncated header entry`);
+    const length = plain.readUInt32LE(p + 1);
+    const uncompressedLength = compressed ? plain.readUInt32LE(p + 5) : undefined;
+    const id = plain.toString('hex', p + need - 32, p + need);
+    if (length < CRYPTO_OVERHEAD) throw new CairnError('INTEGRITY', `pack ${packId}: blob ${id} too short`);
+    blobs.push({ id, type: (t & 1) === 1 ? 'tree' : 'data', offset, length, uncompressedLength });
+    offset += length;
+    p += need;
+  }
+  return blobs;
+}
+
+/** The encrypted header and its length field, as appended to a pack. */
+export function sealPackHeader(key: Key, blobs: readonly PackedBlob[]): Buffer {
+  const sealed = key.encrypt(encodePackHeader(blobs));
+  const tail = Buffer.allocUnsafe(4);
+  tail.writeUInt32LE(sealed.length, 0);
+  return Buffer.concat([sealed, tail]);
+}
+
+/**
+ * Reads and checks a pack's header from its tail. `tail` holds the last bytes of the pack (at
+ * least the header and its length field when `tail.length === packSize`); when the header does not
+ * fit, the length it needs is returned so the caller can load more.
+ */
+export function parsePackTail(
+  key: Key,
+  tail: Buffer,
+  packSize: number,
+  packId: Id,
+): { blobs: PackedBlob[] } | { need: number } {
+  if (packSize < 4 + CRYPTO_OVERHEAD) throw new CairnError('INTEGRITY', `pack ${packId}: file too short (${packSize} bytes)`);
+  const headerLength = tail.readUInt32LE(tail.length - 4);
+  if (headerLength < CRYPTO_OVERHEAD || headerLength > MAX_HEADER || headerLength + 4 > packSize) {
+    throw new CairnError('INTEGRITY', `pack ${packId}: invalid header length ${headerLength}`);
+  }
+  if (headerLength + 4 > tail.length) return { need: headerLength + 4 };
+  const sealed = tail.subarray(tail.length - 4 - headerLength, tail.length - 4);
+  let plain: Buffer;
+  try {
+    plain = key.decrypt(sealed);
+  } catch {
+    throw new CairnError('INTEGRITY', `pack ${packId}: header fails verification`);
+  }
+  const blobs = parsePackHeader(plain, packId);
+  const dataEnd = blobs.length === 0 ? 0 : blobs[blobs.length - 1].offset + blobs[blobs.length - 1].length;
+  if (dataEnd + headerLength + 4 !== packSize) {
+    throw new CairnError('INTEGRITY', `pack ${packId}: header describes ${dataEnd} bytes of blobs but the file has ${packSize - headerLength - 4}`);
+  }
+  return { blobs };
+}
+
+/** Collects sealed blobs into one pack; `finish` appends the header and names the pack by its hash. */
+export class PackBuilder {
+  readonly #key: Key;
+  readonly #parts: Uint8Array[] = [];
+  readonly #blobs: PackedBlob[] = [];
+  #size = 0;
+
+  constructor(key: Key) {
+    this.#key = key;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get count(): number {
+    return this.#blobs.length;
+  }
+
+  add(type: BlobType, id: Id, sealed: Uint8Array, uncompressedLength?: number): void {
+    this.#blobs.push({ id, type, offset: this.#size, length: sealed.length, uncompressedLength });
+    this.#parts.push(sealed);
+    this.#size += sealed.length;
+  }
+
+  finish(): { id: Id; bytes: Buffer; blobs: PackedBlob[] } {
+    this.#parts.push(sealPackHeader(this.#key, this.#blobs));
+    const bytes = Buffer.concat(this.#parts);
+    const id = createHash('sha256').update(bytes).digest('hex');
+    return { id, bytes, blobs: this.#blobs };
+  }
+}

@@ -1,0 +1,245 @@
+import { CairnError } from '../errors.js';
+import type { Backend, FileType } from '../backend/backend.js';
+import { Key } from '../crypto/crypto.js';
+import type { KdfParams } from '../crypto/kdf.js';
+import { compress, decompress, type CompressionMode } from '../compress/zstd.js';
+import { mapLimit } from '../util/limit.js';
+import { configFromJSON, configToJSON, newConfig, type ConfigJSON, type RepoConfig } from './config.js';
+import { hashId, ID_PATTERN, type Id } from './id.js';
+import { addKey, openMasterKey } from './keyfile.js';
+import { buildIndexFiles, MasterIndex, type IndexJSON } from './master-index.js';
+import { PackBuilder, type BlobType, type PackedBlob } from './pack.js';
+import { decodeUnpacked, encodeUnpacked, parseJSON } from './unpacked.js';
+import type { Snapshot, SnapshotJSON } from './snapshot.js';
+import { snapshotToJSON } from './snapshot.js';
+import { decodeTree, type Tree } from './tree.js';
+
+/** Packs are cut at this size: large enough for few files, small enough to upload and retry. */
+export const PACK_SIZE = 16 * 1024 * 1024;
+const TREE_PACK_SIZE = 4 * 1024 * 1024;
+
+export interface OpenOptions {
+  compression?: CompressionMode;
+}
+
+/**
+ * A restic-format repository: config, keys, packs, index files and snapshots on a backend.
+ * Writes follow restic's order (packs, then index files, then the snapshot), so a crash never
+ * leaves a snapshot that points at missing data.
+ */
+export class Repository {
+  readonly backend: Backend;
+  readonly key: Key;
+  readonly keyId: Id;
+  readonly config: RepoConfig;
+  readonly index = new MasterIndex();
+  compression: CompressionMode;
+
+  #treePack: PackBuilder | null = null;
+  #pendingBlobs = new Map<string, true>();
+  #unindexed: { id: Id; blobs: PackedBlob[] }[] = [];
+  #indexLoaded = false;
+
+  private constructor(backend: Backend, key: Key, keyId: Id, config: RepoConfig, opts: OpenOptions) {
+    this.backend = backend;
+    this.key = key;
+    this.keyId = keyId;
+    this.config = config;
+    this.compression = config.version >= 2 ? (opts.compression ?? 'auto') : 'off';
+  }
+
+  /** Creates a new repository (format version 2 unless told otherwise) with one key for `password`. */
+  static async init(backend: Backend, password: string, opts: OpenOptions & { version?: 1 | 2; kdf?: KdfParams } = {}): Promise<Repository> {
+    if (password.length === 0) throw new CairnError('BAD_INPUT', 'an empty password is not allowed');
+    if (await backend.exists()) throw new CairnError('REPO_EXISTS', `a repository already exists at ${backend.location}`);
+    await backend.create();
+    const master = Key.random();
+    const keyId = await addKey(backend, master, password, opts.kdf);
+    const config = newConfig(opts.version ?? 2);
+    const sealed = master.encrypt(encodeUnpacked(JSON.stringify(configToJSON(config)), false));
+    await backend.save({ type: 'config', name: '' }, sealed);
+    const repo = new Repository(backend, master, keyId, config, opts);
+    repo.#indexLoaded = true;
+    return repo;
+  }
+
+  /** Opens an existing repository: `REPO_NOT_FOUND` without a config, `WRONG_PASSWORD` when no key fits. */
+  static async open(backend: Backend, password: string, opts: OpenOptions = {}): Promise<Repository> {
+    if (!(await backend.exists())) {
+      throw new CairnError('REPO_NOT_FOUND', `no repository at ${backend.location}: the config file is missing (run "cairn init" first)`);
+    }
+    const { key, keyId } = await openMasterKey(backend, password);
+    let raw: Buffer;
+    try {
+      raw = key.decrypt(await backend.load({ type: 'config', name: '' }));
+    } catch (err) {
+      if (err instanceof CairnError && err.code === 'INTEGRITY') throw new CairnError('INTEGRITY', 'the config file fails verification: it is damaged or belongs to another repository');
+      throw err;
+    }
+    const config = configFromJSON(parseJSON<ConfigJSON>(decodeUnpacked(raw, 'config'), 'config'));
+    return new Repository(backend, key, keyId, config, opts);
+  }
+
+  /** Loads, verifies and decodes an unpacked file (index, snapshot, lock). */
+  async loadJSON<T>(type: Exclude<FileType, 'data' | 'key' | 'config'>, id: Id): Promise<T> {
+    const bytes = await this.backend.load({ type, name: id });
+    if (hashId(bytes) !== id) throw new CairnError('INTEGRITY', `${type} ${id}: file content does not match its name`);
+    const plain = this.key.decrypt(bytes);
+    return parseJSON<T>(decodeUnpacked(plain, `${type} ${id}`), `${type} ${id}`);
+  }
+
+  /** Encrypts and saves an unpacked file, compressed in format v2; returns its id. */
+  async saveJSON(type: Exclude<FileType, 'data' | 'key' | 'config'>, json: string): Promise<Id> {
+    const sealed = this.key.encrypt(encodeUnpacked(json, this.config.version >= 2));
+    const id = hashId(sealed);
+    await this.backend.save({ type, name: id }, sealed);
+    return id;
+  }
+
+  async listIds(type: FileType): Promise<Id[]> {
+    const out: Id[] = [];
+    for await (const f of this.backend.list(type)) if (ID_PATTERN.test(f.name)) out.push(f.name);
+    return out;
+  }
+
+  /**
+   * Reads every index file into memory (once). `onFile` sees each file's JSON; with `onError`, an
+   * index file that fails to load is reported there and skipped instead of failing the call.
+   */
+  async loadIndex(opts: { onFile?: (id: Id, json: IndexJSON) => void; onError?: (id: Id, err: unknown) => void } = {}): Promise<void> {
+    if (this.#indexLoaded) return;
+    const ids = await this.listIds('index');
+    await mapLimit(ids, 8, async (id) => {
+      let j: IndexJSON;
+      try {
+        j = await this.loadJSON<IndexJSON>('index', id);
+        this.index.addIndexJSON(j, id);
+      } catch (err) {
+        if (!opts.onError) throw err;
+        opts.onError(id, err);
+        return;
+      }
+      opts.onFile?.(id, j);
+    });
+    this.#indexLoaded = true;
+  }
+
+  /** Loads one blob, decrypts, decompresses and checks its hash. */
+  async loadBlob(type: BlobType, id: Id): Promise<Buffer> {
+    const loc = this.index.lookup(type, id);
+    if (!loc) throw new CairnError('INTEGRITY', `${type} blob ${id} is not in the index`);
+    const sealed = await this.backend.load({ type: 'data', name: loc.packId }, loc.offset, loc.length);
+    let plain: Buffer;
+    try {
+      plain = this.key.decrypt(sealed);
+    } catch {
+      throw new CairnError('INTEGRITY', `${type} blob ${id} in pack ${loc.packId} fails verification`);
+    }
+    if (loc.uncompressedLength !== undefined) plain = decompress(plain, loc.uncompressedLength);
+    if (hashId(plain) !== id) throw new CairnError('INTEGRITY', `${type} blob ${id} in pack ${loc.packId} has the wrong content`);
+    return plain;
+  }
+
+  async loadTree(id: Id): Promise<Tree> {
+    return decodeTree(await this.loadBlob('tree', id), id);
+  }
+
+  /** Whether a blob is stored or queued to be stored in this session. */
+  hasBlob(type: BlobType, id: Id): boolean {
+    return this.index.has(type, id) || this.#pendingBlobs.has(MasterIndex.key(type, id));
+  }
+
+  /** Seals a blob (compressing in v2) into the main thread's pack; used for trees and small writes. */
+  async saveBlob(type: BlobType, plain: Uint8Array, id: Id = hashId(plain)): Promise<{ id: Id; added: boolean; packedSize: number }> {
+    if (this.hasBlob(type, id)) return { id, added: false, packedSize: 0 };
+    const sealed = this.sealBlob(plain);
+    this.#treePack ??= new PackBuilder(this.key);
+    this.#treePack.add(type, id, sealed.bytes, sealed.uncompressedLength);
+    this.#pendingBlobs.set(MasterIndex.key(type, id), true);
+    if (this.#treePack.size >= TREE_PACK_SIZE) await this.#flushTreePack();
+    return { id, added: true, packedSize: sealed.bytes.length };
+  }
+
+  sealBlob(plain: Uint8Array): { bytes: Buffer; uncompressedLength?: number } {
+    if (this.compression !== 'off') {
+      const packed = compress(plain, this.compression);
+      if (packed.length < plain.length) return { bytes: this.key.encrypt(packed), uncompressedLength: plain.length };
+    }
+    return { bytes: this.key.encrypt(plain) };
+  }
+
+  /** Saves a finished pack (built here or by a worker) and queues its blobs for the next index file. */
+  async savePack(id: Id, bytes: Uint8Array, blobs: PackedBlob[]): Promise<void> {
+    await this.backend.save({ type: 'data', name: id }, bytes);
+    this.index.addPack(id, blobs);
+    for (const b of blobs) this.#pendingBlobs.delete(MasterIndex.key(b.type, b.id));
+    this.#unindexed.push({ id, blobs });
+  }
+
+  async #flushTreePack(): Promise<void> {
+    const p = this.#treePack;
+    this.#treePack = null;
+    if (!p || p.count === 0) return;
+    const { id, bytes, blobs } = p.finish();
+    await this.savePack(id, bytes, blobs);
+  }
+
+  /** Number of packs saved since the last index file was written. */
+  get unindexedPacks(): number {
+    return this.#unindexed.length;
+  }
+
+  /** Writes the pending tree pack and index files for every pack saved so far. */
+  async flush(): Promise<Id[]> {
+    await this.#flushTreePack();
+    return this.writeIndex();
+  }
+
+  /** Writes index files for the packs saved since the last call. */
+  async writeIndex(): Promise<Id[]> {
+    const packs = this.#unindexed;
+    this.#unindexed = [];
+    if (packs.length === 0) return [];
+    const ids: Id[] = [];
+    for (const f of buildIndexFiles(packs)) ids.push(await this.saveJSON('index', JSON.stringify(f)));
+    return ids;
+  }
+
+  async saveSnapshot(s: SnapshotJSON): Promise<Id> {
+    return this.saveJSON('snapshot', snapshotToJSON(s));
+  }
+
+  async loadSnapshot(id: Id): Promise<Snapshot> {
+    const j = await this.loadJSON<SnapshotJSON>('snapshot', id);
+    return { ...j, id };
+  }
+
+  /** Every snapshot, oldest first. Damaged snapshot files are reported through `onError` and skipped. */
+  async listSnapshots(onError?: (id: Id, err: unknown) => void): Promise<Snapshot[]> {
+    const ids = await this.listIds('snapshot');
+    const loaded = await mapLimit(ids, 8, async (id) => {
+      try {
+        return await this.loadSnapshot(id);
+      } catch (err) {
+        if (!onError) throw err;
+        onError(id, err);
+        return null;
+      }
+    });
+    return loaded.filter((s): s is Snapshot => s !== null).sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+  }
+
+  /** Resolves an id, a unique id prefix, or `latest` (optionally filtered) to a file id. */
+  async resolveId(type: FileType, ref: string): Promise<Id> {
+    const ids = await this.listIds(type);
+    if (ID_PATTERN.test(ref) && ids.includes(ref)) return ref;
+    const matches = ids.filter((id) => id.startsWith(ref));
+    if (ref.length === 0 || matches.length === 0) throw new CairnError('NOT_FOUND', `no ${type} matches ${JSON.stringify(ref)}`);
+    if (matches.length > 1) throw new CairnError('BAD_INPUT', `${JSON.stringify(ref)} is ambiguous: it prefixes ${matches.length} ${type} ids`);
+    return matches[0];
+  }
+
+  async close(): Promise<void> {
+    await this.backend.close();
+  }
+}

@@ -1,0 +1,37 @@
+import { CairnError } from '../errors.js';
+import { compress, decompress } from '../compress/zstd.js';
+
+/**
+ * restic's "unpacked" files (index, snapshots, locks, config) are one JSON document each. Format
+ * v2 prefixes the plaintext with an encoding byte: 2 means zstd-compressed JSON follows; '{' or
+ * '[' means the whole plaintext is plain JSON (v1, and what restic writes for `config`).
+ */
+const ENCODING_ZSTD = 2;
+
+/** Plaintext for an unpacked file: compressed with the v2 encoding byte, or plain JSON for v1/config. */
+export function encodeUnpacked(json: string, compressed: boolean): Buffer {
+  const plain = Buffer.from(json, 'utf8');
+  if (!compressed) return plain;
+  const packed = compress(plain);
+  const out = Buffer.allocUnsafe(packed.length + 1);
+  out[0] = ENCODING_ZSTD;
+  packed.copy(out, 1);
+  return out;
+}
+
+/** The JSON text of an unpacked file's plaintext, whichever encoding it has. */
+export function decodeUnpacked(plain: Buffer, what: string): string {
+  if (plain.length === 0) throw new CairnError('INTEGRITY', `${what} is empty`);
+  const first = plain[0];
+  if (first === 0x7b || first === 0x5b) return plain.toString('utf8');
+  if (first === ENCODING_ZSTD) return decompress(plain.subarray(1)).toString('utf8');
+  throw new CairnError('INTEGRITY', `${what} has unknown encoding version ${first}`);
+}
+
+export function parseJSON<T>(text: string, what: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new CairnError('INTEGRITY', `${what} is not valid JSON: ${(err as Error).message}`);
+  }
+}

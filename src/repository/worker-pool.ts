@@ -1,0 +1,196 @@
+import os from 'node:os';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { CairnError, type ErrorCode } from '../errors.js';
+import type { Id } from './id.js';
+import type { PackedBlob } from './pack.js';
+import type { Repository } from './repository.js';
+import { PACK_SIZE } from './repository.js';
+import type { CheckPackResult, OpenBlob, OpenResult, Reply, Request, SaveResult, WorkerInit } from './worker-protocol.js';
+import { transferable } from '../util/transfer.js';
+import { polynomialToHex } from '../chunker/polynomial.js';
+
+/** The compiled worker script; tests run from TypeScript sources, so they use the build in dist/. */
+function workerScript(): URL {
+  const here = new URL('./blob-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(here))) return here;
+  const built = new URL('../../dist/repository/blob-worker.js', import.meta.url);
+  if (existsSync(fileURLToPath(built))) return built;
+  throw new CairnError('INTERNAL', 'blob worker script not found: run "npm run build" first');
+}
+
+interface Slot {
+  worker: Worker;
+  inFlight: number;
+}
+
+interface Pending {
+  resolve: (v: unknown) => void;
+  reject: (e: unknown) => void;
+  slot: Slot;
+}
+
+export interface PoolOptions {
+  workers?: number;
+  packSize?: number;
+}
+
+/** An error a worker reported while reading a source file, with the errno it saw. */
+export class SourceError extends Error {
+  readonly errno: string | undefined;
+  constructor(message: string, errno: string | undefined) {
+    super(message);
+    this.errno = errno;
+  }
+}
+
+/**
+ * Threads that hash, compress, encrypt and pack (backup) or decrypt, decompress and verify
+ * (restore, check). Data packs that workers fill are saved through the repository here on the
+ * main thread, so the backend is only ever used from one place.
+ */
+export class WorkerPool {
+  readonly #repo: Repository;
+  readonly #slots: Slot[] = [];
+  readonly #pending = new Map<number, Pending>();
+  #seq = 0;
+  #packSaves: Promise<void>[] = [];
+  #failure: unknown = null;
+  #closed = false;
+
+  constructor(repo: Repository, opts: PoolOptions = {}) {
+    this.#repo = repo;
+    const n = opts.workers ?? Math.max(1, Math.min(os.availableParallelism(), 8));
+    const init: WorkerInit = {
+      key: repo.key.raw,
+      polynomial: polynomialToHex(repo.config.polynomial),
+      compression: repo.compression,
+      packSize: opts.packSize ?? PACK_SIZE,
+      noatime: process.getuid?.() === 0,
+    };
+    const script = workerScript();
+    for (let i = 0; i < n; i++) {
+      const worker = new Worker(script, { workerData: init });
+      const slot: Slot = { worker, inFlight: 0 };
+      worker.on('message', (m: Reply) => this.#onMessage(slot, m));
+      worker.on('error', (err) => this.#fail(err));
+      this.#slots.push(slot);
+    }
+    this.#broadcastKnown();
+  }
+
+  get size(): number {
+    return this.#slots.length;
+  }
+
+  #broadcastKnown(): void {
+    const ids: Id[] = [];
+    for (const [k, loc] of this.#repo.index.entries()) if (loc.type === 'data') ids.push(k);
+    if (ids.length > 0) for (const s of this.#slots) s.worker.postMessage({ op: 'known', ids } satisfies Request);
+  }
+
+  #onMessage(slot: Slot, m: Reply): void {
+    if (m.op === 'pack') {
+      const save = this.#savePack(slot, m.id, Buffer.from(m.data), m.blobs);
+      this.#packSaves.push(save);
+      return;
+    }
+    const p = this.#pending.get(m.seq);
+    if (!p) return;
+    this.#pending.delete(m.seq);
+    p.slot.inFlight--;
+    if (m.op === 'done') p.resolve(m.result);
+    else if (m.code) p.reject(new CairnError(m.code as ErrorCode, m.message));
+    else p.reject(new SourceError(m.message, m.errno));
+  }
+
+  async #savePack(from: Slot, id: Id, bytes: Buffer, blobs: PackedBlob[]): Promise<void> {
+    try {
+      await this.#repo.savePack(id, bytes, blobs);
+      const ids = blobs.map((b) => b.id);
+      for (const s of this.#slots) if (s !== from) s.worker.postMessage({ op: 'known', ids } satisfies Request);
+      from.worker.postMessage({ op: 'packSaved' } satisfies Request);
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  #fail(err: unknown): void {
+    if (this.#failure) return;
+    this.#failure = err;
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+  }
+
+  #call<T>(req: Request, transfer: ArrayBuffer[] = [], slot?: Slot): Promise<T> {
+    if (this.#failure) return Promise.reject(this.#failure);
+    if (this.#closed) return Promise.reject(new CairnError('INTERNAL', 'worker pool is closed'));
+    const s = slot ?? this.#slots.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
+    s.inFlight++;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set((req as { seq: number }).seq, { resolve: resolve as (v: unknown) => void, reject, slot: s });
+      s.worker.postMessage(req, transfer);
+    });
+  }
+
+  /** Least busy worker's queue length; callers keep about two jobs per worker in flight. */
+  get busy(): number {
+    return this.#slots.reduce((n, s) => n + s.inFlight, 0);
+  }
+
+  /** Chunks, hashes and stores a file's content; rejects with SourceError when it cannot be read. */
+  saveFile(path: string): Promise<SaveResult> {
+    return this.#call({ op: 'file', seq: ++this.#seq, path });
+  }
+
+  /** Stores one chunk of data (already cut by the caller). */
+  saveBuffer(data: Uint8Array): Promise<SaveResult> {
+    const ab = transferable(data);
+    return this.#call({ op: 'buffer', seq: ++this.#seq, data: ab }, [ab]);
+  }
+
+  /** Decrypts, decompresses and verifies blobs out of one loaded pack range. */
+  async open(data: Buffer, blobs: OpenBlob[]): Promise<{ plains: (Buffer | null)[]; errors: (string | null)[] }> {
+    const ab = transferable(data);
+    const r = await this.#call<OpenResult>({ op: 'open', seq: ++this.#seq, data: ab, blobs }, [ab]);
+    const all = Buffer.from(r.data);
+    const plains: (Buffer | null)[] = [];
+    let pos = 0;
+    for (const len of r.lengths) {
+      if (len < 0) {
+        plains.push(null);
+        continue;
+      }
+      plains.push(all.subarray(pos, pos + len));
+      pos += len;
+    }
+    return { plains, errors: r.errors };
+  }
+
+  checkPack(id: Id, data: Buffer): Promise<CheckPackResult> {
+    const ab = transferable(data);
+    return this.#call({ op: 'checkPack', seq: ++this.#seq, id, data: ab }, [ab]);
+  }
+
+  verifyFile(path: string, blobs: { id: Id; size: number }[]): Promise<boolean> {
+    return this.#call({ op: 'verifyFile', seq: ++this.#seq, path, blobs });
+  }
+
+  /** Makes every worker hand over its partial pack and waits until all packs are saved. */
+  async flush(): Promise<void> {
+    await Promise.all(this.#slots.map((s) => this.#call({ op: 'flush', seq: ++this.#seq }, [], s)));
+    while (this.#packSaves.length > 0) {
+      const saves = this.#packSaves;
+      this.#packSaves = [];
+      await Promise.all(saves);
+    }
+    if (this.#failure) throw this.#failure;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+  }
+}

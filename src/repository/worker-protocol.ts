@@ -1,0 +1,59 @@
+import type { KeyRaw } from '../crypto/crypto.js';
+import type { CompressionMode } from '../compress/zstd.js';
+import type { Id } from './id.js';
+import type { PackedBlob } from './pack.js';
+
+/** Everything a blob worker needs; posted once as workerData. */
+export interface WorkerInit {
+  key: KeyRaw;
+  polynomial: string;
+  compression: CompressionMode;
+  packSize: number;
+  /** Ask the kernel not to update atime while reading sources (needs ownership or root). */
+  noatime: boolean;
+}
+
+/** A blob to open out of a loaded pack range; `offset` is relative to the range. */
+export interface OpenBlob {
+  id: Id;
+  offset: number;
+  length: number;
+  uncompressedLength?: number;
+}
+
+export type Request =
+  | { op: 'file'; seq: number; path: string }
+  | { op: 'buffer'; seq: number; data: ArrayBuffer }
+  | { op: 'flush'; seq: number }
+  | { op: 'known'; ids: Id[] }
+  | { op: 'packSaved' }
+  | { op: 'open'; seq: number; data: ArrayBuffer; blobs: OpenBlob[] }
+  | { op: 'checkPack'; seq: number; id: Id; data: ArrayBuffer }
+  | { op: 'verifyFile'; seq: number; path: string; blobs: { id: Id; size: number }[] };
+
+/** What saving one file or buffer produced. */
+export interface SaveResult {
+  content: Id[];
+  size: number;
+  blobsNew: number;
+  bytesNew: number;
+  bytesPacked: number;
+}
+
+export interface OpenResult {
+  /** Plaintexts of the blobs that opened, back to back, in request order. */
+  data: ArrayBuffer;
+  /** Per blob: its plaintext length in `data`, or -1 when it failed (see `errors`). */
+  lengths: number[];
+  errors: (string | null)[];
+}
+
+export interface CheckPackResult {
+  blobs: PackedBlob[];
+  errors: string[];
+}
+
+export type Reply =
+  | { op: 'done'; seq: number; result: unknown }
+  | { op: 'error'; seq: number; message: string; code?: string; errno?: string }
+  | { op: 'pack'; id: Id; data: ArrayBuffer; blobs: PackedBlob[] };

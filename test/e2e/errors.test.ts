@@ -1,0 +1,149 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { cairn, makeRepoPaths, ok, tempDir, type TestRepo } from '../support/tools.js';
+import { seededBytes } from '../support/trees.js';
+
+async function packFiles(repo: TestRepo): Promise<string[]> {
+  const out: string[] = [];
+  for (const d of await fs.readdir(path.join(repo.dir, 'data'))) for (const f of await fs.readdir(path.join(repo.dir, 'data', d))) out.push(path.join(repo.dir, 'data', d, f));
+  return out;
+}
+
+describe('bad input', () => {
+  let repo: TestRepo;
+  let src: string;
+  beforeAll(async () => {
+    repo = await makeRepoPaths();
+    src = await tempDir();
+    await fs.writeFile(path.join(src, 'a'), 'a');
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'backup');
+  });
+
+  it('wrong password: exit 12 and a clear message', async () => {
+    const r = await cairn(repo, ['snapshots'], { env: { CAIRN_PASSWORD_FILE: '', CAIRN_PASSWORD: 'not it' } });
+    expect(r.code).toBe(12);
+    expect(r.stderr).toMatch(/wrong password/);
+  });
+
+  it('no repository: exit 10', async () => {
+    const r = await cairn(repo, ['snapshots'], { env: { CAIRN_REPOSITORY: path.join(await tempDir(), 'nothing') } });
+    expect(r.code).toBe(10);
+    expect(r.stderr).toMatch(/no repository at .*run "cairn init"/);
+  });
+
+  it('a folder that is not a repository: exit 10', async () => {
+    const dir = await tempDir();
+    await fs.writeFile(path.join(dir, 'some-file'), 'x');
+    const r = await cairn(repo, ['snapshots'], { env: { CAIRN_REPOSITORY: dir } });
+    expect(r.code).toBe(10);
+  });
+
+  it('init over an existing repository fails and changes nothing', async () => {
+    const keys = await fs.readdir(path.join(repo.dir, 'keys'));
+    const r = await cairn(repo, ['init']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/already exists/);
+    expect(await fs.readdir(path.join(repo.dir, 'keys'))).toEqual(keys);
+  });
+
+  it('a missing source path fails with its name', async () => {
+    const r = await cairn(repo, ['backup', path.join(src, 'does-not-exist')]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('does-not-exist: no such file or directory');
+  });
+
+  it('a restore target that is a file fails', async () => {
+    const file = path.join(await tempDir(), 'file');
+    await fs.writeFile(file, 'x');
+    const r = await cairn(repo, ['restore', 'latest', '--target', file]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/is not a directory/);
+  });
+
+  it('unknown and ambiguous snapshot ids fail clearly', async () => {
+    const r = await cairn(repo, ['ls', 'ffffffff']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/no snapshot matches "ffffffff"/);
+    const bad = await cairn(repo, ['ls', 'not-an-id!']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/invalid snapshot id/);
+  });
+
+  it('an unreadable source file is reported and skipped, exit 3', async () => {
+    const dir = await tempDir();
+    await fs.chmod(dir, 0o777);
+    await fs.writeFile(path.join(dir, 'readable'), 'ok');
+    await fs.writeFile(path.join(dir, 'secret'), 'no', { mode: 0o600 });
+    const r2 = await makeRepoPaths();
+    await fs.chmod(path.dirname(r2.dir), 0o777);
+    await fs.chmod(r2.passwordFile, 0o644);
+    ok(await cairn(r2, ['init']), 'init');
+    await fs.chmod(r2.dir, 0o777);
+    for (const e of await fs.readdir(r2.dir, { recursive: true })) await fs.chmod(path.join(r2.dir, e), 0o777);
+    const asNobody = process.getuid?.() === 0 ? { uid: 65534, gid: 65534 } : {};
+    const r = await cairn(r2, ['backup', dir], { ...asNobody, env: { HOME: '/tmp' } });
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/secret.*permission denied|EACCES.*secret/i);
+    const ls = ok(await cairn(r2, ['ls', 'latest']), 'ls');
+    expect(ls.out).toContain(`${dir}/readable`);
+    expect(ls.out).not.toContain(`${dir}/secret`);
+  });
+});
+
+describe('damage', () => {
+  it('a flipped byte in a pack: check names pack and blob; restore restores the rest and fails that file', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'good'), seededBytes(1, 100_000));
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'backup good');
+    const before = new Set(await packFiles(repo));
+    await fs.writeFile(path.join(src, 'victim'), seededBytes(2, 200_000));
+    ok(await cairn(repo, ['backup', src]), 'backup victim');
+    const added = (await packFiles(repo)).filter((p) => !before.has(p));
+    // The new packs hold the victim's data blob and a tree; damage the larger one (data).
+    const sizes = await Promise.all(added.map(async (p) => [(await fs.stat(p)).size, p] as const));
+    const victimPack = sizes.sort((a, b) => b[0] - a[0])[0][1];
+    await fs.chmod(victimPack, 0o600);
+    const bytes = await fs.readFile(victimPack);
+    bytes[100] ^= 0xff;
+    await fs.writeFile(victimPack, bytes);
+
+    const check = await cairn(repo, ['check', '--read-data']);
+    expect(check.code).not.toBe(0);
+    expect(check.stderr).toContain(`pack ${path.basename(victimPack)}`);
+    expect(check.stderr).toMatch(/data blob [0-9a-f]{64}/);
+
+    const target = await tempDir();
+    const r = await cairn(repo, ['restore', 'latest', '--target', target]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('/victim');
+    expect(await fs.readFile(path.join(target, src, 'good'))).toEqual(seededBytes(1, 100_000));
+    await expect(fs.access(path.join(target, src, 'victim'))).rejects.toThrow();
+  });
+
+  it('a truncated pack and a truncated index are reported by check', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'f'), seededBytes(5, 300_000));
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'backup');
+    const packs = await packFiles(repo);
+    const biggest = (await Promise.all(packs.map(async (p) => [(await fs.stat(p)).size, p] as const))).sort((a, b) => b[0] - a[0])[0][1];
+    await fs.chmod(biggest, 0o600);
+    await fs.truncate(biggest, 1000);
+    const check = await cairn(repo, ['check']);
+    expect(check.code).not.toBe(0);
+    expect(check.stderr).toContain(path.basename(biggest));
+
+    const idxDir = path.join(repo.dir, 'index');
+    const [idx] = await fs.readdir(idxDir);
+    await fs.chmod(path.join(idxDir, idx), 0o600);
+    await fs.truncate(path.join(idxDir, idx), 20);
+    const check2 = await cairn(repo, ['check']);
+    expect(check2.code).not.toBe(0);
+    expect(check2.stderr).toContain(`index ${idx}`);
+  });
+});

@@ -1,0 +1,104 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, tempDir, type TestRepo } from '../support/tools.js';
+import { compareTrees, describeTree, makeOddTree } from '../support/trees.js';
+
+interface LsNode {
+  name: string;
+  type: string;
+  path: string;
+  uid: number;
+  gid: number;
+  size?: number;
+  mode?: number;
+  mtime: string;
+  struct_type: string;
+}
+
+function lsLines(out: string): (LsNode & Record<string, unknown>)[] {
+  return out
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as LsNode & Record<string, unknown>);
+}
+
+describe.runIf(HAVE_RESTIC)('Cairn writes, restic reads', () => {
+  let repo: TestRepo;
+  let src: string;
+  let close: () => Promise<void>;
+
+  beforeAll(async () => {
+    repo = await makeRepoPaths();
+    src = path.join(await tempDir(), 'src');
+    close = (await makeOddTree(src)).close;
+    ok(await cairn(repo, ['init']), 'cairn init');
+    ok(await cairn(repo, ['backup', src, '--tag', 'odd']), 'cairn backup');
+  });
+  afterAll(async () => close?.());
+
+  it('restic check --read-data accepts the repository', async () => {
+    const r = ok(await restic(repo, ['check', '--read-data']), 'restic check');
+    expect(r.out).toContain('no errors were found');
+  });
+
+  it('restic restores a tree identical in content and metadata', async () => {
+    const target = await tempDir();
+    ok(await restic(repo, ['restore', 'latest', '--target', target]), 'restic restore');
+    const want = await describeTree(src, { skipSockets: true });
+    const got = await describeTree(path.join(target, src), { skipSockets: true });
+    expect(compareTrees(want, got)).toEqual([]);
+  });
+
+  it('restic snapshots and ls show what cairn shows', async () => {
+    const rs = JSON.parse(ok(await restic(repo, ['snapshots', '--json']), 'restic snapshots').out) as Record<string, unknown>[];
+    const cs = JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'cairn snapshots').out) as Record<string, unknown>[];
+    expect(rs).toHaveLength(1);
+    for (const k of ['id', 'short_id', 'time', 'tree', 'paths', 'hostname', 'username', 'tags']) expect(cs[0][k]).toEqual(rs[0][k]);
+    expect(rs[0].paths).toEqual([src]);
+
+    const rl = lsLines(ok(await restic(repo, ['ls', '--json', 'latest']), 'restic ls').out);
+    const cl = lsLines(ok(await cairn(repo, ['ls', '--json', 'latest']), 'cairn ls').out);
+    expect(cl.length).toBe(rl.length);
+    for (let i = 0; i < rl.length; i++) {
+      for (const k of ['name', 'type', 'path', 'uid', 'gid', 'size', 'mode', 'mtime', 'atime', 'ctime', 'struct_type']) {
+        expect([rl[i].path, k, cl[i][k]]).toEqual([rl[i].path, k, rl[i][k]]);
+      }
+    }
+  });
+});
+
+describe.runIf(HAVE_RESTIC)('restic writes, Cairn reads', () => {
+  for (const compression of ['auto', 'off'] as const) {
+    it(`reads, restores and checks a restic repository (compression ${compression}), then adds to it`, async () => {
+      const repo = await makeRepoPaths();
+      const src = path.join(await tempDir(), 'src');
+      const { close } = await makeOddTree(src);
+      try {
+        ok(await restic(repo, ['init']), 'restic init');
+        ok(await restic(repo, ['backup', '--compression', compression, src]), 'restic backup');
+        const snaps = JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'cairn snapshots').out) as { paths: string[] }[];
+        expect(snaps).toHaveLength(1);
+        expect(snaps[0].paths).toEqual([src]);
+        const rl = lsLines(ok(await restic(repo, ['ls', '--json', 'latest']), 'restic ls').out);
+        const cl = lsLines(ok(await cairn(repo, ['ls', '--json', 'latest']), 'cairn ls').out);
+        expect(cl.map((n) => [n.path, n.type, n.size, n.mode])).toEqual(rl.map((n) => [n.path, n.type, n.size, n.mode]));
+
+        const target = await tempDir();
+        ok(await cairn(repo, ['restore', 'latest', '--target', target]), 'cairn restore');
+        // Node sets times through a double, so compare them to the microsecond.
+        expect(compareTrees(await describeTree(src, { skipSockets: true }), await describeTree(path.join(target, src), { skipSockets: true }), 1000n)).toEqual([]);
+        ok(await cairn(repo, ['check', '--read-data']), 'cairn check');
+
+        await fs.writeFile(path.join(src, 'added-by-cairn.txt'), 'new file\n');
+        ok(await cairn(repo, ['backup', src]), 'cairn backup into restic repo');
+        ok(await restic(repo, ['check', '--read-data']), 'restic check after cairn backup');
+        const t2 = await tempDir();
+        ok(await restic(repo, ['restore', 'latest', '--target', t2]), 'restic restore of cairn snapshot');
+        expect(await fs.readFile(path.join(t2, src, 'added-by-cairn.txt'), 'utf8')).toBe('new file\n');
+      } finally {
+        await close();
+      }
+    });
+  }
+});
