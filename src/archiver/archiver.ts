@@ -1,3 +1,4 @@
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -46,7 +47,6 @@ export interface BackupResult {
 
 /** Files in flight per worker: enough to hide a message round trip, few enough to keep memory flat. */
 const FILES_PER_WORKER = 8;
-const STAT_CONCURRENCY = 32;
 /** Index files are written along the way so an interrupted backup's packs are still found later. */
 const INDEX_EVERY_PACKS = 64;
 
@@ -80,7 +80,6 @@ export class Archiver {
   readonly #pool: WorkerPool;
   readonly #opts: BackupOptions;
   readonly #fileSlots: Limiter;
-  readonly #statSlots = new Limiter(STAT_CONCURRENCY);
   readonly #errors: { path: string; message: string }[] = [];
   readonly #summary: SnapshotSummary;
   #progress: BackupProgress = { filesDone: 0, bytesDone: 0, errors: 0 };
@@ -255,7 +254,7 @@ export class Archiver {
     if (st.isSymbolicLink()) {
       let target: string;
       try {
-        target = await fs.readlink(abs);
+        target = fsSync.readlinkSync(abs);
       } catch (err) {
         this.#error(abs, err as Error);
         return { node: Promise.resolve(null) };
@@ -324,9 +323,11 @@ export class Archiver {
 
   /** Walks one directory; resolves once every entry is dispatched, with a promise for the tree id. */
   async #saveDir(dir: string, parentTree: Id | undefined, rootDev: bigint): Promise<{ done: Promise<Id | null> }> {
+    // Synchronous readdir and lstat: microseconds each on a local file system, where the promise
+    // versions would cost a thread-pool round trip per entry.
     let names: string[];
     try {
-      names = await fs.readdir(dir);
+      names = fsSync.readdirSync(dir);
     } catch (err) {
       this.#error(dir, err as Error);
       return { done: Promise.resolve(null) };
@@ -334,19 +335,15 @@ export class Archiver {
     names.sort(byteCompare);
     const excluded = this.#opts.excluded;
     const kept = excluded ? names.filter((n) => !excluded(path.join(dir, n))) : names;
-    const [parentNodes, stats] = await Promise.all([
-      this.#loadParentTree(parentTree),
-      Promise.all(
-        kept.map((n) =>
-          this.#statSlots.run(() =>
-            fs.lstat(path.join(dir, n), { bigint: true }).then(
-              (st) => st,
-              (err: Error) => err,
-            ),
-          ),
-        ),
-      ),
-    ]);
+    const parentNodesP = this.#loadParentTree(parentTree);
+    const stats = kept.map((n) => {
+      try {
+        return fsSync.lstatSync(path.join(dir, n), { bigint: true });
+      } catch (err) {
+        return err as Error;
+      }
+    });
+    const parentNodes = await parentNodesP;
     const pending: Promise<Node | null>[] = [];
     for (let i = 0; i < kept.length; i++) {
       const abs = path.join(dir, kept[i]);

@@ -6,6 +6,7 @@ export type CompressionMode = 'auto' | 'off' | 'max';
 
 export const COMPRESSION_MODES: readonly CompressionMode[] = ['auto', 'off', 'max'];
 
+/** Level 3: levels 1-2 run ~10% faster but made the benchmark repository 2% larger than restic's. */
 const LEVELS: Record<Exclude<CompressionMode, 'off'>, number> = { auto: 3, max: 19 };
 
 /** Compresses `data` with zstd at the mode's level; never called with mode `off`. */

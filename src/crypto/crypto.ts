@@ -170,7 +170,19 @@ function isAllZero(b: Uint8Array): boolean {
 }
 
 /** restic panics on an all-zero nonce and refuses it on decryption, so never produce one. */
+/** IVs come out of a pool filled 64 KiB at a time: one getrandom call per 4096 IVs instead of one each. */
+const ivPool = Buffer.allocUnsafe(64 * 1024);
+let ivPoolAt = ivPool.length;
+
 function randomFillNonzero(iv: Buffer): void {
-  do randomFillSync(iv);
-  while (isAllZero(iv));
+  do {
+    if (ivPoolAt + IV_SIZE > ivPool.length) {
+      randomFillSync(ivPool);
+      ivPoolAt = 0;
+    }
+    ivPool.copy(iv, 0, ivPoolAt, ivPoolAt + IV_SIZE);
+    // Each IV is used once: wipe it from the pool.
+    ivPool.fill(0, ivPoolAt, ivPoolAt + IV_SIZE);
+    ivPoolAt += IV_SIZE;
+  } while (isAllZero(iv));
 }

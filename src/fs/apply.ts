@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { CairnError } from '../errors.js';
@@ -7,6 +8,14 @@ import type { Node } from './node.js';
 import { parseTime } from './time.js';
 
 const run = promisify(execFile);
+
+/** libuv truncates to whole microseconds after converting the double, so aim at the middle of the microsecond. */
+function toSeconds(s: string): number {
+  const ns = parseTime(s);
+  const sec = ns / 1_000_000_000n - (ns < 0n && ns % 1_000_000_000n !== 0n ? 1n : 0n);
+  const frac = Number(ns - sec * 1_000_000_000n);
+  return Number(sec) + (Math.floor(frac / 1000) * 1000 + 500) / 1e9;
+}
 
 /** glibc's encoding of st_rdev into major and minor numbers. */
 export function splitDevice(rdev: number): { major: number; minor: number } {
@@ -47,15 +56,19 @@ export async function applyMetadata(path: string, node: Node, opts: { owner: boo
   const link = node.type === 'symlink';
   if (opts.owner) await fs.lchown(path, node.uid, node.gid);
   if (!link && node.mode !== undefined) await fs.chmod(path, unixPermFromGoMode(node.mode));
-  // libuv truncates to whole microseconds after converting the double, so aim at the middle of the microsecond.
-  const toSeconds = (s: string): number => {
-    const ns = parseTime(s);
-    const sec = ns / 1_000_000_000n - (ns < 0n && ns % 1_000_000_000n !== 0n ? 1n : 0n);
-    const frac = Number(ns - sec * 1_000_000_000n);
-    return Number(sec) + (Math.floor(frac / 1000) * 1000 + 500) / 1e9;
-  };
   const atime = toSeconds(node.atime);
   const mtime = toSeconds(node.mtime);
   if (link) await fs.lutimes(path, atime, mtime);
   else await fs.utimes(path, atime, mtime);
+}
+
+/** applyMetadata with synchronous calls, for worker threads that restore many files in a batch. */
+export function applyMetadataSync(path: string, node: Node, opts: { owner: boolean }): void {
+  const link = node.type === 'symlink';
+  if (opts.owner) fsSync.lchownSync(path, node.uid, node.gid);
+  if (!link && node.mode !== undefined) fsSync.chmodSync(path, unixPermFromGoMode(node.mode));
+  const atime = toSeconds(node.atime);
+  const mtime = toSeconds(node.mtime);
+  if (link) fsSync.lutimesSync(path, atime, mtime);
+  else fsSync.utimesSync(path, atime, mtime);
 }

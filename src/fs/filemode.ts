@@ -78,3 +78,17 @@ export function unixPermFromGoMode(goMode: number): number {
   if (high & (GoMode.Sticky / 2 ** 19)) m |= 0o1000;
   return m;
 }
+
+const LETTERS = 'dalTLDpSugct?';
+
+/** Go's FileMode.String(), e.g. "-rw-r--r--" or "dtrwxrwxrwx", which restic prints as `permissions`. */
+export function goModeString(goMode: number): string {
+  let s = '';
+  for (let i = 0; i < LETTERS.length; i++) {
+    if (Math.floor(goMode / 2 ** (31 - i)) % 2 === 1) s += LETTERS[i];
+  }
+  if (s === '') s = '-';
+  const rwx = 'rwxrwxrwx';
+  for (let i = 0; i < 9; i++) s += goMode & (1 << (8 - i)) ? rwx[i] : '-';
+  return s;
+}

@@ -4,18 +4,36 @@ function pad(n: number, w = 2): string {
   return String(n).padStart(w, '0');
 }
 
+/** The local offset in minutes at an instant, cached per hour: offsets only change on hour boundaries. */
+const offsets = new Map<number, number>();
+function localOffset(ms: number): number {
+  const hour = Math.floor(ms / 3_600_000);
+  let off = offsets.get(hour);
+  if (off === undefined) {
+    off = -new Date(hour * 3_600_000).getTimezoneOffset();
+    if (offsets.size > 4096) offsets.clear();
+    offsets.set(hour, off);
+  }
+  return off;
+}
+
 /**
  * Go's time.Time JSON encoding: RFC 3339 with nanoseconds, trailing zeros of the fraction trimmed,
  * the zone as `Z` or `±hh:mm`. restic writes local time, so the default offset is the machine's at
  * that instant.
  */
 export function formatTime(ns: bigint, offsetMinutes?: number): string {
-  const ms = Number(ns / 1_000_000n) - (ns < 0n && ns % 1_000_000n !== 0n ? 1 : 0);
-  let frac = ns % 1_000_000_000n;
-  if (frac < 0n) frac += 1_000_000_000n;
-  const off = offsetMinutes ?? -new Date(ms).getTimezoneOffset();
-  const d = new Date(Math.floor(ms / 1000) * 1000 + off * 60_000);
-  let s = `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}T${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+  let sec = ns / 1_000_000_000n;
+  let frac = ns - sec * 1_000_000_000n;
+  if (frac < 0n) {
+    frac += 1_000_000_000n;
+    sec -= 1n;
+  }
+  const ms = Number(sec) * 1000;
+  const off = offsetMinutes ?? localOffset(ms);
+  const d = new Date(ms + off * 60_000);
+  const year = d.getUTCFullYear();
+  let s = year >= 0 && year <= 9999 ? d.toISOString().slice(0, 19) : `${pad(year, 4)}${d.toISOString().slice(-20, -5)}`;
   if (frac !== 0n) s += `.${frac.toString().padStart(9, '0').replace(/0+$/, '')}`;
   if (off === 0) return `${s}Z`;
   const a = Math.abs(off);

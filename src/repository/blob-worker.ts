@@ -12,7 +12,8 @@ import { Key } from '../crypto/crypto.js';
 import { compress, decompress } from '../compress/zstd.js';
 import { CairnError } from '../errors.js';
 import { PackBuilder, parsePackTail } from './pack.js';
-import type { CheckPackResult, OpenBlob, OpenResult, Reply, Request, SaveResult, WorkerInit } from './worker-protocol.js';
+import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
+import { applyMetadataSync } from '../fs/apply.js';
 import { transferable } from '../util/transfer.js';
 
 const init = workerData as WorkerInit;
@@ -21,7 +22,7 @@ const key = Key.fromRaw(init.key);
 const chunker = new Chunker(BigInt(`0x${init.polynomial}`));
 const known = new Set<string>();
 /** Packs handed over but not yet saved; past this many the worker waits, so memory stays flat. */
-const MAX_UNSAVED_PACKS = 2;
+const MAX_UNSAVED_PACKS = 1;
 let unsaved = 0;
 let packSavedWaiter: (() => void) | null = null;
 let pack = new PackBuilder(key);
@@ -186,7 +187,7 @@ function checkPack(id: string, data: ArrayBuffer): CheckPackResult {
 }
 
 /** Whether the file at `path` already holds exactly these blobs (for resuming a restore). */
-function verifyFile(path: string, blobs: { id: string; size: number }[]): boolean {
+function verifyFile(path: string, blobs: { id: string; size: number }[], size = blobs.reduce((s, b) => s + b.size, 0)): boolean {
   let fd: number;
   try {
     fd = fs.openSync(path, 'r');
@@ -194,8 +195,8 @@ function verifyFile(path: string, blobs: { id: string; size: number }[]): boolea
     return false;
   }
   try {
-    const total = blobs.reduce((s, b) => s + b.size, 0);
-    if (fs.fstatSync(fd).size !== total) return false;
+    const st = fs.fstatSync(fd);
+    if (!st.isFile() || st.size !== size) return false;
     let pos = 0;
     for (const b of blobs) {
       if (readBuf.length < b.size) readBuf = Buffer.allocUnsafe(b.size);
@@ -213,6 +214,81 @@ function verifyFile(path: string, blobs: { id: string; size: number }[]): boolea
   } finally {
     fs.closeSync(fd);
   }
+}
+
+const ZERO = Buffer.alloc(MAX_CHUNK);
+
+function isZero(b: Buffer): boolean {
+  return b.length <= ZERO.length && b.equals(ZERO.subarray(0, b.length));
+}
+
+/** Writes `data` at `offset`; a write that creates the file gives it its full size first (holes stay holes). */
+function writeDest(path: string, offset: number, data: Buffer, create: number | undefined): void {
+  const fd = fs.openSync(path, create !== undefined ? 'w' : 'r+');
+  try {
+    const zero = isZero(data);
+    // A created file gets its full size up front only when the write does not: holes stay holes.
+    if (create !== undefined && (zero || create !== offset + data.length)) fs.ftruncateSync(fd, create);
+    if (zero) return;
+    let done = 0;
+    while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, offset + done);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Opens and verifies each blob out of a loaded pack range and writes it wherever it goes. */
+function restoreBlobs(data: ArrayBuffer, blobs: RestoreBlob[]): { errors: (string | null)[]; written: number } {
+  const buf = Buffer.from(data);
+  const errors: (string | null)[] = [];
+  let written = 0;
+  for (const b of blobs) {
+    let plain: Buffer;
+    try {
+      plain = openBlob(buf.subarray(b.offset, b.offset + b.length), b);
+    } catch (err) {
+      errors.push((err as Error).message);
+      continue;
+    }
+    let error: string | null = null;
+    for (const d of b.dests) {
+      try {
+        writeDest(d.path, d.offset, plain, d.create);
+        written += plain.length;
+      } catch (err) {
+        error = `writing ${d.path}: ${(err as Error).message}`;
+      }
+    }
+    errors.push(error);
+  }
+  return { errors, written };
+}
+
+function fsBatch(ops: FsOp[]): (string | null | boolean)[] {
+  return ops.map((o) => {
+    try {
+      switch (o.op) {
+        case 'create': {
+          const fd = fs.openSync(o.path, 'w');
+          try {
+            if (o.size > 0) fs.ftruncateSync(fd, o.size);
+          } finally {
+            fs.closeSync(fd);
+          }
+          return null;
+        }
+        case 'check':
+          return verifyFile(o.path, o.blobs, o.size);
+        case 'meta':
+          applyMetadataSync(o.path, o.node, { owner: o.owner });
+          return null;
+        default:
+          return 'unknown operation';
+      }
+    } catch (err) {
+      return (err as Error).message;
+    }
+  });
 }
 
 let queue: Promise<void> = Promise.resolve();
@@ -242,6 +318,10 @@ async function handle(m: Request): Promise<void> {
       return reply(m.seq, async () => checkPack(m.id, m.data));
     case 'verifyFile':
       return reply(m.seq, async () => verifyFile(m.path, m.blobs));
+    case 'restoreBlobs':
+      return reply(m.seq, async () => restoreBlobs(m.data, m.blobs));
+    case 'fsBatch':
+      return reply(m.seq, async () => fsBatch(m.ops));
     default:
       return;
   }

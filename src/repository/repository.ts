@@ -15,8 +15,10 @@ import { snapshotToJSON } from './snapshot.js';
 import { decodeTree, type Tree } from './tree.js';
 
 /** Packs are cut at this size: large enough for few files, small enough to upload and retry. */
-export const PACK_SIZE = 16 * 1024 * 1024;
+export const PACK_SIZE = 8 * 1024 * 1024;
 const TREE_PACK_SIZE = 4 * 1024 * 1024;
+/** Whole tree packs kept in memory while walking snapshots (least recently used go first). */
+const TREE_CACHE_BYTES = 64 * 1024 * 1024;
 
 export interface OpenOptions {
   compression?: CompressionMode;
@@ -39,6 +41,9 @@ export class Repository {
   #pendingBlobs = new Map<string, true>();
   #unindexed: { id: Id; blobs: PackedBlob[] }[] = [];
   #indexLoaded = false;
+  readonly #treePacks = new Map<Id, Buffer>();
+  readonly #treePackLoads = new Map<Id, Promise<Buffer | null>>();
+  #treeCacheBytes = 0;
 
   private constructor(backend: Backend, key: Key, keyId: Id, config: RepoConfig, opts: OpenOptions) {
     this.backend = backend;
@@ -124,11 +129,17 @@ export class Repository {
     this.#indexLoaded = true;
   }
 
-  /** Loads one blob, decrypts, decompresses and checks its hash. */
+  /**
+   * Loads one blob, decrypts, decompresses and checks its hash. Tree blobs come from whole tree
+   * packs kept in a small cache: walking a snapshot touches thousands of trees in a few packs.
+   */
   async loadBlob(type: BlobType, id: Id): Promise<Buffer> {
     const loc = this.index.lookup(type, id);
     if (!loc) throw new CairnError('INTEGRITY', `${type} blob ${id} is not in the index`);
-    const sealed = await this.backend.load({ type: 'data', name: loc.packId }, loc.offset, loc.length);
+    let sealed: Buffer;
+    const pack = type === 'tree' ? await this.#treePackBytes(loc.packId) : null;
+    if (pack && loc.offset + loc.length <= pack.length) sealed = pack.subarray(loc.offset, loc.offset + loc.length);
+    else sealed = await this.backend.load({ type: 'data', name: loc.packId }, loc.offset, loc.length);
     let plain: Buffer;
     try {
       plain = this.key.decrypt(sealed);
@@ -138,6 +149,39 @@ export class Repository {
     if (loc.uncompressedLength !== undefined) plain = decompress(plain, loc.uncompressedLength);
     if (hashId(plain) !== id) throw new CairnError('INTEGRITY', `${type} blob ${id} in pack ${loc.packId} has the wrong content`);
     return plain;
+  }
+
+  async #treePackBytes(packId: Id): Promise<Buffer | null> {
+    const hit = this.#treePacks.get(packId);
+    if (hit) {
+      this.#treePacks.delete(packId);
+      this.#treePacks.set(packId, hit);
+      return hit;
+    }
+    let p = this.#treePackLoads.get(packId);
+    if (!p) {
+      p = (async () => {
+        const { size } = await this.backend.stat({ type: 'data', name: packId });
+        if (size > TREE_CACHE_BYTES / 4) return null;
+        return this.backend.load({ type: 'data', name: packId });
+      })();
+      this.#treePackLoads.set(packId, p);
+    }
+    try {
+      const bytes = await p;
+      if (bytes && !this.#treePacks.has(packId)) {
+        this.#treePacks.set(packId, bytes);
+        this.#treeCacheBytes += bytes.length;
+        for (const [k, v] of this.#treePacks) {
+          if (this.#treeCacheBytes <= TREE_CACHE_BYTES) break;
+          this.#treePacks.delete(k);
+          this.#treeCacheBytes -= v.length;
+        }
+      }
+      return bytes;
+    } finally {
+      this.#treePackLoads.delete(packId);
+    }
   }
 
   async loadTree(id: Id): Promise<Tree> {

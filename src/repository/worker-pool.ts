@@ -7,7 +7,7 @@ import type { Id } from './id.js';
 import type { PackedBlob } from './pack.js';
 import type { Repository } from './repository.js';
 import { PACK_SIZE } from './repository.js';
-import type { CheckPackResult, OpenBlob, OpenResult, Reply, Request, SaveResult, WorkerInit } from './worker-protocol.js';
+import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { transferable } from '../util/transfer.js';
 import { polynomialToHex } from '../chunker/polynomial.js';
 
@@ -61,7 +61,7 @@ export class WorkerPool {
 
   constructor(repo: Repository, opts: PoolOptions = {}) {
     this.#repo = repo;
-    const n = opts.workers ?? Math.max(1, Math.min(os.availableParallelism(), 8));
+    const n = opts.workers ?? (Number(process.env.CAIRN_WORKERS) || Math.max(1, Math.min(os.availableParallelism(), 8)));
     const init: WorkerInit = {
       key: repo.key.raw,
       polynomial: polynomialToHex(repo.config.polynomial),
@@ -175,6 +175,17 @@ export class WorkerPool {
 
   verifyFile(path: string, blobs: { id: Id; size: number }[]): Promise<boolean> {
     return this.#call({ op: 'verifyFile', seq: ++this.#seq, path, blobs });
+  }
+
+  /** Verifies blobs out of a loaded pack range and writes each to its destinations, in a worker. */
+  restoreBlobs(data: Buffer, blobs: RestoreBlob[]): Promise<{ errors: (string | null)[]; written: number }> {
+    const ab = transferable(data);
+    return this.#call({ op: 'restoreBlobs', seq: ++this.#seq, data: ab, blobs }, [ab]);
+  }
+
+  /** Runs a batch of file-system operations with synchronous calls in one worker. */
+  fsBatch(ops: FsOp[]): Promise<(string | null | boolean)[]> {
+    return this.#call({ op: 'fsBatch', seq: ++this.#seq, ops });
   }
 
   /** Makes every worker hand over its partial pack and waits until all packs are saved. */

@@ -29,7 +29,30 @@ export type Request =
   | { op: 'packSaved' }
   | { op: 'open'; seq: number; data: ArrayBuffer; blobs: OpenBlob[] }
   | { op: 'checkPack'; seq: number; id: Id; data: ArrayBuffer }
-  | { op: 'verifyFile'; seq: number; path: string; blobs: { id: Id; size: number }[] };
+  | { op: 'verifyFile'; seq: number; path: string; blobs: { id: Id; size: number }[] }
+  | { op: 'restoreBlobs'; seq: number; data: ArrayBuffer; blobs: RestoreBlob[] }
+  | { op: 'fsBatch'; seq: number; ops: FsOp[] };
+
+/** Where a restored blob goes. `create` is set when this write creates the file (with that size). */
+export interface RestoreDest {
+  path: string;
+  offset: number;
+  create?: number;
+}
+
+export interface RestoreBlob extends OpenBlob {
+  dests: RestoreDest[];
+}
+
+/**
+ * File-system work done in a worker with synchronous calls: one message for hundreds of files,
+ * instead of a libuv round trip per call. Results: null (done), an error message, or for `check`
+ * whether the file already holds exactly these blobs.
+ */
+export type FsOp =
+  | { op: 'create'; path: string; size: number }
+  | { op: 'check'; path: string; size: number; blobs: { id: Id; size: number }[] }
+  | { op: 'meta'; path: string; node: import('../fs/node.js').Node; owner: boolean };
 
 /** What saving one file or buffer produced. */
 export interface SaveResult {

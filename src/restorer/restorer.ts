@@ -1,14 +1,15 @@
-import fs from 'node:fs/promises';
+import fs from 'node:fs';
 import path from 'node:path';
 import { CairnError } from '../errors.js';
-import { applyMetadata, createSpecial } from '../fs/apply.js';
+import { createSpecial } from '../fs/apply.js';
 import type { Node } from '../fs/node.js';
 import type { Id } from '../repository/id.js';
 import type { BlobLocation } from '../repository/master-index.js';
 import type { Repository } from '../repository/repository.js';
 import type { WorkerPool } from '../repository/worker-pool.js';
+import type { FsOp, RestoreBlob } from '../repository/worker-protocol.js';
 import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
-import { Limiter } from '../util/limit.js';
+import { mapLimit } from '../util/limit.js';
 
 export interface RestoreOptions {
   target: string;
@@ -34,13 +35,10 @@ export interface RestoreResult {
 interface FileItem {
   snapPath: string;
   dest: string;
-  node: Node;
   blobs: { id: Id; size: number; offset: number }[];
   size: number;
   remaining: number;
-  created: boolean;
   failed: boolean;
-  hardlinkTo?: FileItem;
 }
 
 interface Item {
@@ -48,12 +46,15 @@ interface Item {
   dest: string;
   node: Node;
   file?: FileItem;
+  /** For the second and later names of a hardlinked file: the first one. */
+  linkTo?: Item;
 }
 
 /** Gaps between needed blobs up to this size are read through rather than split into two reads. */
 const MAX_GAP = 1024 * 1024;
-const MAX_RANGE = 32 * 1024 * 1024;
-const PACKS_IN_FLIGHT = 4;
+const MAX_RANGE = 16 * 1024 * 1024;
+/** Files per file-system batch sent to a worker. */
+const BATCH = 512;
 
 function plainSize(loc: BlobLocation): number {
   return loc.uncompressedLength ?? loc.length - CRYPTO_OVERHEAD;
@@ -65,10 +66,18 @@ function safeName(name: string, where: string): void {
   }
 }
 
+function chunks<T>(items: T[], n: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += n) out.push(items.slice(i, i + n));
+  return out;
+}
+
 /**
- * Restores a tree into a folder: plans which blobs each file needs, reads each pack once in offset
- * order, verifies every blob (in the worker pool) while writing, then sets metadata bottom-up.
- * Files already present with the right content are skipped, so an interrupted restore resumes.
+ * Restores a tree into a folder. The main thread plans (which blobs go where) and reads packs;
+ * workers verify every blob and write it with synchronous calls, and set metadata in batches, so a
+ * tree of many small files costs a few messages per hundred files rather than a libuv round trip
+ * per system call. Files already holding the right content are skipped, so an interrupted
+ * restore resumes. All-zero blocks are not written: sparse files stay sparse.
  */
 export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: Id, rootPath: string, opts: RestoreOptions): Promise<RestoreResult> {
   const target = path.resolve(opts.target);
@@ -78,24 +87,24 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     result.errors.push({ path: p, message });
     opts.onError?.(p, message);
   };
+  const aborted = (): void => {
+    if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'restore interrupted');
+  };
 
+  let fresh = true;
   try {
-    const st = await fs.stat(target);
+    const st = fs.statSync(target);
     if (!st.isDirectory()) throw new CairnError('BAD_INPUT', `restore target ${target} exists and is not a directory`);
+    fresh = fs.readdirSync(target).length === 0;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 
-  const items: Item[] = [];
-  const hardlinks = new Map<string, FileItem>();
-  const selected = (p: string, isDir: boolean): boolean => {
-    if (opts.exclude?.(p)) return false;
-    if (!opts.include) return true;
-    return isDir || opts.include(p);
-  };
-
   // Walk the snapshot's trees; directories are kept only when they hold something selected.
+  const items: Item[] = [];
+  const firstLink = new Map<string, Item>();
   const walk = async (treeId: Id, snapDir: string, destDir: string): Promise<boolean> => {
+    aborted();
     const tree = await repo.loadTree(treeId);
     let any = false;
     for (const node of tree.nodes) {
@@ -106,89 +115,95 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       if (node.type === 'dir') {
         const idx = items.length;
         items.push({ snapPath, dest, node });
-        const included = opts.include?.(snapPath) ?? true;
-        const keep = node.subtree ? await walk(node.subtree, snapPath, dest) : false;
-        if (!keep && !included) items.splice(idx, 1);
+        const inside = node.subtree ? await walk(node.subtree, snapPath, dest) : false;
+        if (!inside && opts.include && !opts.include(snapPath)) items.splice(idx, 1);
         else any = true;
         continue;
       }
-      if (!selected(snapPath, false)) continue;
+      if (opts.include && !opts.include(snapPath)) continue;
       any = true;
       const item: Item = { snapPath, dest, node };
-      if (node.type === 'file') {
-        const f: FileItem = { snapPath, dest, node, blobs: [], size: 0, remaining: 0, created: false, failed: false };
-        const linkKey = (node.links ?? 1) > 1 && node.inode ? `${node.device_id ?? 0}:${node.inode}` : null;
-        const first = linkKey ? hardlinks.get(linkKey) : undefined;
-        if (first) f.hardlinkTo = first;
-        else {
-          if (linkKey) hardlinks.set(linkKey, f);
-          let offset = 0;
-          for (const id of node.content ?? []) {
-            const loc = repo.index.lookup('data', id);
-            if (!loc) {
-              f.failed = true;
-              fail(snapPath, `data blob ${id} is missing from the index`);
-              break;
-            }
-            const size = plainSize(loc);
-            f.blobs.push({ id, size, offset });
-            offset += size;
+      const linkKey = node.type === 'file' && (node.links ?? 1) > 1 && node.inode ? `${node.device_id ?? 0}:${node.inode}` : null;
+      const first = linkKey ? firstLink.get(linkKey) : undefined;
+      if (first) item.linkTo = first;
+      else if (node.type === 'file') {
+        if (linkKey) firstLink.set(linkKey, item);
+        const f: FileItem = { snapPath, dest, blobs: [], size: 0, remaining: 0, failed: false };
+        let offset = 0;
+        for (const id of node.content ?? []) {
+          const loc = repo.index.lookup('data', id);
+          if (!loc) {
+            f.failed = true;
+            fail(snapPath, `data blob ${id} is missing from the index`);
+            break;
           }
-          f.size = offset;
+          const size = plainSize(loc);
+          f.blobs.push({ id, size, offset });
+          offset += size;
         }
+        f.size = offset;
         item.file = f;
       }
       items.push(item);
     }
     return any;
   };
+  const { tree: start } = await findSubtree(repo, rootTree, rootPath);
+  await walk(start, rootPath === '/' ? '/' : rootPath, target);
 
-  const rootTreeId = await findSubtree(repo, rootTree, rootPath);
-  await fs.mkdir(target, { recursive: true });
-  await walk(rootTreeId.tree, rootPath === '/' ? '/' : rootPath, target);
-
-  const files = items.filter((i) => i.file && !i.file.hardlinkTo && !i.file.failed).map((i) => i.file!);
-  const bytesTotal = files.reduce((s, f) => s + f.size, 0);
-  const progress = { filesDone: 0, bytesDone: 0, filesTotal: files.length, bytesTotal, errors: 0 };
+  const files = items.filter((i) => i.file && !i.file.failed).map((i) => i.file!);
+  const progress = { filesDone: 0, bytesDone: 0, filesTotal: files.length, bytesTotal: files.reduce((s, f) => s + f.size, 0), errors: 0 };
   const report = (): void => {
     progress.errors = result.errors.length;
     opts.onProgress?.(progress);
   };
 
-  for (const it of items) if (it.node.type === 'dir') await fs.mkdir(it.dest, { recursive: true });
+  fs.mkdirSync(target, { recursive: true });
+  for (const it of items) if (it.node.type === 'dir') fs.mkdirSync(it.dest, { recursive: true });
 
-  // Skip files that are already right (a resumed restore); create empty ones.
-  const fsSlots = new Limiter(16);
-  const todo: FileItem[] = [];
-  await Promise.all(
-    files.map((f) =>
-      fsSlots.run(async () => {
-        await fs.mkdir(path.dirname(f.dest), { recursive: true });
-        const st = await fs.lstat(f.dest).catch(() => null);
-        if (st && st.isFile() && st.size === f.size && (f.size === 0 || (await pool.verifyFile(f.dest, f.blobs)))) {
-          result.filesSkipped++;
-          progress.filesDone++;
-          progress.bytesDone += f.size;
-          return;
-        }
-        // Replace rather than truncate: the old file may be a hardlink that must keep its content.
-        if (st) await fs.rm(f.dest, { recursive: true, force: true });
-        if (f.blobs.length === 0) {
-          await fs.writeFile(f.dest, '');
-          f.created = true;
-          result.filesRestored++;
-          progress.filesDone++;
-          return;
-        }
-        f.remaining = f.blobs.length;
+  // A resumed restore: files that already hold the right content are left alone.
+  let todo = files;
+  if (!fresh) {
+    todo = [];
+    const checks = await mapLimit(chunks(files, BATCH), pool.size * 2, (batch) =>
+      pool.fsBatch(batch.map((f): FsOp => ({ op: 'check', path: f.dest, size: f.size, blobs: f.blobs }))),
+    );
+    checks.flat().forEach((right, i) => {
+      const f = files[i];
+      if (right === true) {
+        result.filesSkipped++;
+        progress.filesDone++;
+        progress.bytesDone += f.size;
+      } else {
+        // Replace rather than rewrite in place: the old file may be a hardlink whose other names must keep their content.
+        fs.rmSync(f.dest, { recursive: true, force: true });
         todo.push(f);
-      }),
-    ),
+      }
+    });
+  }
+
+  // Files of one blob are created by the write of that blob; others are created first, at full size.
+  const empty = todo.filter((f) => f.blobs.length === 0);
+  const multi = todo.filter((f) => f.blobs.length > 1);
+  const created = await mapLimit(chunks([...empty, ...multi], BATCH), pool.size * 2, (batch) =>
+    pool.fsBatch(batch.map((f): FsOp => ({ op: 'create', path: f.dest, size: f.size }))),
   );
+  created.flat().forEach((err, i) => {
+    const f = [...empty, ...multi][i];
+    if (typeof err === 'string') {
+      f.failed = true;
+      fail(f.snapPath, err);
+    }
+  });
+  const emptyOk = empty.filter((f) => !f.failed).length;
+  result.filesRestored += emptyOk;
+  progress.filesDone += emptyOk;
 
   // Group the needed blobs by pack: every place each blob goes.
   const byPack = new Map<Id, Map<Id, { id: Id; loc: BlobLocation; dests: { file: FileItem; offset: number }[] }>>();
   for (const f of todo) {
+    if (f.failed) continue;
+    f.remaining = f.blobs.length;
     for (const b of f.blobs) {
       const loc = repo.index.lookup('data', b.id)!;
       let pack = byPack.get(loc.packId);
@@ -198,115 +213,90 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       e.dests.push({ file: f, offset: b.offset });
     }
   }
-
-  const zero = Buffer.alloc(8 * 1024 * 1024);
-  const writeBlob = async (file: FileItem, offset: number, data: Buffer): Promise<void> => {
-    if (file.failed) return;
-    // Every file is created at its full size, so blocks of zeros can stay holes: sparse files restore sparse.
-    const isZero = data.length <= zero.length && data.equals(zero.subarray(0, data.length));
-    if (!file.created || !isZero) {
-      const fh = await fs.open(file.dest, file.created ? 'r+' : 'w');
-      try {
-        if (!file.created) {
-          file.created = true;
-          await fh.truncate(file.size);
-        }
-        if (!isZero) {
-          let done = 0;
-          while (done < data.length) {
-            const { bytesWritten } = await fh.write(data, done, data.length - done, offset + done);
-            done += bytesWritten;
-          }
-        }
-      } finally {
-        await fh.close();
-      }
-    }
-    result.bytesWritten += data.length;
-    progress.bytesDone += data.length;
-    if (--file.remaining === 0) {
-      result.filesRestored++;
-      progress.filesDone++;
-      report();
-    }
-  };
-
-  const packSlots = new Limiter(PACKS_IN_FLIGHT);
-  await Promise.all(
-    [...byPack.entries()].map(([packId, blobs]) =>
-      packSlots.run(async () => {
-        if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'restore interrupted');
-        const sorted = [...blobs.values()].sort((a, b) => a.loc.offset - b.loc.offset);
-        for (const range of splitRanges(sorted)) {
-          const start = range[0].loc.offset;
-          const end = range[range.length - 1].loc.offset + range[range.length - 1].loc.length;
-          let data: Buffer;
-          try {
-            data = await repo.backend.load({ type: 'data', name: packId }, start, end - start);
-          } catch (err) {
-            for (const e of range) for (const d of e.dests) markFailed(d.file, `pack ${packId}: ${(err as Error).message}`);
-            continue;
-          }
-          const { plains, errors } = await pool.open(
-            data,
-            range.map((e) => ({ id: e.id, offset: e.loc.offset - start, length: e.loc.length, uncompressedLength: e.loc.uncompressedLength })),
-          );
-          for (let i = 0; i < range.length; i++) {
-            const plain = plains[i];
-            if (!plain) {
-              for (const d of range[i].dests) markFailed(d.file, `pack ${packId}: ${errors[i]}`);
-              continue;
-            }
-            for (const d of range[i].dests) await writeBlob(d.file, d.offset, plain);
-          }
-        }
-      }),
-    ),
-  );
-
-  function markFailed(file: FileItem, message: string): void {
+  const markFailed = (file: FileItem, message: string): void => {
     if (file.failed) return;
     file.failed = true;
     fail(file.snapPath, message);
+  };
+
+  const ranges: { packId: Id; range: { id: Id; loc: BlobLocation; dests: { file: FileItem; offset: number }[] }[] }[] = [];
+  for (const [packId, blobs] of byPack) {
+    for (const range of splitRanges([...blobs.values()].sort((a, b) => a.loc.offset - b.loc.offset))) ranges.push({ packId, range });
   }
+  await mapLimit(ranges, pool.size * 2, async ({ packId, range }) => {
+    aborted();
+    const start = range[0].loc.offset;
+    const end = range[range.length - 1].loc.offset + range[range.length - 1].loc.length;
+    let data: Buffer;
+    try {
+      data = await repo.backend.load({ type: 'data', name: packId }, start, end - start);
+    } catch (err) {
+      for (const e of range) for (const d of e.dests) markFailed(d.file, `pack ${packId}: ${(err as Error).message}`);
+      return;
+    }
+    const blobs: RestoreBlob[] = range.map((e) => ({
+      id: e.id,
+      offset: e.loc.offset - start,
+      length: e.loc.length,
+      uncompressedLength: e.loc.uncompressedLength,
+      dests: e.dests.filter((d) => !d.file.failed).map((d) => ({ path: d.file.dest, offset: d.offset, create: d.file.blobs.length === 1 ? d.file.size : undefined })),
+    }));
+    const { errors, written } = await pool.restoreBlobs(data, blobs);
+    result.bytesWritten += written;
+    progress.bytesDone += written;
+    range.forEach((e, i) => {
+      for (const d of e.dests) {
+        if (errors[i]) markFailed(d.file, `pack ${packId}: ${errors[i]}`);
+        else if (--d.file.remaining === 0 && !d.file.failed) {
+          result.filesRestored++;
+          progress.filesDone++;
+        }
+      }
+    });
+    report();
+  });
 
   // Damaged files are removed rather than left looking complete.
-  for (const f of todo) if (f.failed) await fs.rm(f.dest, { force: true });
+  for (const f of todo) if (f.failed) fs.rmSync(f.dest, { force: true });
 
-  // Hardlinks, symlinks and special files, then metadata bottom-up.
+  // Hardlinks, symlinks and special files.
   for (const it of items) {
-    const f = it.file;
     try {
-      if (f?.hardlinkTo) {
-        if (f.hardlinkTo.failed) continue;
-        await fs.rm(it.dest, { force: true });
-        await fs.link(f.hardlinkTo.dest, it.dest);
+      if (it.linkTo) {
+        if (it.linkTo.file?.failed) continue;
+        fs.rmSync(it.dest, { force: true });
+        fs.linkSync(it.linkTo.dest, it.dest);
       } else if (it.node.type === 'symlink') {
-        await fs.rm(it.dest, { force: true });
-        await fs.symlink(it.node.linktarget ?? '', it.dest);
+        fs.rmSync(it.dest, { force: true });
+        fs.symlinkSync(it.node.linktarget ?? '', it.dest);
       } else if (it.node.type !== 'file' && it.node.type !== 'dir') {
-        await fs.rm(it.dest, { force: true });
+        fs.rmSync(it.dest, { force: true });
         await createSpecial(it.dest, it.node);
       }
     } catch (err) {
       fail(it.snapPath, (err as Error).message);
     }
   }
-  const ordered = [...items].sort((a, b) => b.dest.length - a.dest.length);
-  for (const it of ordered) {
-    if (it.file?.failed || it.node.type === 'socket') continue;
-    try {
-      await applyMetadata(it.dest, it.node, { owner });
-    } catch (err) {
-      fail(it.snapPath, `setting metadata: ${(err as Error).message}`);
-    }
-  }
+
+  // Metadata last: everything but folders in parallel batches, then folders deepest first.
+  const meta = (list: Item[]): FsOp[] => list.map((it) => ({ op: 'meta', path: it.dest, node: it.node, owner }));
+  const leaves = items.filter((it) => it.node.type !== 'dir' && it.node.type !== 'socket' && !it.file?.failed && !it.linkTo?.file?.failed);
+  const dirs = items.filter((it) => it.node.type === 'dir').reverse();
+  const metaErrors = async (list: Item[], batches: number): Promise<void> => {
+    const res = await mapLimit(chunks(list, BATCH), batches, (b) => pool.fsBatch(meta(b)));
+    res.flat().forEach((err, i) => {
+      if (typeof err === 'string') fail(list[i].snapPath, `setting metadata: ${err}`);
+    });
+  };
+  await metaErrors(leaves, pool.size * 2);
+  await metaErrors(dirs, 1);
 
   if (opts.verify) {
-    for (const f of files) {
-      if (f.failed) continue;
-      if (!(await pool.verifyFile(f.dest, f.blobs))) fail(f.snapPath, 'verification after restore failed: content differs');
-    }
+    const ok = files.filter((f) => !f.failed);
+    const res = await mapLimit(chunks(ok, BATCH), pool.size * 2, (b) => pool.fsBatch(b.map((f): FsOp => ({ op: 'check', path: f.dest, size: f.size, blobs: f.blobs }))));
+    res.flat().forEach((right, i) => {
+      if (right !== true) fail(ok[i].snapPath, 'verification after restore failed: content differs');
+    });
   }
   report();
   return result;

@@ -2,7 +2,9 @@
 export class Limiter {
   readonly #max: number;
   #active = 0;
-  readonly #waiting: (() => void)[] = [];
+  // A queue with a moving head: Array.shift() is linear, and tens of thousands may wait.
+  #waiting: (() => void)[] = [];
+  #head = 0;
 
   constructor(max: number) {
     this.#max = Math.max(1, max);
@@ -26,9 +28,14 @@ export class Limiter {
   }
 
   release(): void {
-    const next = this.#waiting.shift();
-    if (next) next();
-    else this.#active--;
+    if (this.#head < this.#waiting.length) {
+      const next = this.#waiting[this.#head++];
+      if (this.#head > 1024 && this.#head * 2 > this.#waiting.length) {
+        this.#waiting = this.#waiting.slice(this.#head);
+        this.#head = 0;
+      }
+      next();
+    } else this.#active--;
   }
 }
 

@@ -61,7 +61,7 @@ describe.runIf(HAVE_RESTIC)('Cairn writes, restic reads', () => {
     const cl = lsLines(ok(await cairn(repo, ['ls', '--json', 'latest']), 'cairn ls').out);
     expect(cl.length).toBe(rl.length);
     for (let i = 0; i < rl.length; i++) {
-      for (const k of ['name', 'type', 'path', 'uid', 'gid', 'size', 'mode', 'mtime', 'atime', 'ctime', 'struct_type']) {
+      for (const k of ['name', 'type', 'path', 'uid', 'gid', 'size', 'mode', 'permissions', 'mtime', 'atime', 'ctime', 'struct_type']) {
         expect([rl[i].path, k, cl[i][k]]).toEqual([rl[i].path, k, rl[i][k]]);
       }
     }

@@ -71,8 +71,8 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
   const excluder = await buildExcluder({ exclude: o.exclude, iexclude: o.iexclude, excludeFiles: o.excludeFile, iexcludeFiles: o.iexcludeFile });
 
   const repo = await ctx.openRepository();
-  await ctx.lock(repo, false);
-  await repo.loadIndex();
+  // Taking a lock waits a moment for racing clients; read the index meanwhile.
+  await Promise.all([ctx.lock(repo, false), repo.loadIndex()]);
   const pool = ctx.pool(repo);
   const started = Date.now();
   let result: BackupResult;

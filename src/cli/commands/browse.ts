@@ -6,6 +6,7 @@ import { shortId, type Id } from '../../repository/id.js';
 import type { Repository } from '../../repository/repository.js';
 import type { Snapshot } from '../../repository/snapshot.js';
 import type { Node } from '../../fs/node.js';
+import { goModeString } from '../../fs/filemode.js';
 import { filterOf } from './restore.js';
 import type { Run } from '../main.js';
 
@@ -127,7 +128,10 @@ async function walkNodes(repo: Repository, tree: Id, dir: string, fn: (p: string
 function lsNode(p: string, n: Node): Record<string, unknown> {
   const o: Record<string, unknown> = { name: n.name, type: n.type, path: p, uid: n.uid, gid: n.gid };
   if (n.type === 'file') o.size = n.size ?? 0;
-  if (n.mode) o.mode = n.mode;
+  if (n.mode) {
+    o.mode = n.mode;
+    o.permissions = goModeString(n.mode);
+  }
   o.mtime = n.mtime;
   o.atime = n.atime;
   o.ctime = n.ctime;

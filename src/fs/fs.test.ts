@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { goModeFromUnix, goModeString, unixPermFromGoMode, nodeTypeFromUnix, GoMode } from './filemode.js';
+import { formatTime, parseTime } from './time.js';
+import { goQuote, goUnquote } from './goquote.js';
+import { splitDevice } from './apply.js';
+
+describe('Go file modes', () => {
+  it('converts every type and the special bits', () => {
+    const cases: [number, number, string][] = [
+      [0o100644, 0o644, '-rw-r--r--'],
+      [0o040755, GoMode.Dir + 0o755, 'drwxr-xr-x'],
+      [0o041777, GoMode.Dir + GoMode.Sticky + 0o777, 'dtrwxrwxrwx'],
+      [0o120777, GoMode.Symlink + 0o777, 'Lrwxrwxrwx'],
+      [0o020666, GoMode.Device + GoMode.CharDevice + 0o666, 'Dcrw-rw-rw-'],
+      [0o060660, GoMode.Device + 0o660, 'Drw-rw----'],
+      [0o010644, GoMode.NamedPipe + 0o644, 'prw-r--r--'],
+      [0o140755, GoMode.Socket + 0o755, 'Srwxr-xr-x'],
+      [0o104755, GoMode.Setuid + 0o755, 'urwxr-xr-x'],
+      [0o102755, GoMode.Setgid + 0o755, 'grwxr-xr-x'],
+    ];
+    for (const [st, go, str] of cases) {
+      expect(goModeFromUnix(st)).toBe(go);
+      expect(goModeString(go)).toBe(str);
+      expect(unixPermFromGoMode(go)).toBe(st & 0o7777);
+    }
+    expect(nodeTypeFromUnix(0o020666)).toBe('chardev');
+    expect(nodeTypeFromUnix(0o060666)).toBe('dev');
+  });
+});
+
+describe('Go time encoding', () => {
+  it('formats like Go: trimmed fraction, Z or offset', () => {
+    expect(formatTime(1_614_834_367_122_999_000n, 0)).toBe('2021-03-04T05:06:07.122999Z');
+    expect(formatTime(1_614_834_367_000_000_000n, 60)).toBe('2021-03-04T06:06:07+01:00');
+    expect(formatTime(1_614_834_367_000_000_001n, -330)).toBe('2021-03-03T23:36:07.000000001-05:30');
+    expect(formatTime(1_614_834_367_100_000_000n, 0)).toBe('2021-03-04T05:06:07.1Z');
+  });
+  it('parses any RFC 3339 back to the same instant', () => {
+    for (const ns of [0n, 1n, 1_614_834_367_122_999_000n, 1_700_000_000_999_999_999n]) {
+      for (const off of [0, 60, -330, 840]) expect(parseTime(formatTime(ns, off))).toBe(ns);
+    }
+    expect(parseTime('2015-01-02T18:10:13.48307196+01:00')).toBe(1_420_218_613_483_071_960n);
+    expect(() => parseTime('yesterday')).toThrow(/invalid time/);
+  });
+});
+
+describe('Go string quoting of names', () => {
+  it('escapes as strconv.Quote and reads it back', () => {
+    const cases: [string, string][] = [
+      ['plain.txt', 'plain.txt'],
+      ['with space and\nnewline', 'with space and\\nnewline'],
+      ['quote"back\\slash', 'quote\\"back\\\\slash'],
+      ['unicode-äöü-日本語-😀', 'unicode-äöü-日本語-😀'],
+      ['tab\tbell\x07nul\x00del\x7f', 'tab\\tbell\\anul\\x00del\\x7f'],
+      ['zero\u200bwidth', 'zero\\u200bwidth'],
+    ];
+    for (const [raw, quoted] of cases) {
+      expect(goQuote(raw)).toBe(quoted);
+      expect(goUnquote(quoted)).toBe(raw);
+    }
+    expect(goUnquote('octal\\101')).toBe('octalA');
+    expect(() => goUnquote('bad\\q')).toThrow(/invalid escaped name/);
+  });
+});
+
+describe('device numbers', () => {
+  it('splits st_rdev as glibc does', () => {
+    expect(splitDevice(0x0103)).toEqual({ major: 1, minor: 3 });
+    // makedev(259, 0x10005) = 0x10010305
+    expect(splitDevice(0x10010305)).toEqual({ major: 259, minor: 0x10005 });
+  });
+});

@@ -1,0 +1,106 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LocalBackend } from '../../src/backend/local.js';
+import { formatTime } from '../../src/fs/time.js';
+import { Lock, type LockJSON } from '../../src/repository/lock.js';
+import { Repository } from '../../src/repository/repository.js';
+import { seededBytes } from '../support/trees.js';
+import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, tempDir, type TestRepo } from '../support/tools.js';
+
+async function packCount(repo: TestRepo): Promise<number> {
+  let n = 0;
+  for (const d of await fs.readdir(path.join(repo.dir, 'data'))) n += (await fs.readdir(path.join(repo.dir, 'data', d))).length;
+  return n;
+}
+
+async function openRepo(repo: TestRepo): Promise<Repository> {
+  const password = (await fs.readFile(repo.passwordFile, 'utf8')).split('\n')[0];
+  return Repository.open(new LocalBackend(repo.dir), password);
+}
+
+async function writeLock(repo: Repository, over: Partial<LockJSON>): Promise<string> {
+  const l: LockJSON = { time: formatTime(BigInt(Date.now()) * 1_000_000n), exclusive: true, hostname: os.hostname(), username: 'someone', pid: process.pid, uid: 0, gid: 0, ...over };
+  return repo.saveJSON('lock', JSON.stringify(l));
+}
+
+describe('locks', () => {
+  it('an exclusive lock held by a live process blocks a backup with exit 11 and names the holder', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'f'), 'x');
+    ok(await cairn(repo, ['init']), 'init');
+    const r = await openRepo(repo);
+    const sleeper = spawn('sleep', ['60']);
+    try {
+      const id = await writeLock(r, { pid: sleeper.pid! });
+      const blocked = await cairn(repo, ['backup', src]);
+      expect(blocked.code).toBe(11);
+      expect(blocked.stderr).toContain(`exclusive lock ${id.slice(0, 8)} held by PID ${sleeper.pid}`);
+      expect(blocked.stderr).toContain('cairn unlock');
+    } finally {
+      sleeper.kill('SIGKILL');
+      await new Promise((res) => sleeper.once('exit', res));
+    }
+    // The holder is gone: its lock is stale on this host and no longer blocks.
+    ok(await cairn(repo, ['backup', src]), 'backup after the holder died');
+    const locks = await fs.readdir(path.join(repo.dir, 'locks'));
+    expect(locks).toHaveLength(1);
+    ok(await cairn(repo, ['unlock']), 'unlock');
+    expect(await fs.readdir(path.join(repo.dir, 'locks'))).toHaveLength(0);
+  });
+
+  it('locks older than 30 minutes are stale; unlock --remove-all removes live ones too', async () => {
+    const repo = await makeRepoPaths();
+    ok(await cairn(repo, ['init']), 'init');
+    const r = await openRepo(repo);
+    await writeLock(r, { hostname: 'another-host', time: formatTime(BigInt(Date.now() - 31 * 60_000) * 1_000_000n) });
+    ok(await cairn(repo, ['check']), 'check beside a stale lock');
+    await writeLock(r, { hostname: 'another-host' });
+    expect((await cairn(repo, ['check'])).code).toBe(11);
+    ok(await cairn(repo, ['unlock', '--remove-all']), 'unlock --remove-all');
+    ok(await cairn(repo, ['check']), 'check after unlock');
+  });
+
+  it('shares locks with restic in both directions', async () => {
+    if (!HAVE_RESTIC) return;
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'f'), 'x');
+    ok(await cairn(repo, ['init']), 'init');
+    const r = await openRepo(repo);
+    const lock = await Lock.acquire(r, true);
+    const blocked = await restic(repo, ['backup', src]);
+    expect(blocked.code).not.toBe(0);
+    expect(blocked.stderr).toMatch(/locked exclusively/);
+    const listed = ok(await restic(repo, ['list', 'locks', '--no-lock']), 'restic list locks').out.trim();
+    expect(listed).toBe(lock.id);
+    await lock.release();
+    const shared = await Lock.acquire(r, false);
+    ok(await restic(repo, ['backup', src]), 'restic backup beside a non-exclusive lock');
+    await shared.release();
+    ok(await restic(repo, ['check']), 'restic check');
+  });
+
+  it('a backup interrupted with SIGINT exits 130 and leaves no lock behind', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    for (let i = 0; i < 100; i++) await fs.writeFile(path.join(src, `f${i}`), seededBytes(i, 2 * 1024 * 1024));
+    ok(await cairn(repo, ['init']), 'init');
+    const child = spawn(process.execPath, [path.resolve('dist/cli/main.js'), 'backup', src], { env: { ...process.env, ...repo.env }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const exited = new Promise<number>((res) => child.once('exit', (c) => res(c ?? -1)));
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    // Interrupt once the first pack is on disk, so the backup is surely half way.
+    const started = Date.now();
+    while ((await packCount(repo)) === 0 && Date.now() - started < 20_000) await new Promise((res) => setTimeout(res, 20));
+    child.kill('SIGINT');
+    const code = await exited;
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/interrupted/);
+    expect(await fs.readdir(path.join(repo.dir, 'locks'))).toHaveLength(0);
+    ok(await cairn(repo, ['check']), 'check after interrupt');
+  });
+});
