@@ -88,7 +88,8 @@ export class Key {
   /** The JSON restic stores (sealed) in key files; field order matches restic's output. */
   toJSON(): MasterKeyJSON {
     return {
-      mac: { k: this.#macK.toString('base64'), r: this.#macR.toString('base64') },
+      // r masked, as restic generates and prints it; Poly1305 clamps r anyway, so no MAC changes.
+      mac: { k: this.#macK.toString('base64'), r: clampR(Buffer.from(this.#macR)).toString('base64') },
       encrypt: this.#encrypt.toString('base64'),
     };
   }
@@ -185,4 +186,16 @@ function randomFillNonzero(iv: Buffer): void {
     ivPool.fill(0, ivPoolAt, ivPoolAt + IV_SIZE);
     ivPoolAt += IV_SIZE;
   } while (isAllZero(iv));
+}
+
+/** Poly1305's clamping of r (RFC 8439 section 2.5). */
+function clampR(r: Buffer): Buffer {
+  r[3] &= 15;
+  r[7] &= 15;
+  r[11] &= 15;
+  r[15] &= 15;
+  r[4] &= 252;
+  r[8] &= 252;
+  r[12] &= 252;
+  return r;
 }

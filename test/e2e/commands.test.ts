@@ -1,0 +1,213 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, runCommand, tempDir, type TestRepo } from '../support/tools.js';
+import { seededBytes, textBytes } from '../support/trees.js';
+
+describe('snapshots, ls, diff, stats, cat, key', () => {
+  let repo: TestRepo;
+  let src: string;
+  let first: string;
+  let second: string;
+
+  beforeAll(async () => {
+    repo = await makeRepoPaths();
+    src = await tempDir();
+    await fs.mkdir(path.join(src, 'docs/deep'), { recursive: true });
+    await fs.writeFile(path.join(src, 'docs/a.txt'), 'alpha\n');
+    await fs.writeFile(path.join(src, 'docs/deep/b.txt'), 'beta\n');
+    await fs.writeFile(path.join(src, 'gone.txt'), 'soon gone\n');
+    await fs.writeFile(path.join(src, 'big.bin'), seededBytes(8, 1_500_000));
+    ok(await cairn(repo, ['init']), 'init');
+    first = JSON.parse(ok(await cairn(repo, ['--json', 'backup', '--tag', 'one,daily', src]), 'backup 1').out.trim().split('\n').pop()!).snapshot_id;
+    await fs.rm(path.join(src, 'gone.txt'));
+    await fs.writeFile(path.join(src, 'docs/a.txt'), 'alpha changed\n');
+    await fs.writeFile(path.join(src, 'new.txt'), 'new\n');
+    second = JSON.parse(ok(await cairn(repo, ['--json', 'backup', '--tag', 'two', '--host', 'other', src]), 'backup 2').out.trim().split('\n').pop()!).snapshot_id;
+  });
+
+  it('filters snapshots by tag, host and path, and resolves prefixes and latest', async () => {
+    const byTag = JSON.parse(ok(await cairn(repo, ['snapshots', '--json', '--tag', 'daily']), 'snapshots').out) as { id: string }[];
+    expect(byTag.map((s) => s.id)).toEqual([first]);
+    const byHost = JSON.parse(ok(await cairn(repo, ['snapshots', '--json', '--host', 'other']), 'snapshots').out) as { id: string }[];
+    expect(byHost.map((s) => s.id)).toEqual([second]);
+    const byPath = JSON.parse(ok(await cairn(repo, ['snapshots', '--json', '--path', src]), 'snapshots').out) as unknown[];
+    expect(byPath).toHaveLength(2);
+    const table = ok(await cairn(repo, ['snapshots']), 'snapshots table').out;
+    expect(table).toContain(first.slice(0, 8));
+    expect(table).toContain('2 snapshots');
+    const ls = ok(await cairn(repo, ['ls', first.slice(0, 6), `${src}/docs`]), 'ls prefix').out;
+    expect(ls).toContain(`${src}/docs/a.txt`);
+    expect(ls).not.toContain(`${src}/docs/deep/b.txt`);
+    const rec = ok(await cairn(repo, ['ls', '--recursive', 'latest', `${src}/docs`]), 'ls recursive').out;
+    expect(rec).toContain(`${src}/docs/deep/b.txt`);
+    const long = ok(await cairn(repo, ['ls', '-l', 'latest', src]), 'ls -l').out;
+    expect(long).toMatch(/-rw-r--r-- .*\/new\.txt/);
+  });
+
+  it('diff names added, removed and changed files', async () => {
+    const out = ok(await cairn(repo, ['diff', first, second]), 'diff').out;
+    expect(out).toContain(`+    ${src}/new.txt`);
+    expect(out).toContain(`-    ${src}/gone.txt`);
+    expect(out).toContain(`M    ${src}/docs/a.txt`);
+    expect(out).not.toContain('big.bin');
+    expect(out).toContain('1 added, 1 removed, 1 changed');
+  });
+
+  it('stats counts files and raw data', async () => {
+    const s = JSON.parse(ok(await cairn(repo, ['--json', 'stats', 'latest']), 'stats').out) as { total_size: number; total_file_count: number };
+    expect(s.total_size).toBe(1_500_000 + 'alpha changed\n'.length + 'beta\n'.length + 'new\n'.length);
+    const raw = JSON.parse(ok(await cairn(repo, ['--json', 'stats', '--mode', 'raw-data']), 'stats raw').out) as { total_size: number; total_blob_count: number };
+    expect(raw.total_blob_count).toBeGreaterThan(4);
+    expect(raw.total_size).toBeGreaterThan(1_500_000);
+    expect((await cairn(repo, ['stats', '--mode', 'bogus'])).code).toBe(1);
+  });
+
+  it('cat prints config, snapshots, trees and blobs', async () => {
+    const config = JSON.parse(ok(await cairn(repo, ['cat', 'config']), 'cat config').out) as { version: number; chunker_polynomial: string };
+    expect(config.version).toBe(2);
+    const snap = JSON.parse(ok(await cairn(repo, ['cat', 'snapshot', first]), 'cat snapshot').out) as { tree: string; tags: string[]; summary: { files_new: number } };
+    expect(snap.tags).toEqual(['one', 'daily']);
+    expect(snap.summary.files_new).toBe(4);
+    const tree = JSON.parse(ok(await cairn(repo, ['cat', 'tree', snap.tree]), 'cat tree').out) as { nodes: { name: string }[] };
+    expect(tree.nodes.map((n) => n.name)).toEqual([src.split('/')[1]]);
+    if (HAVE_RESTIC) {
+      expect(JSON.parse(ok(await restic(repo, ['cat', 'config']), 'restic cat config').out)).toEqual(config);
+      const rmaster = JSON.parse(ok(await restic(repo, ['cat', 'masterkey']), 'restic cat masterkey').out);
+      expect(JSON.parse(ok(await cairn(repo, ['cat', 'masterkey']), 'cat masterkey').out)).toEqual(rmaster);
+    }
+    expect((await cairn(repo, ['cat', 'nonsense'])).stderr).toMatch(/unknown type/);
+  });
+
+  it('restores with --include and --exclude, and SNAPSHOT:PATH', async () => {
+    const t1 = await tempDir();
+    ok(await cairn(repo, ['restore', 'latest', '--target', t1, '--include', '*.txt', '--exclude', 'deep']), 'restore include');
+    expect(await fs.readFile(path.join(t1, src, 'docs/a.txt'), 'utf8')).toBe('alpha changed\n');
+    await expect(fs.access(path.join(t1, src, 'docs/deep'))).rejects.toThrow();
+    await expect(fs.access(path.join(t1, src, 'big.bin'))).rejects.toThrow();
+    const t2 = await tempDir();
+    ok(await cairn(repo, ['restore', `${first}:${src}/docs`, '--target', t2]), 'restore subpath');
+    expect(await fs.readFile(path.join(t2, 'a.txt'), 'utf8')).toBe('alpha\n');
+    expect(await fs.readFile(path.join(t2, 'deep/b.txt'), 'utf8')).toBe('beta\n');
+  });
+
+  it('manages keys: add, list, passwd and remove', async () => {
+    const r = await makeRepoPaths('first password');
+    ok(await cairn(r, ['init']), 'init');
+    const newPw = path.join(path.dirname(r.passwordFile), 'new-password');
+    await fs.writeFile(newPw, 'second password\n');
+    ok(await cairn(r, ['key', 'add', '--new-password-file', newPw]), 'key add');
+    const keys = JSON.parse(ok(await cairn(r, ['--json', 'key', 'list']), 'key list').out) as { current: boolean; id: string }[];
+    expect(keys).toHaveLength(2);
+    ok(await cairn(r, ['snapshots'], { env: { CAIRN_PASSWORD_FILE: newPw } }), 'open with second password');
+    const other = keys.find((k) => !k.current)!;
+    ok(await cairn(r, ['key', 'remove', other.id]), 'key remove');
+    expect((await cairn(r, ['snapshots'], { env: { CAIRN_PASSWORD_FILE: newPw } })).code).toBe(12);
+    const current = keys.find((k) => k.current)!;
+    expect((await cairn(r, ['key', 'remove', current.id])).stderr).toMatch(/currently used/);
+    ok(await cairn(r, ['key', 'passwd', '--new-password-file', newPw]), 'key passwd');
+    expect((await cairn(r, ['snapshots'])).code).toBe(12);
+    ok(await cairn(r, ['snapshots'], { env: { CAIRN_PASSWORD_FILE: newPw } }), 'new password works');
+    if (HAVE_RESTIC) ok(await restic({ ...r, env: { ...r.env, RESTIC_PASSWORD_FILE: newPw } }, ['snapshots']), 'restic opens the new key');
+  });
+});
+
+describe('backup options', () => {
+  it('applies --exclude, --iexclude and --exclude-file, and records excludes in the snapshot', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    for (const f of ['keep.txt', 'skip.log', 'SKIP.TMP', 'cache/x', 'sub/cache/y', 'sub/keep.md']) {
+      await fs.mkdir(path.dirname(path.join(src, f)), { recursive: true });
+      await fs.writeFile(path.join(src, f), f);
+    }
+    const exFile = path.join(await tempDir(), 'excludes');
+    await fs.writeFile(exFile, '# comment\ncache\n');
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src, '--exclude', '*.log', '--iexclude', '*.tmp', '--exclude-file', exFile]), 'backup');
+    const files = ok(await cairn(repo, ['ls', 'latest']), 'ls').out.split('\n').filter((l) => l.startsWith(`${src}/`)).map((l) => l.slice(src.length + 1)).sort();
+    expect(files).toEqual(['keep.txt', 'sub', 'sub/keep.md']);
+    const snap = JSON.parse(ok(await cairn(repo, ['cat', 'snapshot', 'latest']), 'cat').out) as { excludes: string[] };
+    expect(snap.excludes).toEqual(['*.log']);
+    expect((await cairn(repo, ['backup', src, '--exclude', '[unclosed'])).code).toBe(1);
+  });
+
+  it('prints JSON status lines with --json and nothing with --quiet', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    for (let i = 0; i < 30; i++) await fs.writeFile(path.join(src, `f${i}`), textBytes(i, 400_000));
+    ok(await cairn(repo, ['init']), 'init');
+    const j = ok(await cairn(repo, ['--json', 'backup', src]), 'backup --json');
+    const lines = j.out.trim().split('\n').map((l) => JSON.parse(l) as { message_type: string });
+    expect(lines[lines.length - 1].message_type).toBe('summary');
+    expect(lines.every((l) => ['status', 'summary'].includes(l.message_type))).toBe(true);
+    const q = ok(await cairn(repo, ['--quiet', 'backup', src]), 'backup --quiet');
+    expect(q.out).toBe('');
+    expect(q.stderr).toBe('');
+  });
+});
+
+describe('crash safety', () => {
+  it('after SIGKILL half way through a backup, restic check passes and the next backup succeeds', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    for (let i = 0; i < 60; i++) await fs.writeFile(path.join(src, `f${i}`), seededBytes(100 + i, 3 * 1024 * 1024));
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', path.join(src, 'f0')]), 'a first snapshot');
+    const child = spawn(process.execPath, [path.resolve('dist/cli/main.js'), 'backup', src], { env: { ...process.env, ...repo.env }, stdio: 'ignore' });
+    const exited = new Promise((res) => child.once('exit', res));
+    const packs = async (): Promise<number> => {
+      let n = 0;
+      for (const d of await fs.readdir(path.join(repo.dir, 'data'))) n += (await fs.readdir(path.join(repo.dir, 'data', d))).length;
+      return n;
+    };
+    const before = await packs();
+    const started = Date.now();
+    while ((await packs()) < before + 3 && Date.now() - started < 20_000) await new Promise((res) => setTimeout(res, 10));
+    child.kill('SIGKILL');
+    await exited;
+    if (HAVE_RESTIC) {
+      // restic 0.14 does not skip stale locks by itself; its unlock removes ours (the process is gone).
+      ok(await restic(repo, ['unlock']), 'restic unlock');
+      expect(await fs.readdir(path.join(repo.dir, 'locks'))).toEqual([]);
+      ok(await restic(repo, ['check']), 'restic check after the crash');
+    }
+    ok(await cairn(repo, ['check']), 'cairn check after the crash');
+    ok(await cairn(repo, ['backup', src]), 'backup after the crash');
+    const t = await tempDir();
+    ok(await cairn(repo, ['restore', 'latest', '--target', t]), 'restore');
+    for (let i = 0; i < 60; i += 7) expect((await fs.readFile(path.join(t, src, `f${i}`))).equals(seededBytes(100 + i, 3 * 1024 * 1024))).toBe(true);
+  });
+});
+
+describe('--one-file-system', () => {
+  it('keeps a mount point as an empty folder and does not cross into it', async () => {
+    if (process.getuid?.() !== 0) return;
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'here.txt'), 'here');
+    await fs.mkdir(path.join(src, 'mnt'));
+    const mounted = await runMount(['-t', 'tmpfs', 'tmpfs', path.join(src, 'mnt')]);
+    if (!mounted) {
+      if (process.env.CI === 'true') throw new Error('mount -t tmpfs failed in CI');
+      return;
+    }
+    try {
+      await fs.writeFile(path.join(src, 'mnt', 'other-fs.txt'), 'elsewhere');
+      ok(await cairn(repo, ['init']), 'init');
+      ok(await cairn(repo, ['backup', '-x', src]), 'backup -x');
+      const ls = ok(await cairn(repo, ['ls', 'latest']), 'ls').out;
+      expect(ls).toContain(`${src}/here.txt`);
+      expect(ls).toContain(`${src}/mnt`);
+      expect(ls).not.toContain('other-fs.txt');
+      ok(await cairn(repo, ['backup', src]), 'backup without -x');
+      expect(ok(await cairn(repo, ['ls', 'latest']), 'ls').out).toContain(`${src}/mnt/other-fs.txt`);
+    } finally {
+      await runMount([path.join(src, 'mnt')], 'umount');
+    }
+  });
+});
+
+async function runMount(args: string[], cmd = 'mount'): Promise<boolean> {
+  return (await runCommand(cmd, args)).code === 0;
+}
