@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cairn, makeRepoPaths, ok, tempDir, type TestRepo } from '../support/tools.js';
+import { cairn, makeRepoPaths, ok, runCommand, tempDir, type TestRepo } from '../support/tools.js';
 import { seededBytes } from '../support/trees.js';
 
 async function packFiles(repo: TestRepo): Promise<string[]> {
@@ -145,5 +145,38 @@ describe('damage', () => {
     const check2 = await cairn(repo, ['check']);
     expect(check2.code).not.toBe(0);
     expect(check2.stderr).toContain(`index ${idx}`);
+  });
+});
+
+describe('full disk', () => {
+  it('a backup into a full file system fails clearly, leaves no temporary files, and the repository stays usable', async () => {
+    if (process.getuid?.() !== 0) return;
+    const mnt = await tempDir();
+    const mounted = await runCommand('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+    if (mounted.code !== 0) {
+      if (process.env.CI === 'true') throw new Error(`mount -t tmpfs failed in CI: ${mounted.stderr}`);
+      return;
+    }
+    try {
+      const repo = await makeRepoPaths();
+      repo.dir = path.join(mnt, 'repo');
+      repo.env = { ...repo.env, CAIRN_REPOSITORY: repo.dir };
+      const src = await tempDir();
+      await fs.writeFile(path.join(src, 'small'), 'fits');
+      ok(await cairn(repo, ['init']), 'init');
+      ok(await cairn(repo, ['backup', src]), 'small backup');
+      await fs.writeFile(path.join(src, 'big'), seededBytes(77, 12 * 1024 * 1024));
+      const r = await cairn(repo, ['backup', src]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/no space left on device/);
+      const leftovers = (await fs.readdir(repo.dir, { recursive: true })).filter((f) => String(f).includes('.tmp-'));
+      expect(leftovers).toEqual([]);
+      expect(await fs.readdir(path.join(repo.dir, 'locks'))).toEqual([]);
+      await fs.rm(path.join(src, 'big'));
+      ok(await cairn(repo, ['check']), 'check after the failure');
+      expect(JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out)).toHaveLength(1);
+    } finally {
+      await runCommand('umount', [mnt]);
+    }
   });
 });
