@@ -261,17 +261,21 @@ export class Archiver {
       }
       return { node: Promise.resolve(nodeFromStat(name, st, target)) };
     }
+    if (st.isFile()) {
+      this.#summary.total_files_processed++;
+      if (old && !this.#opts.force && this.#unchanged(old, st)) {
+        this.#summary.files_unmodified++;
+        this.#summary.total_bytes_processed += Number(st.size);
+        this.#progress.filesDone++;
+        this.#progress.bytesDone += Number(st.size);
+        this.#report(abs);
+        // Same size, mtime, ctime and inode: mode, owner and links are unchanged too (they move
+        // ctime), so only the access time and the device number may differ from the parent's node.
+        return { node: Promise.resolve({ ...old, atime: formatTime(st.atimeNs), device_id: Number(st.dev) }) };
+      }
+    }
     const node = nodeFromStat(name, st);
     if (!st.isFile()) return { node: Promise.resolve(node) };
-    this.#summary.total_files_processed++;
-    if (old && !this.#opts.force && this.#unchanged(old, st)) {
-      this.#summary.files_unmodified++;
-      this.#summary.total_bytes_processed += Number(st.size);
-      this.#progress.filesDone++;
-      this.#progress.bytesDone += Number(st.size);
-      this.#report(abs);
-      return { node: Promise.resolve({ ...node, content: old.content }) };
-    }
     if (st.size === 0n) {
       this.#countFile(old, 0);
       return { node: Promise.resolve({ ...node, content: [] }) };

@@ -93,10 +93,16 @@ export class Context {
     }
   }
 
-  async lock(repo: Repository, exclusive: boolean): Promise<void> {
+  /**
+   * Locks the repository. With `overlap`, returns once our lock file is written and lets the
+   * caller read and compute while the lock settles; the repository holds writes until then.
+   */
+  async lock(repo: Repository, exclusive: boolean, opts: { overlap?: boolean } = {}): Promise<void> {
     if (this.opts.noLock) return;
-    const lock = await Lock.acquire(repo, exclusive);
+    const lock = await Lock.begin(repo, exclusive);
     this.#cleanups.unshift(() => lock.release());
+    if (opts.overlap) repo.gateWrites(lock.confirmed);
+    else await lock.confirmed;
   }
 
   pool(repo: Repository): WorkerPool {

@@ -8,7 +8,11 @@ import { CairnError } from '../errors.js';
 const PRINTABLE = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]$/u;
 const SHORT: Record<string, string> = { '\x07': '\\a', '\b': '\\b', '\f': '\\f', '\n': '\\n', '\r': '\\r', '\t': '\\t', '\v': '\\v' };
 
+/** Printable ASCII without `"` and `\`: most names, which need no escaping at all. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
 export function goQuote(s: string): string {
+  if (PLAIN.test(s)) return s;
   let out = '';
   for (const ch of s) {
     if (ch === '"' || ch === '\\') out += `\\${ch}`;

@@ -91,26 +91,30 @@ export function nodeFromStat(name: string, st: BigIntStats, linkTarget?: string)
   return n;
 }
 
-const ORDER: (keyof Node)[] = [
-  'name', 'type', 'mode', 'mtime', 'atime', 'ctime', 'uid', 'gid', 'user', 'group', 'inode', 'device_id',
-  'size', 'links', 'linktarget', 'linktarget_raw', 'extended_attributes', 'device', 'content', 'subtree', 'error',
-];
-/** Fields restic writes even when empty or zero. */
-const ALWAYS = new Set<keyof Node>(['name', 'type', 'mtime', 'atime', 'ctime', 'uid', 'gid', 'content']);
-
-/** restic's JSON for a node: its field order, `omitempty` rules, `content` null unless a file. */
+/**
+ * restic's JSON for a node: its field order, `omitempty` rules (zero numbers and empty strings left
+ * out), `content` null unless a file. Written by hand: trees are re-encoded for every folder of
+ * every backup, and this is several times faster than building an object for JSON.stringify.
+ */
 export function nodeToJSON(n: Node): string {
-  const o: Record<string, unknown> = {};
-  for (const k of ORDER) {
-    const v = n[k];
-    if (ALWAYS.has(k)) {
-      o[k] = k === 'content' ? (v ?? null) : k === 'name' ? goQuote(v as string) : v;
-      continue;
-    }
-    if (v === undefined || v === null || v === 0 || v === '' || (Array.isArray(v) && v.length === 0)) continue;
-    o[k] = v;
-  }
-  return JSON.stringify(o);
+  const q = JSON.stringify;
+  let s = `{"name":${q(goQuote(n.name))},"type":${q(n.type)}`;
+  if (n.mode) s += `,"mode":${n.mode}`;
+  s += `,"mtime":${q(n.mtime)},"atime":${q(n.atime)},"ctime":${q(n.ctime)},"uid":${n.uid},"gid":${n.gid}`;
+  if (n.user) s += `,"user":${q(n.user)}`;
+  if (n.group) s += `,"group":${q(n.group)}`;
+  if (n.inode) s += `,"inode":${n.inode}`;
+  if (n.device_id) s += `,"device_id":${n.device_id}`;
+  if (n.size) s += `,"size":${n.size}`;
+  if (n.links) s += `,"links":${n.links}`;
+  if (n.linktarget) s += `,"linktarget":${q(n.linktarget)}`;
+  if (n.linktarget_raw) s += `,"linktarget_raw":${q(n.linktarget_raw)}`;
+  if (n.extended_attributes && n.extended_attributes.length > 0) s += `,"extended_attributes":${q(n.extended_attributes)}`;
+  if (n.device) s += `,"device":${n.device}`;
+  s += `,"content":${n.content ? q(n.content) : 'null'}`;
+  if (n.subtree) s += `,"subtree":${q(n.subtree)}`;
+  if (n.error) s += `,"error":${q(n.error)}`;
+  return `${s}}`;
 }
 
 /** Orders nodes by name in byte order, as Go compares strings. */

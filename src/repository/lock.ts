@@ -68,20 +68,40 @@ export class Lock {
   }
 
   static async acquire(repo: Repository, exclusive: boolean): Promise<Lock> {
+    const lock = await Lock.begin(repo, exclusive);
+    await lock.confirmed;
+    return lock;
+  }
+
+  /**
+   * Checks for conflicting locks and writes ours; `confirmed` settles after restic's wait-and-look-
+   * again (rejecting with LOCKED, our lock removed, when a racing client won). Callers may read
+   * meanwhile and must not write before `confirmed` resolves (see Repository.gateWrites).
+   */
+  static async begin(repo: Repository, exclusive: boolean): Promise<Lock> {
     await Lock.#checkConflicts(repo, exclusive, null);
     const id = await repo.saveJSON('lock', JSON.stringify(Lock.#body(exclusive)));
     const lock = new Lock(repo, exclusive, id);
-    await new Promise((r) => setTimeout(r, SETTLE_MS));
-    try {
-      await Lock.#checkConflicts(repo, exclusive, id);
-    } catch (err) {
-      await repo.backend.remove({ type: 'lock', name: id });
-      throw err;
-    }
-    lock.#timer = setInterval(() => void lock.#refresh(), REFRESH_EVERY_MS);
-    lock.#timer.unref();
+    lock.confirmed = (async () => {
+      await new Promise((r) => setTimeout(r, SETTLE_MS));
+      try {
+        await Lock.#checkConflicts(repo, exclusive, id);
+      } catch (err) {
+        lock.#released = true;
+        await repo.backend.remove({ type: 'lock', name: id });
+        throw err;
+      }
+      if (!lock.#released) {
+        lock.#timer = setInterval(() => void lock.#refresh(), REFRESH_EVERY_MS);
+        lock.#timer.unref();
+      }
+    })();
+    lock.confirmed.catch(() => undefined);
     return lock;
   }
+
+  /** Settles once the lock is known to be ours (see `begin`). */
+  confirmed: Promise<void> = Promise.resolve();
 
   static #body(exclusive: boolean): LockJSON {
     const u = currentUser();

@@ -41,6 +41,7 @@ export class Repository {
   #pendingBlobs = new Map<string, true>();
   #unindexed: { id: Id; blobs: PackedBlob[] }[] = [];
   #indexLoaded = false;
+  #writeGate: Promise<void> = Promise.resolve();
   readonly #treePacks = new Map<Id, Buffer>();
   readonly #treePackLoads = new Map<Id, Promise<Buffer | null>>();
   #treeCacheBytes = 0;
@@ -93,8 +94,17 @@ export class Repository {
     return parseJSON<T>(decodeUnpacked(plain, `${type} ${id}`), `${type} ${id}`);
   }
 
+  /**
+   * Holds every write but lock files until `gate` resolves (and fails them if it rejects): a
+   * backup may walk and hash while its lock waits for racing clients, but stores nothing before.
+   */
+  gateWrites(gate: Promise<void>): void {
+    this.#writeGate = gate;
+  }
+
   /** Encrypts and saves an unpacked file, compressed in format v2; returns its id. */
   async saveJSON(type: Exclude<FileType, 'data' | 'key' | 'config'>, json: string): Promise<Id> {
+    if (type !== 'lock') await this.#writeGate;
     const sealed = this.key.encrypt(encodeUnpacked(json, this.config.version >= 2));
     const id = hashId(sealed);
     await this.backend.save({ type, name: id }, sealed);
@@ -214,6 +224,7 @@ export class Repository {
 
   /** Saves a finished pack (built here or by a worker) and queues its blobs for the next index file. */
   async savePack(id: Id, bytes: Uint8Array, blobs: PackedBlob[]): Promise<void> {
+    await this.#writeGate;
     await this.backend.save({ type: 'data', name: id }, bytes);
     this.index.addPack(id, blobs);
     for (const b of blobs) this.#pendingBlobs.delete(MasterIndex.key(b.type, b.id));

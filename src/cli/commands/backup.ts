@@ -71,8 +71,9 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
   const excluder = await buildExcluder({ exclude: o.exclude, iexclude: o.iexclude, excludeFiles: o.excludeFile, iexcludeFiles: o.iexcludeFile });
 
   const repo = await ctx.openRepository();
-  // Taking a lock waits a moment for racing clients; read the index meanwhile.
-  await Promise.all([ctx.lock(repo, false), repo.loadIndex()]);
+  // A lock waits a moment for racing clients before it counts; walk and hash meanwhile.
+  await ctx.lock(repo, false, { overlap: true });
+  await repo.loadIndex();
   const pool = ctx.pool(repo);
   const started = Date.now();
   let result: BackupResult;
