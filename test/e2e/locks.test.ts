@@ -52,6 +52,18 @@ describe('locks', () => {
     expect(await fs.readdir(path.join(repo.dir, 'locks'))).toHaveLength(0);
   });
 
+  it('a racing exclusive lock that appears while ours settles fails our writes with LOCKED and removes our lock', async () => {
+    const repo = await makeRepoPaths();
+    ok(await cairn(repo, ['init']), 'init');
+    const r = await openRepo(repo);
+    const ours = await Lock.begin(r, false);
+    r.gateWrites(ours.confirmed);
+    const racer = await writeLock(r, { pid: process.pid, exclusive: true, hostname: 'racer-host' });
+    await expect(r.saveJSON('snapshot', '{}')).rejects.toMatchObject({ code: 'LOCKED' });
+    expect(await fs.readdir(path.join(repo.dir, 'snapshots'))).toEqual([]);
+    expect(await fs.readdir(path.join(repo.dir, 'locks'))).toEqual([racer]);
+  });
+
   it('locks older than 30 minutes are stale; unlock --remove-all removes live ones too', async () => {
     const repo = await makeRepoPaths();
     ok(await cairn(repo, ['init']), 'init');
