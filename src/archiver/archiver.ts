@@ -4,7 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BigIntStats } from 'node:fs';
 import { CairnError } from '../errors.js';
-import { nodeFromStat, nodeCompare, type Node } from '../fs/node.js';
+import { nameKey, nodeFromStat, nodeCompare, type Node } from '../fs/node.js';
+import { isUtf8 } from '../fs/goquote.js';
+import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
 import { formatTime, parseTime } from '../fs/time.js';
 import type { Id } from '../repository/id.js';
 import { Limiter } from '../util/limit.js';
@@ -172,7 +174,8 @@ export class Archiver {
     return root;
   }
 
-  #error(p: string, err: Error): void {
+  #error(at: FsPath, err: Error): void {
+    const p = showPath(at);
     const message = err instanceof SourceError || err instanceof CairnError ? err.message : `${p}: ${err.message}`;
     this.#errors.push({ path: p, message });
     this.#progress.errors++;
@@ -191,7 +194,7 @@ export class Archiver {
     const m = new Map<string, Node>();
     if (!id) return m;
     try {
-      for (const n of (await this.#repo.loadTree(id)).nodes) m.set(n.name, n);
+      for (const n of (await this.#repo.loadTree(id)).nodes) m.set(nameKey(n), n);
     } catch {
       // A damaged parent only costs speed: everything below is read again.
     }
@@ -213,7 +216,7 @@ export class Archiver {
       const old = parentNodes.get(child.name);
       if (child.source) {
         this.#rootDevs.set(abs, st.dev);
-        pending.push(guard((await this.#saveEntry(abs, child.name, st, old, st.dev)).node));
+        pending.push(guard((await this.#saveEntry(abs, child.name, undefined, st, old, st.dev)).node));
       } else {
         if (!st.isDirectory()) throw new CairnError('BAD_INPUT', `cannot back up below ${abs}: not a directory`);
         const node = nodeFromStat(child.name, st);
@@ -233,10 +236,11 @@ export class Archiver {
   }
 
   /** Resolves once the entry is dispatched, with a promise for its node (null when it is left out). */
-  async #saveEntry(abs: string, name: string, st: BigIntStats, old: Node | undefined, rootDev: bigint): Promise<{ node: Promise<Node | null> }> {
+  async #saveEntry(abs: FsPath, name: string, nameRaw: Buffer | undefined, st: BigIntStats, old: Node | undefined, rootDev: bigint): Promise<{ node: Promise<Node | null> }> {
     this.#checkAbort();
+    const named = (n: Node): Node => (nameRaw ? { ...n, nameRaw } : n);
     if (st.isDirectory()) {
-      const node = nodeFromStat(name, st);
+      const node = named(nodeFromStat(name, st));
       if (this.#opts.oneFileSystem && st.dev !== rootDev) {
         // A mount point is kept as an empty directory, as restic does, without crossing into it.
         const { id } = await this.#repo.saveBlob('tree', encodeTree([]));
@@ -259,7 +263,7 @@ export class Archiver {
         this.#error(abs, err as Error);
         return { node: Promise.resolve(null) };
       }
-      return { node: Promise.resolve(nodeFromStat(name, st, target)) };
+      return { node: Promise.resolve(named(nodeFromStat(name, st, target))) };
     }
     if (st.isFile()) {
       this.#summary.total_files_processed++;
@@ -268,13 +272,13 @@ export class Archiver {
         this.#summary.total_bytes_processed += Number(st.size);
         this.#progress.filesDone++;
         this.#progress.bytesDone += Number(st.size);
-        this.#report(abs);
+        this.#report(showPath(abs));
         // Same size, mtime, ctime and inode: mode, owner and links are unchanged too (they move
         // ctime), so only the access time and the device number may differ from the parent's node.
         return { node: Promise.resolve({ ...old, atime: formatTime(st.atimeNs), device_id: Number(st.dev) }) };
       }
     }
-    const node = nodeFromStat(name, st);
+    const node = named(nodeFromStat(name, st));
     if (!st.isFile()) return { node: Promise.resolve(node) };
     if (st.size === 0n) {
       this.#countFile(old, 0);
@@ -289,7 +293,7 @@ export class Archiver {
           this.#summary.data_blobs += r.blobsNew;
           this.#summary.data_added += r.bytesNew;
           this.#summary.data_added_packed += r.bytesPacked;
-          this.#report(abs);
+          this.#report(showPath(abs));
           return { ...node, size: r.size, content: r.content } as Node;
         },
         (err: Error) => {
@@ -326,37 +330,45 @@ export class Archiver {
   }
 
   /** Walks one directory; resolves once every entry is dispatched, with a promise for the tree id. */
-  async #saveDir(dir: string, parentTree: Id | undefined, rootDev: bigint): Promise<{ done: Promise<Id | null> }> {
+  async #saveDir(dir: FsPath, parentTree: Id | undefined, rootDev: bigint): Promise<{ done: Promise<Id | null> }> {
     // Synchronous readdir and lstat: microseconds each on a local file system, where the promise
-    // versions would cost a thread-pool round trip per entry.
-    let names: string[];
+    // versions would cost a thread-pool round trip per entry. Names are read as bytes: a Linux
+    // name need not be UTF-8, and such names are kept exactly (restic writes them as \xNN).
+    let raw: Buffer[];
     try {
-      names = fsSync.readdirSync(dir);
+      raw = fsSync.readdirSync(dir, { encoding: 'buffer' });
     } catch (err) {
       this.#error(dir, err as Error);
       return { done: Promise.resolve(null) };
     }
-    names.sort(byteCompare);
+    raw.sort(Buffer.compare);
     const excluded = this.#opts.excluded;
-    const kept = excluded ? names.filter((n) => !excluded(path.join(dir, n))) : names;
+    const entries: { name: string; nameRaw?: Buffer; path: FsPath }[] = [];
+    for (const b of raw) {
+      const name = b.toString('utf8');
+      const nameRaw = isUtf8(b) ? undefined : b;
+      const p = joinPath(dir, name, nameRaw);
+      if (excluded && excluded(showPath(p))) continue;
+      entries.push({ name, nameRaw, path: p });
+    }
     const parentNodesP = this.#loadParentTree(parentTree);
-    const stats = kept.map((n) => {
+    const stats = entries.map((e) => {
       try {
-        return fsSync.lstatSync(path.join(dir, n), { bigint: true });
+        return fsSync.lstatSync(e.path, { bigint: true });
       } catch (err) {
         return err as Error;
       }
     });
     const parentNodes = await parentNodesP;
     const pending: Promise<Node | null>[] = [];
-    for (let i = 0; i < kept.length; i++) {
-      const abs = path.join(dir, kept[i]);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i];
       const st = stats[i];
       if (st instanceof Error) {
-        this.#error(abs, st);
+        this.#error(e.path, st);
         continue;
       }
-      pending.push((await this.#saveEntry(abs, kept[i], st, parentNodes.get(kept[i]), rootDev)).node);
+      pending.push((await this.#saveEntry(e.path, e.name, e.nameRaw, st, parentNodes.get(nameKey(e)), rootDev)).node);
     }
     return { done: guard(this.#finishTree(pending)) };
   }

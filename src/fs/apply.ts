@@ -63,7 +63,7 @@ export async function applyMetadata(path: string, node: Node, opts: { owner: boo
 }
 
 /** applyMetadata with synchronous calls, for worker threads that restore many files in a batch. */
-export function applyMetadataSync(path: string, node: Node, opts: { owner: boolean }): void {
+export function applyMetadataSync(path: string | Buffer, node: Node, opts: { owner: boolean }): void {
   const link = node.type === 'symlink';
   if (opts.owner) fsSync.lchownSync(path, node.uid, node.gid);
   if (!link && node.mode !== undefined) fsSync.chmodSync(path, unixPermFromGoMode(node.mode));

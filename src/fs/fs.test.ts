@@ -70,3 +70,15 @@ describe('device numbers', () => {
     expect(splitDevice(0x10010305)).toEqual({ major: 259, minor: 0x10005 });
   });
 });
+
+describe('names that are not UTF-8', () => {
+  it('quotes invalid bytes as \\xNN and reads them back byte for byte', async () => {
+    const { goQuoteBytes, goUnquoteBytes, isUtf8 } = await import('./goquote.js');
+    const raw = Buffer.concat([Buffer.from('caf'), Buffer.from([0xe9]), Buffer.from('-ü-'), Buffer.from([0xff, 0xc3]), Buffer.from('\n')]);
+    expect(isUtf8(raw)).toBe(false);
+    expect(goQuoteBytes(raw)).toBe('caf\\xe9-ü-\\xff\\xc3\\n');
+    expect(goUnquoteBytes(goQuoteBytes(raw)).equals(raw)).toBe(true);
+    expect(isUtf8(Buffer.from('plain ü 😀'))).toBe(true);
+    expect(goQuoteBytes(Buffer.from([0xed, 0xa0, 0x80]))).toBe('\\xed\\xa0\\x80');
+  });
+});

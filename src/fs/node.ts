@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import type { BigIntStats } from 'node:fs';
 import { goModeFromUnix, nodeTypeFromUnix } from './filemode.js';
 import { formatTime } from './time.js';
-import { goQuote } from './goquote.js';
+import { goQuote, goQuoteBytes } from './goquote.js';
 
 export type NodeType = 'file' | 'dir' | 'symlink' | 'dev' | 'chardev' | 'fifo' | 'socket';
 
@@ -11,7 +11,10 @@ export type NodeType = 'file' | 'dir' | 'symlink' | 'dev' | 'chardev' | 'fifo' |
  * (exotic inode or device numbers) lose precision in JavaScript; Linux file systems stay below.
  */
 export interface Node {
+  /** The name as text; when the real name is not UTF-8, a readable stand-in (see `nameRaw`). */
   name: string;
+  /** The name's bytes when they are not valid UTF-8; never written to JSON as such. */
+  nameRaw?: Buffer;
   type: NodeType;
   mode?: number;
   mtime: string;
@@ -98,7 +101,7 @@ export function nodeFromStat(name: string, st: BigIntStats, linkTarget?: string)
  */
 export function nodeToJSON(n: Node): string {
   const q = JSON.stringify;
-  let s = `{"name":${q(goQuote(n.name))},"type":${q(n.type)}`;
+  let s = `{"name":${q(n.nameRaw ? goQuoteBytes(n.nameRaw) : goQuote(n.name))},"type":${q(n.type)}`;
   if (n.mode) s += `,"mode":${n.mode}`;
   s += `,"mtime":${q(n.mtime)},"atime":${q(n.atime)},"ctime":${q(n.ctime)},"uid":${n.uid},"gid":${n.gid}`;
   if (n.user) s += `,"user":${q(n.user)}`;
@@ -119,6 +122,11 @@ export function nodeToJSON(n: Node): string {
 
 /** Orders nodes by name in byte order, as Go compares strings. */
 export function nodeCompare(a: Node, b: Node): number {
-  if (a.name === b.name) return 0;
-  return Buffer.compare(Buffer.from(a.name, 'utf8'), Buffer.from(b.name, 'utf8'));
+  if (!a.nameRaw && !b.nameRaw && a.name === b.name) return 0;
+  return Buffer.compare(a.nameRaw ?? Buffer.from(a.name, 'utf8'), b.nameRaw ?? Buffer.from(b.name, 'utf8'));
+}
+
+/** A key that tells names apart even when they are not UTF-8 (for looking nodes up by name). */
+export function nameKey(n: { name: string; nameRaw?: Buffer }): string {
+  return n.nameRaw ? `\0raw:${n.nameRaw.toString('hex')}` : n.name;
 }

@@ -14,6 +14,7 @@ import { CairnError } from '../errors.js';
 import { PackBuilder, parsePackTail } from './pack.js';
 import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { applyMetadataSync } from '../fs/apply.js';
+import { fromWire, showPath } from '../fs/fspath.js';
 import { transferable } from '../util/transfer.js';
 
 const init = workerData as WorkerInit;
@@ -73,7 +74,8 @@ function openFlags(): number {
   return fs.constants.O_RDONLY | (init.noatime ? fs.constants.O_NOATIME : 0);
 }
 
-async function saveFile(path: string): Promise<SaveResult> {
+async function saveFile(at: string | Uint8Array): Promise<SaveResult> {
+  const path = fromWire(at);
   const r: SaveResult = { content: [], size: 0, blobsNew: 0, bytesNew: 0, bytesPacked: 0 };
   let fd: number;
   try {
@@ -187,7 +189,7 @@ function checkPack(id: string, data: ArrayBuffer): CheckPackResult {
 }
 
 /** Whether the file at `path` already holds exactly these blobs (for resuming a restore). */
-function verifyFile(path: string, blobs: { id: string; size: number }[], size = blobs.reduce((s, b) => s + b.size, 0)): boolean {
+function verifyFile(path: string | Buffer, blobs: { id: string; size: number }[], size = blobs.reduce((s, b) => s + b.size, 0)): boolean {
   let fd: number;
   try {
     fd = fs.openSync(path, 'r');
@@ -223,8 +225,8 @@ function isZero(b: Buffer): boolean {
 }
 
 /** Writes `data` at `offset`; a write that creates the file gives it its full size first (holes stay holes). */
-function writeDest(path: string, offset: number, data: Buffer, create: number | undefined): void {
-  const fd = fs.openSync(path, create !== undefined ? 'w' : 'r+');
+function writeDest(at: string | Uint8Array, offset: number, data: Buffer, create: number | undefined): void {
+  const fd = fs.openSync(fromWire(at), create !== undefined ? 'w' : 'r+');
   try {
     const zero = isZero(data);
     // A created file gets its full size up front only when the write does not: holes stay holes.
@@ -256,7 +258,7 @@ function restoreBlobs(data: ArrayBuffer, blobs: RestoreBlob[]): { errors: (strin
         writeDest(d.path, d.offset, plain, d.create);
         written += plain.length;
       } catch (err) {
-        error = `writing ${d.path}: ${(err as Error).message}`;
+        error = `writing ${showPath(fromWire(d.path))}: ${(err as Error).message}`;
       }
     }
     errors.push(error);
@@ -269,7 +271,7 @@ function fsBatch(ops: FsOp[]): (string | null | boolean)[] {
     try {
       switch (o.op) {
         case 'create': {
-          const fd = fs.openSync(o.path, 'w');
+          const fd = fs.openSync(fromWire(o.path), 'w');
           try {
             if (o.size > 0) fs.ftruncateSync(fd, o.size);
           } finally {
@@ -278,9 +280,9 @@ function fsBatch(ops: FsOp[]): (string | null | boolean)[] {
           return null;
         }
         case 'check':
-          return verifyFile(o.path, o.blobs, o.size);
+          return verifyFile(fromWire(o.path), o.blobs, o.size);
         case 'meta':
-          applyMetadataSync(o.path, o.node, { owner: o.owner });
+          applyMetadataSync(fromWire(o.path), o.node, { owner: o.owner });
           return null;
         default:
           return 'unknown operation';

@@ -1,6 +1,6 @@
 import { CairnError } from '../errors.js';
 import { nodeToJSON, type Node } from '../fs/node.js';
-import { goUnquote } from '../fs/goquote.js';
+import { goUnquoteBytes, isUtf8 } from '../fs/goquote.js';
 
 /** A directory's listing: nodes sorted by name in byte order, as restic stores them. */
 export interface Tree {
@@ -23,7 +23,9 @@ export function decodeTree(plain: Buffer, id: string): Tree {
   if (!t || !Array.isArray(t.nodes)) throw new CairnError('INTEGRITY', `tree ${id} has no nodes list`);
   for (const n of t.nodes) {
     if (typeof n?.name !== 'string') throw new CairnError('INTEGRITY', `tree ${id} has a node without a name`);
-    n.name = goUnquote(n.name);
+    const raw = goUnquoteBytes(n.name);
+    n.name = raw.toString('utf8');
+    if (!isUtf8(raw)) n.nameRaw = raw;
   }
   return t;
 }

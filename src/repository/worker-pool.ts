@@ -140,7 +140,7 @@ export class WorkerPool {
   }
 
   /** Chunks, hashes and stores a file's content; rejects with SourceError when it cannot be read. */
-  saveFile(path: string): Promise<SaveResult> {
+  saveFile(path: string | Buffer): Promise<SaveResult> {
     return this.#call({ op: 'file', seq: ++this.#seq, path });
   }
 

@@ -22,7 +22,7 @@ export interface OpenBlob {
 }
 
 export type Request =
-  | { op: 'file'; seq: number; path: string }
+  | { op: 'file'; seq: number; path: string | Uint8Array }
   | { op: 'buffer'; seq: number; data: ArrayBuffer }
   | { op: 'flush'; seq: number }
   | { op: 'known'; ids: Id[] }
@@ -35,7 +35,7 @@ export type Request =
 
 /** Where a restored blob goes. `create` is set when this write creates the file (with that size). */
 export interface RestoreDest {
-  path: string;
+  path: string | Uint8Array;
   offset: number;
   create?: number;
 }
@@ -50,9 +50,9 @@ export interface RestoreBlob extends OpenBlob {
  * whether the file already holds exactly these blobs.
  */
 export type FsOp =
-  | { op: 'create'; path: string; size: number }
-  | { op: 'check'; path: string; size: number; blobs: { id: Id; size: number }[] }
-  | { op: 'meta'; path: string; node: import('../fs/node.js').Node; owner: boolean };
+  | { op: 'create'; path: string | Uint8Array; size: number }
+  | { op: 'check'; path: string | Uint8Array; size: number; blobs: { id: Id; size: number }[] }
+  | { op: 'meta'; path: string | Uint8Array; node: import('../fs/node.js').Node; owner: boolean };
 
 /** What saving one file or buffer produced. */
 export interface SaveResult {

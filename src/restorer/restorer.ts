@@ -10,6 +10,7 @@ import type { WorkerPool } from '../repository/worker-pool.js';
 import type { FsOp, RestoreBlob } from '../repository/worker-protocol.js';
 import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
 import { mapLimit } from '../util/limit.js';
+import { joinPath, type FsPath } from '../fs/fspath.js';
 
 export interface RestoreOptions {
   target: string;
@@ -34,7 +35,7 @@ export interface RestoreResult {
 
 interface FileItem {
   snapPath: string;
-  dest: string;
+  dest: FsPath;
   blobs: { id: Id; size: number; offset: number }[];
   size: number;
   remaining: number;
@@ -43,7 +44,7 @@ interface FileItem {
 
 interface Item {
   snapPath: string;
-  dest: string;
+  dest: FsPath;
   node: Node;
   file?: FileItem;
   /** For the second and later names of a hardlinked file: the first one. */
@@ -60,8 +61,10 @@ function plainSize(loc: BlobLocation): number {
   return loc.uncompressedLength ?? loc.length - CRYPTO_OVERHEAD;
 }
 
-function safeName(name: string, where: string): void {
-  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
+function safeName(node: Node, where: string): void {
+  const name = node.name;
+  const raw = node.nameRaw;
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0') || (raw && (raw.includes(0x2f) || raw.includes(0)))) {
     throw new CairnError('INTEGRITY', `refusing to restore a node named ${JSON.stringify(name)} in ${where}: it would escape the target`);
   }
 }
@@ -103,14 +106,14 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   // Walk the snapshot's trees; directories are kept only when they hold something selected.
   const items: Item[] = [];
   const firstLink = new Map<string, Item>();
-  const walk = async (treeId: Id, snapDir: string, destDir: string): Promise<boolean> => {
+  const walk = async (treeId: Id, snapDir: string, destDir: FsPath): Promise<boolean> => {
     aborted();
     const tree = await repo.loadTree(treeId);
     let any = false;
     for (const node of tree.nodes) {
-      safeName(node.name, snapDir);
+      safeName(node, snapDir);
       const snapPath = snapDir === '/' ? `/${node.name}` : `${snapDir}/${node.name}`;
-      const dest = path.join(destDir, node.name);
+      const dest = joinPath(destDir, node.name, node.nameRaw);
       if (opts.exclude?.(snapPath)) continue;
       if (node.type === 'dir') {
         const idx = items.length;
@@ -270,6 +273,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
         fs.rmSync(it.dest, { force: true });
         fs.symlinkSync(it.node.linktarget ?? '', it.dest);
       } else if (it.node.type !== 'file' && it.node.type !== 'dir') {
+        if (typeof it.dest !== 'string') throw new CairnError('BAD_INPUT', 'special files whose path is not UTF-8 are not restored');
         fs.rmSync(it.dest, { force: true });
         await createSpecial(it.dest, it.node);
       }

@@ -102,3 +102,61 @@ describe.runIf(HAVE_RESTIC)('restic writes, Cairn reads', () => {
     });
   }
 });
+
+describe.runIf(HAVE_RESTIC)('names that are not UTF-8', () => {
+  const latin1 = (s: string): Buffer => Buffer.from(s, 'latin1');
+  const dirRaw = Buffer.concat([latin1('dossier-'), Buffer.from([0xe9])]);
+  const fileRaw = Buffer.concat([latin1('r'), Buffer.from([0xe9]), latin1('sum'), Buffer.from([0xe9, 0xff]), latin1('.txt')]);
+
+  async function makeTree(root: string): Promise<void> {
+    const rootB = Buffer.from(root);
+    const dir = Buffer.concat([rootB, Buffer.from('/'), dirRaw]);
+    await fs.mkdir(dir);
+    await fs.writeFile(Buffer.concat([dir, Buffer.from('/'), fileRaw]), 'contenu\n');
+    await fs.writeFile(Buffer.concat([rootB, Buffer.from('/'), fileRaw]), 'at the top\n');
+    await fs.writeFile(path.join(root, 'plain.txt'), 'plain\n');
+  }
+
+  async function namesUnder(root: string): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (dir: Buffer, rel: string): Promise<void> => {
+      for (const e of await fs.readdir(dir, { encoding: 'buffer', withFileTypes: true })) {
+        const name = e.name as unknown as Buffer;
+        const r = `${rel}/${name.toString('hex')}`;
+        const full = Buffer.concat([dir, Buffer.from('/'), name]);
+        out.push(`${r}:${e.isDirectory() ? 'dir' : (await fs.readFile(full)).toString()}`);
+        if (e.isDirectory()) await walk(full, r);
+      }
+    };
+    await walk(Buffer.from(root), '');
+    return out.sort();
+  }
+
+  it('Cairn keeps them byte for byte, restic restores them, and the reverse', async () => {
+    const src = path.join(await tempDir(), 'src');
+    await fs.mkdir(src);
+    await makeTree(src);
+    const want = await namesUnder(src);
+    expect(want).toHaveLength(4);
+
+    const repo = await makeRepoPaths();
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'cairn backup');
+    ok(await restic(repo, ['check', '--read-data']), 'restic check');
+    const t1 = await tempDir();
+    ok(await restic(repo, ['restore', 'latest', '--target', t1]), 'restic restore');
+    expect(await namesUnder(path.join(t1, src))).toEqual(want);
+    const t2 = await tempDir();
+    ok(await cairn(repo, ['restore', 'latest', '--target', t2]), 'cairn restore');
+    expect(await namesUnder(path.join(t2, src))).toEqual(want);
+    const again = JSON.parse(ok(await cairn(repo, ['--json', 'backup', src]), 'unchanged backup').out.trim().split('\n').pop()!) as Record<string, number>;
+    expect(again).toMatchObject({ files_new: 0, files_changed: 0, files_unmodified: 3 });
+
+    const repo2 = await makeRepoPaths();
+    ok(await restic(repo2, ['init']), 'restic init');
+    ok(await restic(repo2, ['backup', src]), 'restic backup');
+    const t3 = await tempDir();
+    ok(await cairn(repo2, ['restore', 'latest', '--target', t3]), 'cairn restore of restic backup');
+    expect(await namesUnder(path.join(t3, src))).toEqual(want);
+  });
+});
