@@ -89,34 +89,49 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
     opts.onProgress?.({ phase: opts.readData ? 'read data' : 'packs', done: ++done, total: packIds.length });
   });
 
-  // Trees: every snapshot's, once each; every referenced blob must be indexed.
-  const seen = new Set<Id>();
+  // Trees: every snapshot's, each tree once; every referenced blob must be indexed. A tree's
+  // verdict covers its whole subtree and is remembered, so each snapshot that reaches damage is named.
+  const verdicts = new Map<Id, Promise<boolean>>();
   const limiter = new Limiter(8);
-  const walkTree = async (id: Id, where: string): Promise<void> => {
-    if (seen.has(id)) return;
-    seen.add(id);
+  const walkTree = (id: Id, where: string): Promise<boolean> => {
+    let v = verdicts.get(id);
+    if (!v) {
+      v = checkTree(id, where);
+      verdicts.set(id, v);
+    }
+    return v;
+  };
+  const checkTree = async (id: Id, where: string): Promise<boolean> => {
     if (!index.has('tree', id)) {
       res.errors.push(`tree ${id} (${where}): not in the index`);
-      return;
+      return false;
     }
     let nodes;
     try {
       nodes = (await limiter.run(() => repo.loadTree(id))).nodes;
     } catch (err) {
       res.errors.push(`tree ${id} (${where}): ${(err as Error).message}`);
-      return;
+      return false;
     }
-    const subs: Promise<void>[] = [];
+    let ok = true;
+    const subs: Promise<boolean>[] = [];
     for (const n of nodes) {
       const p = `${where === '/' ? '' : where}/${n.name}`;
       if (n.type === 'file') {
-        for (const b of n.content ?? []) if (!index.has('data', b)) res.errors.push(`file ${p} (tree ${id}): data blob ${b} not in the index`);
+        for (const b of n.content ?? []) {
+          if (!index.has('data', b)) {
+            res.errors.push(`file ${p} (tree ${id}): data blob ${b} not in the index`);
+            ok = false;
+          }
+        }
       } else if (n.type === 'dir') {
-        if (!n.subtree) res.errors.push(`dir ${p} (tree ${id}): no subtree`);
-        else subs.push(walkTree(n.subtree, p));
+        if (!n.subtree) {
+          res.errors.push(`dir ${p} (tree ${id}): no subtree`);
+          ok = false;
+        } else subs.push(walkTree(n.subtree, p));
       }
     }
-    await Promise.all(subs);
+    return (await Promise.all(subs)).every(Boolean) && ok;
   };
   const snapshots = await repo.listSnapshots((id, err) => res.errors.push(`snapshot ${id}: ${(err as Error).message}`));
   res.snapshots = snapshots.length;
@@ -125,9 +140,7 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
       res.errors.push(`snapshot ${s.id}: no tree`);
       continue;
     }
-    const before = res.errors.length;
-    await walkTree(s.tree, '/');
-    if (res.errors.length > before) res.errors.push(`snapshot ${s.id}: references damaged or missing data`);
+    if (!(await walkTree(s.tree, '/'))) res.errors.push(`snapshot ${s.id}: references damaged or missing data`);
   }
   return res;
 }

@@ -1,0 +1,34 @@
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LocalBackend } from '../backend/local.js';
+import { Repository } from '../repository/repository.js';
+import { encodeTree } from '../repository/tree.js';
+import { formatTime } from '../fs/time.js';
+import { checkRepository } from './check.js';
+
+describe('check', () => {
+  it('names every snapshot that reaches a damaged tree, even when trees are shared', async () => {
+    process.env.CAIRN_KDF_N ??= '1024';
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-'));
+    const repo = await Repository.init(new LocalBackend(path.join(dir, 'repo')), 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
+    const now = formatTime(BigInt(Date.now()) * 1_000_000n);
+    const missing = 'ab'.repeat(32);
+    const leaf = encodeTree([{ name: 'file', type: 'file', mode: 0o644, mtime: now, atime: now, ctime: now, uid: 0, gid: 0, size: 3, content: [missing] }]);
+    const { id: leafId } = await repo.saveBlob('tree', leaf);
+    const mkRoot = async (name: string): Promise<string> =>
+      (await repo.saveBlob('tree', encodeTree([{ name, type: 'dir', mode: 2147484141, mtime: now, atime: now, ctime: now, uid: 0, gid: 0, content: null, subtree: leafId }]))).id;
+    const a = await mkRoot('a');
+    const b = await mkRoot('b');
+    await repo.flush();
+    const sa = await repo.saveSnapshot({ time: now, tree: a, paths: ['/a'] });
+    const sb = await repo.saveSnapshot({ time: now, tree: b, paths: ['/b'] });
+    const r = await checkRepository(repo, null);
+    // The shared tree is checked once, under whichever snapshot reaches it first.
+    expect(r.errors.some((e) => new RegExp(`^file /[ab]/file \\(tree ${leafId}\\): data blob ${missing} not in the index$`).test(e))).toBe(true);
+    expect(r.errors).toContain(`snapshot ${sa}: references damaged or missing data`);
+    expect(r.errors).toContain(`snapshot ${sb}: references damaged or missing data`);
+    expect(r.errors.filter((e) => e.includes(missing))).toHaveLength(1);
+  });
+});
