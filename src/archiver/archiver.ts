@@ -7,6 +7,7 @@ import { CairnError } from '../errors.js';
 import { nameKey, nodeFromStat, nodeCompare, type Node } from '../fs/node.js';
 import { isUtf8 } from '../fs/goquote.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
+import { readXattrs } from '../fs/xattr.js';
 import { formatTime, parseTime } from '../fs/time.js';
 import type { Id } from '../repository/id.js';
 import { Limiter } from '../util/limit.js';
@@ -220,6 +221,8 @@ export class Archiver {
       } else {
         if (!st.isDirectory()) throw new CairnError('BAD_INPUT', `cannot back up below ${abs}: not a directory`);
         const node = nodeFromStat(child.name, st);
+        const xa = readXattrs(abs);
+        if (xa) node.extended_attributes = xa;
         const sub = await this.#saveTargetChildren(child, abs, old?.type === 'dir' ? old.subtree : undefined);
         pending.push(guard(sub.done.then((id) => ({ ...node, subtree: id }))));
       }
@@ -238,7 +241,14 @@ export class Archiver {
   /** Resolves once the entry is dispatched, with a promise for its node (null when it is left out). */
   async #saveEntry(abs: FsPath, name: string, nameRaw: Buffer | undefined, st: BigIntStats, old: Node | undefined, rootDev: bigint): Promise<{ node: Promise<Node | null> }> {
     this.#checkAbort();
-    const named = (n: Node): Node => (nameRaw ? { ...n, nameRaw } : n);
+    const named = (n: Node): Node => {
+      if (nameRaw) n.nameRaw = nameRaw;
+      if (n.type === 'file' || n.type === 'dir') {
+        const xa = readXattrs(abs);
+        if (xa) n.extended_attributes = xa;
+      }
+      return n;
+    };
     if (st.isDirectory()) {
       const node = named(nodeFromStat(name, st));
       if (this.#opts.oneFileSystem && st.dev !== rootDev) {

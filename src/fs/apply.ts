@@ -6,6 +6,7 @@ import { CairnError } from '../errors.js';
 import { unixPermFromGoMode } from './filemode.js';
 import type { Node } from './node.js';
 import { parseTime } from './time.js';
+import { writeXattrs } from './xattr.js';
 
 const run = promisify(execFile);
 
@@ -56,6 +57,7 @@ export async function applyMetadata(path: string, node: Node, opts: { owner: boo
   const link = node.type === 'symlink';
   if (opts.owner) await fs.lchown(path, node.uid, node.gid);
   if (!link && node.mode !== undefined) await fs.chmod(path, unixPermFromGoMode(node.mode));
+  if (!link) writeXattrs(path, node.extended_attributes);
   const atime = toSeconds(node.atime);
   const mtime = toSeconds(node.mtime);
   if (link) await fs.lutimes(path, atime, mtime);
@@ -67,6 +69,7 @@ export function applyMetadataSync(path: string | Buffer, node: Node, opts: { own
   const link = node.type === 'symlink';
   if (opts.owner) fsSync.lchownSync(path, node.uid, node.gid);
   if (!link && node.mode !== undefined) fsSync.chmodSync(path, unixPermFromGoMode(node.mode));
+  if (!link) writeXattrs(path, node.extended_attributes);
   const atime = toSeconds(node.atime);
   const mtime = toSeconds(node.mtime);
   if (link) fsSync.lutimesSync(path, atime, mtime);

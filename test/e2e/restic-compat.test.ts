@@ -160,3 +160,35 @@ describe.runIf(HAVE_RESTIC)('names that are not UTF-8', () => {
     expect(await namesUnder(path.join(t3, src))).toEqual(want);
   });
 });
+
+describe.runIf(HAVE_RESTIC)('extended attributes', () => {
+  it('are kept both ways between Cairn and restic', async () => {
+    const { createRequire } = await import('node:module');
+    const xattr = createRequire(import.meta.url)('@napi-rs/xattr') as {
+      setAttributeSync(p: string, n: string, v: Buffer): void;
+      getAttributeSync(p: string, n: string): Buffer | null;
+    };
+    const src = path.join(await tempDir(), 'src');
+    await fs.mkdir(path.join(src, 'dir'), { recursive: true });
+    await fs.writeFile(path.join(src, 'dir', 'tagged.txt'), 'tagged\n');
+    const value = Buffer.from([0, 1, 2, 0xff, 0x68, 0x69]);
+    xattr.setAttributeSync(path.join(src, 'dir', 'tagged.txt'), 'user.cairn.test', value);
+    xattr.setAttributeSync(path.join(src, 'dir'), 'user.on.dir', Buffer.from('folder'));
+
+    const repo = await makeRepoPaths();
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'cairn backup');
+    const t1 = await tempDir();
+    ok(await restic(repo, ['restore', 'latest', '--target', t1]), 'restic restore');
+    expect(xattr.getAttributeSync(path.join(t1, src, 'dir', 'tagged.txt'), 'user.cairn.test')).toEqual(value);
+    expect(xattr.getAttributeSync(path.join(t1, src, 'dir'), 'user.on.dir')?.toString()).toBe('folder');
+
+    const repo2 = await makeRepoPaths();
+    ok(await restic(repo2, ['init']), 'restic init');
+    ok(await restic(repo2, ['backup', src]), 'restic backup');
+    const t2 = await tempDir();
+    ok(await cairn(repo2, ['restore', 'latest', '--target', t2]), 'cairn restore');
+    expect(xattr.getAttributeSync(path.join(t2, src, 'dir', 'tagged.txt'), 'user.cairn.test')).toEqual(value);
+    expect(xattr.getAttributeSync(path.join(t2, src, 'dir'), 'user.on.dir')?.toString()).toBe('folder');
+  });
+});
