@@ -49,10 +49,16 @@ export class Context {
     this.err.write(`${line}\n`);
   }
 
+  /** How progress is shown: a status line on a terminal, JSON lines with --json, else nothing. */
+  progressMode(): 'tty' | 'json' | 'none' {
+    if (this.opts.quiet) return 'none';
+    if (this.opts.json) return 'json';
+    return (this.err as NodeJS.WriteStream).isTTY ? 'tty' : 'none';
+  }
+
   progress(): ProgressReporter {
-    if (this.opts.quiet) return createProgress('none');
-    if (this.opts.json) return createProgress('json', { out: this.out });
-    return createProgress((this.err as NodeJS.WriteStream).isTTY ? 'tty' : 'none', { err: this.err });
+    const mode = this.progressMode();
+    return createProgress(mode, mode === 'json' ? { out: this.out } : { err: this.err });
   }
 
   repoLocation(): string {

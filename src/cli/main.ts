@@ -60,6 +60,13 @@ export function buildProgram(): Command {
 }
 
 async function main(): Promise<void> {
+  // A reader that goes away (`cairn … | head`) must not kill a backup half way and leave its lock:
+  // the work goes on, and what it would have printed is dropped.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+    });
+  }
   const program = buildProgram();
   try {
     await program.parseAsync(process.argv);

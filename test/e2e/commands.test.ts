@@ -141,9 +141,27 @@ describe('backup options', () => {
     const lines = j.out.trim().split('\n').map((l) => JSON.parse(l) as { message_type: string });
     expect(lines[lines.length - 1].message_type).toBe('summary');
     expect(lines.every((l) => ['status', 'summary'].includes(l.message_type))).toBe(true);
+    const statuses = lines.filter((l) => l.message_type === 'status') as unknown as { total_files?: number; files_done?: number }[];
+    expect(statuses.length).toBeGreaterThan(0);
+    expect(statuses[statuses.length - 1]).toMatchObject({ total_files: 30, files_done: 30 });
     const q = ok(await cairn(repo, ['--quiet', 'backup', src]), 'backup --quiet');
     expect(q.out).toBe('');
     expect(q.stderr).toBe('');
+  });
+});
+
+describe('output that nobody reads', () => {
+  it('a backup whose stdout is closed finishes, saves its snapshot and releases its lock', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    for (let i = 0; i < 200; i++) await fs.writeFile(path.join(src, `f${i}`), textBytes(i, 50_000));
+    ok(await cairn(repo, ['init']), 'init');
+    const child = spawn(process.execPath, [path.resolve('dist/cli/main.js'), '--json', 'backup', src], { env: { ...process.env, ...repo.env }, stdio: ['ignore', 'pipe', 'ignore'] });
+    child.stdout.destroy();
+    const code = await new Promise((res) => child.once('exit', res));
+    expect(code).toBe(0);
+    expect(JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out)).toHaveLength(1);
+    expect(await fs.readdir(path.join(repo.dir, 'locks'))).toEqual([]);
   });
 });
 

@@ -5,6 +5,7 @@ import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import { Archiver, type BackupResult } from '../../archiver/archiver.js';
 import { backupStream } from '../../archiver/stdin.js';
+import { scanTotals } from '../../archiver/scanner.js';
 import { buildExcluder } from '../../archiver/excludes.js';
 import { findParent, findSnapshot } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
@@ -83,24 +84,30 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
     const parent = o.force && !o.parent ? null : o.parent ? await findSnapshot(repo, o.parent) : await findParent(repo, host, paths);
     if (parent && !ctx.opts.json) ctx.print(`using parent snapshot ${shortId(parent.id)}`);
     const progress = ctx.progress();
+    const totals = { files: 0, bytes: 0 };
+    const excluded = excluder.patterns.length > 0 ? excluder.excluded : undefined;
+    if (ctx.progressMode() !== 'none') {
+      void scanTotals(paths, excluded, (t) => Object.assign(totals, t), ctx.signal);
+    }
     const archiver = new Archiver(repo, pool, {
       paths,
       tags,
       host,
-      excluded: excluder.patterns.length > 0 ? excluder.excluded : undefined,
+      excluded,
       excludePatterns: o.exclude,
       oneFileSystem: o.oneFileSystem,
       parent,
       force: o.force,
       signal: ctx.signal,
-      onProgress: (p) => progress.update({ filesDone: p.filesDone, bytesDone: p.bytesDone, errors: p.errors, current: p.current }),
+      onProgress: (p) =>
+        progress.update({ filesDone: p.filesDone, bytesDone: p.bytesDone, filesTotal: totals.files || undefined, bytesTotal: totals.bytes || undefined, errors: p.errors, current: p.current }),
       onError: (p, err) => {
         if (ctx.opts.json) ctx.json({ message_type: 'error', error: { message: err.message }, during: 'archival', item: p });
         else ctx.err.write(`error: ${err.message}\n`);
       },
     });
     result = await archiver.run();
-    progress.done({ filesDone: result.summary.total_files_processed, bytesDone: result.summary.total_bytes_processed, errors: result.errors.length });
+    progress.done({ filesDone: result.summary.total_files_processed, bytesDone: result.summary.total_bytes_processed, filesTotal: totals.files || undefined, bytesTotal: totals.bytes || undefined, errors: result.errors.length });
   }
   const s = result.summary;
   const seconds = (Date.now() - started) / 1000;
