@@ -117,7 +117,10 @@ export class Archiver {
     const startNs = BigInt(Date.now()) * 1_000_000n;
     const root = this.#buildTargets();
     const parentRoot = this.#opts.parent ? this.#opts.parent.tree : undefined;
-    const rootTree = await (await this.#saveTargetChildren(root, '/', parentRoot)).done;
+    // Backing up "/" makes the root folder itself the source: its tree is the snapshot's tree.
+    const rootTree = root.source
+      ? await this.#saveRoot(parentRoot)
+      : await (await this.#saveTargetChildren(root, '/', parentRoot)).done;
     this.#checkAbort();
     await this.#pool.flush();
     await this.#repo.flush();
@@ -200,6 +203,13 @@ export class Archiver {
       // A damaged parent only costs speed: everything below is read again.
     }
     return m;
+  }
+
+  async #saveRoot(parentTree: Id | undefined): Promise<Id> {
+    const st = fsSync.lstatSync('/', { bigint: true });
+    const id = await (await this.#saveDir('/', parentTree, st.dev)).done;
+    if (id === null) throw new CairnError('BAD_INPUT', 'cannot read the root folder /');
+    return id;
   }
 
   /** Saves the tree for a level of the virtual tree that leads to the sources. */

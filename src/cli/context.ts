@@ -86,6 +86,25 @@ export class Context {
     throw new CairnError('BAD_INPUT', 'no password given: use --password-file, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD');
   }
 
+  /**
+   * A password for a new repository or key: from the usual options, or typed twice on a terminal,
+   * since a mistyped password at this point makes the repository unreadable for good.
+   */
+  async newPassword(file?: string): Promise<string> {
+    if (file) {
+      const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        throw new CairnError('BAD_INPUT', `cannot read password file ${file}: ${err.code ?? err.message}`);
+      });
+      return text.split(/\r?\n/)[0];
+    }
+    const configured = this.opts.passwordFile ?? process.env.CAIRN_PASSWORD_FILE ?? process.env.RESTIC_PASSWORD_FILE ?? process.env.CAIRN_PASSWORD ?? process.env.RESTIC_PASSWORD;
+    if (configured !== undefined || !process.stdin.isTTY) return this.password();
+    const first = await readHidden('enter password for new repository: ', this.err);
+    const second = await readHidden('enter password again: ', this.err);
+    if (first !== second) throw new CairnError('BAD_INPUT', 'the passwords do not match');
+    return first;
+  }
+
   async openRepository(): Promise<Repository> {
     const backend = openBackend(this.repoLocation());
     const compression = this.opts.compression ? parseCompressionMode(this.opts.compression) : undefined;
@@ -131,21 +150,36 @@ export class Context {
   }
 }
 
+/** Typed input that arrived after the line a prompt wanted (two answers can come in one read). */
+let pendingInput = '';
+
 async function readHidden(prompt: string, err: NodeJS.WritableStream): Promise<string> {
   err.write(prompt);
   const stdin = process.stdin;
+  let s = '';
+  const take = (text: string): boolean => {
+    for (let i = 0; i < text.length; i++) {
+      const ch = text[i];
+      if (ch === '\r' || ch === '\n') {
+        pendingInput = text.slice(i + (ch === '\r' && text[i + 1] === '\n' ? 2 : 1));
+        return true;
+      }
+      if (ch === '\u0003') throw new CairnError('INTERRUPTED', 'interrupted');
+      if (ch === '\u007f') s = s.slice(0, -1);
+      else s += ch;
+    }
+    return false;
+  };
+  const leftover = pendingInput;
+  pendingInput = '';
+  if (take(leftover)) {
+    err.write('\n');
+    return s;
+  }
   stdin.setRawMode?.(true);
   stdin.resume();
-  let s = '';
   try {
-    for await (const chunk of stdin) {
-      for (const ch of chunk.toString('utf8')) {
-        if (ch === '\r' || ch === '\n') return s;
-        if (ch === '\u0003') throw new CairnError('INTERRUPTED', 'interrupted');
-        if (ch === '\u007f') s = s.slice(0, -1);
-        else s += ch;
-      }
-    }
+    for await (const chunk of stdin) if (take((chunk as Buffer).toString('utf8'))) return s;
     return s;
   } finally {
     stdin.setRawMode?.(false);

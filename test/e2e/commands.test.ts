@@ -132,6 +132,23 @@ describe('backup options', () => {
     expect((await cairn(repo, ['backup', src, '--exclude', '[unclosed'])).code).toBe(1);
   });
 
+  it('backs up the root folder itself ("/"), here narrowed by excludes to one folder', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.mkdir(path.join(src, 'sub'));
+    await fs.writeFile(path.join(src, 'sub', 'f'), 'in root backup');
+    const exFile = path.join(await tempDir(), 'only-src');
+    await fs.writeFile(exFile, `/*\n!/tmp\n/tmp/*\n!${src}\n`);
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', '/', '--exclude-file', exFile]), 'backup /');
+    const lines = ok(await cairn(repo, ['ls', 'latest']), 'ls').out.trim().split('\n').slice(1);
+    expect(lines).toEqual(['/tmp', src, `${src}/sub`, `${src}/sub/f`]);
+    expect((JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out) as { paths: string[] }[])[0].paths).toEqual(['/']);
+    const t = await tempDir();
+    ok(await cairn(repo, ['restore', 'latest', '--target', t]), 'restore');
+    expect(await fs.readFile(path.join(t, src, 'sub', 'f'), 'utf8')).toBe('in root backup');
+  });
+
   it('prints JSON status lines with --json and nothing with --quiet', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();

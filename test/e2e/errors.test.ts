@@ -180,3 +180,25 @@ describe('full disk', () => {
     }
   });
 });
+
+describe('passwords typed on a terminal', () => {
+  it('init asks twice and refuses a mismatch; the repository then opens with the typed password', async () => {
+    const base = await tempDir();
+    const repoDir = path.join(base, 'repo');
+    const env: NodeJS.ProcessEnv = { ...process.env, CAIRN_REPOSITORY: repoDir, CAIRN_KDF_N: '1024' };
+    for (const k of ['CAIRN_PASSWORD', 'CAIRN_PASSWORD_FILE', 'RESTIC_PASSWORD', 'RESTIC_PASSWORD_FILE']) delete env[k];
+    const inTty = (args: string, input: string) =>
+      runCommand('script', ['-qec', `${process.execPath} ${path.resolve('dist/cli/main.js')} ${args}`, '/dev/null'], { env, input });
+    const mismatch = await inTty('init', 'first secret\nsecond secret\n');
+    expect(mismatch.code).toBe(1);
+    expect(mismatch.out).toContain('the passwords do not match');
+    await expect(fs.access(repoDir)).rejects.toThrow();
+    const good = await inTty('init', 'typed secret\ntyped secret\n');
+    expect(good.code).toBe(0);
+    const open = await inTty('snapshots', 'typed secret\n');
+    expect(open.code).toBe(0);
+    expect(open.out).toContain('0 snapshots');
+    const wrong = await inTty('snapshots', 'not it\n');
+    expect(wrong.code).toBe(12);
+  });
+});

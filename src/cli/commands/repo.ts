@@ -23,7 +23,7 @@ export function registerRepoCommands(program: Command, run: Run): void {
         const v = o.repositoryVersion === 'latest' ? '2' : o.repositoryVersion;
         if (v !== '1' && v !== '2') throw new CairnError('BAD_INPUT', `invalid --repository-version ${JSON.stringify(v)}: use 1 or 2`);
         const backend = openBackend(ctx.repoLocation());
-        const password = await ctx.password();
+        const password = await ctx.newPassword();
         const repo = await Repository.init(backend, password, { version: Number(v) as 1 | 2 });
         await repo.close();
         if (ctx.opts.json) ctx.json({ message_type: 'initialized', id: repo.config.id, repository: backend.location });
