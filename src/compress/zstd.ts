@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import { compress as zstdCompress, decompress as zstdDecompress } from 'zstd-napi';
 import { CairnError } from '../errors.js';
 
@@ -34,4 +35,38 @@ export function decompress(data: Uint8Array, expectedSize?: number): Buffer {
 export function parseCompressionMode(s: string): CompressionMode {
   if ((COMPRESSION_MODES as readonly string[]).includes(s)) return s as CompressionMode;
   throw new CairnError('BAD_INPUT', `invalid compression mode ${JSON.stringify(s)}: use auto, off or max`);
+}
+
+interface CCtx {
+  setParameter(param: number, value: number): void;
+  compress2(dst: Uint8Array, src: Uint8Array): number;
+}
+interface ZstdBinding {
+  CCtx: new () => CCtx;
+  CParameter: { compressionLevel: number };
+  compressBound(size: number): number;
+}
+
+/**
+ * A compressor that writes into one scratch buffer it keeps: backups compress every chunk, and a
+ * fresh output buffer per chunk is garbage the JavaScript heap frees late. The result is a view
+ * into the scratch buffer, valid until the next call.
+ */
+export class ScratchCompressor {
+  readonly #binding: ZstdBinding;
+  readonly #cctx: CCtx;
+  #scratch: Buffer = Buffer.alloc(0);
+
+  constructor(mode: Exclude<CompressionMode, 'off'>) {
+    this.#binding = createRequire(import.meta.url)('zstd-napi/binding.js') as ZstdBinding;
+    this.#cctx = new this.#binding.CCtx();
+    this.#cctx.setParameter(this.#binding.CParameter.compressionLevel, LEVELS[mode]);
+  }
+
+  compress(data: Uint8Array): Buffer {
+    const bound = this.#binding.compressBound(data.length);
+    if (this.#scratch.length < bound) this.#scratch = Buffer.allocUnsafe(bound);
+    const n = this.#cctx.compress2(this.#scratch, data);
+    return this.#scratch.subarray(0, n);
+  }
 }

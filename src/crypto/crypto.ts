@@ -106,12 +106,24 @@ export class Key {
   /** Seals `plaintext` under a fresh random IV; returns IV || CIPHERTEXT || MAC. */
   encrypt(plaintext: Uint8Array): Buffer {
     const out = Buffer.allocUnsafe(plaintext.length + CRYPTO_OVERHEAD);
-    const iv = out.subarray(0, IV_SIZE);
-    randomFillNonzero(iv);
-    this.#ctr(iv, plaintext, out, IV_SIZE);
-    const macAt = IV_SIZE + plaintext.length;
-    poly1305Into(this.#oneTimeKey(iv), out.subarray(IV_SIZE, macAt), out, macAt);
+    this.encryptInto(plaintext, out, 0);
     return out;
+  }
+
+  /**
+   * Seals `plaintext` as IV || CIPHERTEXT || MAC straight into `out` at `offset` (which must have
+   * room for plaintext.length + 32 bytes), so a pack can be built in one reused buffer; returns the
+   * sealed length.
+   */
+  encryptInto(plaintext: Uint8Array, out: Buffer, offset: number): number {
+    const sealedLength = plaintext.length + CRYPTO_OVERHEAD;
+    if (offset + sealedLength > out.length) throw new CairnError('INTERNAL', 'encryptInto: output buffer too small');
+    const iv = out.subarray(offset, offset + IV_SIZE);
+    randomFillNonzero(iv);
+    this.#ctr(iv, plaintext, out, offset + IV_SIZE);
+    const macAt = offset + IV_SIZE + plaintext.length;
+    poly1305Into(this.#oneTimeKey(iv), out.subarray(offset + IV_SIZE, macAt), out, macAt);
+    return sealedLength;
   }
 
   /**

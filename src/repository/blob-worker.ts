@@ -9,9 +9,9 @@ import fs from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, MAX_CHUNK, MIN_CHUNK } from '../chunker/chunker.js';
 import { Key } from '../crypto/crypto.js';
-import { compress, decompress } from '../compress/zstd.js';
+import { ScratchCompressor, decompress } from '../compress/zstd.js';
 import { CairnError } from '../errors.js';
-import { PackBuilder, parsePackTail } from './pack.js';
+import { PackWriter, parsePackTail } from './pack.js';
 import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { applyMetadataSync } from '../fs/apply.js';
 import { fromWire, showPath } from '../fs/fspath.js';
@@ -26,8 +26,16 @@ const known = new Set<string>();
 const MAX_UNSAVED_PACKS = 1;
 let unsaved = 0;
 let packSavedWaiter: (() => void) | null = null;
-let pack = new PackBuilder(key);
-const READ_SIZE = 4 * 1024 * 1024;
+const compressor = init.compression === 'off' ? null : new ScratchCompressor(init.compression);
+/**
+ * A pack buffer holds a pack and its header; a chunk that does not fit closes the pack early (even
+ * the largest chunk fits an empty buffer, since packs are at least as large as chunks).
+ */
+const PACK_CAPACITY = Math.max(init.packSize, MAX_CHUNK) + 1024 * 1024;
+/** Pack buffers come back from the main thread once saved and are used again. */
+const spare: Buffer[] = [];
+let pack: PackWriter | null = null;
+const READ_SIZE = 1024 * 1024;
 let readBuf = Buffer.allocUnsafe(MAX_CHUNK + READ_SIZE);
 
 function post(msg: Reply, transfer: ArrayBuffer[] = []): void {
@@ -35,12 +43,12 @@ function post(msg: Reply, transfer: ArrayBuffer[] = []): void {
 }
 
 async function emitPack(): Promise<void> {
-  if (pack.count === 0) return;
+  if (!pack || pack.count === 0) return;
   const done = pack.finish();
-  pack = new PackBuilder(key);
-  const data = transferable(done.bytes);
+  pack = null;
+  const data = done.buffer.buffer as ArrayBuffer;
   unsaved++;
-  post({ op: 'pack', id: done.id, data, blobs: done.blobs }, [data]);
+  post({ op: 'pack', id: done.id, data, length: done.length, blobs: done.blobs }, [data]);
   while (unsaved > MAX_UNSAVED_PACKS) await new Promise<void>((r) => (packSavedWaiter = r));
 }
 
@@ -50,23 +58,21 @@ async function saveChunk(chunk: Buffer, r: SaveResult): Promise<void> {
   r.content.push(id);
   if (known.has(id)) return;
   known.add(id);
-  let sealed: Buffer;
+  let plain: Uint8Array = chunk;
   let uncompressedLength: number | undefined;
-  if (init.compression !== 'off') {
-    const packed = compress(chunk, init.compression);
+  if (compressor) {
+    const packed = compressor.compress(chunk);
     if (packed.length < chunk.length) {
-      sealed = key.encrypt(packed);
+      plain = packed;
       uncompressedLength = chunk.length;
-    } else {
-      sealed = key.encrypt(chunk);
     }
-  } else {
-    sealed = key.encrypt(chunk);
   }
-  pack.add('data', id, sealed, uncompressedLength);
+  if (pack && !pack.fits(plain.length)) await emitPack();
+  if (!pack) pack = new PackWriter(key, spare.pop() ?? Buffer.allocUnsafe(PACK_CAPACITY));
+  const sealedLength = pack.add('data', id, plain, uncompressedLength);
   r.blobsNew++;
   r.bytesNew += chunk.length;
-  r.bytesPacked += sealed.length;
+  r.bytesPacked += sealedLength;
   if (pack.size >= init.packSize) await emitPack();
 }
 
@@ -218,10 +224,11 @@ function verifyFile(path: string | Buffer, blobs: { id: string; size: number }[]
   }
 }
 
-const ZERO = Buffer.alloc(MAX_CHUNK);
+let zero: Buffer | null = null;
 
 function isZero(b: Buffer): boolean {
-  return b.length <= ZERO.length && b.equals(ZERO.subarray(0, b.length));
+  zero ??= Buffer.alloc(MAX_CHUNK);
+  return b.length <= zero.length && b.equals(zero.subarray(0, b.length));
 }
 
 /** Writes `data` at `offset`; a write that creates the file gives it its full size first (holes stay holes). */
@@ -344,6 +351,7 @@ port.on('message', (m: Request) => {
     return;
   }
   if (m.op === 'packSaved') {
+    if (m.data && m.data.byteLength === PACK_CAPACITY && spare.length < 2) spare.push(Buffer.from(m.data));
     unsaved--;
     const w = packSavedWaiter;
     packSavedWaiter = null;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Key } from '../crypto/crypto.js';
 import { hashId } from './id.js';
-import { PackBuilder, encodePackHeader, parsePackHeader, parsePackTail } from './pack.js';
+import { PackBuilder, PackWriter, encodePackHeader, parsePackHeader, parsePackTail } from './pack.js';
 import { buildIndexFiles, MasterIndex, MAX_BLOBS_PER_INDEX } from './master-index.js';
 import { decodeUnpacked, encodeUnpacked } from './unpacked.js';
 
@@ -35,6 +35,26 @@ describe('packs', () => {
     const r = parsePackTail(key, bytes, bytes.length, id);
     expect(r).toEqual({ blobs });
     expect(blobs[1].offset).toBe(blobA.length);
+  });
+
+  it('builds packs in a reused buffer that parse back, and says when the buffer is full', () => {
+    const buf = Buffer.alloc(4096);
+    for (let round = 0; round < 2; round++) {
+      const w = new PackWriter(key, buf);
+      const blobs: Buffer[] = [];
+      while (w.fits(500)) {
+        const plain = Buffer.alloc(500, blobs.length + round);
+        w.add('data', hashId(plain), plain);
+        blobs.push(plain);
+      }
+      expect(blobs.length).toBeGreaterThan(3);
+      expect(() => w.add('data', 'ee'.repeat(32), Buffer.alloc(500))).toThrow(/pack buffer full/);
+      const { id, buffer, length, blobs: entries } = w.finish();
+      const bytes = Buffer.from(buffer.subarray(0, length));
+      expect(id).toBe(hashId(bytes));
+      expect(parsePackTail(key, bytes, length, id)).toEqual({ blobs: entries });
+      entries.forEach((e, i) => expect(key.decrypt(bytes.subarray(e.offset, e.offset + e.length)).equals(blobs[i])).toBe(true));
+    }
   });
 
   it('asks for more bytes when the header does not fit the tail it was given', () => {

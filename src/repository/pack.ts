@@ -141,3 +141,55 @@ export class PackBuilder {
     return { id, bytes, blobs: this.#blobs };
   }
 }
+
+/** Room kept for a header entry and the sealed header's overhead. */
+const HEADER_TAIL = CRYPTO_OVERHEAD + 4;
+
+/**
+ * Builds a pack inside one buffer that the caller provides and may reuse: blobs are sealed in
+ * place (no per-blob output buffers), and the header is appended at the end.
+ */
+export class PackWriter {
+  readonly #key: Key;
+  readonly #buf: Buffer;
+  readonly #blobs: PackedBlob[] = [];
+  #size = 0;
+  #headerBytes = 0;
+
+  constructor(key: Key, buf: Buffer) {
+    this.#key = key;
+    this.#buf = buf;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get count(): number {
+    return this.#blobs.length;
+  }
+
+  /** Whether a blob of this plaintext length (and its header entry) still fits the buffer. */
+  fits(plainLength: number): boolean {
+    return this.#size + plainLength + CRYPTO_OVERHEAD + this.#headerBytes + ENTRY_COMPRESSED + HEADER_TAIL <= this.#buf.length;
+  }
+
+  /** Seals `plain` (already compressed when `uncompressedLength` is set) into the pack. */
+  add(type: BlobType, id: Id, plain: Uint8Array, uncompressedLength?: number): number {
+    if (!this.fits(plain.length)) throw new CairnError('INTERNAL', 'pack buffer full');
+    const length = this.#key.encryptInto(plain, this.#buf, this.#size);
+    this.#blobs.push({ id, type, offset: this.#size, length, uncompressedLength });
+    this.#size += length;
+    this.#headerBytes += uncompressedLength === undefined ? ENTRY_PLAIN : ENTRY_COMPRESSED;
+    return length;
+  }
+
+  /** Appends the header; the pack is `buffer.subarray(0, length)`, named by its hash. */
+  finish(): { id: Id; buffer: Buffer; length: number; blobs: PackedBlob[] } {
+    const tail = sealPackHeader(this.#key, this.#blobs);
+    tail.copy(this.#buf, this.#size);
+    const length = this.#size + tail.length;
+    const id = createHash('sha256').update(this.#buf.subarray(0, length)).digest('hex');
+    return { id, buffer: this.#buf, length, blobs: this.#blobs };
+  }
+}

@@ -92,7 +92,7 @@ export class WorkerPool {
 
   #onMessage(slot: Slot, m: Reply): void {
     if (m.op === 'pack') {
-      const save = this.#savePack(slot, m.id, Buffer.from(m.data), m.blobs);
+      const save = this.#savePack(slot, m.id, m.data, m.length, m.blobs);
       this.#packSaves.push(save);
       return;
     }
@@ -105,12 +105,13 @@ export class WorkerPool {
     else p.reject(new SourceError(m.message, m.errno));
   }
 
-  async #savePack(from: Slot, id: Id, bytes: Buffer, blobs: PackedBlob[]): Promise<void> {
+  async #savePack(from: Slot, id: Id, data: ArrayBuffer, length: number, blobs: PackedBlob[]): Promise<void> {
     try {
-      await this.#repo.savePack(id, bytes, blobs);
+      await this.#repo.savePack(id, Buffer.from(data, 0, length), blobs);
       const ids = blobs.map((b) => b.id);
       for (const s of this.#slots) if (s !== from) s.worker.postMessage({ op: 'known', ids } satisfies Request);
-      from.worker.postMessage({ op: 'packSaved' } satisfies Request);
+      // The buffer goes back to its worker to hold the next pack: nothing is left here for a GC.
+      from.worker.postMessage({ op: 'packSaved', data } satisfies Request, [data]);
     } catch (err) {
       this.#fail(err);
     }

@@ -26,7 +26,7 @@ export type Request =
   | { op: 'buffer'; seq: number; data: ArrayBuffer }
   | { op: 'flush'; seq: number }
   | { op: 'known'; ids: Id[] }
-  | { op: 'packSaved' }
+  | { op: 'packSaved'; data?: ArrayBuffer }
   | { op: 'open'; seq: number; data: ArrayBuffer; blobs: OpenBlob[] }
   | { op: 'checkPack'; seq: number; id: Id; data: ArrayBuffer }
   | { op: 'verifyFile'; seq: number; path: string; blobs: { id: Id; size: number }[] }
@@ -79,4 +79,4 @@ export interface CheckPackResult {
 export type Reply =
   | { op: 'done'; seq: number; result: unknown }
   | { op: 'error'; seq: number; message: string; code?: string; errno?: string }
-  | { op: 'pack'; id: Id; data: ArrayBuffer; blobs: PackedBlob[] };
+  | { op: 'pack'; id: Id; data: ArrayBuffer; length: number; blobs: PackedBlob[] };
