@@ -18,7 +18,7 @@ import { decodeTree, type Tree } from './tree.js';
 export const PACK_SIZE = 8 * 1024 * 1024;
 const TREE_PACK_SIZE = 4 * 1024 * 1024;
 /** Whole tree packs kept in memory while walking snapshots (least recently used go first). */
-const TREE_CACHE_BYTES = 64 * 1024 * 1024;
+const TREE_CACHE_BYTES = 24 * 1024 * 1024;
 
 export interface OpenOptions {
   compression?: CompressionMode;
