@@ -53,7 +53,7 @@ interface Item {
 
 /** Gaps between needed blobs up to this size are read through rather than split into two reads. */
 const MAX_GAP = 1024 * 1024;
-const MAX_RANGE = 16 * 1024 * 1024;
+const MAX_RANGE = 8 * 1024 * 1024;
 /** Files per file-system batch sent to a worker. */
 const BATCH = 512;
 
@@ -226,7 +226,8 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   for (const [packId, blobs] of byPack) {
     for (const range of splitRanges([...blobs.values()].sort((a, b) => a.loc.offset - b.loc.offset))) ranges.push({ packId, range });
   }
-  await mapLimit(ranges, pool.size * 2, async ({ packId, range }) => {
+  // One range per worker plus one loading: enough to keep the workers busy, little in memory.
+  await mapLimit(ranges, pool.size + 1, async ({ packId, range }) => {
     aborted();
     const start = range[0].loc.offset;
     const end = range[range.length - 1].loc.offset + range[range.length - 1].loc.length;
