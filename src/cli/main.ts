@@ -6,6 +6,7 @@ import { registerRepoCommands } from './commands/repo.js';
 import { registerBackup } from './commands/backup.js';
 import { registerRestore } from './commands/restore.js';
 import { registerBrowse } from './commands/browse.js';
+import { registerForget } from './commands/forget.js';
 import { PROGRAM_VERSION } from '../repository/snapshot.js';
 
 /** Runs a command body with a context, maps errors to messages and exit codes, always cleans up. */
@@ -56,6 +57,7 @@ export function buildProgram(): Command {
   registerBackup(program, run);
   registerRestore(program, run);
   registerBrowse(program, run);
+  registerForget(program, run);
   return program;
 }
 
