@@ -69,3 +69,9 @@ export function snapshotToJSON(s: SnapshotJSON): string {
   if (s.summary) o.summary = s.summary;
   return JSON.stringify(o);
 }
+
+/** A snapshot as restic prints it in JSON output (`snapshots`, `ls`, `forget`): its fields, then id and short_id. */
+export function snapshotOutput(s: Snapshot): Record<string, unknown> {
+  const { id, ...rest } = s;
+  return { ...rest, id, short_id: id.slice(0, 8) };
+}

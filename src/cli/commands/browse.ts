@@ -4,7 +4,7 @@ import { findSnapshot, matchesFilter, splitSnapshotRef } from '../../repository/
 import { findSubtree } from '../../restorer/restorer.js';
 import { shortId, type Id } from '../../repository/id.js';
 import type { Repository } from '../../repository/repository.js';
-import type { Snapshot } from '../../repository/snapshot.js';
+import { snapshotOutput, type Snapshot } from '../../repository/snapshot.js';
 import type { Node } from '../../fs/node.js';
 import { goModeString } from '../../fs/filemode.js';
 import { filterOf } from './restore.js';
@@ -16,12 +16,6 @@ interface FilterFlags {
   host: string[];
   tag: string[];
   path: string[];
-}
-
-/** A snapshot as `snapshots --json` and `ls --json` print it (restic's shape). */
-function snapshotOut(s: Snapshot): Record<string, unknown> {
-  const { id, ...rest } = s;
-  return { ...rest, id, short_id: shortId(id) };
 }
 
 export function registerBrowse(program: Command, run: Run): void {
@@ -47,7 +41,7 @@ export function registerBrowse(program: Command, run: Run): void {
           snaps = [...groups.values()].flatMap((g) => g.slice(-n));
         }
         if (ctx.opts.json) {
-          ctx.json(snaps.map(snapshotOut));
+          ctx.json(snaps.map(snapshotOutput));
           return;
         }
         const rows = snaps.map((s) => [shortId(s.id), s.time.slice(0, 19).replace('T', ' '), s.hostname ?? '', (s.tags ?? []).join(','), s.paths.join('\n')]);
@@ -78,7 +72,7 @@ export function registerBrowse(program: Command, run: Run): void {
           if (prefixes.length === 0) return true;
           return prefixes.some((d) => p === d || (p.startsWith(d === '/' ? '/' : `${d}/`) && (o.recursive || depthOk)));
         };
-        if (ctx.opts.json) ctx.json({ ...snapshotOut(snap), struct_type: 'snapshot' });
+        if (ctx.opts.json) ctx.json({ ...snapshotOutput(snap), struct_type: 'snapshot' });
         else ctx.print(`snapshot ${shortId(snap.id)} of [${snap.paths.join(' ')}] at ${snap.time}:`);
         await walkNodes(repo, snap.tree, '', (p, n, parentPath) => {
           const direct = prefixes.some((d) => parentPath === d || (d === '/' && parentPath === ''));

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import { findSnapshot, matchesFilter } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
-import type { Snapshot } from '../../repository/snapshot.js';
+import { snapshotOutput, type Snapshot } from '../../repository/snapshot.js';
 import { applyPolicy, groupSnapshots, parseDuration, policyIsEmpty, type Policy } from '../../maintenance/forget.js';
 import type { Run } from '../main.js';
 
@@ -36,12 +36,6 @@ function count(flag: string, v: string | undefined): number | undefined {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new CairnError('BAD_INPUT', `invalid --${flag} ${JSON.stringify(v)}: give a whole number or "unlimited"`);
   return n;
-}
-
-/** A snapshot as restic prints it inside forget's JSON. */
-function out(s: Snapshot): Record<string, unknown> {
-  const { id, ...rest } = s;
-  return { ...rest, id, short_id: shortId(id) };
 }
 
 export function registerForget(program: Command, run: Run): void {
@@ -102,9 +96,9 @@ export function registerForget(program: Command, run: Run): void {
               tags: g.tags,
               host: g.host ?? '',
               paths: g.paths,
-              keep: keep.map(out),
-              remove: remove.length > 0 ? remove.map(out) : null,
-              reasons: reasons.map((r) => ({ snapshot: out(r.snapshot), matches: r.matches, counters: r.counters })),
+              keep: keep.map(snapshotOutput),
+              remove: remove.length > 0 ? remove.map(snapshotOutput) : null,
+              reasons: reasons.map((r) => ({ snapshot: snapshotOutput(r.snapshot), matches: r.matches, counters: r.counters })),
             });
             if (!ctx.opts.json) {
               ctx.print(`snapshots for (host [${g.host ?? ''}]${g.paths ? `, paths [${g.paths.join(', ')}]` : ''}${g.tags ? `, tags [${g.tags.join(', ')}]` : ''}):`);
