@@ -276,14 +276,17 @@ export class Archiver {
       })) };
     }
     if (st.isSymbolicLink()) {
-      let target: string;
+      let target: Buffer;
       try {
-        target = fsSync.readlinkSync(abs);
+        target = fsSync.readlinkSync(abs, { encoding: 'buffer' });
       } catch (err) {
         this.#error(abs, err as Error);
         return { node: Promise.resolve(null) };
       }
-      return { node: Promise.resolve(named(nodeFromStat(name, st, target))) };
+      const node = named(nodeFromStat(name, st, target.toString('utf8')));
+      // A target that is not UTF-8 is kept exactly in linktarget_raw, as restic 0.17 does.
+      if (!isUtf8(target)) node.linktarget_raw = target.toString('base64');
+      return { node: Promise.resolve(node) };
     }
     if (st.isFile()) {
       this.#summary.total_files_processed++;

@@ -272,7 +272,8 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
         fs.linkSync(it.linkTo.dest, it.dest);
       } else if (it.node.type === 'symlink') {
         fs.rmSync(it.dest, { force: true });
-        fs.symlinkSync(it.node.linktarget ?? '', it.dest);
+        const target = it.node.linktarget_raw ? Buffer.from(it.node.linktarget_raw, 'base64') : (it.node.linktarget ?? '');
+        fs.symlinkSync(target, it.dest);
       } else if (it.node.type !== 'file' && it.node.type !== 'dir') {
         if (typeof it.dest !== 'string') throw new CairnError('BAD_INPUT', 'special files whose path is not UTF-8 are not restored');
         fs.rmSync(it.dest, { force: true });

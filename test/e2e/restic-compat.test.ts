@@ -152,6 +152,16 @@ describe.runIf(HAVE_RESTIC)('names that are not UTF-8', () => {
     const again = JSON.parse(ok(await cairn(repo, ['--json', 'backup', src]), 'unchanged backup').out.trim().split('\n').pop()!) as Record<string, number>;
     expect(again).toMatchObject({ files_new: 0, files_changed: 0, files_unmodified: 3 });
 
+    // A symlink whose target is not UTF-8 keeps its exact bytes (restic 0.17's linktarget_raw).
+    const rawTarget = Buffer.concat([Buffer.from('../'), dirRaw]);
+    await fs.symlink(rawTarget, path.join(src, 'link-raw'));
+    ok(await cairn(repo, ['backup', src]), 'backup with raw link');
+    ok(await restic(repo, ['check']), 'restic check with raw link');
+    const t4 = await tempDir();
+    ok(await cairn(repo, ['restore', 'latest', '--target', t4]), 'cairn restore raw link');
+    expect((await fs.readlink(path.join(t4, src, 'link-raw'), { encoding: 'buffer' })).equals(rawTarget)).toBe(true);
+    await fs.rm(path.join(src, 'link-raw'));
+
     const repo2 = await makeRepoPaths();
     ok(await restic(repo2, ['init']), 'restic init');
     ok(await restic(repo2, ['backup', src]), 'restic backup');
