@@ -7,6 +7,7 @@ import { registerBackup } from './commands/backup.js';
 import { registerRestore } from './commands/restore.js';
 import { registerBrowse } from './commands/browse.js';
 import { registerForget } from './commands/forget.js';
+import { registerPrune } from './commands/prune.js';
 import { PROGRAM_VERSION } from '../repository/snapshot.js';
 
 /** Runs a command body with a context, maps errors to messages and exit codes, always cleans up. */
@@ -58,6 +59,7 @@ export function buildProgram(): Command {
   registerRestore(program, run);
   registerBrowse(program, run);
   registerForget(program, run);
+  registerPrune(program, run);
   return program;
 }
 

@@ -5,6 +5,8 @@ import { shortId } from '../../repository/id.js';
 import { snapshotOutput, type Snapshot } from '../../repository/snapshot.js';
 import { applyPolicy, groupSnapshots, parseDuration, policyIsEmpty, type Policy } from '../../maintenance/forget.js';
 import type { Run } from '../main.js';
+import { parseMaxUnused } from '../../maintenance/prune.js';
+import { runPrune } from './prune.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -28,6 +30,7 @@ interface ForgetFlags {
   path: string[];
   dryRun?: boolean;
   prune?: boolean;
+  maxUnused: string;
 }
 
 function count(flag: string, v: string | undefined): number | undefined {
@@ -60,10 +63,10 @@ export function registerForget(program: Command, run: Run): void {
     .option('--tag <tags>', 'only snapshots with these tags', collect, [])
     .option('--path <path>', 'only snapshots with this path', collect, [])
     .option('-n, --dry-run', 'show what would be removed, remove nothing')
-    .option('--prune', 'also remove data no snapshot needs (not available yet: use restic prune)')
+    .option('--prune', 'then remove the data no snapshot needs any more (see prune)')
+    .option('--max-unused <limit>', 'with --prune: unused space allowed to stay', '5%')
     .action((ids: string[], o: ForgetFlags) =>
       run(async (ctx) => {
-        if (o.prune) throw new CairnError('BAD_INPUT', '--prune is not available yet; run "restic prune" on the repository for now');
         const dur = (v: string | undefined) => (v === undefined ? undefined : parseDuration(v));
         const policy: Policy = {
           last: count('keep-last', o.keepLast),
@@ -81,6 +84,7 @@ export function registerForget(program: Command, run: Run): void {
           tags: o.keepTag.map((t) => t.split(',').filter(Boolean)),
         };
         const repo = await ctx.openRepository();
+        if (o.prune) parseMaxUnused(o.maxUnused);
         if (!o.dryRun) await ctx.lock(repo, true);
         let toRemove: Snapshot[] = [];
         if (ids.length > 0) {
@@ -119,6 +123,7 @@ export function registerForget(program: Command, run: Run): void {
         }
         for (const s of toRemove) await repo.backend.remove({ type: 'snapshot', name: s.id });
         if (!ctx.opts.json) ctx.print(`removed ${toRemove.length} snapshots`);
+        if (o.prune) await runPrune(ctx, repo, { maxUnused: o.maxUnused });
       }),
     );
 }

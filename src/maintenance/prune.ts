@@ -1,0 +1,183 @@
+import { CairnError } from '../errors.js';
+import { decompress } from '../compress/zstd.js';
+import { hashId, type Id } from '../repository/id.js';
+import { buildIndexFiles, MasterIndex } from '../repository/master-index.js';
+import { PackBuilder, type BlobType, type PackedBlob } from '../repository/pack.js';
+import { PACK_SIZE, type Repository } from '../repository/repository.js';
+
+/** How much unused space may stay in packs after pruning: a share of the used data, bytes, or no limit. */
+export type MaxUnused = { percent: number } | { bytes: number } | 'unlimited';
+
+export function parseMaxUnused(s: string): MaxUnused {
+  if (s === 'unlimited') return 'unlimited';
+  const pct = /^(\d+(?:\.\d+)?)%$/.exec(s);
+  if (pct) return { percent: Number(pct[1]) };
+  const size = /^(\d+)([kKmMgGtT]?)$/.exec(s);
+  if (size) return { bytes: Number(size[1]) * 1024 ** ' kmgt'.indexOf(size[2].toLowerCase() || ' ') };
+  throw new CairnError('BAD_INPUT', `invalid --max-unused ${JSON.stringify(s)}: use a percentage (5%), a size (10M) or unlimited`);
+}
+
+export interface PruneStats {
+  packs: number;
+  packsRemoved: number;
+  packsRepacked: number;
+  packsWritten: number;
+  blobsRemoved: number;
+  bytesFreed: number;
+  unusedBefore: number;
+  unusedAfter: number;
+}
+
+interface PackInfo {
+  id: Id;
+  blobs: PackedBlob[];
+  used: PackedBlob[];
+  usedBytes: number;
+  unusedBytes: number;
+}
+
+/**
+ * restic's prune: find the blobs every snapshot still needs, delete packs that hold none of them,
+ * repack partly used packs while more than `maxUnused` would stay unused, and replace the index.
+ * Order for crash safety: new packs, then the new index (superseding the old), then old index
+ * files, then old packs; a crash at any point leaves a repository restic check accepts.
+ * Refuses to run when a snapshot or tree cannot be read: it could not know what is in use.
+ */
+export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; dryRun?: boolean; signal?: AbortSignal } = {}): Promise<PruneStats> {
+  const maxUnused = opts.maxUnused ?? { percent: 5 };
+  const oldIndexIds = await repo.listIds('index');
+  // A pack may be listed by several index files (an interrupted prune); each blob counts once.
+  const packBlobs = new Map<Id, PackedBlob[]>();
+  const seenOffsets = new Map<Id, Set<number>>();
+  await repo.loadIndex({
+    onFile: (_id, j) => {
+      for (const p of j.packs) {
+        const list = packBlobs.get(p.id) ?? [];
+        const offsets = seenOffsets.get(p.id) ?? new Set<number>();
+        for (const b of p.blobs) {
+          if (offsets.has(b.offset)) continue;
+          offsets.add(b.offset);
+          list.push({ id: b.id, type: b.type, offset: b.offset, length: b.length, uncompressedLength: b.uncompressed_length });
+        }
+        packBlobs.set(p.id, list);
+        seenOffsets.set(p.id, offsets);
+      }
+    },
+  });
+
+  // Everything the snapshots reach.
+  const used = new Set<string>();
+  const walk = async (tree: Id): Promise<void> => {
+    const key = MasterIndex.key('tree', tree);
+    if (used.has(key)) return;
+    used.add(key);
+    const t = await repo.loadTree(tree);
+    for (const n of t.nodes) {
+      if (n.type === 'file') for (const b of n.content ?? []) used.add(MasterIndex.key('data', b));
+      else if (n.type === 'dir' && n.subtree) await walk(n.subtree);
+    }
+  };
+  const snapshots = await repo.listSnapshots();
+  for (const s of snapshots) {
+    if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'prune interrupted');
+    try {
+      await walk(s.tree);
+    } catch (err) {
+      throw new CairnError('INTEGRITY', `snapshot ${s.id} cannot be read completely (${(err as Error).message}); run "cairn check" first: prune stops rather than guess what is in use`);
+    }
+  }
+  for (const k of used) {
+    const type: BlobType = k.startsWith('t') ? 'tree' : 'data';
+    if (!repo.index.has(type, type === 'tree' ? k.slice(1) : k)) throw new CairnError('INTEGRITY', `a snapshot needs ${type} blob ${type === 'tree' ? k.slice(1) : k}, which no index lists; run "cairn check"`);
+  }
+
+  const onDisk = new Map<Id, number>();
+  for await (const f of repo.backend.list('data')) onDisk.set(f.name, f.size);
+  for (const id of packBlobs.keys()) {
+    if (!onDisk.has(id)) throw new CairnError('INTEGRITY', `pack ${id} is listed in the index but missing; run "cairn check"`);
+  }
+
+  // Each needed blob is kept once: in the first pack that has it; other copies are unused.
+  const kept = new Set<string>();
+  const packs: PackInfo[] = [];
+  for (const [id, blobs] of packBlobs) {
+    const info: PackInfo = { id, blobs, used: [], usedBytes: 0, unusedBytes: 0 };
+    for (const b of blobs) {
+      const k = MasterIndex.key(b.type, b.id);
+      if (used.has(k) && !kept.has(k)) {
+        kept.add(k);
+        info.used.push(b);
+        info.usedBytes += b.length;
+      } else info.unusedBytes += b.length;
+    }
+    packs.push(info);
+  }
+  const unreferenced = [...onDisk.keys()].filter((id) => !packBlobs.has(id));
+  const removeWhole = packs.filter((p) => p.used.length === 0);
+  const partial = packs.filter((p) => p.used.length > 0 && p.unusedBytes > 0).sort((a, b) => b.unusedBytes / (a.usedBytes + a.unusedBytes) - a.unusedBytes / (b.usedBytes + b.unusedBytes) || b.unusedBytes - a.unusedBytes);
+  const usedTotal = packs.reduce((s, p) => s + p.usedBytes, 0);
+  const unusedBefore = packs.reduce((s, p) => s + p.unusedBytes, 0);
+  const limit = maxUnused === 'unlimited' ? Infinity : 'percent' in maxUnused ? (usedTotal * maxUnused.percent) / 100 : maxUnused.bytes;
+  let unusedLeft = partial.reduce((s, p) => s + p.unusedBytes, 0);
+  const repack: PackInfo[] = [];
+  for (const p of partial) {
+    if (unusedLeft <= limit) break;
+    repack.push(p);
+    unusedLeft -= p.unusedBytes;
+  }
+
+  const stats: PruneStats = {
+    packs: onDisk.size,
+    packsRemoved: removeWhole.length + unreferenced.length,
+    packsRepacked: repack.length,
+    packsWritten: 0,
+    blobsRemoved: [...removeWhole, ...repack].reduce((s, p) => s + p.blobs.length - p.used.length, 0),
+    bytesFreed: removeWhole.reduce((s, p) => s + (onDisk.get(p.id) ?? 0), 0) + unreferenced.reduce((s, id) => s + (onDisk.get(id) ?? 0), 0) + repack.reduce((s, p) => s + p.unusedBytes, 0),
+    unusedBefore,
+    unusedAfter: unusedLeft,
+  };
+  if (opts.dryRun || (removeWhole.length === 0 && repack.length === 0 && unreferenced.length === 0)) return stats;
+
+  // Repack: verify each needed blob, then copy its sealed bytes as they are into new packs.
+  const newPacks: { id: Id; blobs: PackedBlob[] }[] = [];
+  const builders: Record<BlobType, PackBuilder | null> = { data: null, tree: null };
+  const flush = async (type: BlobType): Promise<void> => {
+    const b = builders[type];
+    builders[type] = null;
+    if (!b || b.count === 0) return;
+    const { id, bytes, blobs } = b.finish();
+    await repo.backend.save({ type: 'data', name: id }, bytes);
+    newPacks.push({ id, blobs });
+  };
+  for (const p of repack) {
+    if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'prune interrupted');
+    const bytes = await repo.backend.load({ type: 'data', name: p.id });
+    for (const b of p.used) {
+      const sealed = bytes.subarray(b.offset, b.offset + b.length);
+      let plain: Buffer;
+      try {
+        plain = repo.key.decrypt(sealed);
+        if (b.uncompressedLength !== undefined) plain = decompress(plain, b.uncompressedLength);
+      } catch {
+        throw new CairnError('INTEGRITY', `pack ${p.id}: ${b.type} blob ${b.id} is damaged; prune stops (run "cairn check --read-data")`);
+      }
+      if (hashId(plain) !== b.id) throw new CairnError('INTEGRITY', `pack ${p.id}: ${b.type} blob ${b.id} has the wrong content; prune stops`);
+      builders[b.type] ??= new PackBuilder(repo.key);
+      builders[b.type]!.add(b.type, b.id, sealed, b.uncompressedLength);
+      if (builders[b.type]!.size >= PACK_SIZE) await flush(b.type);
+    }
+  }
+  await flush('data');
+  await flush('tree');
+  stats.packsWritten = newPacks.length;
+
+  // The new index lists every pack that stays, and supersedes all the old index files.
+  const gone = new Set([...removeWhole, ...repack].map((p) => p.id));
+  const staying = packs.filter((p) => !gone.has(p.id)).map((p) => ({ id: p.id, blobs: p.blobs }));
+  const files = buildIndexFiles([...staying, ...newPacks], oldIndexIds);
+  if (files.length === 0 && oldIndexIds.length > 0) files.push({ supersedes: oldIndexIds, packs: [] });
+  for (const f of files) await repo.saveJSON('index', JSON.stringify(f));
+  for (const id of oldIndexIds) await repo.backend.remove({ type: 'index', name: id });
+  for (const id of [...gone, ...unreferenced]) await repo.backend.remove({ type: 'data', name: id });
+  return stats;
+}

@@ -1,0 +1,77 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, tempDir, type TestRepo } from '../support/tools.js';
+import { compareTrees, describeTree, seededBytes, textBytes } from '../support/trees.js';
+
+async function repoBytes(repo: TestRepo): Promise<number> {
+  let n = 0;
+  for (const e of await fs.readdir(path.join(repo.dir, 'data'), { recursive: true, withFileTypes: true })) {
+    if (e.isFile()) n += (await fs.stat(path.join(e.parentPath, e.name))).size;
+  }
+  return n;
+}
+
+/** Ten snapshots of a folder that changes: each round adds files, changes one, deletes one. */
+async function tenSnapshots(repo: TestRepo, src: string): Promise<void> {
+  for (let round = 0; round < 10; round++) {
+    await fs.writeFile(path.join(src, `big-${round}.bin`), seededBytes(1000 + round, 1_200_000));
+    await fs.writeFile(path.join(src, `text-${round}.txt`), textBytes(round, 300_000));
+    await fs.writeFile(path.join(src, 'changing.txt'), textBytes(500 + round, 80_000));
+    if (round >= 2) await fs.rm(path.join(src, `big-${round - 2}.bin`));
+    ok(await cairn(repo, ['backup', src]), `backup ${round}`);
+  }
+}
+
+describe('prune', () => {
+  it('after forgetting half of ten snapshots, frees space; restic check --read-data passes and every kept snapshot restores', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    ok(await cairn(repo, ['init']), 'init');
+    await tenSnapshots(repo, src);
+    const before = await repoBytes(repo);
+
+    const dry = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--dry-run']), 'prune --dry-run').out) as { packsRemoved: number };
+    expect(dry.packsRemoved).toBe(0);
+    expect(await repoBytes(repo)).toBe(before);
+
+    ok(await cairn(repo, ['forget', '--keep-last', '5', '--prune', '--max-unused', '0%']), 'forget --prune');
+    const after = await repoBytes(repo);
+    expect(after).toBeLessThan(before - 4 * 1_200_000);
+    expect(JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out)).toHaveLength(5);
+
+    ok(await cairn(repo, ['check', '--read-data']), 'cairn check --read-data');
+    if (HAVE_RESTIC) ok(await restic(repo, ['check', '--read-data']), 'restic check --read-data');
+    const t = await tempDir();
+    ok(await cairn(repo, ['restore', 'latest', '--target', t]), 'restore');
+    expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
+
+    // Nothing left to do: a second prune changes nothing.
+    const again = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--max-unused', '0%']), 'prune again').out) as { packsRemoved: number; packsRepacked: number };
+    expect(again).toMatchObject({ packsRemoved: 0, packsRepacked: 0 });
+    if (HAVE_RESTIC) {
+      ok(await restic(repo, ['prune']), 'restic prune on the pruned repository');
+      ok(await restic(repo, ['check', '--read-data']), 'restic check after restic prune');
+    }
+  });
+
+  it('removes the packs of an interrupted backup and refuses when a snapshot cannot be read', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'f'), seededBytes(3, 600_000));
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'backup');
+    // A pack no index mentions, as a crashed backup leaves it.
+    const stray = path.join(repo.dir, 'data', 'ab', 'ab'.repeat(32));
+    await fs.writeFile(stray, 'left by a crash');
+    ok(await cairn(repo, ['prune']), 'prune');
+    await expect(fs.access(stray)).rejects.toThrow();
+
+    const [snap] = await fs.readdir(path.join(repo.dir, 'snapshots'));
+    await fs.chmod(path.join(repo.dir, 'snapshots', snap), 0o600);
+    await fs.writeFile(path.join(repo.dir, 'snapshots', snap), 'garbage');
+    const r = await cairn(repo, ['prune']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/snapshot|does not match|verification/);
+  });
+});
