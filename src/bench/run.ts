@@ -86,6 +86,15 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
   await fs.rm(target, { recursive: true, force: true });
   await dropCaches();
   out.check_read_data = await measure(exe, [...pre, 'check', '-q', '--read-data'], env);
+  // Ten snapshots in all (three so far), each after a mutation; forget half, then prune.
+  for (let seed = 2; seed <= 8; seed++) {
+    await sh('bash', [path.join(SHARED, 'bench/mutate-corpus.sh'), work, String(seed)]);
+    await sh(exe, [...pre, 'backup', '-q', work], env);
+  }
+  await sh(exe, [...pre, 'forget', '-q', '--keep-last', '5'], env);
+  out.repository_before_prune_mib = round((await duBytes(repo)) / 1048576);
+  out.prune = await measure(exe, [...pre, 'prune', '-q'], env);
+  out.repository_after_prune_mib = round((await duBytes(repo)) / 1048576);
   await fs.rm(work, { recursive: true, force: true });
   return out;
 }
