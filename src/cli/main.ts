@@ -8,6 +8,7 @@ import { registerRestore } from './commands/restore.js';
 import { registerBrowse } from './commands/browse.js';
 import { registerForget } from './commands/forget.js';
 import { registerPrune } from './commands/prune.js';
+import { registerRepair } from './commands/repair.js';
 import { PROGRAM_VERSION } from '../repository/snapshot.js';
 
 /** Runs a command body with a context, maps errors to messages and exit codes, always cleans up. */
@@ -60,6 +61,7 @@ export function buildProgram(): Command {
   registerBrowse(program, run);
   registerForget(program, run);
   registerPrune(program, run);
+  registerRepair(program, run);
   return program;
 }
 

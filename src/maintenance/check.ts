@@ -1,6 +1,7 @@
 import { CairnError } from '../errors.js';
 import type { Id } from '../repository/id.js';
-import { parsePackTail, type PackedBlob } from '../repository/pack.js';
+import type { PackedBlob } from '../repository/pack.js';
+import { readPackHeader } from './repair.js';
 import type { Repository } from '../repository/repository.js';
 import type { WorkerPool } from '../repository/worker-pool.js';
 import { Limiter, mapLimit } from '../util/limit.js';
@@ -19,9 +20,6 @@ export interface CheckResult {
   packs: number;
   snapshots: number;
 }
-
-/** A pack's tail is read with this much slack, so most headers need one read. */
-const TAIL_GUESS = 64 * 1024;
 
 /**
  * restic's check: index files load; every pack the index names exists and its header agrees with
@@ -74,14 +72,7 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
         res.errors.push(...r.errors);
         if (r.blobs.length > 0) verifyHeader(id, r.blobs);
       } else {
-        const off = Math.max(0, size - TAIL_GUESS);
-        let tail = await repo.backend.load({ type: 'data', name: id }, off, size - off);
-        let parsed = parsePackTail(repo.key, tail, size, id);
-        if ('need' in parsed) {
-          tail = await repo.backend.load({ type: 'data', name: id }, size - parsed.need, parsed.need);
-          parsed = parsePackTail(repo.key, tail, size, id);
-        }
-        if ('blobs' in parsed) verifyHeader(id, parsed.blobs);
+        verifyHeader(id, await readPackHeader(repo, id, size));
       }
     } catch (err) {
       res.errors.push(err instanceof CairnError && (err as Error).message.startsWith('pack ') ? (err as Error).message : `pack ${id}: ${(err as Error).message}`);

@@ -75,3 +75,48 @@ describe('prune', () => {
     expect(r.stderr).toMatch(/snapshot|does not match|verification/);
   });
 });
+
+describe('repair index', () => {
+  it('rebuilds a lost index from the packs; check, restore and restic all work again', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    ok(await cairn(repo, ['init']), 'init');
+    for (let i = 0; i < 3; i++) {
+      await fs.writeFile(path.join(src, `f${i}`), seededBytes(70 + i, 900_000));
+      ok(await cairn(repo, ['backup', src]), `backup ${i}`);
+    }
+    for (const f of await fs.readdir(path.join(repo.dir, 'index'))) await fs.rm(path.join(repo.dir, 'index', f), { force: true });
+    expect((await cairn(repo, ['check'])).code).not.toBe(0);
+    const r = JSON.parse(ok(await cairn(repo, ['--json', 'repair', 'index']), 'repair index').out) as { packs: number; indexFilesWritten: number; damaged: unknown[] };
+    expect(r.packs).toBeGreaterThan(0);
+    expect(r.damaged).toEqual([]);
+    ok(await cairn(repo, ['check', '--read-data']), 'check after repair');
+    if (HAVE_RESTIC) ok(await restic(repo, ['check', '--read-data']), 'restic check after repair');
+    const t = await tempDir();
+    ok(await cairn(repo, ['restore', 'latest', '--target', t]), 'restore');
+    expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
+  });
+
+  it('leaves a pack with a damaged header out, names it, and supersedes the old index', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    ok(await cairn(repo, ['init']), 'init');
+    await fs.writeFile(path.join(src, 'a'), seededBytes(91, 700_000));
+    ok(await cairn(repo, ['backup', src]), 'backup a');
+    const before = new Set(await fs.readdir(path.join(repo.dir, 'index')));
+    const packs: string[] = [];
+    for (const d of await fs.readdir(path.join(repo.dir, 'data'))) for (const f of await fs.readdir(path.join(repo.dir, 'data', d))) packs.push(path.join(repo.dir, 'data', d, f));
+    const sized = await Promise.all(packs.map(async (p) => [(await fs.stat(p)).size, p] as const));
+    const victim = sized.sort((x, y) => y[0] - x[0])[0][1];
+    await fs.chmod(victim, 0o600);
+    await fs.truncate(victim, (await fs.stat(victim)).size - 10);
+    const r = await cairn(repo, ['repair', 'index']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(path.basename(victim));
+    const after = await fs.readdir(path.join(repo.dir, 'index'));
+    expect(after.some((f) => before.has(f))).toBe(false);
+    const check = await cairn(repo, ['check']);
+    expect(check.code).not.toBe(0);
+    expect(check.stderr).toMatch(/not in the index/);
+  });
+});
