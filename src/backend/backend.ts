@@ -28,15 +28,17 @@ export interface Backend {
 
   /**
    * Creates the repository's layout (folders or markers). Fails with `REPO_EXISTS` when a
-   * `config` file is already there. Called once, by `init`.
+   * `config` file is already there; until then it may run again (an interrupted `init`).
    */
   create(): Promise<void>;
 
   /**
    * Stores `data` under `h`, atomically: readers see either nothing or the whole file, never a
    * part, even when the process dies half way. Durable when the promise resolves (fsync or the
-   * remote's acknowledgement). Saving a name that exists fails with `BAD_INPUT`, except for
-   * identical content being saved again after a retry, which may succeed. Honours `signal`.
+   * remote's acknowledgement). Saving a name that exists with other content fails with
+   * `BAD_INPUT`; saving identical content again (a retry) must succeed. An aborted `signal` rejects
+   * with `INTERRUPTED` and leaves nothing behind. A name that is not 64 lowercase hex characters
+   * (or not '' for `config`) is `BAD_INPUT`.
    */
   save(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void>;
 
@@ -52,7 +54,8 @@ export interface Backend {
 
   /**
    * Every file of one type, in no particular order. Files being written (temporary files) are
-   * never listed. A file saved before the call started is always listed.
+   * never listed. A file saved before the call started is always listed. For `config` it yields
+   * `{ name: '', size }` once the file exists.
    */
   list(type: FileType, signal?: AbortSignal): AsyncIterable<FileInfo>;
 

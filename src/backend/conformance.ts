@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Backend, FileType, Handle } from './backend.js';
 import { FILE_TYPES } from './backend.js';
@@ -9,28 +9,40 @@ export interface BackendFixture {
   cleanup: () => Promise<void>;
 }
 
+const CONFIG: Handle = { type: 'config', name: '' };
+const ID_TYPES = FILE_TYPES.filter((t) => t !== 'config');
+const SIZES = [0, 1, 1024 * 1024 + 1, 20 * 1024 * 1024];
+
 function randomName(): string {
   return randomBytes(32).toString('hex');
 }
 
-async function listed(b: Backend, t: FileType): Promise<Map<string, number>> {
+function digest(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+async function listed(b: Backend, t: FileType, signal?: AbortSignal): Promise<Map<string, number>> {
   const m = new Map<string, number>();
-  for await (const f of b.list(t)) m.set(f.name, f.size);
+  for await (const f of b.list(t, signal)) {
+    expect(m.has(f.name), `${t} ${f.name} listed twice`).toBe(false);
+    m.set(f.name, f.size);
+  }
   return m;
 }
 
+/** The `code` of the error a promise rejects with, or undefined when it resolves. */
 async function code(p: Promise<unknown>): Promise<string | undefined> {
   try {
     await p;
     return undefined;
   } catch (err) {
-    return (err as { code?: string }).code ?? 'NO_CODE';
+    return (err as { code?: string }).code ?? `no code: ${String(err)}`;
   }
 }
 
 /**
  * The contract of `Backend` (backend.ts) as tests. Every backend runs this suite unchanged; a new
- * backend is done when it passes. `make` returns a fresh, empty location each time.
+ * backend is done when it passes. `make` returns a backend on a fresh, empty location each time.
  */
 export function runBackendConformance(name: string, make: () => Promise<BackendFixture>): void {
   const withBackend = (fn: (b: Backend) => Promise<void>) => async () => {
@@ -45,59 +57,107 @@ export function runBackendConformance(name: string, make: () => Promise<BackendF
 
   describe(`backend conformance: ${name}`, () => {
     it(
-      'creates a repository once; exists() follows the config file',
+      'creates a repository; exists() follows the config file; create fails with REPO_EXISTS once config is saved',
       withBackend(async (b) => {
+        expect(b.location).not.toBe('');
         expect(await b.exists()).toBe(false);
         await b.create();
         expect(await b.exists()).toBe(false);
-        await b.save({ type: 'config', name: '' }, Buffer.from('config bytes'));
+        // An init that stopped before saving config can be run again.
+        await b.create();
+        await b.save(CONFIG, Buffer.from('config bytes'));
         expect(await b.exists()).toBe(true);
         expect(await code(b.create())).toBe('REPO_EXISTS');
-        expect((await b.load({ type: 'config', name: '' })).toString()).toBe('config bytes');
-        expect((await b.stat({ type: 'config', name: '' })).size).toBe(12);
+        expect((await b.load(CONFIG)).toString()).toBe('config bytes');
+        expect(await b.stat(CONFIG)).toEqual({ name: '', size: 12 });
+        expect([...(await listed(b, 'config'))]).toEqual([['', 12]]);
       }),
     );
 
     it(
-      'round trips files of every type and size, and lists exactly what was saved',
+      'lists nothing for every type of an empty repository',
       withBackend(async (b) => {
         await b.create();
-        const sizes = [0, 1, 1024 * 1024 + 1, 20 * 1024 * 1024];
-        const saved = new Map<FileType, Map<string, Buffer>>();
-        for (const t of FILE_TYPES.filter((t) => t !== 'config')) {
-          const m = new Map<string, Buffer>();
-          for (const size of t === 'data' ? sizes : [0, 1, 1000]) {
+        for (const t of FILE_TYPES) expect((await listed(b, t)).size, t).toBe(0);
+      }),
+    );
+
+    for (const t of ID_TYPES) {
+      it(
+        `round trips ${t} files of ${SIZES.join(', ')} bytes; stat and list report exactly them`,
+        withBackend(async (b) => {
+          await b.create();
+          const saved = new Map<string, { size: number; digest: string }>();
+          for (const size of SIZES) {
             const data = randomBytes(size);
             const h: Handle = { type: t, name: randomName() };
             await b.save(h, data);
-            m.set(h.name, data);
+            saved.set(h.name, { size, digest: digest(data) });
           }
-          saved.set(t, m);
-        }
-        for (const [t, files] of saved) {
           const l = await listed(b, t);
-          expect([...l.keys()].sort()).toEqual([...files.keys()].sort());
-          for (const [n, data] of files) {
-            expect(l.get(n)).toBe(data.length);
-            expect((await b.load({ type: t, name: n })).equals(data)).toBe(true);
-            expect((await b.stat({ type: t, name: n })).size).toBe(data.length);
+          expect(new Map([...l].sort())).toEqual(new Map([...saved].map(([n, f]) => [n, f.size] as const).sort()));
+          for (const [n, f] of saved) {
+            const h: Handle = { type: t, name: n };
+            expect(digest(await b.load(h))).toBe(f.digest);
+            expect(await b.stat(h)).toEqual({ name: n, size: f.size });
           }
+          for (const other of FILE_TYPES.filter((o) => o !== t)) expect((await listed(b, other)).size, other).toBe(0);
+        }),
+      );
+    }
+
+    it(
+      `round trips a config file of ${SIZES.join(', ')} bytes (saved, then removed, in turn)`,
+      withBackend(async (b) => {
+        await b.create();
+        for (const size of SIZES) {
+          const data = randomBytes(size);
+          await b.save(CONFIG, data);
+          expect(digest(await b.load(CONFIG))).toBe(digest(data));
+          expect(await b.stat(CONFIG)).toEqual({ name: '', size });
+          expect([...(await listed(b, 'config'))]).toEqual([['', size]]);
+          await b.remove(CONFIG);
+          expect(await b.exists()).toBe(false);
         }
       }),
     );
 
     it(
-      'loads ranges exactly and refuses ranges past the end',
+      'loads byte ranges exactly and refuses ranges past the end with INTEGRITY',
       withBackend(async (b) => {
         await b.create();
-        const data = randomBytes(100_000);
+        const size = 100_000;
+        const data = randomBytes(size);
         const h: Handle = { type: 'data', name: randomName() };
         await b.save(h, data);
-        expect((await b.load(h, 10, 20)).equals(data.subarray(10, 30))).toBe(true);
-        expect((await b.load(h, 99_990)).equals(data.subarray(99_990))).toBe(true);
-        expect((await b.load(h, 100_000, 0)).length).toBe(0);
-        expect(await code(b.load(h, 99_990, 11))).toBe('INTEGRITY');
-        expect(await code(b.load(h, 200_000, 1))).toBe('INTEGRITY');
+        const ranges: [number, number | undefined][] = [
+          [0, undefined],
+          [0, size],
+          [0, 1],
+          [10, 20],
+          [size - 1, 1],
+          [size - 10, undefined],
+          [0, 0],
+          [size, 0],
+          [size, undefined],
+        ];
+        for (let i = 0; i < 20; i++) {
+          const offset = randomInt(size + 1);
+          ranges.push([offset, randomInt(size - offset + 1)]);
+        }
+        for (const [offset, length] of ranges) {
+          const got = await b.load(h, offset, length);
+          expect(got.equals(data.subarray(offset, length === undefined ? size : offset + length)), `offset ${offset}, length ${length}`).toBe(true);
+        }
+        for (const [offset, length] of [
+          [size - 10, 11],
+          [0, size + 1],
+          [size, 1],
+          [size + 1, undefined],
+          [2 * size, 1],
+        ]) {
+          expect(await code(b.load(h, offset, length)), `offset ${offset}, length ${length}`).toBe('INTEGRITY');
+        }
       }),
     );
 
@@ -105,46 +165,87 @@ export function runBackendConformance(name: string, make: () => Promise<BackendF
       'reports missing files as NOT_FOUND; remove is idempotent',
       withBackend(async (b) => {
         await b.create();
-        const h: Handle = { type: 'snapshot', name: randomName() };
-        expect(await code(b.load(h))).toBe('NOT_FOUND');
-        expect(await code(b.stat(h))).toBe('NOT_FOUND');
-        await b.save(h, Buffer.from('x'));
-        await b.remove(h);
-        await b.remove(h);
-        expect(await code(b.load(h))).toBe('NOT_FOUND');
-        expect((await listed(b, 'snapshot')).size).toBe(0);
+        for (const t of FILE_TYPES) {
+          const h: Handle = { type: t, name: t === 'config' ? '' : randomName() };
+          expect(await code(b.load(h)), t).toBe('NOT_FOUND');
+          expect(await code(b.load(h, 0, 1)), t).toBe('NOT_FOUND');
+          expect(await code(b.stat(h)), t).toBe('NOT_FOUND');
+          await b.remove(h);
+          await b.save(h, Buffer.from('x'));
+          await b.remove(h);
+          await b.remove(h);
+          expect(await code(b.load(h)), t).toBe('NOT_FOUND');
+          expect(await code(b.stat(h)), t).toBe('NOT_FOUND');
+          expect((await listed(b, t)).size, t).toBe(0);
+        }
       }),
     );
 
     it(
-      'accepts concurrent saves and a repeated save of the same content',
+      'never overwrites a file with other content (BAD_INPUT); saving the same content again leaves it intact',
       withBackend(async (b) => {
         await b.create();
-        const files = Array.from({ length: 50 }, () => ({ name: randomName(), data: randomBytes(5000) }));
-        await Promise.all(files.map((f) => b.save({ type: 'data', name: f.name }, f.data)));
-        expect((await listed(b, 'data')).size).toBe(50);
-        await b.save({ type: 'data', name: files[0].name }, files[0].data);
-        expect((await b.load({ type: 'data', name: files[0].name })).equals(files[0].data)).toBe(true);
+        for (const h of [CONFIG, { type: 'data', name: randomName() } as Handle, { type: 'lock', name: randomName() } as Handle]) {
+          const first = randomBytes(3000);
+          await b.save(h, first);
+          expect(await code(b.save(h, randomBytes(3000))), h.type).toBe('BAD_INPUT');
+          expect(await code(b.save(h, Buffer.from('short'))), h.type).toBe('BAD_INPUT');
+          // The contract lets a retried save of identical content succeed or fail with BAD_INPUT.
+          expect([undefined, 'BAD_INPUT'], h.type).toContain(await code(b.save(h, Buffer.from(first))));
+          expect((await b.load(h)).equals(first), h.type).toBe(true);
+          expect([...(await listed(b, h.type))], h.type).toEqual([[h.name, 3000]]);
+        }
       }),
     );
 
     it(
-      'honours an aborted signal: nothing is saved',
+      'saves 50 files concurrently',
+      withBackend(async (b) => {
+        await b.create();
+        const files = Array.from({ length: 50 }, (_, i) => ({
+          h: { type: i % 5 === 0 ? 'index' : 'data', name: randomName() } as Handle,
+          data: randomBytes(randomInt(1, 200_000)),
+        }));
+        await Promise.all(files.map((f) => b.save(f.h, f.data)));
+        for (const t of ['data', 'index'] as const) {
+          const want = files.filter((f) => f.h.type === t).map((f) => [f.h.name, f.data.length] as const);
+          expect(new Map([...(await listed(b, t))].sort())).toEqual(new Map(want.sort()));
+        }
+        const loaded = await Promise.all(files.map((f) => b.load(f.h)));
+        files.forEach((f, i) => expect(loaded[i].equals(f.data), f.h.name).toBe(true));
+      }),
+    );
+
+    it(
+      'never lists a file that is still being saved',
+      withBackend(async (b) => {
+        await b.create();
+        const size = 2 * 1024 * 1024 + 3;
+        let saving = true;
+        const saves = Promise.all(Array.from({ length: 8 }, () => b.save({ type: 'snapshot', name: randomName() }, randomBytes(size)))).finally(() => {
+          saving = false;
+        });
+        const seen = new Set<number>();
+        while (saving) for (const s of (await listed(b, 'snapshot')).values()) seen.add(s);
+        await saves;
+        for (const s of (await listed(b, 'snapshot')).values()) seen.add(s);
+        expect([...seen]).toEqual([size]);
+      }),
+    );
+
+    it(
+      'honours an aborted signal: save rejects with INTERRUPTED and stores nothing; load and list reject too',
       withBackend(async (b) => {
         await b.create();
         const ac = new AbortController();
         ac.abort();
         const h: Handle = { type: 'index', name: randomName() };
-        expect(await code(b.save(h, randomBytes(1000), ac.signal))).toBeDefined();
+        expect(await code(b.save(h, randomBytes(1000), ac.signal))).toBe('INTERRUPTED');
         expect((await listed(b, 'index')).size).toBe(0);
-      }),
-    );
-
-    it(
-      'lists nothing for empty types',
-      withBackend(async (b) => {
-        await b.create();
-        for (const t of FILE_TYPES.filter((t) => t !== 'config')) expect((await listed(b, t)).size).toBe(0);
+        expect(await code(b.stat(h))).toBe('NOT_FOUND');
+        await b.save(h, randomBytes(1000));
+        expect(await code(b.load(h, 0, undefined, ac.signal))).toBe('INTERRUPTED');
+        expect(await code(listed(b, 'index', ac.signal))).toBe('INTERRUPTED');
       }),
     );
   });

@@ -1,200 +1,393 @@
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs/promises';
+import type { Dirent } from 'node:fs';
+import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { CairnError } from '../errors.js';
 import type { Backend, FileInfo, FileType, Handle } from './backend.js';
 
-const DIRS: Record<Exclude<FileType, 'config'>, string> = {
+const FOLDERS: Record<Exclude<FileType, 'config'>, string> = {
   key: 'keys',
   lock: 'locks',
   snapshot: 'snapshots',
   index: 'index',
   data: 'data',
 };
-const NAME = /^[0-9a-f]{64}$/;
+const ID = /^[0-9a-f]{64}$/;
+const DATA_PREFIX = /^[0-9a-f]{2}$/;
+/** Reads and writes go in pieces of this size, so that an abort takes effect within one piece. */
+const PIECE = 8 * 1024 * 1024;
+/** Stats in flight at once while listing: enough to hide latency, few enough for libuv's pool. */
+const STAT_BATCH = 64;
 
-function errno(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException).code;
+interface Modes {
+  readonly dir: number;
+  readonly file: number;
 }
+const PRIVATE: Modes = { dir: 0o700, file: 0o600 };
+/** restic's group-accessible repositories: chosen by giving the group read access to `config`. */
+const GROUP: Modes = { dir: 0o770, file: 0o660 };
 
-function wrap(err: unknown, what: string): CairnError {
-  if (err instanceof CairnError) return err;
-  const code = errno(err);
-  if (code === 'ENOENT') return new CairnError('NOT_FOUND', `${what}: no such file`);
-  if (code === 'ENOSPC') return new CairnError('BACKEND_UNAVAILABLE', `${what}: no space left on device`);
-  if (code === 'EACCES' || code === 'EPERM') return new CairnError('BACKEND_UNAVAILABLE', `${what}: permission denied`);
-  if (code === 'EROFS') return new CairnError('BACKEND_UNAVAILABLE', `${what}: read-only file system`);
-  return new CairnError('BACKEND_UNAVAILABLE', `${what}: ${(err as Error).message}`);
+/**
+ * Where `h` lives under `root` in restic's default layout: `config`, `keys/<id>`, `locks/<id>`,
+ * `snapshots/<id>`, `index/<id>`, `data/<first two hex chars>/<id>`. Throws `BAD_INPUT` for a
+ * name that is not a 64-character lowercase hex id (or not '' for config), which also keeps a
+ * name from reaching outside the repository.
+ */
+export function handlePath(root: string, h: Handle): string {
+  if (h.type === 'config') {
+    if (h.name !== '') throw new CairnError('BAD_INPUT', `the config file has no name, got ${JSON.stringify(h.name)}`);
+    return path.join(root, 'config');
+  }
+  if (!Object.hasOwn(FOLDERS, h.type)) throw new CairnError('BAD_INPUT', `unknown file type ${JSON.stringify(h.type)}`);
+  if (!ID.test(h.name)) throw new CairnError('BAD_INPUT', `invalid ${h.type} file name ${JSON.stringify(h.name)}: expected 64 lowercase hex characters`);
+  if (h.type === 'data') return path.join(root, 'data', h.name.slice(0, 2), h.name);
+  return path.join(root, FOLDERS[h.type], h.name);
 }
 
 /**
- * A repository in a local folder with restic's default layout: `config`, `keys/`, `locks/`,
- * `snapshots/`, `index/` and `data/xx/<id>`. Files are written to a temporary name, fsynced and
- * renamed, so readers never see half a file; they are made read-only (0400) as restic makes them.
+ * A repository in a local folder, laid out and permissioned as restic lays it out, so restic and
+ * Cairn can share it. Each save goes to a temporary file in the target folder (named so that it
+ * never looks like an id), is fsynced, made read-only and renamed into place; the folder is then
+ * fsynced, so a crash leaves either the whole file or none of it.
  */
 export class LocalBackend implements Backend {
   readonly location: string;
   readonly #root: string;
+  #modes?: Promise<Modes>;
 
   constructor(root: string) {
     this.#root = path.resolve(root);
     this.location = this.#root;
   }
 
-  filePath(h: Handle): string {
-    if (h.type === 'config') return path.join(this.#root, 'config');
-    if (!NAME.test(h.name)) throw new CairnError('BAD_INPUT', `invalid ${h.type} file name ${JSON.stringify(h.name)}`);
-    if (h.type === 'data') return path.join(this.#root, 'data', h.name.slice(0, 2), h.name);
-    return path.join(this.#root, DIRS[h.type], h.name);
-  }
-
   async create(): Promise<void> {
-    if (await this.exists()) throw new CairnError('REPO_EXISTS', `a repository already exists at ${this.#root}`);
+    const notAFolder = (err: unknown) =>
+      new CairnError('BACKEND_UNAVAILABLE', `cannot create a repository at ${this.#root}: it, or a folder it needs, is a file`, { cause: err });
     try {
-      await fs.mkdir(this.#root, { recursive: true, mode: 0o700 });
-      for (const d of Object.values(DIRS)) await fs.mkdir(path.join(this.#root, d), { recursive: true, mode: 0o700 });
-      await Promise.all(Array.from({ length: 256 }, (_, i) => fs.mkdir(path.join(this.#root, 'data', i.toString(16).padStart(2, '0')), { recursive: true, mode: 0o700 })));
+      await fs.lstat(path.join(this.#root, 'config'));
+      throw new CairnError('REPO_EXISTS', `a repository already exists at ${this.#root}`);
     } catch (err) {
-      throw wrap(err, `creating repository at ${this.#root}`);
+      if (err instanceof CairnError) throw err;
+      if (errno(err) === 'ENOTDIR') throw notAFolder(err);
+      if (errno(err) !== 'ENOENT') throw this.#failure(err, 'creating the repository at', this.#root);
+    }
+    try {
+      await fs.mkdir(this.#root, { recursive: true, mode: PRIVATE.dir });
+      const data = path.join(this.#root, 'data');
+      await Promise.all(Object.values(FOLDERS).map((f) => fs.mkdir(path.join(this.#root, f), { recursive: true, mode: PRIVATE.dir })));
+      await Promise.all(Array.from({ length: 256 }, (_, i) => fs.mkdir(path.join(data, i.toString(16).padStart(2, '0')), { recursive: true, mode: PRIVATE.dir })));
+      await syncDir(data);
+      await syncDir(this.#root);
+      await syncDir(path.dirname(this.#root));
+    } catch (err) {
+      if (errno(err) === 'EEXIST' || errno(err) === 'ENOTDIR') throw notAFolder(err);
+      throw this.#failure(err, 'creating the repository at', this.#root);
     }
   }
 
   async save(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) throw new CairnError('INTERRUPTED', 'save aborted');
-    const file = this.filePath(h);
+    const file = handlePath(this.#root, h);
+    const what = label(h);
+    checkAborted(signal, `saving ${what}`);
     const dir = path.dirname(file);
-    const tmp = path.join(dir, `.tmp-${path.basename(file)}-${randomBytes(6).toString('hex')}`);
-    let fh: fs.FileHandle | null = null;
     try {
-      try {
-        fh = await fs.open(tmp, 'wx', 0o600);
-      } catch (err) {
-        if (errno(err) !== 'ENOENT') throw err;
-        await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-        fh = await fs.open(tmp, 'wx', 0o600);
+      switch (await compareWithFile(file, data)) {
+        case 'same':
+          // A retry of a save that did complete: make sure the first attempt's rename is durable.
+          await syncDir(dir);
+          return;
+        case 'different':
+          throw new CairnError('BAD_INPUT', `${what} already exists in ${this.#root} with other content; it is not overwritten`);
       }
-      let done = 0;
-      while (done < data.length) {
-        if (signal?.aborted) throw new CairnError('INTERRUPTED', 'save aborted');
-        const { bytesWritten } = await fh.write(data, done, data.length - done);
-        done += bytesWritten;
+    } catch (err) {
+      throw this.#failure(err, 'writing', `${what} in ${this.#root}`);
+    }
+
+    const tmp = path.join(dir, `.${path.basename(file)}-tmp-${randomBytes(8).toString('hex')}`);
+    let fh: FileHandle | undefined;
+    try {
+      const modes = await this.#fileModes();
+      fh = await this.#openTemp(tmp, modes);
+      for (let pos = 0; pos < data.length; ) {
+        checkAborted(signal, `saving ${what}`);
+        const { bytesWritten } = await fh.write(data, pos, Math.min(PIECE, data.length - pos), pos);
+        pos += bytesWritten;
       }
-      await fh.sync();
-      await fh.chmod(0o400);
+      await ignoring(fh.sync(), 'ENOTSUP');
+      // As restic does, so that nothing rewrites a repository file by accident; some file systems (exFAT, some network mounts) refuse chmod.
+      await ignoring(fh.chmod(modes.file & ~0o222), 'EPERM', 'ENOTSUP');
       await fh.close();
-      fh = null;
-      if (h.type !== 'config' && (await exists(file))) {
-        // Files are named by their content, so an existing file with the same size is this same file saved by a retry.
-        const st = await fs.stat(file);
-        if (st.size !== data.length) throw new CairnError('BAD_INPUT', `${h.type} ${h.name} already exists with other content`);
-        await fs.rm(tmp, { force: true });
-        return;
-      }
+      fh = undefined;
+      checkAborted(signal, `saving ${what}`);
       await fs.rename(tmp, file);
+    } catch (err) {
+      await fh?.close().catch(() => undefined);
+      await fs.rm(tmp, { force: true }).catch(() => undefined);
+      throw this.#failure(err, 'writing', `${what} in ${this.#root}`);
+    }
+    try {
       await syncDir(dir);
     } catch (err) {
-      if (fh) await fh.close().catch(() => undefined);
-      await fs.rm(tmp, { force: true }).catch(() => undefined);
-      throw wrap(err, `saving ${h.type} ${h.name || 'config'}`);
+      throw this.#failure(err, 'writing', `${what} in ${this.#root}`);
     }
   }
 
   async load(h: Handle, offset = 0, length?: number, signal?: AbortSignal): Promise<Buffer> {
-    if (signal?.aborted) throw new CairnError('INTERRUPTED', 'load aborted');
-    const file = this.filePath(h);
-    let fh: fs.FileHandle;
-    try {
-      fh = await fs.open(file, 'r');
-    } catch (err) {
-      throw wrap(err, `${h.type} ${h.name || 'config'}`);
+    const file = handlePath(this.#root, h);
+    const what = label(h);
+    if (!Number.isSafeInteger(offset) || offset < 0 || (length !== undefined && (!Number.isSafeInteger(length) || length < 0))) {
+      throw new CairnError('BAD_INPUT', `invalid range for ${what}: offset ${offset}, length ${length}`);
     }
+    checkAborted(signal, `loading ${what}`);
+    const fh = await this.#openExisting(h, file, (p) => fs.open(p, 'r'));
     try {
       const size = (await fh.stat()).size;
       const want = length ?? size - offset;
-      if (offset < 0 || want < 0 || offset + want > size) {
-        throw new CairnError('INTEGRITY', `${h.type} ${h.name || 'config'}: wanted ${want} bytes at offset ${offset}, but the file has ${size} bytes`);
+      if (want < 0 || offset + want > size) {
+        const asked = length === undefined ? `reading from offset ${offset}` : `${length} bytes at offset ${offset}`;
+        throw new CairnError('INTEGRITY', `${what} in ${this.#root} has only ${size} bytes, too few for ${asked}`);
       }
       const buf = Buffer.allocUnsafe(want);
-      let got = 0;
-      while (got < want) {
-        const { bytesRead } = await fh.read(buf, got, want - got, offset + got);
-        if (bytesRead === 0) throw new CairnError('INTEGRITY', `${h.type} ${h.name}: file ended early`);
+      for (let got = 0; got < want; ) {
+        checkAborted(signal, `loading ${what}`);
+        const { bytesRead } = await fh.read(buf, got, Math.min(PIECE, want - got), offset + got);
+        if (bytesRead === 0) {
+          throw new CairnError('INTEGRITY', `${what} in ${this.#root} ended after ${offset + got} bytes while ${offset + want} were expected`);
+        }
         got += bytesRead;
       }
       return buf;
     } catch (err) {
-      throw wrap(err, `${h.type} ${h.name || 'config'}`);
+      throw this.#failure(err, 'reading', `${what} in ${this.#root}`);
     } finally {
-      await fh.close();
+      await fh.close().catch(() => undefined);
     }
   }
 
   async stat(h: Handle): Promise<FileInfo> {
-    try {
-      const st = await fs.stat(this.filePath(h));
-      return { name: h.name, size: st.size };
-    } catch (err) {
-      throw wrap(err, `${h.type} ${h.name || 'config'}`);
-    }
+    const st = await this.#openExisting(h, handlePath(this.#root, h), (p) => fs.stat(p));
+    return { name: h.name, size: st.size };
   }
 
-  async *list(type: FileType): AsyncIterable<FileInfo> {
-    if (type === 'config') {
-      if (await this.exists()) yield { name: '', size: (await fs.stat(path.join(this.#root, 'config'))).size };
-      return;
-    }
-    const base = path.join(this.#root, DIRS[type]);
-    const dirs = type === 'data' ? [base, ...(await readdirOrEmpty(base)).filter((d) => /^[0-9a-f]{2}$/.test(d)).map((d) => path.join(base, d))] : [base];
-    for (const dir of dirs) {
-      for (const name of await readdirOrEmpty(dir)) {
-        if (!NAME.test(name)) continue;
-        try {
-          const st = await fs.stat(path.join(dir, name));
-          if (st.isFile()) yield { name, size: st.size };
-        } catch (err) {
-          if (errno(err) !== 'ENOENT') throw wrap(err, `listing ${type}`);
+  async *list(type: FileType, signal?: AbortSignal): AsyncIterable<FileInfo> {
+    checkAborted(signal, `listing ${type} files`);
+    try {
+      if (type === 'config') {
+        const size = await this.#configSize();
+        if (size !== undefined) yield { name: '', size };
+        return;
+      }
+      const base = path.join(this.#root, FOLDERS[type]);
+      if (type !== 'data') {
+        yield* statFiles(base, (await readFolder(base)).map((d) => d.name), signal);
+        return;
+      }
+      const top = await readFolder(base);
+      for (const d of top) {
+        if (DATA_PREFIX.test(d.name) && (d.isDirectory() || d.isSymbolicLink())) {
+          const sub = path.join(base, d.name);
+          yield* statFiles(sub, (await readFolder(sub)).map((f) => f.name), signal);
         }
       }
+      // Files directly under data/ (flat layouts copied by other tools) count too, unless the same id is also in its data/xx folder.
+      for await (const f of statFiles(base, top.filter((d) => !d.isDirectory()).map((d) => d.name), signal)) {
+        if (!(await isPresent(path.join(base, f.name.slice(0, 2), f.name)))) yield f;
+      }
+    } catch (err) {
+      throw this.#failure(err, 'listing', `${type} files in ${this.#root}`);
     }
   }
 
   async remove(h: Handle): Promise<void> {
+    const file = handlePath(this.#root, h);
+    const paths = h.type === 'data' ? [file, flatDataPath(this.#root, h.name)] : [file];
     try {
-      await fs.rm(this.filePath(h), { force: true });
+      for (const p of paths) await ignoring(fs.unlink(p), 'ENOENT');
     } catch (err) {
-      throw wrap(err, `removing ${h.type} ${h.name}`);
+      throw this.#failure(err, 'removing', `${label(h)} in ${this.#root}`);
     }
   }
 
   async exists(): Promise<boolean> {
-    return exists(path.join(this.#root, 'config'));
+    try {
+      return (await this.#configSize()) !== undefined;
+    } catch (err) {
+      throw this.#failure(err, 'reading', `the config file in ${this.#root}`);
+    }
   }
 
+  /** Nothing to release: every operation closes its own file handles. */
   async close(): Promise<void> {}
-}
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.access(p);
-    return true;
-  } catch {
-    return false;
+  async #configSize(): Promise<number | undefined> {
+    try {
+      return (await fs.stat(path.join(this.#root, 'config'))).size;
+    } catch (err) {
+      if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return undefined;
+      throw err;
+    }
+  }
+
+  /** restic derives the modes of new files and folders from the config file's: see `GROUP`. */
+  #fileModes(): Promise<Modes> {
+    this.#modes ??= fs.stat(path.join(this.#root, 'config')).then(
+      (st) => (st.mode & 0o040 ? GROUP : PRIVATE),
+      () => PRIVATE,
+    );
+    return this.#modes;
+  }
+
+  /** Creates the temporary file, and its folder when missing (other tools do not always keep empty data/xx folders). */
+  async #openTemp(tmp: string, modes: Modes): Promise<FileHandle> {
+    try {
+      return await fs.open(tmp, 'wx', modes.file);
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+    }
+    // Never recreate the repository folder itself: when it is gone, a drive is probably not mounted and writing to the mount point would hide that.
+    try {
+      await fs.stat(this.#root);
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw err;
+      throw new CairnError('BACKEND_UNAVAILABLE', `the repository folder ${this.#root} does not exist (is its drive mounted?)`, { cause: err });
+    }
+    const dir = path.dirname(tmp);
+    await fs.mkdir(dir, { recursive: true, mode: modes.dir });
+    await syncDir(path.dirname(dir));
+    return fs.open(tmp, 'wx', modes.file);
+  }
+
+  /** Runs `op` on the file's path, falling back for data files to data/<id>; `NOT_FOUND` when neither exists. */
+  async #openExisting<T>(h: Handle, file: string, op: (p: string) => Promise<T>): Promise<T> {
+    const where = `${label(h)} in ${this.#root}`;
+    try {
+      return await op(file);
+    } catch (err) {
+      if (errno(err) !== 'ENOENT') throw this.#failure(err, 'reading', where);
+    }
+    if (h.type === 'data') {
+      try {
+        return await op(flatDataPath(this.#root, h.name));
+      } catch (err) {
+        if (errno(err) !== 'ENOENT') throw this.#failure(err, 'reading', where);
+      }
+    }
+    throw new CairnError('NOT_FOUND', `${where} does not exist`);
+  }
+
+  #failure(err: unknown, doing: string, where: string): CairnError {
+    if (err instanceof CairnError) return err;
+    const cause = { cause: err };
+    switch (errno(err)) {
+      case 'ENOSPC':
+        return new CairnError('BACKEND_UNAVAILABLE', `no space left on device while ${doing} ${where}; free some space and run the command again`, cause);
+      case 'EDQUOT':
+        return new CairnError('BACKEND_UNAVAILABLE', `disk quota exceeded while ${doing} ${where}; free some space and run the command again`, cause);
+      case 'EACCES':
+      case 'EPERM':
+        return new CairnError('BACKEND_UNAVAILABLE', `permission denied while ${doing} ${where}; check that the user running cairn owns ${this.#root} and can write to it`, cause);
+      case 'EROFS':
+        return new CairnError('BACKEND_UNAVAILABLE', `the file system is read-only while ${doing} ${where}`, cause);
+      default:
+        return new CairnError('BACKEND_UNAVAILABLE', `${doing} ${where} failed: ${(err as Error).message}`, cause);
+    }
   }
 }
 
-async function readdirOrEmpty(dir: string): Promise<string[]> {
+function label(h: Handle): string {
+  return h.type === 'config' ? 'the config file' : `${h.type} file ${h.name}`;
+}
+
+function flatDataPath(root: string, name: string): string {
+  return path.join(root, 'data', name);
+}
+
+function errno(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+function checkAborted(signal: AbortSignal | undefined, doing: string): void {
+  if (signal?.aborted) throw new CairnError('INTERRUPTED', `${doing} was interrupted`);
+}
+
+async function ignoring(p: Promise<unknown>, ...codes: string[]): Promise<void> {
   try {
-    return await fs.readdir(dir);
+    await p;
   } catch (err) {
-    if (errno(err) === 'ENOENT') return [];
-    throw wrap(err, `listing ${dir}`);
+    if (!codes.includes(errno(err) ?? '')) throw err;
   }
 }
 
+async function isPresent(p: string): Promise<boolean> {
+  try {
+    await fs.stat(p);
+    return true;
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Entries of a folder; a folder that is missing or is not a folder has none, as restic treats it. */
+async function readFolder(dir: string): Promise<Dirent[]> {
+  try {
+    return await fs.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return [];
+    throw err;
+  }
+}
+
+/** Sizes of the regular files among `names` that are ids; temporary files and strays are skipped. */
+async function* statFiles(dir: string, names: string[], signal: AbortSignal | undefined): AsyncGenerator<FileInfo> {
+  const ids = names.filter((n) => ID.test(n));
+  for (let i = 0; i < ids.length; i += STAT_BATCH) {
+    checkAborted(signal, 'listing');
+    const batch = ids.slice(i, i + STAT_BATCH);
+    const stats = await Promise.all(
+      batch.map((n) =>
+        fs.stat(path.join(dir, n)).catch((err: unknown) => {
+          // Removed between readdir and stat.
+          if (errno(err) === 'ENOENT') return undefined;
+          throw err;
+        }),
+      ),
+    );
+    for (let j = 0; j < batch.length; j++) {
+      const st = stats[j];
+      if (st?.isFile()) yield { name: batch[j], size: st.size };
+    }
+  }
+}
+
+/** Whether `file` holds exactly `data`, is absent, or holds something else. */
+async function compareWithFile(file: string, data: Uint8Array): Promise<'absent' | 'same' | 'different'> {
+  let fh: FileHandle;
+  try {
+    fh = await fs.open(file, 'r');
+  } catch (err) {
+    if (errno(err) === 'ENOENT') return 'absent';
+    throw err;
+  }
+  try {
+    if ((await fh.stat()).size !== data.length) return 'different';
+    const buf = Buffer.allocUnsafe(Math.min(PIECE, data.length));
+    for (let pos = 0; pos < data.length; ) {
+      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, data.length - pos), pos);
+      if (bytesRead === 0 || !buf.subarray(0, bytesRead).equals(data.subarray(pos, pos + bytesRead))) return 'different';
+      pos += bytesRead;
+    }
+    return 'same';
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+/** Makes a folder's entries durable; some file systems cannot fsync folders, which restic tolerates too. */
 async function syncDir(dir: string): Promise<void> {
   const fh = await fs.open(dir, 'r');
   try {
-    await fh.sync();
+    await ignoring(fh.sync(), 'ENOTSUP', 'EINVAL');
   } finally {
     await fh.close();
   }
