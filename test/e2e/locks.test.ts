@@ -116,3 +116,39 @@ describe('locks', () => {
     ok(await cairn(repo, ['check']), 'check after interrupt');
   });
 });
+
+describe('sharing a repository', () => {
+  it('two cairn backups and one restic backup at once all succeed; prune refuses with 11 while a lock is held', async () => {
+    if (!HAVE_RESTIC) return;
+    const repo = await makeRepoPaths();
+    ok(await cairn(repo, ['init']), 'init');
+    const sources: string[] = [];
+    for (let s = 0; s < 3; s++) {
+      const src = await tempDir();
+      for (let i = 0; i < 20; i++) await fs.writeFile(path.join(src, `f${i}`), seededBytes(s * 100 + i, 1_000_000));
+      sources.push(src);
+    }
+    const a = cairn(repo, ['backup', sources[0]]);
+    const b = cairn(repo, ['backup', sources[1]]);
+    const c = restic(repo, ['backup', sources[2]]);
+    const results = await Promise.all([a, b, c]);
+    results.forEach((r, i) => ok(r, `backup ${i}`));
+    // While a backup holds its (non-exclusive) lock, an exclusive prune must not start.
+    const held = await Lock.acquire(await openRepo(repo), false);
+    const pruneDuring = await cairn(repo, ['prune']);
+    await held.release();
+    expect(pruneDuring.code).toBe(11);
+    expect(pruneDuring.stderr).toMatch(/already locked: non-exclusive lock .* held by PID \d+/);
+    ok(await restic(repo, ['check', '--read-data']), 'restic check');
+    ok(await cairn(repo, ['check', '--read-data']), 'cairn check');
+    const snaps = JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out) as { paths: string[] }[];
+    expect(snaps.map((s) => s.paths[0]).sort()).toEqual([...sources].sort());
+    for (const src of sources) {
+      const t = await tempDir();
+      ok(await cairn(repo, ['restore', 'latest', '--path', src, '--target', t]), `restore ${src}`);
+      expect(await fs.readFile(path.join(t, src, 'f7'))).toEqual(await fs.readFile(path.join(src, 'f7')));
+    }
+    ok(await cairn(repo, ['prune']), 'prune afterwards');
+    ok(await restic(repo, ['check']), 'restic check after prune');
+  });
+});
