@@ -1,0 +1,107 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CairnError } from '../errors.js';
+import { Limiter } from '../util/limit.js';
+import type { Backend, FileInfo, FileType, Handle } from './backend.js';
+
+export interface RetryOptions {
+  /** Attempts after the first. */
+  retries?: number;
+  baseDelayMs?: number;
+  maxDelayMs?: number;
+  /** Calls in flight at once, so a slow remote is not flooded. */
+  concurrency?: number;
+  /** Told about each retry (for logs and progress). */
+  onRetry?: (what: string, attempt: number, err: unknown) => void;
+}
+
+/** Errors that another attempt cannot fix. */
+function permanent(err: unknown): boolean {
+  if (!(err instanceof CairnError)) return false;
+  return ['NOT_FOUND', 'BAD_INPUT', 'REPO_EXISTS', 'INTERRUPTED', 'WRONG_PASSWORD'].includes(err.code);
+}
+
+/**
+ * Retries a backend's calls with exponential backoff and full jitter, tells transient failures
+ * (connections, timeouts, short reads) from permanent ones (missing files, bad names, aborts),
+ * caps the calls in flight and honours cancellation. Composes with any Backend.
+ */
+export class RetryBackend implements Backend {
+  readonly #inner: Backend;
+  readonly #opts: Required<Omit<RetryOptions, 'onRetry'>> & Pick<RetryOptions, 'onRetry'>;
+  readonly #slots: Limiter;
+
+  constructor(inner: Backend, opts: RetryOptions = {}) {
+    this.#inner = inner;
+    this.#opts = { retries: 10, baseDelayMs: 100, maxDelayMs: 15_000, concurrency: 8, ...opts };
+    this.#slots = new Limiter(this.#opts.concurrency);
+  }
+
+  get location(): string {
+    return this.#inner.location;
+  }
+
+  async #retry<T>(what: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      if (signal?.aborted) throw new CairnError('INTERRUPTED', `${what}: interrupted`);
+      try {
+        return await this.#slots.run(fn);
+      } catch (err) {
+        if (permanent(err) || attempt >= this.#opts.retries) throw err;
+        this.#opts.onRetry?.(what, attempt + 1, err);
+        const cap = Math.min(this.#opts.maxDelayMs, this.#opts.baseDelayMs * 2 ** attempt);
+        await sleep(Math.random() * cap, undefined, { signal }).catch(() => undefined);
+      }
+    }
+  }
+
+  create(): Promise<void> {
+    return this.#retry('create', () => this.#inner.create());
+  }
+
+  save(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    return this.#retry(`save ${h.type} ${h.name}`, () => this.#inner.save(h, data, signal), signal);
+  }
+
+  load(h: Handle, offset = 0, length?: number, signal?: AbortSignal): Promise<Buffer> {
+    return this.#retry(
+      `load ${h.type} ${h.name}`,
+      async () => {
+        const b = await this.#inner.load(h, offset, length, signal);
+        // A connection cut mid-body can look like a short answer: that is worth another try.
+        if (length !== undefined && b.length !== length) throw new CairnError('BACKEND_UNAVAILABLE', `load ${h.type} ${h.name}: got ${b.length} of ${length} bytes`);
+        return b;
+      },
+      signal,
+    );
+  }
+
+  stat(h: Handle): Promise<FileInfo> {
+    return this.#retry(`stat ${h.type} ${h.name}`, () => this.#inner.stat(h));
+  }
+
+  async *list(type: FileType, signal?: AbortSignal): AsyncIterable<FileInfo> {
+    // A listing that fails half way is started over, so nothing is listed twice or left out.
+    const all = await this.#retry(
+      `list ${type}`,
+      async () => {
+        const out: FileInfo[] = [];
+        for await (const f of this.#inner.list(type, signal)) out.push(f);
+        return out;
+      },
+      signal,
+    );
+    yield* all;
+  }
+
+  remove(h: Handle): Promise<void> {
+    return this.#retry(`remove ${h.type} ${h.name}`, () => this.#inner.remove(h));
+  }
+
+  exists(): Promise<boolean> {
+    return this.#retry('exists', () => this.#inner.exists());
+  }
+
+  close(): Promise<void> {
+    return this.#inner.close();
+  }
+}
