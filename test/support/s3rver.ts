@@ -1,0 +1,87 @@
+/**
+ * A real S3 server (s3rver from npm) for tests, in a child process on a free loopback port.
+ * Quirks this project knows about (see docs): clients must set requestChecksumCalculation and
+ * responseChecksumValidation to WHEN_REQUIRED and use path-style addressing; list without a delimiter;
+ * no conditional writes, no multipart abort.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import readline from 'node:readline';
+import { ROOT, tempDir, type RunResult } from './tools.js';
+
+export interface S3Server {
+  endpoint: string;
+  port: number;
+  /** Folder where s3rver keeps its objects. */
+  directory: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Environment for clients (AWS SDK, Cairn) that reads credentials from the usual variables. */
+  env: NodeJS.ProcessEnv;
+  /** Environment for rclone with an `s3rver:` remote (AWS_CA_BUNDLE removed: it breaks plain http). */
+  rcloneEnv: NodeJS.ProcessEnv;
+  /** Runs rclone with that environment, e.g. `rclone(['copy', '--fast-list', 's3rver:cairn/repo', dir])`. */
+  rclone(args: string[]): Promise<RunResult>;
+  stop(): Promise<void>;
+}
+
+export async function startS3rver(buckets: string[] = ['cairn']): Promise<S3Server> {
+  const directory = await tempDir('cairn-s3rver-');
+  const child: ChildProcess = spawn(process.execPath, ['--openssl-legacy-provider', path.join(ROOT, 'test/support/s3rver-main.mjs'), directory, ...buckets], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    const rl = readline.createInterface({ input: child.stdout! });
+    rl.once('line', (line) => resolve((JSON.parse(line) as { port: number }).port));
+    child.once('exit', (code) => reject(new Error(`s3rver exited ${code} before listening`)));
+    child.once('error', reject);
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const accessKeyId = 'S3RVER';
+  const secretAccessKey = 'S3RVER';
+  const env = { AWS_ACCESS_KEY_ID: accessKeyId, AWS_SECRET_ACCESS_KEY: secretAccessKey, AWS_REGION: 'us-east-1' };
+  const rcloneEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    RCLONE_CONFIG: '/dev/null',
+    RCLONE_CONFIG_S3RVER_TYPE: 's3',
+    RCLONE_CONFIG_S3RVER_PROVIDER: 'Other',
+    RCLONE_CONFIG_S3RVER_ENDPOINT: endpoint,
+    RCLONE_CONFIG_S3RVER_ACCESS_KEY_ID: accessKeyId,
+    RCLONE_CONFIG_S3RVER_SECRET_ACCESS_KEY: secretAccessKey,
+    RCLONE_CONFIG_S3RVER_FORCE_PATH_STYLE: 'true',
+  };
+  delete rcloneEnv.AWS_CA_BUNDLE;
+  return {
+    endpoint,
+    port,
+    directory,
+    accessKeyId,
+    secretAccessKey,
+    env,
+    rcloneEnv,
+    rclone: (args) => runExact('rclone', args, rcloneEnv),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) return resolve();
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 3000).unref();
+      }),
+  };
+}
+
+/** Runs a command with exactly this environment (not merged into process.env). */
+function runExact(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const stdout = Buffer.concat(out);
+      resolve({ code: code ?? -1, stdout, out: stdout.toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
+    });
+  });
+}
