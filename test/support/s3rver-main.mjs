@@ -1,6 +1,7 @@
 // Runs an s3rver on a free loopback port in its own process (started with --openssl-legacy-provider,
 // which s3rver needs for paginated listings), and prints {"port":N} on its first line of stdout.
 // argv: DIRECTORY BUCKET...
+import process from 'node:process';
 import S3rver from 's3rver';
 
 const [directory, ...buckets] = process.argv.slice(2);
