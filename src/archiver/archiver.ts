@@ -28,6 +28,13 @@ export interface BackupOptions {
   parent?: Snapshot | null;
   /** Read every file even when the parent snapshot says it is unchanged. */
   force?: boolean;
+  /**
+   * Absolute paths known to have changed since the parent snapshot (created, modified, renamed or
+   * deleted; a folder stands for everything below it), as a file watcher reports them. With a parent,
+   * only these paths and the folders leading to them are looked at; every other entry is taken from
+   * the parent snapshot as it is, without a stat. Without a parent the option is ignored.
+   */
+  changedPaths?: string[];
   signal?: AbortSignal;
   onProgress?: (p: BackupProgress) => void;
   /** A source item that could not be read; the backup goes on without it. */
@@ -52,6 +59,42 @@ export interface BackupResult {
 const FILES_PER_WORKER = 8;
 /** Index files are written along the way so an interrupted backup's packs are still found later. */
 const INDEX_EVERY_PACKS = 64;
+
+/**
+ * The part of the tree a changed-paths backup must look at. `all` covers a changed path and
+ * everything below it; `children` lead towards changed paths further down.
+ */
+interface Scope {
+  all: boolean;
+  children: Map<string, Scope>;
+}
+
+/** Builds the scope tree of changed paths; null means everything is in scope. */
+export function buildScope(changed: string[] | undefined): Scope | null {
+  if (!changed) return null;
+  const root: Scope = { all: false, children: new Map() };
+  for (const p of changed) {
+    let s = root;
+    for (const part of path.resolve('/', p).split('/').filter(Boolean)) {
+      if (s.all) break;
+      let c = s.children.get(part);
+      if (!c) {
+        c = { all: false, children: new Map() };
+        s.children.set(part, c);
+      }
+      s = c;
+    }
+    s.all = true;
+    s.children.clear();
+  }
+  return root;
+}
+
+/** The scope of an entry named `name` inside a folder whose scope is `scope`; undefined when out of scope. */
+function childScope(scope: Scope | null, name: string): Scope | null | undefined {
+  if (scope === null || scope.all) return null;
+  return scope.children.get(name);
+}
 
 interface Target {
   name: string;
@@ -88,12 +131,15 @@ export class Archiver {
   #progress: BackupProgress = { filesDone: 0, bytesDone: 0, errors: 0 };
   #lastProgress = 0;
   #rootDevs = new Map<string, bigint>();
+  /** With changed paths and a parent: what must be looked at (null: everything). */
+  readonly #scope: Scope | null;
 
   constructor(repo: Repository, pool: WorkerPool, opts: BackupOptions) {
     this.#repo = repo;
     this.#pool = pool;
     this.#opts = opts;
     this.#fileSlots = new Limiter(pool.size * FILES_PER_WORKER);
+    this.#scope = opts.parent && !opts.force ? buildScope(opts.changedPaths) : null;
     const now = formatTime(BigInt(Date.now()) * 1_000_000n);
     this.#summary = {
       backup_start: now,
@@ -120,7 +166,7 @@ export class Archiver {
     // Backing up "/" makes the root folder itself the source: its tree is the snapshot's tree.
     const rootTree = root.source
       ? await this.#saveRoot(parentRoot)
-      : await (await this.#saveTargetChildren(root, '/', parentRoot)).done;
+      : await (await this.#saveTargetChildren(root, '/', parentRoot, this.#scope)).done;
     this.#checkAbort();
     await this.#pool.flush();
     await this.#repo.flush();
@@ -207,34 +253,39 @@ export class Archiver {
 
   async #saveRoot(parentTree: Id | undefined): Promise<Id> {
     const st = fsSync.lstatSync('/', { bigint: true });
-    const id = await (await this.#saveDir('/', parentTree, st.dev)).done;
+    const id = await (await this.#saveDir('/', parentTree, st.dev, this.#scope)).done;
     if (id === null) throw new CairnError('BAD_INPUT', 'cannot read the root folder /');
     return id;
   }
 
   /** Saves the tree for a level of the virtual tree that leads to the sources. */
-  async #saveTargetChildren(t: Target, dir: string, parentTree: Id | undefined): Promise<{ done: Promise<Id> }> {
+  async #saveTargetChildren(t: Target, dir: string, parentTree: Id | undefined, scope: Scope | null): Promise<{ done: Promise<Id> }> {
     const parentNodes = await this.#loadParentTree(parentTree);
     const pending: Promise<Node | null>[] = [];
     for (const child of [...t.children.values()].sort((a, b) => byteCompare(a.name, b.name))) {
       const abs = path.join(dir, child.name);
+      const sub = childScope(scope, child.name);
+      const old = parentNodes.get(child.name);
+      if (sub === undefined && old) {
+        pending.push(Promise.resolve(this.#reuse(old)));
+        continue;
+      }
       let st: BigIntStats;
       try {
         st = await fs.lstat(abs, { bigint: true });
       } catch (err) {
         throw new CairnError('BAD_INPUT', `cannot back up ${abs}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`);
       }
-      const old = parentNodes.get(child.name);
       if (child.source) {
         this.#rootDevs.set(abs, st.dev);
-        pending.push(guard((await this.#saveEntry(abs, child.name, undefined, st, old, st.dev)).node));
+        pending.push(guard((await this.#saveEntry(abs, child.name, undefined, st, old, st.dev, sub ?? null)).node));
       } else {
         if (!st.isDirectory()) throw new CairnError('BAD_INPUT', `cannot back up below ${abs}: not a directory`);
         const node = nodeFromStat(child.name, st);
         const xa = readXattrs(abs);
         if (xa) node.extended_attributes = xa;
-        const sub = await this.#saveTargetChildren(child, abs, old?.type === 'dir' ? old.subtree : undefined);
-        pending.push(guard(sub.done.then((id) => ({ ...node, subtree: id }))));
+        const saved = await this.#saveTargetChildren(child, abs, old?.type === 'dir' ? old.subtree : undefined, sub ?? null);
+        pending.push(guard(saved.done.then((id) => ({ ...node, subtree: id }))));
       }
     }
     return { done: guard(this.#finishTree(pending)) };
@@ -249,7 +300,7 @@ export class Archiver {
   }
 
   /** Resolves once the entry is dispatched, with a promise for its node (null when it is left out). */
-  async #saveEntry(abs: FsPath, name: string, nameRaw: Buffer | undefined, st: BigIntStats, old: Node | undefined, rootDev: bigint): Promise<{ node: Promise<Node | null> }> {
+  async #saveEntry(abs: FsPath, name: string, nameRaw: Buffer | undefined, st: BigIntStats, old: Node | undefined, rootDev: bigint, scope: Scope | null): Promise<{ node: Promise<Node | null> }> {
     this.#checkAbort();
     const named = (n: Node): Node => {
       if (nameRaw) n.nameRaw = nameRaw;
@@ -266,7 +317,7 @@ export class Archiver {
         const { id } = await this.#repo.saveBlob('tree', encodeTree([]));
         return { node: Promise.resolve({ ...node, subtree: id }) };
       }
-      const sub = await this.#saveDir(abs, old?.type === 'dir' ? old.subtree : undefined, rootDev);
+      const sub = await this.#saveDir(abs, old?.type === 'dir' ? old.subtree : undefined, rootDev, scope);
       return { node: guard(sub.done.then((id) => {
         if (id === null) return null;
         if (!old || old.type !== 'dir') this.#summary.dirs_new++;
@@ -332,6 +383,20 @@ export class Archiver {
     return { node: guard(job) };
   }
 
+  /** An entry outside the changed paths, taken from the parent snapshot as it is. */
+  #reuse(old: Node): Node {
+    if (old.type === 'dir') {
+      this.#summary.dirs_unmodified++;
+    } else if (old.type === 'file') {
+      this.#summary.files_unmodified++;
+      this.#summary.total_files_processed++;
+      this.#summary.total_bytes_processed += old.size ?? 0;
+      this.#progress.filesDone++;
+      this.#progress.bytesDone += old.size ?? 0;
+    }
+    return old;
+  }
+
   #countFile(old: Node | undefined, size: number): void {
     if (old) this.#summary.files_changed++;
     else this.#summary.files_new++;
@@ -353,7 +418,7 @@ export class Archiver {
   }
 
   /** Walks one directory; resolves once every entry is dispatched, with a promise for the tree id. */
-  async #saveDir(dir: FsPath, parentTree: Id | undefined, rootDev: bigint): Promise<{ done: Promise<Id | null> }> {
+  async #saveDir(dir: FsPath, parentTree: Id | undefined, rootDev: bigint, scope: Scope | null): Promise<{ done: Promise<Id | null> }> {
     // Synchronous readdir and lstat: microseconds each on a local file system, where the promise
     // versions would cost a thread-pool round trip per entry. Names are read as bytes: a Linux
     // name need not be UTF-8, and such names are kept exactly (restic writes them as \xNN).
@@ -375,7 +440,10 @@ export class Archiver {
       entries.push({ name, nameRaw, path: p });
     }
     const parentNodesP = this.#loadParentTree(parentTree);
-    const stats = entries.map((e) => {
+    // Out of scope (a changed-paths backup, and nothing changed there): no stat, the parent's node stands.
+    const scopes = entries.map((e) => childScope(scope, e.name));
+    const stats = entries.map((e, i) => {
+      if (scopes[i] === undefined) return undefined;
       try {
         return fsSync.lstatSync(e.path, { bigint: true });
       } catch (err) {
@@ -386,12 +454,25 @@ export class Archiver {
     const pending: Promise<Node | null>[] = [];
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
-      const st = stats[i];
+      const old = parentNodes.get(nameKey(e));
+      let st = stats[i];
+      if (st === undefined) {
+        if (old) {
+          pending.push(Promise.resolve(this.#reuse(old)));
+          continue;
+        }
+        // Not reported as changed, yet not in the parent either: look at it after all.
+        try {
+          st = fsSync.lstatSync(e.path, { bigint: true });
+        } catch (err) {
+          st = err as Error;
+        }
+      }
       if (st instanceof Error) {
         this.#error(e.path, st);
         continue;
       }
-      pending.push((await this.#saveEntry(e.path, e.name, e.nameRaw, st, parentNodes.get(nameKey(e)), rootDev)).node);
+      pending.push((await this.#saveEntry(e.path, e.name, e.nameRaw, st, old, rootDev, scopes[i] ?? null)).node);
     }
     return { done: guard(this.#finishTree(pending)) };
   }
