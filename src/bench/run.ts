@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchReceiver } from './receiver.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCH = process.env.CAIRN_BENCH_DIR ?? path.join(ROOT, '.bench');
@@ -130,6 +131,7 @@ async function main(): Promise<void> {
     ratios.restore_vs_cp_a = round((cairn.restore as Measure).wall_s / cp.wall_s);
     result.cairn_over_restic = ratios;
   }
+  if (only !== 'restic') result.receiver = await benchReceiver(BENCH);
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
 

@@ -1,4 +1,5 @@
 import { CairnError } from '../errors.js';
+import { parseSize } from '../util/size.js';
 import { decompress } from '../compress/zstd.js';
 import { hashId, type Id } from '../repository/id.js';
 import { buildIndexFiles, MasterIndex } from '../repository/master-index.js';
@@ -12,8 +13,8 @@ export function parseMaxUnused(s: string): MaxUnused {
   if (s === 'unlimited') return 'unlimited';
   const pct = /^(\d+(?:\.\d+)?)%$/.exec(s);
   if (pct) return { percent: Number(pct[1]) };
-  const size = /^(\d+)([kKmMgGtT]?)$/.exec(s);
-  if (size) return { bytes: Number(size[1]) * 1024 ** ' kmgt'.indexOf(size[2].toLowerCase() || ' ') };
+  const bytes = /^\d/.test(s) ? parseSize(s) : null;
+  if (bytes !== null) return { bytes };
   throw new CairnError('BAD_INPUT', `invalid --max-unused ${JSON.stringify(s)}: use a percentage (5%), a size (10M) or unlimited`);
 }
 
