@@ -135,7 +135,14 @@ export class S3Store implements ObjectStore {
 
   async copy(from: string, to: string): Promise<void> {
     const source = `${this.#bucket}/${this.#key(from)}`.split('/').map(encodeURIComponent).join('/');
-    await this.#send(() => this.#client.send(new CopyObjectCommand({ Bucket: this.#bucket, Key: this.#key(to), CopySource: source })), from);
+    try {
+      await this.#client.send(new CopyObjectCommand({ Bucket: this.#bucket, Key: this.#key(to), CopySource: source }));
+    } catch (err) {
+      // A single CopyObject stops at 5 GiB; larger objects travel through this process instead.
+      if ((err as { name?: string }).name !== 'EntityTooLarge' && (err as { name?: string }).name !== 'InvalidRequest') throw this.#failure(err, from);
+      const got = await this.#send(() => this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: this.#key(from) })), from);
+      await this.put(to, got.Body as Readable);
+    }
   }
 
   async move(from: string, to: string): Promise<void> {
