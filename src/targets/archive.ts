@@ -159,7 +159,11 @@ class SourceRun {
 async function writeCopy(store: ObjectStore, name: string, run: SourceRun, codec: ArchiveTarget['codec'], signal?: AbortSignal): Promise<number> {
   const out = new PassThrough();
   const produce = codec === 'zip' ? produceZip(run, out) : produceCompressed(run, codec, out);
-  const stored = store.put(name, out, signal);
+  // A destination that fails stops the reading side too, instead of leaving it waiting to be read.
+  const stored = store.put(name, out, signal).catch((err: unknown) => {
+    out.destroy(err as Error);
+    throw err;
+  });
   const [made, put] = await Promise.allSettled([produce, stored]);
   // A failure to read the source explains a failed upload better than the upload's own error does.
   if (made.status === 'rejected') {
