@@ -165,8 +165,9 @@ async function writeCopy(store: ObjectStore, name: string, run: SourceRun, codec
     throw err;
   });
   const [made, put] = await Promise.allSettled([produce, stored]);
-  // A failure to read the source explains a failed upload better than the upload's own error does.
-  if (made.status === 'rejected') {
+  // A source that failed (vanished, say) explains a failed upload better than the upload's own error does;
+  // a stream torn down because the upload failed ("premature close") does not.
+  if (made.status === 'rejected' && (made.reason instanceof CairnError || put.status === 'fulfilled')) {
     out.destroy();
     throw made.reason;
   }

@@ -150,6 +150,10 @@ describe('mirror to S3', () => {
     expect((archived as CairnError).code).toBe('BACKEND_UNAVAILABLE');
     const noBucket = await runMirror({ kind: 'mirror', dest: `s3:${s3.endpoint}/no-such-bucket` }, { path: src }).catch((e: unknown) => e);
     expect((noBucket as CairnError).message).toMatch(/S3 bucket "no-such-bucket" at .* does not exist/);
+    // A copy larger than one part fails at its first part, and the reading side stops with it.
+    await fs.writeFile(path.join(src, 'big.bin'), seededBytes(12, 20 * 1024 * 1024));
+    const big = await runArchive({ kind: 'archive', dest: `s3:${s3.endpoint}/no-such-bucket/x`, codec: 'gzip' }, [{ path: src }], {}).catch((e: unknown) => e);
+    expect((big as CairnError).message).toMatch(/S3 bucket "no-such-bucket" at .* does not exist/);
   });
 });
 
