@@ -100,9 +100,11 @@ describe('mirror to S3', () => {
     await fs.writeFile(path.join(src, 'unicode-äöü-日本語-😀.txt'), 'changed ✓✓\n');
     await fs.writeFile(path.join(src, 'other/new.txt'), 'new\n');
     await fs.mkdir(path.join(src, 'now-empty'));
+    await fs.mkdir(path.join(src, 'ünï code'));
+    await fs.rename(path.join(src, `${'long-'.repeat(30)}name.txt`), path.join(src, 'ünï code/коротко & 100%.txt'));
     const r = await runMirror(cfg, { path: src });
-    // The 1.7 MB of renamed and moved files were not uploaded again.
-    expect(counts(r)).toEqual({ uploaded: 2, deleted: 1, moved: 2, trashed: 0 });
+    // The renamed and moved files (1.7 MB) were moved in the bucket, not uploaded again.
+    expect(counts(r)).toEqual({ uploaded: 2, deleted: 1, moved: 3, trashed: 0 });
     expect(r.bytes).toBe(Buffer.byteLength('changed ✓✓\n') + 4);
     await expectMirrorOf('mirror', src);
     expect(warnings.filter((w) => w.includes('NodeVersionSupportWarning'))).toEqual([]);
