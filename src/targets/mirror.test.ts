@@ -38,6 +38,13 @@ describe('mirror to a folder', () => {
     expect(again.bytes).toBe(0);
     expect(again.unchanged).toBe(6);
 
+    // A new mtime alone costs a read, not an upload, and is recorded.
+    await fs.utimes(path.join(src, 'sub/b.txt'), new Date('2030-01-01'), new Date('2030-01-01'));
+    const touched = await runMirror(cfg, { path: src });
+    expect({ ...counts(touched), unchanged: touched.unchanged }).toEqual({ uploaded: 0, deleted: 0, moved: 0, trashed: 0, unchanged: 6 });
+    const manifest = JSON.parse(await fs.readFile(path.join(dest, MANIFEST), 'utf8')) as { files: Record<string, { mtimeMs: number }> };
+    expect(manifest.files['sub/b.txt'].mtimeMs).toBe(new Date('2030-01-01').getTime());
+
     await fs.writeFile(path.join(src, 'a.txt'), 'alpha, changed\n');
     await fs.rename(path.join(src, 'sub/b.txt'), path.join(src, 'sub/b-renamed.txt'));
     await fs.mkdir(path.join(src, 'elsewhere'));

@@ -126,89 +126,35 @@ class MirrorRun {
     return this.result;
   }
 
-  /** Brings the destination in line; `next` follows every step, so an interrupted run leaves a true manifest. */
+  /**
+   * Brings the destination in line, in stages: moves for renamed files, removals, stale empty-folder markers,
+   * uploads, new markers, trash retention. `next` follows every step, so an interrupted run leaves a true manifest.
+   * Uploads come after removals so that a path that turned from a folder into a file (or back) is free.
+   */
   async #sync(old: Manifest, next: Manifest, state: SourceState, present: Map<string, number> | undefined): Promise<void> {
-    const upToDate = (rel: string, f: { size: number; mtimeMs: number }) => {
+    const pending = [...state.files].filter(([rel, f]) => {
       const e = old.files[rel];
-      return e !== undefined && e.size === f.size && e.mtimeMs === f.mtimeMs && (present === undefined || present.get(rel) === f.size);
-    };
-    const pending = [...state.files].filter(([rel, f]) => !upToDate(rel, f));
+      return e === undefined || e.size !== f.size || e.mtimeMs !== f.mtimeMs || (present !== undefined && present.get(rel) !== f.size);
+    });
     this.result.unchanged = state.files.size - pending.length;
-    const gone = Object.keys(old.files).filter((rel) => !state.files.has(rel) && (present === undefined || present.has(rel)));
-
-    // Renames and moves: a new path whose content is that of a path that left the source.
-    const goneBySize = new Map<number, string[]>();
-    for (const rel of gone) goneBySize.set(old.files[rel].size, [...(goneBySize.get(old.files[rel].size) ?? []), rel]);
-    const toUpload: string[] = [];
-    for (const [rel, f] of pending) {
-      const candidates = old.files[rel] === undefined ? goneBySize.get(f.size) : undefined;
-      const entry = candidates?.length ? await this.#hashUnchanged(rel, f) : undefined;
-      const from = entry && candidates!.find((c) => old.files[c].sha256 === entry.sha256);
-      if (entry === undefined || from === undefined) {
-        toUpload.push(rel);
-        continue;
-      }
-      this.opts.signal?.throwIfAborted();
-      candidates!.splice(candidates!.indexOf(from), 1);
-      try {
-        await this.store.move(from, rel);
-      } catch (err) {
-        // In watch mode the destination is not listed: the old object may be missing. Upload instead.
-        if (present === undefined && (!(err instanceof CairnError) || err.code === 'NOT_FOUND')) {
-          toUpload.push(rel);
-          continue;
-        }
-        throw err;
-      }
-      delete next.files[from];
-      next.files[rel] = entry;
-      this.#dirty = true;
-      this.result.moved++;
-    }
-
-    // What left the source, and (outside watch mode) objects the mirror does not know about.
-    const leftovers = [...goneBySize.values()].flat();
-    const strays = present === undefined ? [] : [...present.keys()].filter((k) => !k.endsWith('/') && !state.files.has(k) && old.files[k] === undefined);
-    for (const rel of [...leftovers, ...strays].sort()) {
-      this.opts.signal?.throwIfAborted();
-      if (this.cfg.trash !== undefined) {
-        await this.store.move(rel, this.#trashKey(rel));
-        this.result.trashed++;
-      } else await this.store.delete(rel);
+    const gone = Object.keys(old.files).filter((rel) => !state.files.has(rel));
+    for (const rel of gone) {
+      if (present === undefined || present.has(rel)) continue;
+      // Already missing at the destination: only the record goes.
       delete next.files[rel];
       this.#dirty = true;
-      this.result.deleted++;
     }
-    for (const rel of Object.keys(old.files)) {
-      if (!state.files.has(rel) && next.files[rel] !== undefined) {
-        // Already missing at the destination: only the record goes.
-        delete next.files[rel];
-        this.#dirty = true;
-      }
-    }
+    const { toUpload, leftovers } = await this.#moveRenamed(old, next, pending, gone.filter((rel) => next.files[rel] !== undefined), present);
+    const strays = present === undefined ? [] : [...present.keys()].filter((k) => !k.endsWith('/') && !state.files.has(k) && old.files[k] === undefined);
+    await this.#remove([...leftovers, ...strays].sort(), next, present);
 
-    // Empty folders that are no longer empty, or gone.
     const markers = present === undefined ? new Set(old.emptyDirs) : new Set([...present.keys()].filter((k) => k.endsWith('/')).map((k) => k.slice(0, -1)));
+    // Deepest first, so a folder is empty by the time its own marker goes.
     for (const d of [...markers].filter((d) => !state.emptyDirs.has(d)).sort().reverse()) {
       await this.store.delete(`${d}/`);
       this.#dirty = true;
     }
-
-    const limiter = new Limiter(UPLOADS);
-    const uploads = toUpload.sort().map((rel) =>
-      limiter.run(async () => {
-        this.opts.signal?.throwIfAborted();
-        const entry = await this.#upload(rel, present?.has(rel) ?? next.files[rel] !== undefined);
-        if (entry !== undefined) {
-          next.files[rel] = entry;
-          this.#dirty = true;
-        }
-      }),
-    );
-    const settled = await Promise.allSettled(uploads);
-    const failed = settled.find((s) => s.status === 'rejected');
-    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
-
+    await this.#uploadAll(toUpload.sort(), next, present);
     for (const d of [...state.emptyDirs].filter((d) => !markers.has(d)).sort()) {
       await this.store.putFolder(`${d}/`);
       this.#dirty = true;
@@ -218,6 +164,91 @@ class MirrorRun {
       this.#dirty = true;
     }
     if (this.cfg.trash?.keep !== undefined) await this.#expireTrash();
+  }
+
+  /**
+   * Moves at the destination each pending file whose content (size and SHA-256) is that of a file that left the
+   * source, and drops from the pending ones a file that was only touched (same size and content, new mtime).
+   * Returns what is left to upload and the files that left the source and were not moved.
+   */
+  async #moveRenamed(
+    old: Manifest,
+    next: Manifest,
+    pending: [string, { size: number; mtimeMs: number }][],
+    gone: string[],
+    present: Map<string, number> | undefined,
+  ): Promise<{ toUpload: string[]; leftovers: string[] }> {
+    const goneBySize = new Map<number, string[]>();
+    for (const rel of gone) goneBySize.set(old.files[rel].size, [...(goneBySize.get(old.files[rel].size) ?? []), rel]);
+    const toUpload: string[] = [];
+    for (const [rel, f] of pending) {
+      this.opts.signal?.throwIfAborted();
+      const known = old.files[rel];
+      const touched = known !== undefined && known.size === f.size && (present === undefined || present.get(rel) === f.size);
+      const candidates = known === undefined ? goneBySize.get(f.size) : undefined;
+      const entry = touched || candidates?.length ? await this.#hashUnchanged(rel, f) : undefined;
+      if (entry !== undefined && touched && entry.sha256 === known.sha256) {
+        next.files[rel] = entry;
+        this.#dirty = true;
+        this.result.unchanged++;
+        continue;
+      }
+      const from = entry && candidates?.find((c) => old.files[c].sha256 === entry.sha256);
+      if (entry === undefined || from === undefined || !(await this.#tolerateMissing(() => this.store.move(from, rel), present))) {
+        toUpload.push(rel);
+        continue;
+      }
+      candidates!.splice(candidates!.indexOf(from), 1);
+      delete next.files[from];
+      next.files[rel] = entry;
+      this.#dirty = true;
+      this.result.moved++;
+    }
+    return { toUpload, leftovers: [...goneBySize.values()].flat() };
+  }
+
+  /** Removes files that left the source (or were never in it), into the trash when it is on. */
+  async #remove(rels: string[], next: Manifest, present: Map<string, number> | undefined): Promise<void> {
+    for (const rel of rels) {
+      this.opts.signal?.throwIfAborted();
+      if (this.cfg.trash === undefined) await this.store.delete(rel);
+      else if (await this.#tolerateMissing(() => this.store.move(rel, this.#trashKey(rel)), present)) this.result.trashed++;
+      delete next.files[rel];
+      this.#dirty = true;
+      this.result.deleted++;
+    }
+  }
+
+  async #uploadAll(rels: string[], next: Manifest, present: Map<string, number> | undefined): Promise<void> {
+    const limiter = new Limiter(UPLOADS);
+    const settled = await Promise.allSettled(
+      rels.map((rel) =>
+        limiter.run(async () => {
+          this.opts.signal?.throwIfAborted();
+          const entry = await this.#upload(rel, present?.has(rel) ?? next.files[rel] !== undefined, present);
+          if (entry !== undefined) {
+            next.files[rel] = entry;
+            this.#dirty = true;
+          }
+        }),
+      ),
+    );
+    const failed = settled.find((s) => s.status === 'rejected');
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  /**
+   * Runs a step on an object the manifest says is there. In watch mode the destination is not listed, so the
+   * object may be missing: then the step is skipped (false). Other failures are thrown.
+   */
+  async #tolerateMissing(step: () => Promise<void>, present: Map<string, number> | undefined): Promise<boolean> {
+    try {
+      await step();
+      return true;
+    } catch (err) {
+      if (present === undefined && (!(err instanceof CairnError) || err.code === 'NOT_FOUND')) return false;
+      throw err;
+    }
   }
 
   /** Every object at the destination except the manifest and the trash, by key. */
@@ -249,10 +280,9 @@ class MirrorRun {
    * mtime); a file that keeps changing is uploaded as it was last read and reported. The replaced version goes
    * to the trash first when the trash is on. Undefined when the file could not be read or kept changing.
    */
-  async #upload(rel: string, replaces: boolean): Promise<ManifestEntry | undefined> {
+  async #upload(rel: string, replaces: boolean, present: Map<string, number> | undefined): Promise<ManifestEntry | undefined> {
     const abs = path.join(this.root, rel);
-    if (replaces && this.cfg.trash !== undefined) {
-      await this.store.copy(rel, this.#trashKey(rel));
+    if (replaces && this.cfg.trash !== undefined && (await this.#tolerateMissing(() => this.store.copy(rel, this.#trashKey(rel)), present))) {
       this.result.trashed++;
     }
     for (let attempt = 1; ; attempt++) {
