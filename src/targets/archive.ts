@@ -21,7 +21,7 @@ import {
   type TargetSource,
   type TreeEntry,
 } from './source.js';
-import { archiveTargetSchema, type ArchiveTarget } from './spec.js';
+import { archiveTargetSchema, checkTarget, type ArchiveTarget } from './spec.js';
 import type { ObjectStore } from './store.js';
 
 export interface ArchiveOptions {
@@ -59,8 +59,7 @@ export interface ArchiveResult {
  * @example await runArchive({ kind: 'archive', dest: '/srv/copies', codec: 'zstd', keep: { count: 7 } }, [{ path: '/etc' }], {})
  */
 export async function runArchive(cfg: ArchiveTarget, sources: TargetSource[], opts: ArchiveOptions = {}): Promise<ArchiveResult> {
-  const parsed = archiveTargetSchema.safeParse(cfg);
-  if (!parsed.success) throw new CairnError('BAD_INPUT', `invalid archive target: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'target'}: ${i.message}`).join('; ')}`);
+  checkTarget(archiveTargetSchema, cfg, 'archive');
   const now = opts.now ?? new Date();
   const stamp = formatTimestamp(now);
   const roots = await resolveSources(sources);

@@ -21,7 +21,7 @@ import {
 import { openStore } from './open-store.js';
 import { expired, formatTimestamp, parseTimestamp, TIMESTAMP_SOURCE } from './retention.js';
 import { errorText, excluderFor, type SkippedItem, type TargetProgress, type TargetSource } from './source.js';
-import { mirrorTargetSchema, type MirrorTarget } from './spec.js';
+import { mirrorTargetSchema, checkTarget, type MirrorTarget } from './spec.js';
 import type { ObjectStore, StoredObject } from './store.js';
 
 export interface MirrorOptions {
@@ -74,8 +74,7 @@ const ATTEMPTS = 3;
  * @example await runMirror({ kind: 'mirror', dest: 's3:http://127.0.0.1:9000/backups/docs' }, { path: '/home/me/docs' }, {})
  */
 export async function runMirror(cfg: MirrorTarget, source: TargetSource, opts: MirrorOptions = {}): Promise<MirrorResult> {
-  const parsed = mirrorTargetSchema.safeParse(cfg);
-  if (!parsed.success) throw new CairnError('BAD_INPUT', `invalid mirror target: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'target'}: ${i.message}`).join('; ')}`);
+  checkTarget(mirrorTargetSchema, cfg, 'mirror');
   const root = path.resolve(source.path);
   await checkMirrorSource(root, cfg.dest);
   const excluder = await excluderFor(source);

@@ -84,6 +84,13 @@ export const mirrorTargetSchema = z
   .strict();
 export type MirrorTarget = z.infer<typeof mirrorTargetSchema>;
 
+/** Parses a target configuration with its schema, or throws BAD_INPUT naming every problem. */
+export function checkTarget<T>(schema: z.ZodType<T>, cfg: unknown, what: string): T {
+  const parsed = schema.safeParse(cfg);
+  if (parsed.success) return parsed.data;
+  throw new CairnError('BAD_INPUT', `invalid ${what} target: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'target'}: ${i.message}`).join('; ')}`);
+}
+
 /** An archive or mirror target's configuration, told apart by `kind`. */
 export const targetSchema = z.discriminatedUnion('kind', [archiveTargetSchema, mirrorTargetSchema]);
 
