@@ -158,4 +158,16 @@ describe('mirror to a folder', () => {
     expect(counts(next)).toEqual({ uploaded: 1, deleted: 0, moved: 0, trashed: 0 });
     expect(await mirrored(dest)).toEqual(await contentOf(src));
   });
+
+  it('stops on abort, and the next run finishes the job', async () => {
+    const { src, dest } = await setup();
+    const ac = new AbortController();
+    const err = await runMirror({ kind: 'mirror', dest }, { path: src }, { signal: ac.signal, onProgress: () => ac.abort() }).catch((e: unknown) => e);
+    expect((err as CairnError).code).toBe('INTERRUPTED');
+    const tree = await contentOf(dest);
+    expect(Object.keys(tree).filter((p) => p.includes('.cairn-tmp-'))).toEqual([]);
+    const r = await runMirror({ kind: 'mirror', dest }, { path: src });
+    expect(r.uploaded + r.unchanged).toBe(6);
+    expect(await mirrored(dest)).toEqual(await contentOf(src));
+  });
 });
