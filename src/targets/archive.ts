@@ -2,7 +2,7 @@ import type { Stats } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import yazl from 'yazl';
 import type { Excluder } from '../archiver/excludes.js';
@@ -112,8 +112,10 @@ async function resolveSources(sources: TargetSource[]): Promise<SourceRoot[]> {
   return roots;
 }
 
-/** The reading side of one source: counts progress, collects skipped and changed files. */
+/** The reading side of one source: counts progress, collects skipped and changed files, owns the open files. */
 class SourceRun {
+  readonly #open = new Set<Readable>();
+
   constructor(
     readonly root: SourceRoot,
     readonly result: ArchiveResult,
@@ -146,7 +148,14 @@ class SourceRun {
         this.progress(display);
       },
     );
+    this.#open.add(body);
+    body.once('close', () => this.#open.delete(body));
     return { body, stat };
+  }
+
+  /** Closes files still open when the copy failed part way. */
+  release(): void {
+    for (const body of this.#open) body.destroy();
   }
 
   progress(current: string): void {
@@ -164,6 +173,7 @@ async function writeCopy(store: ObjectStore, name: string, run: SourceRun, codec
     throw err;
   });
   const [made, put] = await Promise.allSettled([produce, stored]);
+  run.release();
   // A source that failed (vanished, say) explains a failed upload better than the upload's own error does;
   // a stream torn down because the upload failed ("premature close") does not.
   if (made.status === 'rejected' && (made.reason instanceof CairnError || put.status === 'fulfilled')) {
@@ -217,7 +227,15 @@ function ownership(stat: Stats): Partial<tar.Header> & { name: string } {
 /** Adds one entry and waits until its data has been taken, so only one file is open at a time. */
 function addTarEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, body?: Readable): Promise<void> {
   return new Promise((resolve, reject) => {
-    const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+    let sink: ReturnType<tar.Pack['entry']>;
+    try {
+      sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+    } catch (err) {
+      // The pack was torn down (the upload failed or was aborted).
+      body?.destroy();
+      reject(err as Error);
+      return;
+    }
     // streamx throws an error nobody listens for: when the pack is torn down, the entry fails with it.
     sink.on('error', (err: Error) => {
       body?.destroy();
@@ -273,10 +291,7 @@ async function addZipFile(zip: yazl.ZipFile, run: SourceRun, abs: string, name: 
     if (abs === run.root.abs) throw new CairnError('NOT_FOUND', `source ${abs} cannot be read (${run.result.skipped.at(-1)?.error})`);
     return;
   }
-  const done = new Promise<void>((resolve, reject) => {
-    opened.body.once('end', resolve);
-    opened.body.once('error', reject);
-  });
+  const done = finished(opened.body);
   zip.addReadStream(opened.body, name, { size: opened.stat.size, mtime: opened.stat.mtime, mode: opened.stat.mode });
   await done;
 }

@@ -307,7 +307,12 @@ class MirrorRun {
         }),
       );
       read.once('error', (err: Error) => body.destroy(err));
-      await this.store.put(rel, body, this.opts.signal);
+      try {
+        await this.store.put(rel, body, this.opts.signal);
+      } finally {
+        // A failed upload may leave the file unread: close it now rather than when it is collected.
+        read.destroy();
+      }
       const after = await fs.stat(abs).catch(() => undefined);
       if (after !== undefined && after.size === before.size && after.mtimeMs === before.mtimeMs) {
         this.result.uploaded++;
