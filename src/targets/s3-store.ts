@@ -10,25 +10,8 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable, Transform } from 'node:stream';
 import { CairnError } from '../errors.js';
+import { filterSdkNodeWarning } from './sdk-warning.js';
 import { checkKey, type ObjectStore, type StoredObject } from './store.js';
-
-const SDK_NODE_WARNING = 'NodeVersionSupportWarning';
-let warningFiltered = false;
-
-/**
- * The AWS SDK warns on every process start under Node 20 that its future releases will need Node 22; that is
- * for the people who package Cairn, not for its users' stderr. Every other warning passes through unchanged.
- */
-function filterSdkNodeWarning(): void {
-  if (warningFiltered) return;
-  warningFiltered = true;
-  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
-  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-    const text = typeof warning === 'string' ? warning : warning.message;
-    if (text.startsWith(SDK_NODE_WARNING)) return;
-    emit(warning, ...rest);
-  }) as typeof process.emitWarning;
-}
 
 /** Parts of a multipart upload: memory per upload is at most QUEUE × PART. */
 const PART = 8 * 1024 * 1024;

@@ -8,6 +8,7 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
+import { filterSdkNodeWarning } from '../../src/targets/sdk-warning.js';
 import { ROOT, tempDir, type RunResult } from './tools.js';
 
 export interface S3Server {
@@ -71,8 +72,9 @@ export async function startS3rver(buckets: string[] = ['cairn']): Promise<S3Serv
   };
 }
 
-/** An AWS SDK client for the server, with the settings s3rver needs. */
+/** An AWS SDK client for the server, with the settings s3rver needs (and without the SDK's Node 20 warning). */
 export function s3rverClient(s3: S3Server): S3Client {
+  filterSdkNodeWarning();
   return new S3Client({
     endpoint: s3.endpoint,
     region: 'us-east-1',
