@@ -7,6 +7,7 @@ export { runMirror, type MirrorOptions, type MirrorResult } from './mirror.js';
 export type { SkippedItem, TargetProgress, TargetSource } from './source.js';
 export {
   archiveTargetSchema,
+  checkTarget,
   CODECS,
   keepSchema,
   mirrorTargetSchema,
