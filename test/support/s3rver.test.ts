@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { S3Client, PutObjectCommand, ListObjectsV2Command, GetObjectCommand } from '@aws-sdk/client-s3';
-import { startS3rver, type S3Server } from './s3rver.js';
+import { PutObjectCommand, ListObjectsV2Command, GetObjectCommand } from '@aws-sdk/client-s3';
+import { s3rverClient, startS3rver, type S3Server } from './s3rver.js';
 import { tempDir } from './tools.js';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -12,14 +12,7 @@ beforeAll(async () => {
 afterAll(async () => s3?.stop());
 
 it('serves objects to the AWS SDK and to rclone', async () => {
-  const client = new S3Client({
-    endpoint: s3.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  const client = s3rverClient(s3);
   await client.send(new PutObjectCommand({ Bucket: 'bucket', Key: 'a/b/c.txt', Body: 'hello' }));
   const list = await client.send(new ListObjectsV2Command({ Bucket: 'bucket' }));
   expect(list.Contents?.map((o) => o.Key)).toEqual(['a/b/c.txt']);

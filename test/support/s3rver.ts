@@ -4,9 +4,11 @@
  * responseChecksumValidation to WHEN_REQUIRED and use path-style addressing; list without a delimiter;
  * no conditional writes, no multipart abort.
  */
+import { S3Client } from '@aws-sdk/client-s3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
+import { filterSdkNodeWarning } from '../../src/targets/sdk-warning.js';
 import { ROOT, tempDir, type RunResult } from './tools.js';
 
 export interface S3Server {
@@ -68,6 +70,19 @@ export async function startS3rver(buckets: string[] = ['cairn']): Promise<S3Serv
         setTimeout(() => child.kill('SIGKILL'), 3000).unref();
       }),
   };
+}
+
+/** An AWS SDK client for the server, with the settings s3rver needs (and without the SDK's Node 20 warning). */
+export function s3rverClient(s3: S3Server): S3Client {
+  filterSdkNodeWarning();
+  return new S3Client({
+    endpoint: s3.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
 }
 
 /** Runs a command with exactly this environment (not merged into process.env). */
