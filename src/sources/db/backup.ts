@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { BackupResult } from '../../archiver/archiver.js';
 import { backupStreamAt } from '../../archiver/stdin.js';
 import { findParent } from '../../repository/find.js';
@@ -6,6 +7,11 @@ import type { WorkerPool } from '../../repository/worker-pool.js';
 import { withCredentials } from './credentials.js';
 import { engineFor } from './engines.js';
 import type { DbLocation } from './url.js';
+
+/** Derived from the repository's secret chunker polynomial: the same for every backup into this repository, unknown outside it. */
+function stableSecret(repo: Repository): string {
+  return createHash('sha256').update(`cairn db dump key\0${repo.config.polynomial.toString(16)}`).digest('hex');
+}
 
 /** The tag every database snapshot carries, besides the user's own. */
 export const DB_TAG = 'db';
@@ -27,6 +33,6 @@ export async function backupDatabase(
   const filePath = engine.snapshotPath(loc);
   const tags = [DB_TAG, ...(opts.tags ?? []).filter((t) => t !== DB_TAG)];
   const parent = await findParent(repo, opts.host, [filePath]);
-  const result = await withCredentials((cred) => backupStreamAt(repo, pool, engine.dump(loc, cred, opts.signal), filePath, { host: opts.host, tags, parent: parent?.id, signal: opts.signal }));
+  const result = await withCredentials((cred) => backupStreamAt(repo, pool, engine.dump(loc, cred, { signal: opts.signal, stableSecret: stableSecret(repo) }), filePath, { host: opts.host, tags, parent: parent?.id, signal: opts.signal }));
   return { ...result, path: filePath };
 }

@@ -7,6 +7,17 @@ export interface TableCount {
   rows: number;
 }
 
+export interface DumpOptions {
+  signal?: AbortSignal;
+  /**
+   * A secret that stays the same for one repository. Where a dump tool would write a fresh random
+   * token each run (pg_dump's psql \restrict key), one derived from this secret and the database
+   * name is used instead, so an unchanged database gives the same bytes and deduplicates; the
+   * database server cannot guess it.
+   */
+  stableSecret?: string;
+}
+
 /**
  * What Cairn needs from a database engine. `mysql.ts`, `postgres.ts` and `sqlite.ts` each export
  * one; adding an engine means writing this shape once more, not touching the callers.
@@ -20,7 +31,7 @@ export interface DbEngine {
    * the tool's stderr, secrets blanked), so a consumer never mistakes half a dump for a whole one.
    * Passwords reach the tool through files in `cred`.
    */
-  dump(loc: DbLocation, cred: CredentialDir, signal?: AbortSignal): AsyncIterable<Buffer>;
+  dump(loc: DbLocation, cred: CredentialDir, opts?: DumpOptions): AsyncIterable<Buffer>;
   /** Loads a dump made by `dump` (in `format`) into `loc.database`, creating the database when missing. */
   restore(loc: DbLocation, input: AsyncIterable<Buffer>, cred: CredentialDir, signal?: AbortSignal): Promise<void>;
   /** Base tables (not views) and their exact row counts, in name order. */

@@ -44,10 +44,10 @@ export const mysqlEngine: DbEngine = {
 
   snapshotPath: (loc) => `/mysql/${loc.database}.sql`,
 
-  async *dump(loc, cred: CredentialDir, signal) {
+  async *dump(loc, cred: CredentialDir, opts = {}) {
     const tool = findTool(['mariadb-dump', 'mysqldump'], HINT);
     const optionFile = await cred.mysqlOptionFile(loc);
-    const run = startTool(tool, [...connectArgs(loc, optionFile), ...DUMP_OPTIONS, loc.database], { secrets: [loc.password], signal, what: `dump of MySQL database ${loc.database}` });
+    const run = startTool(tool, [...connectArgs(loc, optionFile), ...DUMP_OPTIONS, loc.database], { secrets: [loc.password], signal: opts.signal, what: `dump of MySQL database ${loc.database}` });
     yield* outputOf(run);
   },
 

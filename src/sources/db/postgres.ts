@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { CairnError } from '../../errors.js';
 import type { CredentialDir } from './credentials.js';
@@ -10,6 +12,18 @@ const HINT = 'apt-get install -y postgresql-client';
 function connectArgs(loc: DbLocation): string[] {
   // -w: never prompt; the password comes from PGPASSFILE or nowhere.
   return ['-h', loc.host, '-p', String(loc.port), '-U', loc.user, '-w'];
+}
+
+const restrictKeySupport = new Map<string, boolean>();
+
+/** pg_dump from 17.6, 16.10, 15.14 (and so on) writes a random `\restrict` key into plain dumps unless given one. */
+function supportsRestrictKey(tool: string): boolean {
+  let yes = restrictKeySupport.get(tool);
+  if (yes === undefined) {
+    yes = spawnSync(tool, ['--help'], { encoding: 'utf8' }).stdout?.includes('--restrict-key') ?? false;
+    restrictKeySupport.set(tool, yes);
+  }
+  return yes;
 }
 
 function quoteIdent(name: string): string {
@@ -41,11 +55,14 @@ export const postgresEngine: DbEngine = {
 
   snapshotPath: (loc) => `/postgres/${loc.database}.${loc.format === 'custom' ? 'dump' : 'sql'}`,
 
-  async *dump(loc, cred: CredentialDir, signal) {
+  async *dump(loc, cred: CredentialDir, opts = {}) {
     const tool = findTool(['pg_dump'], HINT);
     const passfile = await cred.pgPassFile(loc);
     const format = loc.format === 'custom' ? ['--format=custom', '--compress=0'] : ['--format=plain'];
-    const run = startTool(tool, [...connectArgs(loc), ...format, '-d', loc.database], { env: { PGPASSFILE: passfile }, secrets: [loc.password], signal, what: `dump of PostgreSQL database ${loc.database}` });
+    if (loc.format === 'plain' && opts.stableSecret && supportsRestrictKey(tool)) {
+      format.push(`--restrict-key=${createHash('sha256').update(`${opts.stableSecret}\0${loc.database}`).digest('hex')}`);
+    }
+    const run = startTool(tool, [...connectArgs(loc), ...format, '-d', loc.database], { env: { PGPASSFILE: passfile }, secrets: [loc.password], signal: opts.signal, what: `dump of PostgreSQL database ${loc.database}` });
     yield* outputOf(run);
   },
 

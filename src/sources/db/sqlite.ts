@@ -32,7 +32,7 @@ export const sqliteEngine: DbEngine = {
 
   snapshotPath: (loc) => `/sqlite/${loc.database}.db`,
 
-  async *dump(loc, cred: CredentialDir, signal) {
+  async *dump(loc, cred: CredentialDir, opts = {}) {
     const copy = path.join(cred.dir, 'copy.db');
     const db = open(fileOf(loc), true);
     try {
@@ -41,7 +41,7 @@ export const sqliteEngine: DbEngine = {
       db.close();
     }
     try {
-      for await (const chunk of createReadStream(copy, { signal })) yield chunk as Buffer;
+      for await (const chunk of createReadStream(copy, { signal: opts.signal })) yield chunk as Buffer;
     } finally {
       await fs.rm(copy, { force: true });
     }

@@ -113,7 +113,7 @@ export async function runDumpPipeline(entries: DumpEntry[], opts: DumpPipelineOp
     try {
       const loc = locationOf(job.entry);
       await withCredentials(async (cred) => {
-        await pipeline(Readable.from(engineFor(loc.engine).dump(loc, cred, opts.signal)), createWriteStream(sqlPath, { mode: 0o600 }));
+        await pipeline(Readable.from(engineFor(loc.engine).dump(loc, cred, { signal: opts.signal })), createWriteStream(sqlPath, { mode: 0o600 }));
       }, work);
       job.result.dump_bytes = (await fs.stat(sqlPath)).size;
       emit({ database: job.result.database, stage: 'dump', state: 'done', bytes: job.result.dump_bytes, seconds: round((Date.now() - job.started) / 1000) });

@@ -1,0 +1,207 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HAVE_MARIADB, HAVE_POSTGRES, MYSQL_HOST, MYSQL_PORT, PG_HOST, PG_PORT, freshMysqlDatabase, freshPostgresDatabase } from '../support/databases.js';
+import { FIXTURE_ROWS, fillMysql, fillPostgres, fillSqlite, fingerprintMysql, fingerprintPostgres, fingerprintSqlite, mysqlConnection, pgClient, type DbFingerprint } from '../support/db-fixtures.js';
+import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, tempDir, type TestRepo } from '../support/tools.js';
+
+/** One database to put through backup, drop, restore and a drill. */
+interface Subject {
+  /** The --db URL. */
+  url: string;
+  /** Where the dump lands in the snapshot. */
+  path: string;
+  fingerprint(): Promise<DbFingerprint>;
+  /** Removes the database (the restore must create it again). */
+  drop(): Promise<void>;
+  /** --scratch for db-verify (none for SQLite). */
+  scratch?: string;
+  /** Whether a database of this name exists (to see that the drill dropped its scratch database). */
+  exists(name: string): Promise<boolean>;
+  /** A --db URL whose dump fails, and a word the error must contain. */
+  failing: { url: string; expect: RegExp };
+  /** The stored functions and procedures the fixture made (SQLite has none). */
+  routines: string[];
+  /** The share of a second, unchanged dump that may be new data (default 1%). */
+  maxNewShare?: number;
+}
+
+interface Summary {
+  snapshot_id: string;
+  path: string;
+  data_added: number;
+  total_bytes_processed: number;
+}
+
+function summaries(out: string): Summary[] {
+  return out
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Summary & { message_type: string })
+    .filter((m) => m.message_type === 'summary');
+}
+
+const SECRET = 'Pw_never_in_ps_4711';
+
+function roundTrip(label: string, available: boolean, make: () => Promise<Subject & { cleanup(): Promise<void> }>): void {
+  describe.skipIf(!available)(`backup --db and db-restore: ${label}`, () => {
+    let repo: TestRepo;
+    let s: Subject & { cleanup(): Promise<void> };
+    let first: Summary;
+
+    beforeAll(async () => {
+      repo = await makeRepoPaths();
+      ok(await cairn(repo, ['init']), 'init');
+      s = await make();
+    }, 90_000);
+    afterAll(async () => {
+      await s?.cleanup();
+      if (repo) await fs.rm(path.dirname(repo.dir), { recursive: true, force: true });
+    });
+
+    it('backs up one file tagged db, and after a drop restores equal rows, checksums, view, trigger and routine', async () => {
+      const before = await s.fingerprint();
+      expect(before.tables.events.rows).toBe(FIXTURE_ROWS);
+      expect(before.tables.audit.rows).toBe(4);
+      expect(before.views).toEqual(['customer_events']);
+      expect(before.triggers).toEqual(['customers_ai']);
+      expect(before.routines).toEqual(s.routines);
+
+      [first] = summaries(ok(await cairn(repo, ['--json', 'backup', '--db', s.url, '--tag', 'nightly']), 'backup --db').out);
+      expect(first.path).toBe(s.path);
+      const snaps = JSON.parse(ok(await cairn(repo, ['snapshots', '--json', '--path', s.path]), 'snapshots').out) as { id: string; tags: string[]; paths: string[] }[];
+      expect(snaps.map((x) => [x.id, x.tags, x.paths])).toEqual([[first.snapshot_id, ['db', 'nightly'], [s.path]]]);
+
+      await s.drop();
+      ok(await cairn(repo, ['db-restore', 'latest', '--path', s.path, '--to', s.url]), 'db-restore');
+      expect(await s.fingerprint()).toEqual(before);
+    });
+
+    it.skipIf(!HAVE_RESTIC)('writes a repository restic checks, and restic dump gives the same bytes as cairn dump', async () => {
+      ok(await restic(repo, ['check']), 'restic check');
+      const theirs = ok(await restic(repo, ['dump', first.snapshot_id, s.path]), 'restic dump').stdout;
+      const ours = ok(await cairn(repo, ['dump', first.snapshot_id, s.path]), 'cairn dump').stdout;
+      expect(ours.length).toBe(first.total_bytes_processed);
+      expect(theirs.equals(ours)).toBe(true);
+    });
+
+    it('adds almost nothing when the unchanged database is backed up again', async () => {
+      const [again] = summaries(ok(await cairn(repo, ['--json', 'backup', '--db', s.url]), 'second backup').out);
+      expect(again.total_bytes_processed).toBeGreaterThan(1_000_000);
+      expect(again.data_added).toBeLessThan(again.total_bytes_processed * (s.maxNewShare ?? 0.01));
+    });
+
+    it('db-verify loads the latest dump into a scratch database, counts tables and rows, and drops it', async () => {
+      const args = ['--json', 'db-verify', '--path', s.path, ...(s.scratch ? ['--scratch', s.scratch] : [])];
+      const { drills } = JSON.parse(ok(await cairn(repo, args), 'db-verify').out) as { drills: { tables: number; rows: number; scratch_database: string; per_table: { table: string; rows: number }[] }[] };
+      expect(drills).toHaveLength(1);
+      expect(drills[0].tables).toBe(3);
+      expect(drills[0].per_table).toEqual([
+        { table: 'audit', rows: 4 },
+        { table: 'customers', rows: 4 },
+        { table: 'events', rows: FIXTURE_ROWS },
+      ]);
+      expect(drills[0].rows).toBe(FIXTURE_ROWS + 8);
+      expect(await s.exists(drills[0].scratch_database)).toBe(false);
+    });
+
+    it('fails a backup whose dump fails, with the tool error and no snapshot', async () => {
+      const count = (JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out) as unknown[]).length;
+      const r = await cairn(repo, ['backup', '--db', s.failing.url]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(s.failing.expect);
+      expect(r.stderr).not.toContain(SECRET);
+      expect(JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out)).toHaveLength(count);
+    });
+  });
+}
+
+roundTrip('MariaDB', HAVE_MARIADB, async () => {
+  const db = await freshMysqlDatabase();
+  await fillMysql(db.name);
+  const server = `mysql://root@${MYSQL_HOST}:${MYSQL_PORT}`;
+  return {
+    url: db.url,
+    path: `/mysql/${db.name}.sql`,
+    routines: ['double_it'],
+    fingerprint: () => fingerprintMysql(db.name),
+    drop: () => db.drop(),
+    cleanup: () => db.drop(),
+    scratch: server,
+    exists: async (name) => {
+      const c = await mysqlConnection('mysql');
+      try {
+        const [rows] = await c.query<import('mysql2').RowDataPacket[]>('SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?', [name]);
+        return rows.length > 0;
+      } finally {
+        await c.end();
+      }
+    },
+    failing: { url: `mysql://root:${SECRET}@${MYSQL_HOST}:${MYSQL_PORT}/${db.name}`, expect: /mariadb-dump exited 2: .*Access denied/ },
+  };
+});
+
+for (const format of ['plain', 'custom'] as const) {
+  roundTrip(`PostgreSQL (${format})`, HAVE_POSTGRES, async () => {
+    const db = await freshPostgresDatabase();
+    await fillPostgres(db.name);
+    return {
+      url: `${db.url}?format=${format}`,
+      path: `/postgres/${db.name}.${format === 'custom' ? 'dump' : 'sql'}`,
+      routines: ['audit_customer', 'double_it'],
+      fingerprint: () => fingerprintPostgres(db.name),
+      drop: () => db.drop(),
+      cleanup: () => db.drop(),
+      scratch: `postgres://postgres@${PG_HOST}:${PG_PORT}`,
+      exists: async (name) => {
+        const c = await pgClient('postgres');
+        try {
+          return (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1;
+        } finally {
+          await c.end();
+        }
+      },
+      failing: { url: `postgres://postgres:${SECRET}@${PG_HOST}:${PG_PORT}/${db.name}_missing`, expect: /pg_dump exited 1: .*does not exist/ },
+      // A custom-format archive records when it was made in its header, so the first chunk
+      // (about 1 MiB of this 10 MB dump) is new each time; the rest must deduplicate.
+      maxNewShare: format === 'custom' ? 0.25 : 0.01,
+    };
+  });
+}
+
+roundTrip('SQLite', true, async () => {
+  const dir = await tempDir('cairn-sqlite-');
+  const file = path.join(dir, 'shop.db');
+  fillSqlite(file);
+  return {
+    url: `sqlite:${file}`,
+    path: '/sqlite/shop.db',
+    routines: [],
+    fingerprint: async () => fingerprintSqlite(file),
+    drop: () => fs.rm(file),
+    cleanup: () => fs.rm(dir, { recursive: true, force: true }),
+    exists: async () => (await fs.readdir(dir)).some((f) => f.startsWith('cairn_verify_')),
+    failing: { url: `sqlite:${path.join(dir, 'missing.db')}`, expect: /cannot open SQLite database/ },
+  };
+});
+
+describe('backup --db with several databases', () => {
+  it('writes one snapshot per database, and a failed one does not stop the others', async () => {
+    const repo = await makeRepoPaths();
+    const dir = await tempDir('cairn-sqlite-');
+    try {
+      ok(await cairn(repo, ['init']), 'init');
+      fillSqlite(path.join(dir, 'a.db'));
+      fillSqlite(path.join(dir, 'c.db'));
+      const r = await cairn(repo, ['--json', 'backup', '--db', `sqlite:${dir}/a.db`, '--db', `sqlite:${dir}/b.db`, '--db', `sqlite:${dir}/c.db`]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('1 of 3 database backups failed');
+      expect(summaries(r.out).map((x) => x.path)).toEqual(['/sqlite/a.db', '/sqlite/c.db']);
+      const snaps = JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out) as { paths: string[] }[];
+      expect(snaps.map((x) => x.paths)).toEqual([['/sqlite/a.db'], ['/sqlite/c.db']]);
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+      await fs.rm(path.dirname(repo.dir), { recursive: true, force: true });
+    }
+  });
+});
