@@ -74,7 +74,10 @@ async function postOnce(url: URL, file: string, opts: UploadOptions): Promise<{ 
   if (opts.token) headers.authorization = `Bearer ${opts.token}`;
   const transport = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = transport.request(url, { method: 'POST', headers, signal: opts.signal }, (res) => {
+    const input = createReadStream(file);
+    // A fresh connection per attempt (agent: false): a receiver that answered early and left the
+    // rest of the body unread must not leave a half-sent request on a pooled socket.
+    const req = transport.request(url, { method: 'POST', headers, signal: opts.signal, agent: false }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => {
@@ -82,6 +85,11 @@ async function postOnce(url: URL, file: string, opts: UploadOptions): Promise<{ 
       });
       res.on('error', reject);
       res.on('end', () => {
+        // The receiver may answer (an error) before it read the whole body: stop sending.
+        if (!req.writableFinished) {
+          input.destroy();
+          req.destroy();
+        }
         const status = res.statusCode ?? 0;
         let body: unknown = text;
         try {
@@ -90,13 +98,12 @@ async function postOnce(url: URL, file: string, opts: UploadOptions): Promise<{ 
           // A receiver that answers with text: keep the text for the message.
         }
         if (status >= 200 && status < 300) return resolve({ status, body });
-        const detail = (body as { error?: { message?: string }; message?: string })?.error?.message ?? (body as { message?: string })?.message ?? text.slice(0, 300);
+        const detail = (body as { error?: { message?: string }; message?: string })?.error?.message ?? (body as { message?: string })?.message ?? text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 200);
         reject(new HttpStatusError(status, `HTTP ${status}${detail ? `: ${String(detail)}` : ''}`));
       });
     });
     req.on('error', reject);
     req.write(head);
-    const input = createReadStream(file);
     input.on('error', (err) => req.destroy(err));
     input.on('end', () => req.end(tail));
     input.pipe(req, { end: false });
