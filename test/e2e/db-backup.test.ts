@@ -205,3 +205,40 @@ describe('backup --db with several databases', () => {
     }
   });
 });
+
+describe.skipIf(!HAVE_MARIADB)('MariaDB passwords', () => {
+  it('reach the tools through the option file whatever characters they hold: from a file and from CAIRN_DB_PASSWORD', async () => {
+    const repo = await makeRepoPaths();
+    const db = await freshMysqlDatabase();
+    const user = `cairn_p_${db.name.slice(-6)}`;
+    const password = `q"uo'te\\back#hash:colon $x ${SECRET}`;
+    const c = await mysqlConnection('mysql');
+    try {
+      ok(await cairn(repo, ['init']), 'init');
+      await c.query(`CREATE USER ?@'%' IDENTIFIED BY ?`, [user, password]);
+      await c.query(`CREATE USER ?@'localhost' IDENTIFIED BY ?`, [user, password]);
+      for (const host of ['%', 'localhost']) {
+        await c.query(`GRANT ALL ON \`${db.name}\`.* TO ?@?`, [user, host]);
+        await c.query(`GRANT ALL ON \`${db.name}_r\`.* TO ?@?`, [user, host]);
+      }
+      await c.query(`CREATE TABLE \`${db.name}\`.t (id INT PRIMARY KEY, v TEXT)`);
+      await c.query(`INSERT INTO \`${db.name}\`.t VALUES (1, 'one'), (2, NULL)`);
+      const file = path.join(path.dirname(repo.dir), 'db-password');
+      await fs.writeFile(file, `${password}\n`, { mode: 0o600 });
+      const url = `mysql://${user}@${MYSQL_HOST}:${MYSQL_PORT}/${db.name}`;
+      ok(await cairn(repo, ['backup', '--db', url, '--db-password-file', file]), 'backup with --db-password-file');
+      ok(await cairn(repo, ['backup', '--db', url], { env: { CAIRN_DB_PASSWORD: password } }), 'backup with CAIRN_DB_PASSWORD');
+      ok(await cairn(repo, ['db-restore', 'latest', '--to', `mysql://${user}@${MYSQL_HOST}:${MYSQL_PORT}/${db.name}_r`, '--db-password-file', file]), 'db-restore');
+      const [rows] = await c.query<import('mysql2').RowDataPacket[]>(`SELECT id, v FROM \`${db.name}_r\`.t ORDER BY id`);
+      expect(rows.map((r) => [r.id, r.v])).toEqual([[1, 'one'], [2, null]]);
+      const wrong = await cairn(repo, ['backup', '--db', url], { env: { CAIRN_DB_PASSWORD: 'nope' } });
+      expect(wrong.stderr).toMatch(/Access denied/);
+    } finally {
+      for (const host of ['%', 'localhost']) await c.query('DROP USER IF EXISTS ?@?', [user, host]);
+      await c.query(`DROP DATABASE IF EXISTS \`${db.name}_r\``);
+      await c.end();
+      await db.drop();
+      await fs.rm(path.dirname(repo.dir), { recursive: true, force: true });
+    }
+  });
+});
