@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchDbDump } from './db-dump.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCH = process.env.CAIRN_BENCH_DIR ?? path.join(ROOT, '.bench');
@@ -100,6 +101,10 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'db-dump') {
+    process.stdout.write(`${JSON.stringify({ db_dump: await benchDbDump() }, null, 2)}\n`);
+    return;
+  }
   await fs.mkdir(BENCH, { recursive: true });
   const corpus = path.join(BENCH, 'corpus');
   if (!existsSync(corpus)) await sh('bash', [path.join(SHARED, 'bench/make-corpus.sh'), corpus]);
@@ -129,6 +134,10 @@ async function main(): Promise<void> {
     const cp = result.cp_a as Measure;
     ratios.restore_vs_cp_a = round((cairn.restore as Measure).wall_s / cp.wall_s);
     result.cairn_over_restic = ratios;
+  }
+  if (only !== 'restic') {
+    // Needs MariaDB; a machine without it still gets the repository figures.
+    result.db_dump = await benchDbDump().catch((err: Error) => ({ skipped: err.message.split('\n')[0] }));
   }
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
