@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
+import { once } from 'node:events';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { CairnError } from '../../errors.js';
@@ -83,28 +84,23 @@ export async function* outputOf(run: ToolRun): AsyncGenerator<Buffer> {
   }
 }
 
-/** Feeds `input` into a tool's stdin and waits for it to exit well. */
+/** Feeds `input` into a tool's stdin and waits for it to exit well; a tool that quits early (a load error) ends the feeding. */
 export async function feedTool(run: ToolRun, input: AsyncIterable<Uint8Array>): Promise<void> {
   run.stdout.resume();
+  let exited = false;
+  const exit = run.done.then(
+    () => (exited = true),
+    () => (exited = true),
+  );
   try {
     for await (const chunk of input) {
-      if (!run.stdin.write(chunk)) {
-        await new Promise<void>((resolve) => {
-          const go = (): void => {
-            run.stdin.off('drain', go);
-            run.child.off('close', go);
-            resolve();
-          };
-          run.stdin.once('drain', go);
-          run.child.once('close', go);
-        });
-      }
-      if (run.child.exitCode !== null || run.child.signalCode !== null) break;
+      if (exited) break;
+      if (!run.stdin.write(chunk)) await Promise.race([once(run.stdin, 'drain').catch(() => undefined), exit]);
     }
     run.stdin.end();
   } catch (err) {
     run.child.kill('SIGTERM');
-    await run.done.catch(() => undefined);
+    await exit;
     throw err;
   }
   await run.done;

@@ -107,6 +107,9 @@ export async function runDumpPipeline(entries: DumpEntry[], opts: DumpPipelineOp
 
   const dump = async (job: Job): Promise<Job | null> => {
     job.started = Date.now();
+    // Named when the dump starts, so the time in the name is the time of the data.
+    job.result.file = dumpFileName(job.entry.engine, job.entry.database_name, new Date(job.started));
+    job.result.archive = `${job.result.file}.zip`;
     emit({ database: job.result.database, stage: 'dump', state: 'started' });
     const sqlPath = path.join(work, job.result.file);
     job.sqlPath = sqlPath;
