@@ -1,9 +1,10 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HAVE_MARIADB, HAVE_POSTGRES, MYSQL_HOST, MYSQL_PORT, PG_HOST, PG_PORT, freshMysqlDatabase, freshPostgresDatabase } from '../support/databases.js';
 import { FIXTURE_ROWS, fillMysql, fillPostgres, fillSqlite, fingerprintMysql, fingerprintPostgres, fingerprintSqlite, mysqlConnection, pgClient, type DbFingerprint } from '../support/db-fixtures.js';
-import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, tempDir, type TestRepo } from '../support/tools.js';
+import { CLI, HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, tempDir, type TestRepo } from '../support/tools.js';
 
 /** One database to put through backup, drop, restore and a drill. */
 interface Subject {
@@ -248,6 +249,48 @@ describe.skipIf(!HAVE_MARIADB)('MariaDB passwords', () => {
       await c.query(`DROP DATABASE IF EXISTS \`${db.name}_r\``);
       await c.end();
       await db.drop();
+      await fs.rm(path.dirname(repo.dir), { recursive: true, force: true });
+    }
+  });
+});
+
+describe.skipIf(!HAVE_POSTGRES)('an interrupted database backup', () => {
+  it('stops the dump tool, removes the credential folder and writes no snapshot', async () => {
+    const repo = await makeRepoPaths();
+    const db = await freshPostgresDatabase();
+    const tmp = await tempDir('cairn-tmp-');
+    const holder = await pgClient(db.name);
+    try {
+      ok(await cairn(repo, ['init']), 'init');
+      await holder.query('CREATE TABLE t (id int)');
+      // pg_dump waits for this lock, so the dump is surely running when the signal comes.
+      await holder.query('BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE');
+      const child = spawn(process.execPath, [CLI, 'backup', '--db', db.url], { env: { ...process.env, ...repo.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
+      const deadline = Date.now() + 20_000;
+      const dumping = async (): Promise<boolean> => (await pgClient('postgres').then(async (c) => {
+        try {
+          return (await c.query("SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pg_dump' AND wait_event_type = 'Lock'", [db.name])).rowCount === 1;
+        } finally {
+          await c.end();
+        }
+      }));
+      while (!(await dumping())) {
+        if (Date.now() > deadline) throw new Error(`pg_dump never waited for the lock: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect((await fs.readdir(tmp)).filter((f) => f.startsWith('cairn-cred-'))).toHaveLength(1);
+      child.kill('SIGINT');
+      expect(await exited).toBe(130);
+      expect(await fs.readdir(tmp)).toEqual([]);
+      expect(await dumping()).toBe(false);
+      expect(JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out)).toEqual([]);
+    } finally {
+      await holder.end();
+      await db.drop();
+      await fs.rm(tmp, { recursive: true, force: true });
       await fs.rm(path.dirname(repo.dir), { recursive: true, force: true });
     }
   });
