@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'INTEGRITY'
   | 'BACKEND_UNAVAILABLE'
   | 'PARTIAL'
+  | 'SOURCE_FAILED'
   | 'INTERRUPTED'
   | 'INTERNAL';
 

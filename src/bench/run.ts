@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchReceiver } from './receiver.js';
+import { benchDbDump } from './db-dump.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCH = process.env.CAIRN_BENCH_DIR ?? path.join(ROOT, '.bench');
@@ -101,6 +102,10 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'db-dump') {
+    process.stdout.write(`${JSON.stringify({ db_dump: await benchDbDump() }, null, 2)}\n`);
+    return;
+  }
   await fs.mkdir(BENCH, { recursive: true });
   const corpus = path.join(BENCH, 'corpus');
   if (!existsSync(corpus)) await sh('bash', [path.join(SHARED, 'bench/make-corpus.sh'), corpus]);
@@ -132,6 +137,10 @@ async function main(): Promise<void> {
     result.cairn_over_restic = ratios;
   }
   if (only !== 'restic') result.receiver = await benchReceiver(BENCH);
+  if (only !== 'restic') {
+    // Needs MariaDB; a machine without it still gets the repository figures.
+    result.db_dump = await benchDbDump().catch((err: Error) => ({ skipped: err.message.split('\n')[0] }));
+  }
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
 

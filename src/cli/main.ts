@@ -10,6 +10,8 @@ import { registerForget } from './commands/forget.js';
 import { registerPrune } from './commands/prune.js';
 import { registerRepair } from './commands/repair.js';
 import { registerReceiver } from './commands/receiver.js';
+import { registerDbCommands } from './commands/db.js';
+import { registerDbDump } from './commands/db-dump.js';
 import { PROGRAM_VERSION } from '../repository/snapshot.js';
 
 /** Runs a command body with a context, maps errors to messages and exit codes, always cleans up. */
@@ -64,6 +66,8 @@ export function buildProgram(): Command {
   registerPrune(program, run);
   registerRepair(program, run);
   registerReceiver(program, run);
+  registerDbCommands(program, run);
+  registerDbDump(program, run);
   return program;
 }
 

@@ -12,6 +12,7 @@ import { shortId } from '../../repository/id.js';
 import type { Context } from '../context.js';
 import { formatBytes, formatDuration } from '../progress.js';
 import type { Run } from '../main.js';
+import { backupDatabases } from './db.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -28,6 +29,8 @@ interface BackupFlags {
   stdin?: boolean;
   stdinFilename: string;
   filesFrom: string[];
+  db: string[];
+  dbPasswordFile?: string;
 }
 
 export function registerBackup(program: Command, run: Run): void {
@@ -46,6 +49,8 @@ export function registerBackup(program: Command, run: Run): void {
     .option('-f, --force', 'read all files, even those unchanged since the parent')
     .option('--stdin', 'back up standard input as one file')
     .option('--stdin-filename <name>', 'file name for --stdin', 'stdin')
+    .option('--db <url>', 'back up a database dump: mysql://, mariadb://, postgres://, sqlite: (may be repeated)', collect, [])
+    .option('--db-password-file <file>', 'database password for --db URLs without one (env CAIRN_DB_PASSWORD)')
     .action((paths: string[], o: BackupFlags) => run((ctx) => backup(ctx, paths, o)));
 }
 
@@ -57,6 +62,10 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
       throw new CairnError('BAD_INPUT', `cannot read --files-from ${f}: ${err.code ?? err.message}`);
     });
     for (const line of text.split(/\r?\n/)) if (line.trim() && !line.startsWith('#')) rawPaths.push(line.trim());
+  }
+  if (o.db.length > 0) {
+    if (o.stdin || rawPaths.length > 0) throw new CairnError('BAD_INPUT', '--db cannot be combined with file paths or --stdin');
+    return backupDatabases(ctx, o.db, { host, tags, passwordFile: o.dbPasswordFile });
   }
   if (o.stdin && rawPaths.length > 0) throw new CairnError('BAD_INPUT', '--stdin and file paths cannot be combined');
   if (!o.stdin && rawPaths.length === 0) throw new CairnError('BAD_INPUT', 'nothing to back up: give at least one path, or --stdin');
@@ -109,8 +118,15 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
     result = await archiver.run();
     progress.done({ filesDone: result.summary.total_files_processed, bytesDone: result.summary.total_bytes_processed, filesTotal: totals.files || undefined, bytesTotal: totals.bytes || undefined, errors: result.errors.length });
   }
+  reportBackup(ctx, result, (Date.now() - started) / 1000);
+  if (result.errors.length > 0) {
+    throw new CairnError('PARTIAL', `Warning: at least one source file could not be read (${result.errors.length} errors); snapshot ${shortId(result.snapshotId)} was saved without them`);
+  }
+}
+
+/** Prints a backup's summary: restic's JSON `summary` message, or a few lines of text. */
+export function reportBackup(ctx: Context, result: BackupResult, seconds: number, extra: Record<string, unknown> = {}): void {
   const s = result.summary;
-  const seconds = (Date.now() - started) / 1000;
   if (ctx.opts.json) {
     ctx.json({
       message_type: 'summary',
@@ -128,6 +144,7 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
       total_bytes_processed: s.total_bytes_processed,
       total_duration: seconds,
       snapshot_id: result.snapshotId,
+      ...extra,
     });
   } else {
     ctx.print(`\nFiles:       ${s.files_new} new, ${s.files_changed} changed, ${s.files_unmodified} unmodified`);
@@ -135,8 +152,5 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
     ctx.print(`Added to the repository: ${formatBytes(s.data_added)} (${formatBytes(s.data_added_packed)} stored)`);
     ctx.print(`\nprocessed ${s.total_files_processed} files, ${formatBytes(s.total_bytes_processed)} in ${formatDuration(seconds)}`);
     ctx.print(`snapshot ${shortId(result.snapshotId)} saved`);
-  }
-  if (result.errors.length > 0) {
-    throw new CairnError('PARTIAL', `Warning: at least one source file could not be read (${result.errors.length} errors); snapshot ${shortId(result.snapshotId)} was saved without them`);
   }
 }

@@ -2,9 +2,9 @@ import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import { buildExcluder } from '../../archiver/excludes.js';
 import { findSnapshot, splitSnapshotRef, type SnapshotFilter } from '../../repository/find.js';
-import { findSubtree, restoreTree } from '../../restorer/restorer.js';
+import { restoreTree } from '../../restorer/restorer.js';
+import { fileContent, findFileNode } from '../../restorer/file-stream.js';
 import { shortId } from '../../repository/id.js';
-import type { Node } from '../../fs/node.js';
 import type { Run } from '../main.js';
 import { formatBytes } from '../progress.js';
 
@@ -79,15 +79,8 @@ export function registerRestore(program: Command, run: Run): void {
         await ctx.lock(repo, false);
         const snap = await findSnapshot(repo, ref, filterOf(o));
         await repo.loadIndex();
-        const abs = file.startsWith('/') ? file : `/${file}`;
-        const dir = abs.slice(0, abs.lastIndexOf('/')) || '/';
-        const name = abs.slice(abs.lastIndexOf('/') + 1);
-        const { tree } = await findSubtree(repo, snap.tree, dir);
-        const node: Node | undefined = (await repo.loadTree(tree)).nodes.find((n) => n.name === name);
-        if (!node) throw new CairnError('NOT_FOUND', `${abs} is not in snapshot ${shortId(snap.id)}`);
-        if (node.type !== 'file') throw new CairnError('BAD_INPUT', `${abs} is a ${node.type}, not a file: dump prints one file`);
-        for (const id of node.content ?? []) {
-          const data = await repo.loadBlob('data', id);
+        const node = await findFileNode(repo, snap, file);
+        for await (const data of fileContent(repo, node)) {
           if (!ctx.out.write(data)) await new Promise((r) => ctx.out.once('drain', r));
         }
       }),
