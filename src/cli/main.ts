@@ -9,6 +9,8 @@ import { registerBrowse } from './commands/browse.js';
 import { registerForget } from './commands/forget.js';
 import { registerPrune } from './commands/prune.js';
 import { registerRepair } from './commands/repair.js';
+import { registerDaemon } from './commands/daemon.js';
+import { registerPlan } from './commands/plan.js';
 import { PROGRAM_VERSION } from '../repository/snapshot.js';
 
 /** Runs a command body with a context, maps errors to messages and exit codes, always cleans up. */
@@ -62,6 +64,8 @@ export function buildProgram(): Command {
   registerForget(program, run);
   registerPrune(program, run);
   registerRepair(program, run);
+  registerDaemon(program, run);
+  registerPlan(program, run);
   return program;
 }
 
