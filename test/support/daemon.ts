@@ -101,3 +101,46 @@ export async function startDaemon(opts: { dataDir?: string; config?: Record<stri
     },
   };
 }
+
+export interface SseEvent {
+  id?: string;
+  event: string;
+  data: Record<string, unknown>;
+}
+
+/** Follows a server-sent event stream until the server ends it; `onEvent` sees each event as it comes. */
+export async function followEvents(url: string, token: string, onEvent: (e: SseEvent) => void = () => undefined): Promise<SseEvent[]> {
+  const res = await fetch(url, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' } });
+  if (res.status !== 200) throw new Error(`events answered ${res.status}: ${await res.text()}`);
+  expectEventStream(res.headers.get('content-type'));
+  const events: SseEvent[] = [];
+  let buf = '';
+  const decoder = new TextDecoder();
+  try {
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const e: Partial<SseEvent> = {};
+        for (const line of block.split('\n')) {
+          if (line.startsWith('id: ')) e.id = line.slice(4);
+          else if (line.startsWith('event: ')) e.event = line.slice(7);
+          else if (line.startsWith('data: ')) e.data = JSON.parse(line.slice(6)) as Record<string, unknown>;
+        }
+        if (e.event && e.data) {
+          events.push(e as SseEvent);
+          onEvent(e as SseEvent);
+        }
+      }
+    }
+  } catch {
+    // The server went away (a daemon that stops closes its streams).
+  }
+  return events;
+}
+
+function expectEventStream(type: string | null): void {
+  if (!type?.startsWith('text/event-stream')) throw new Error(`events came as ${type}, not text/event-stream`);
+}
