@@ -36,14 +36,33 @@ async function readPassword(file: string): Promise<string> {
   }
 }
 
-/** Opens (or, when allowed, creates) a repository; the caller closes it. */
+/** Creations in progress by location: two jobs that find a repository missing must not both create it. */
+const creating = new Map<string, Promise<void>>();
+
+async function createOnce(ref: RepositoryRef, password: string): Promise<void> {
+  let p = creating.get(ref.location);
+  if (!p) {
+    p = (async () => {
+      const backend = openBackend(ref.location);
+      try {
+        if (!(await backend.exists())) await (await Repository.init(backend, password)).close();
+      } finally {
+        await backend.close();
+        creating.delete(ref.location);
+      }
+    })();
+    creating.set(ref.location, p);
+  }
+  await p;
+}
+
+/** Opens (or, when allowed, first creates) a repository; the caller closes it. */
 export async function openRepository(ref: RepositoryRef, compression?: string): Promise<Repository> {
-  const backend = openBackend(ref.location);
   const password = await readPassword(ref.passwordFile);
-  const opts = { compression: compression ? parseCompressionMode(compression) : undefined };
+  if (ref.initIfMissing) await createOnce(ref, password);
+  const backend = openBackend(ref.location);
   try {
-    if (ref.initIfMissing && !(await backend.exists())) return await Repository.init(backend, password, opts);
-    return await Repository.open(backend, password, opts);
+    return await Repository.open(backend, password, { compression: compression ? parseCompressionMode(compression) : undefined });
   } catch (err) {
     await backend.close();
     throw err;

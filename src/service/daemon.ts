@@ -120,25 +120,30 @@ export class Daemon {
       if (existing) await this.catalog.updatePlan({ ...plan, paused: plan.paused || existing.paused }, true);
       else await this.catalog.insertPlan(plan, true);
     }
+    // A plan taken out of the config file goes; plans added through the API stay.
+    const fromFile = new Set(configPlans.map((p) => p.name));
+    for (const rec of await this.catalog.listPlans()) {
+      if (rec.fromConfig && !fromFile.has(rec.plan.name)) await this.catalog.deletePlan(rec.plan.name);
+    }
     for (const raw of opts.defaultPlans ?? []) {
       const plan = parsePlan(raw);
-      if (!(await this.catalog.getPlan(plan.name))) await this.catalog.insertPlan(plan, true);
+      if (!(await this.catalog.getPlan(plan.name))) await this.catalog.insertPlan(plan);
     }
     const resumed = await this.runner.resume();
     const busy = new Set(resumed.map((j) => j.plan));
-    const journal = await this.catalog.journalCounts();
     for (const rec of await this.catalog.listPlans()) {
       await this.#activate(rec.plan);
       if (rec.paused || busy.has(rec.plan.name)) continue;
       if (rec.plan.watch) {
-        // Changes journaled before a crash, and any made while the daemon was down, are picked up by one run now.
-        await this.runner.enqueue(rec.plan, (journal.get(rec.plan.name) ?? 0) > 0 ? 'watch' : 'startup');
+        // Changes journaled before a crash, and any made while the daemon was down, are picked up
+        // by one run that looks at everything.
+        await this.runner.enqueue(rec.plan, 'startup');
         continue;
       }
       const last = await this.catalog.lastJob(rec.plan.name);
       if (missedRun(rec.plan, last ? Date.parse(last.createdAt) : rec.createdAt)) await this.runner.enqueue(rec.plan, 'missed');
     }
-    const { host, port } = parseListen(process.env.CAIRN_LISTEN && !this.config.listen ? process.env.CAIRN_LISTEN : (opts.listen ?? this.config.listen));
+    const { host, port } = parseListen(opts.listen ?? this.config.listen ?? process.env.CAIRN_LISTEN);
     this.#api = await buildApi(this);
     await this.#api.listen({ host, port });
     const addr = this.#api.server.address();

@@ -190,11 +190,13 @@ export class JobRunner extends EventEmitter {
     // are cleared only when it succeeds.
     const journal = plan.watch ? await this.#catalog.journalEntries(plan.name) : { ids: [], paths: [] };
     const retries = job.meta ? { ids: [], items: [] } : await this.#catalog.retryItems(plan.name);
-    const changed = [...new Set([...(job.changedPaths ?? []), ...journal.paths, ...retries.items])];
-    const changedPaths = plan.watch && job.trigger !== 'startup' && job.trigger !== 'manual' ? changed : changed.length > 0 ? changed : null;
+    const changed = [...new Set([...(job.changedPaths ?? []), ...journal.paths, ...retries.items.filter((i) => i.startsWith('/'))])];
+    // Only a run the watcher started knows every change since the last snapshot; any other run
+    // (schedule, start-up, on demand) may follow changes nobody saw, so it looks at everything.
+    const changedPaths = job.trigger === 'watch' ? changed : null;
     const startedAt = Date.now();
-    await this.#catalog.updateJob(job.id, { state: 'running', startedAt, attempts: job.attempts + 1, changedPaths, error: null });
-    await this.#event(job.id, 'state', { state: 'running', plan: plan.name, changedPaths: changedPaths?.length ?? null });
+    await this.#catalog.updateJob(job.id, { state: 'running', startedAt, attempts: job.attempts + 1, changedPaths: changed.length > 0 ? changed : null, error: null });
+    await this.#event(job.id, 'state', { state: 'running', plan: plan.name, changedPaths: changed.length });
 
     const totals = { files: 0, bytes: 0 };
     const unreadable: string[] = [];
