@@ -149,7 +149,7 @@ describe('daemon in process', () => {
     expect((await api('PUT', '/api/v1/plans/hooked', slow)).status).toBe(200);
     const t0 = Date.now();
     const failed = await finished((await d.runPlan('hooked')).id);
-    expect(failed).toMatchObject({ state: 'failed', error: expect.stringMatching(/hook "sleep 5" timed out after 0.3 s/) });
+    expect(failed).toMatchObject({ state: 'failed', error: expect.stringMatching(/hook "sleep 5" timed out after 0.3 s/), tasks: [{ state: 'cancelled', attempts: 0 }] });
     expect(Date.now() - t0).toBeLessThan(4000);
   });
 

@@ -145,7 +145,12 @@ export class Daemon {
     }
     const { host, port } = parseListen(opts.listen ?? this.config.listen ?? process.env.CAIRN_LISTEN);
     this.#api = await buildApi(this);
-    await this.#api.listen({ host, port });
+    try {
+      await this.#api.listen({ host, port });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new CairnError('BAD_INPUT', `cannot listen on ${host}:${port}: ${code === 'EADDRINUSE' ? 'the address is in use (is another daemon running? choose another with --listen)' : (code ?? (err as Error).message)}`);
+    }
     const addr = this.#api.server.address();
     const actual = typeof addr === 'object' && addr ? addr.port : port;
     this.url = `http://${host.includes(':') ? `[${host}]` : host}:${actual}`;

@@ -225,7 +225,12 @@ export class JobRunner extends EventEmitter {
       await this.#catalog.clearRetries(retries.ids);
     }
     if (unreadable.length > 0) await this.#catalog.addRetry(plan.name, unreadable, 'could not be read', 1);
-    const fresh = (await this.#catalog.getJob(job.id))!;
+    let fresh = (await this.#catalog.getJob(job.id))!;
+    if (failure !== null) {
+      // Tasks a failed hook kept from starting did not run.
+      for (const t of fresh.tasks) if (t.state === 'pending') await this.#catalog.updateTask(t.id, { state: 'cancelled', finishedAt: Date.now() });
+      fresh = (await this.#catalog.getJob(job.id))!;
+    }
     await this.#finish(fresh, failure === null ? 'done' : 'failed', failure, plan);
   }
 
