@@ -166,4 +166,19 @@ describe('daemon in process', () => {
     const [ja, jb] = [await finished(a.id), await finished(b.id)];
     expect(Date.parse(jb.startedAt!)).toBeGreaterThanOrEqual(Date.parse(ja.finishedAt!));
   });
+
+  it('cancels a waiting job at once and a running one promptly', async () => {
+    const src = path.join(base, 'src');
+    expect((await api('POST', '/api/v1/plans', { name: 'slow', sources: [{ path: src }], hooks: { before: 'sleep 5' } })).status).toBe(201);
+    const a = await d.runPlan('slow');
+    await waitFor('the job to run', async () => (await d.catalog.getJob(a.id))!.state === 'running');
+    const b = await d.runPlan('slow');
+    const waiting = await api<JobRecord>('POST', `/api/v1/jobs/${b.id}/cancel`);
+    expect(waiting.body).toMatchObject({ state: 'cancelled', error: 'cancelled before it started' });
+    const t0 = Date.now();
+    const running = await api<JobRecord>('POST', `/api/v1/jobs/${a.id}/cancel`);
+    expect(running.body).toMatchObject({ state: 'cancelled', tasks: [{ state: 'cancelled' }] });
+    expect(Date.now() - t0).toBeLessThan(3000);
+    expect((await api('POST', `/api/v1/jobs/${a.id}/cancel`)).status).toBe(409);
+  });
 });
