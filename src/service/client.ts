@@ -31,7 +31,11 @@ export class DaemonClient {
     }
     this.url = url.replace(/\/+$/, '');
     const tokenFile = o.tokenFile ?? process.env.CAIRN_TOKEN_FILE ?? path.join(dataDir, 'api-token');
-    this.#token = readSecretFile(tokenFile, 'API token');
+    try {
+      this.#token = readSecretFile(tokenFile, 'API token');
+    } catch (err) {
+      throw new CairnError('BAD_INPUT', `${(err as Error).message}: point to the daemon's data folder with --data-dir (or CAIRN_DATA_DIR), or to the token with --token-file`);
+    }
   }
 
   async request<T>(method: string, route: string, body?: unknown): Promise<T> {

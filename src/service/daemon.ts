@@ -90,6 +90,7 @@ export class Daemon {
 
   static async start(opts: DaemonOptions = {}): Promise<Daemon> {
     const { config, plans } = loadConfig(opts.configFile);
+    const listen = parseListen(opts.listen ?? config.listen ?? process.env.CAIRN_LISTEN);
     const dataDir = path.resolve(opts.dataDir ?? config.dataDir ?? process.env.CAIRN_DATA_DIR ?? 'cairn-data');
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     const log = opts.logger ?? pino({ level: process.env.CAIRN_LOG_LEVEL ?? 'info' }, pino.destination(2));
@@ -105,7 +106,7 @@ export class Daemon {
     const catalog = await ServiceCatalog.open(catalogUrl);
     const d = new Daemon({ dataDir, config, catalog, log, repository, token });
     try {
-      await d.#boot(plans, opts);
+      await d.#boot(plans, opts, listen);
     } catch (err) {
       await d.stop();
       throw err;
@@ -113,7 +114,7 @@ export class Daemon {
     return d;
   }
 
-  async #boot(configPlans: Plan[], opts: DaemonOptions): Promise<void> {
+  async #boot(configPlans: Plan[], opts: DaemonOptions, { host, port }: { host: string; port: number }): Promise<void> {
     for (const plan of configPlans) {
       const existing = await this.catalog.getPlan(plan.name);
       // A plan paused through the API stays paused when the config file is read again.
@@ -143,7 +144,6 @@ export class Daemon {
       const last = await this.catalog.lastJob(rec.plan.name);
       if (missedRun(rec.plan, last ? Date.parse(last.createdAt) : rec.createdAt)) await this.runner.enqueue(rec.plan, 'missed');
     }
-    const { host, port } = parseListen(opts.listen ?? this.config.listen ?? process.env.CAIRN_LISTEN);
     this.#api = await buildApi(this);
     try {
       await this.#api.listen({ host, port });
