@@ -6,6 +6,8 @@
 export type ErrorCode =
   | 'BAD_INPUT'
   | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'UNAUTHORIZED'
   | 'REPO_NOT_FOUND'
   | 'REPO_EXISTS'
   | 'NOT_A_REPOSITORY'

@@ -12,6 +12,8 @@ import { registerRepair } from './commands/repair.js';
 import { registerReceiver } from './commands/receiver.js';
 import { registerDbCommands } from './commands/db.js';
 import { registerDbDump } from './commands/db-dump.js';
+import { registerDaemon } from './commands/daemon.js';
+import { registerPlan } from './commands/plan.js';
 import { PROGRAM_VERSION } from '../repository/snapshot.js';
 
 /** Runs a command body with a context, maps errors to messages and exit codes, always cleans up. */
@@ -68,6 +70,8 @@ export function buildProgram(): Command {
   registerReceiver(program, run);
   registerDbCommands(program, run);
   registerDbDump(program, run);
+  registerDaemon(program, run);
+  registerPlan(program, run);
   return program;
 }
 

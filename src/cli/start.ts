@@ -1,31 +1,38 @@
 /**
- * `npm start`: Cairn on embedded defaults with zero configuration. Creates a data folder
- * (./cairn-data, or CAIRN_DATA_DIR) holding a local repository and a generated password in a
- * 0600 file, backs up the given paths (default: the current folder, without node_modules and
- * the data folder itself) and lists the snapshots. Run it again for an incremental backup.
+ * `npm start`: the backup service on embedded defaults with zero configuration. Creates a data
+ * folder (./cairn-data, or CAIRN_DATA_DIR) holding a SQLite catalog, a local repository, a
+ * generated repository password and an API token (both 0600 files), adds a plan `here` that backs
+ * up the given paths (default: the current folder, without node_modules and the data folder)
+ * every hour, runs it once now, and serves the API on 127.0.0.1. Ctrl-C stops it cleanly.
  */
-import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { Daemon } from '../service/daemon.js';
 
-const cli = path.join(path.dirname(fileURLToPath(import.meta.url)), 'main.js');
 const dataDir = path.resolve(process.env.CAIRN_DATA_DIR ?? 'cairn-data');
-const repo = path.join(dataDir, 'repo');
-const passwordFile = path.join(dataDir, 'repo-password');
 const sources = process.argv.slice(2).length > 0 ? process.argv.slice(2) : [process.cwd()];
+const plan = {
+  name: 'here',
+  sources: sources.map((p) => ({ path: path.resolve(p), excludes: ['node_modules', dataDir] })),
+  schedule: '0 * * * *',
+};
 
-fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-if (!fs.existsSync(passwordFile)) {
-  fs.writeFileSync(passwordFile, `${randomBytes(24).toString('base64url')}\n`, { mode: 0o600 });
-  process.stderr.write(`generated a repository password in ${passwordFile} (keep a copy: without it the backups cannot be read)\n`);
+const daemon = await Daemon.start({ dataDir, defaultPlans: [plan] });
+if ((await daemon.catalog.lastJob('here')) === null) await daemon.runPlan('here', 'startup');
+process.stderr.write(
+  [
+    `cairn daemon on ${daemon.url} (API token in ${path.join(dataDir, 'api-token')})`,
+    `plan "here" backs up ${sources.join(', ')} every hour into ${daemon.repository.location}`,
+    `repository password: ${daemon.repository.passwordFile} (keep a copy: without it the backups cannot be read)`,
+    `see it: node dist/cli/main.js plan ls --data-dir ${dataDir}`,
+    `restore: CAIRN_PASSWORD_FILE=${daemon.repository.passwordFile} node dist/cli/main.js -r ${daemon.repository.location} restore latest --target DIR`,
+    '',
+  ].join('\n'),
+);
+let stopping = false;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (stopping) process.exit(130);
+    stopping = true;
+    void daemon.stop().then(() => process.exit(0));
+  });
 }
-const env = { ...process.env, CAIRN_REPOSITORY: repo, CAIRN_PASSWORD_FILE: passwordFile };
-const cairn = (args: string[]): number => spawnSync(process.execPath, [cli, ...args], { env, stdio: 'inherit' }).status ?? 1;
-
-if (!fs.existsSync(path.join(repo, 'config')) && cairn(['init']) !== 0) process.exit(1);
-const backup = cairn(['backup', '--exclude', 'node_modules', '--exclude', dataDir, ...sources]);
-cairn(['snapshots']);
-process.stderr.write(`repository: ${repo}\nrestore with: CAIRN_PASSWORD_FILE=${passwordFile} node ${path.relative(process.cwd(), cli)} -r ${repo} restore latest --target DIR\n`);
-process.exit(backup);

@@ -1,0 +1,178 @@
+/**
+ * The built-in `repository` target: one snapshot of a plan's sources, with the latest snapshot of
+ * the same host and paths as parent, then the plan's retention (restic's forget) on the plan's own
+ * snapshots (those tagged `plan:NAME`).
+ */
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import { CairnError } from '../errors.js';
+import { Archiver } from '../archiver/archiver.js';
+import { buildExcluder } from '../archiver/excludes.js';
+import { openBackend } from '../backend/location.js';
+import { parseCompressionMode } from '../compress/zstd.js';
+import { applyPolicy, policyIsEmpty } from '../maintenance/forget.js';
+import { findParent } from '../repository/find.js';
+import { Lock } from '../repository/lock.js';
+import { Repository } from '../repository/repository.js';
+import { WorkerPool } from '../repository/worker-pool.js';
+import { retentionPolicy, type Plan, type RepositoryTarget } from './config.js';
+import type { SourceSpec, TargetContext, TargetRunner } from './targets.js';
+
+/** A repository and the file that holds its password (read when used, never logged). */
+export interface RepositoryRef {
+  location: string;
+  passwordFile: string;
+  /** Create the repository when it does not exist yet (the daemon's own repository). */
+  initIfMissing?: boolean;
+}
+
+export const planTag = (name: string): string => `plan:${name}`;
+
+async function readPassword(file: string): Promise<string> {
+  try {
+    return (await fs.readFile(file, 'utf8')).split(/\r?\n/)[0];
+  } catch (err) {
+    throw new CairnError('BAD_INPUT', `cannot read repository password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** Creations in progress by location: two jobs that find a repository missing must not both create it. */
+const creating = new Map<string, Promise<void>>();
+
+async function createOnce(ref: RepositoryRef, password: string): Promise<void> {
+  let p = creating.get(ref.location);
+  if (!p) {
+    p = (async () => {
+      const backend = openBackend(ref.location);
+      try {
+        if (!(await backend.exists())) await (await Repository.init(backend, password)).close();
+      } finally {
+        await backend.close();
+        creating.delete(ref.location);
+      }
+    })();
+    creating.set(ref.location, p);
+  }
+  await p;
+}
+
+/** Opens (or, when allowed, first creates) a repository; the caller closes it. */
+export async function openRepository(ref: RepositoryRef, compression?: string): Promise<Repository> {
+  const password = await readPassword(ref.passwordFile);
+  if (ref.initIfMissing) await createOnce(ref, password);
+  const backend = openBackend(ref.location);
+  try {
+    return await Repository.open(backend, password, { compression: compression ? parseCompressionMode(compression) : undefined });
+  } catch (err) {
+    await backend.close();
+    throw err;
+  }
+}
+
+export interface BackupPlanOptions {
+  /**
+   * Paths known to have changed since the plan's last success (from the watcher's journal). With a
+   * parent that is the plan's own snapshot, only these are looked at and everything else is taken
+   * from the parent; null (schedule, start-up, manual runs) walks everything.
+   */
+  changedPaths: string[] | null;
+  signal: AbortSignal;
+  onProgress: TargetContext['onProgress'];
+  onItemError: TargetContext['onItemError'];
+  host?: string;
+}
+
+export interface BackupPlanResult {
+  snapshotId: string;
+  files: number;
+  bytes: number;
+  errors: number;
+  forgotten: string[];
+}
+
+/**
+ * Opens a repository, takes a shared lock (writes wait until it is confirmed), loads the index and
+ * starts a worker pool; releases all of it after `fn`.
+ */
+export async function withRepository<T>(ref: RepositoryRef, compression: string | undefined, fn: (repo: Repository, pool: WorkerPool, release: () => Promise<void>) => Promise<T>): Promise<T> {
+  const repo = await openRepository(ref, compression);
+  let lock: Lock | null = null;
+  let pool: WorkerPool | null = null;
+  const release = async () => {
+    const l = lock;
+    lock = null;
+    await l?.release();
+  };
+  try {
+    lock = await Lock.begin(repo, false);
+    repo.gateWrites(lock.confirmed);
+    await repo.loadIndex();
+    pool = new WorkerPool(repo);
+    return await fn(repo, pool, release);
+  } finally {
+    await pool?.close().catch(() => undefined);
+    await release().catch(() => undefined);
+    await repo.close().catch(() => undefined);
+  }
+}
+
+/** Backs up a plan's path sources into a repository as one snapshot, then applies the plan's retention. */
+export async function backupPlan(ref: RepositoryRef, plan: Plan, sources: SourceSpec[], opts: BackupPlanOptions): Promise<BackupPlanResult> {
+  const paths = [...new Set(sources.map((s) => s.path))];
+  const host = opts.host ?? os.hostname();
+  const excludes = sources.flatMap((s) => s.excludes ?? []);
+  const excluder = await buildExcluder({ exclude: excludes });
+  return withRepository(ref, plan.compression, async (repo, pool, release) => {
+    const parent = await findParent(repo, host, paths);
+    const archiver = new Archiver(repo, pool, {
+      paths,
+      host,
+      tags: [...(plan.tags ?? []), planTag(plan.name)],
+      excluded: excluder.patterns.length > 0 ? excluder.excluded : undefined,
+      excludePatterns: excludes,
+      parent,
+      // The journal counts from the plan's last success, so it only describes the way from the plan's own snapshot.
+      changedPaths: opts.changedPaths && parent?.tags?.includes(planTag(plan.name)) ? opts.changedPaths : undefined,
+      signal: opts.signal,
+      onProgress: (p) => opts.onProgress({ files: p.filesDone, bytes: p.bytesDone, current: p.current }),
+      onError: (p, err) => opts.onItemError(p, err.message),
+    });
+    const result = await archiver.run();
+    await release();
+    const forgotten = plan.retention ? await forget(repo, plan) : [];
+    return {
+      snapshotId: result.snapshotId,
+      files: result.summary.total_files_processed,
+      bytes: result.summary.total_bytes_processed,
+      errors: result.errors.length,
+      forgotten,
+    };
+  });
+}
+
+/** Removes the plan's snapshots that its retention no longer keeps, under an exclusive lock. */
+export async function forget(repo: Repository, plan: Plan): Promise<string[]> {
+  const policy = retentionPolicy(plan.retention!);
+  if (policyIsEmpty(policy)) return [];
+  const lock = await Lock.acquire(repo, true);
+  try {
+    const mine = (await repo.listSnapshots(() => undefined)).filter((s) => (s.tags ?? []).includes(planTag(plan.name)));
+    const { remove } = applyPolicy(mine, policy);
+    for (const s of remove) await repo.backend.remove({ type: 'snapshot', name: s.id });
+    return remove.map((s) => s.id);
+  } finally {
+    await lock.release();
+  }
+}
+
+/** The repository a target names, or the daemon's own; a missing repository is created with the password file's password. */
+export function repositoryRef(target: RepositoryTarget, own: RepositoryRef): RepositoryRef {
+  if (!target.repository) return own;
+  return { location: target.repository, passwordFile: target.passwordFile ?? own.passwordFile, initIfMissing: true };
+}
+
+/** The built-in runner of `repository` targets. */
+export const repositoryRunner: TargetRunner<'repository'> = async (target, sources, ctx) => {
+  const r = await backupPlan(repositoryRef(target, ctx.defaultRepository), ctx.plan, sources, ctx);
+  return { files: r.files, bytes: r.bytes, result: { snapshot: r.snapshotId, unreadable: r.errors, forgotten: r.forgotten } };
+};

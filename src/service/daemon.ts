@@ -1,0 +1,277 @@
+/**
+ * The backup service: catalog, plans, scheduler, watcher, job runner and HTTP API in one process.
+ *
+ * ```ts
+ * const daemon = await Daemon.start({ dataDir: '/var/lib/cairn' });
+ * // … later, on SIGTERM:
+ * await daemon.stop();
+ * ```
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import pino, { type Logger } from 'pino';
+import { CairnError } from '../errors.js';
+import { ServiceCatalog, type JobRecord, type JobTrigger, type PlanRecord } from './catalog.js';
+import { DEFAULT_PORT, checkPlanPaths, loadConfig, parsePlan, type DaemonConfig, type Plan } from './config.js';
+import { repositoryRunner, type RepositoryRef } from './backup-plan.js';
+import { JobRunner } from './jobs.js';
+import { ServiceMetrics } from './metrics.js';
+import { Scheduler, missedRun } from './scheduler.js';
+import { ensureSecretFile, readSecretFile } from './secrets.js';
+import { isBehind, targetUsage, type TargetUsage } from './status.js';
+import { registerTargetRunner } from './targets.js';
+import { runArchive, runMirror } from '../targets/index.js';
+import { PlanWatcher } from './watcher.js';
+import { exportTask } from './http-export.js';
+import { buildApi } from './api/server.js';
+import type { FastifyInstance } from 'fastify';
+
+registerTargetRunner('repository', repositoryRunner);
+registerTargetRunner('archive', async (t, sources, ctx) => {
+  const r = await runArchive(t, sources, { signal: ctx.signal, onProgress: ctx.onProgress });
+  for (const s of r.skipped) ctx.onItemError(s.path, s.error);
+  return { files: r.files, bytes: r.bytes, result: { written: r.written, removed: r.removed } };
+});
+registerTargetRunner('mirror', async (t, sources, ctx) => {
+  const r = await runMirror(t, sources[0], { signal: ctx.signal, onProgress: ctx.onProgress, changedPaths: ctx.changedPaths ?? undefined });
+  for (const s of r.skipped) ctx.onItemError(s.path, s.error);
+  return { files: r.uploaded + r.deleted, bytes: r.bytes, result: { ...r } };
+});
+
+export interface DaemonOptions {
+  configFile?: string;
+  dataDir?: string;
+  /** `HOST:PORT`; 127.0.0.1 unless told otherwise, port 0 for any free one. */
+  listen?: string;
+  catalog?: string;
+  /** Plans added to the catalog at start when it has none of that name (`npm start`'s default plan). */
+  defaultPlans?: unknown[];
+  logger?: Logger;
+}
+
+export interface PlanStatus {
+  name: string;
+  paused: boolean;
+  fromConfig: boolean;
+  running: boolean;
+  lastSuccess: string | null;
+  lastRun: { job: string; state: string; at: string; error: string | null } | null;
+  nextRun: string | null;
+  pendingChanges: number;
+  behind: boolean;
+  target: TargetUsage & { kind: string };
+}
+
+export function parseListen(listen: string | undefined): { host: string; port: number } {
+  if (!listen) return { host: '127.0.0.1', port: DEFAULT_PORT };
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen) ?? /^()()(\d{1,5})$/.exec(listen);
+  if (!m || Number(m[3]) > 65535) throw new CairnError('BAD_INPUT', `invalid --listen ${JSON.stringify(listen)}: write HOST:PORT, as in 127.0.0.1:${DEFAULT_PORT}`);
+  return { host: m[1] || m[2] || '127.0.0.1', port: Number(m[3]) };
+}
+
+export class Daemon {
+  readonly dataDir: string;
+  readonly config: DaemonConfig;
+  readonly catalog: ServiceCatalog;
+  readonly runner: JobRunner;
+  readonly scheduler: Scheduler;
+  readonly watcher: PlanWatcher;
+  readonly metrics = new ServiceMetrics();
+  readonly log: Logger;
+  readonly repository: RepositoryRef;
+  readonly token: string;
+  readonly startedAt = Date.now();
+  #api: FastifyInstance | null = null;
+  url = '';
+  #stopping: Promise<void> | null = null;
+
+  private constructor(o: { dataDir: string; config: DaemonConfig; catalog: ServiceCatalog; log: Logger; repository: RepositoryRef; token: string }) {
+    this.dataDir = o.dataDir;
+    this.config = o.config;
+    this.catalog = o.catalog;
+    this.log = o.log;
+    this.repository = o.repository;
+    this.token = o.token;
+    const log = (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => this.log[level](data ?? {}, msg);
+    this.runner = new JobRunner(this.catalog, { concurrency: o.config.concurrency, retryBaseMs: o.config.retryBaseMs, defaultRepository: o.repository, sourceTask: exportTask, log });
+    this.runner.on('finished', (job: JobRecord) => this.metrics.jobFinished(job));
+    this.scheduler = new Scheduler((plan, trigger) => void this.#trigger(plan.name, trigger));
+    this.watcher = new PlanWatcher(this.catalog, (plan) => void this.#trigger(plan.name, 'watch'), [this.dataDir], (plan, err) => this.log.error({ plan, error: err.message }, 'watcher failed'));
+  }
+
+  static async start(opts: DaemonOptions = {}): Promise<Daemon> {
+    const { config, plans } = loadConfig(opts.configFile);
+    const listen = parseListen(opts.listen ?? config.listen ?? process.env.CAIRN_LISTEN);
+    const dataDir = path.resolve(opts.dataDir ?? config.dataDir ?? process.env.CAIRN_DATA_DIR ?? 'cairn-data');
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const log = opts.logger ?? pino({ level: process.env.CAIRN_LOG_LEVEL ?? 'info' }, pino.destination(2));
+    const tokenFile = path.join(dataDir, 'api-token');
+    if (ensureSecretFile(tokenFile)) log.info({ file: tokenFile }, 'generated an API token');
+    const token = readSecretFile(tokenFile, 'API token');
+    const passwordFile = path.resolve(config.passwordFile ?? path.join(dataDir, 'repo-password'));
+    if (!config.passwordFile && ensureSecretFile(passwordFile)) {
+      log.info({ file: passwordFile }, 'generated a repository password (keep a copy: without it the backups cannot be read)');
+    }
+    const repository: RepositoryRef = { location: config.repository ?? path.join(dataDir, 'repo'), passwordFile, initIfMissing: true };
+    const catalogUrl = opts.catalog ?? config.catalog ?? process.env.CAIRN_CATALOG ?? `sqlite:${path.join(dataDir, 'catalog.db')}`;
+    const catalog = await ServiceCatalog.open(catalogUrl);
+    const d = new Daemon({ dataDir, config, catalog, log, repository, token });
+    try {
+      await d.#boot(plans, opts, listen);
+    } catch (err) {
+      await d.stop();
+      throw err;
+    }
+    return d;
+  }
+
+  async #boot(configPlans: Plan[], opts: DaemonOptions, { host, port }: { host: string; port: number }): Promise<void> {
+    for (const plan of configPlans) {
+      const existing = await this.catalog.getPlan(plan.name);
+      // A plan paused through the API stays paused when the config file is read again.
+      if (existing) await this.catalog.updatePlan({ ...plan, paused: plan.paused || existing.paused }, true);
+      else await this.catalog.insertPlan(plan, true);
+    }
+    // A plan taken out of the config file goes; plans added through the API stay.
+    const fromFile = new Set(configPlans.map((p) => p.name));
+    for (const rec of await this.catalog.listPlans()) {
+      if (rec.fromConfig && !fromFile.has(rec.plan.name)) await this.catalog.deletePlan(rec.plan.name);
+    }
+    for (const raw of opts.defaultPlans ?? []) {
+      const plan = parsePlan(raw);
+      if (!(await this.catalog.getPlan(plan.name))) await this.catalog.insertPlan(plan);
+    }
+    const resumed = await this.runner.resume();
+    const busy = new Set(resumed.map((j) => j.plan));
+    for (const rec of await this.catalog.listPlans()) {
+      await this.#activate(rec.plan);
+      if (rec.paused || busy.has(rec.plan.name)) continue;
+      if (rec.plan.watch) {
+        // Changes journaled before a crash, and any made while the daemon was down, are picked up
+        // by one run that looks at everything.
+        await this.runner.enqueue(rec.plan, 'startup');
+        continue;
+      }
+      const last = await this.catalog.lastJob(rec.plan.name);
+      if (missedRun(rec.plan, last ? Date.parse(last.createdAt) : rec.createdAt)) await this.runner.enqueue(rec.plan, 'missed');
+    }
+    this.#api = await buildApi(this);
+    try {
+      await this.#api.listen({ host, port });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new CairnError('BAD_INPUT', `cannot listen on ${host}:${port}: ${code === 'EADDRINUSE' ? 'the address is in use (is another daemon running? choose another with --listen)' : (code ?? (err as Error).message)}`);
+    }
+    const addr = this.#api.server.address();
+    const actual = typeof addr === 'object' && addr ? addr.port : port;
+    this.url = `http://${host.includes(':') ? `[${host}]` : host}:${actual}`;
+    fs.writeFileSync(path.join(this.dataDir, 'daemon.json'), `${JSON.stringify({ url: this.url, pid: process.pid })}\n`);
+    this.log.info({ url: this.url, dataDir: this.dataDir, catalog: this.catalog.safeUrl, repository: this.repository.location }, 'cairn daemon listening');
+  }
+
+  async #activate(plan: Plan): Promise<void> {
+    this.scheduler.sync(plan);
+    try {
+      await this.watcher.sync(plan);
+    } catch (err) {
+      this.log.error({ plan: plan.name, error: (err as Error).message }, 'cannot watch plan');
+    }
+  }
+
+  async #trigger(name: string, trigger: JobTrigger): Promise<void> {
+    try {
+      const rec = await this.catalog.getPlan(name);
+      if (!rec || rec.paused) return;
+      await this.runner.enqueue(rec.plan, trigger);
+    } catch (err) {
+      if (!this.#stopping) this.log.error({ plan: name, error: (err as Error).message }, 'cannot start job');
+    }
+  }
+
+  // Plans, as the API and CLI change them.
+
+  async addPlan(input: unknown): Promise<PlanRecord> {
+    const plan = parsePlan(input);
+    checkPlanPaths(plan);
+    const rec = await this.catalog.insertPlan(plan);
+    await this.#activate(rec.plan);
+    if (rec.plan.watch && !rec.paused) await this.runner.enqueue(rec.plan, 'startup');
+    return rec;
+  }
+
+  async replacePlan(name: string, input: unknown): Promise<PlanRecord> {
+    const body = input && typeof input === 'object' ? { ...(input as Record<string, unknown>) } : input;
+    if (body && typeof body === 'object') {
+      const b = body as Record<string, unknown>;
+      if (b.name !== undefined && b.name !== name) throw new CairnError('BAD_INPUT', `the plan's name (${String(b.name)}) differs from the name in the URL (${name}); a plan cannot be renamed`);
+      b.name = name;
+    }
+    const plan = parsePlan(body);
+    checkPlanPaths(plan);
+    const rec = await this.catalog.updatePlan(plan);
+    await this.#activate(rec.plan);
+    return rec;
+  }
+
+  async removePlan(name: string): Promise<void> {
+    this.scheduler.remove(name);
+    await this.watcher.remove(name);
+    if (!(await this.catalog.deletePlan(name))) throw new CairnError('NOT_FOUND', `no plan named ${name}`);
+    this.metrics.forgetPlan(name);
+  }
+
+  async setPaused(name: string, paused: boolean): Promise<PlanRecord> {
+    const rec = await this.catalog.setPaused(name, paused);
+    await this.#activate(rec.plan);
+    return rec;
+  }
+
+  async runPlan(name: string, trigger: JobTrigger = 'manual'): Promise<JobRecord> {
+    const rec = await this.catalog.getPlan(name);
+    if (!rec) throw new CairnError('NOT_FOUND', `no plan named ${name}`);
+    return this.runner.enqueue(rec.plan, trigger);
+  }
+
+  /** Runs a plan that is not stored (an ad-hoc job). */
+  async runAdhoc(input: unknown, trigger: JobTrigger = 'api', meta: Record<string, unknown> = {}): Promise<JobRecord> {
+    const plan = parsePlan(input);
+    checkPlanPaths(plan);
+    return this.runner.enqueue(plan, trigger, { meta: { ...meta, plan } });
+  }
+
+  async planStatus(rec: PlanRecord, pending?: Map<string, number>): Promise<PlanStatus> {
+    const plan = rec.plan;
+    const last = await this.catalog.lastJob(plan.name);
+    const ok = last?.state === 'done' ? last : await this.catalog.lastJob(plan.name, 'done');
+    const lastSuccess = ok?.finishedAt ?? null;
+    const behind = isBehind(plan, lastSuccess ? Date.parse(lastSuccess) : null, rec.createdAt);
+    this.metrics.behind.set({ plan: plan.name }, behind ? 1 : 0);
+    const usage = await targetUsage(plan.target, this.repository);
+    return {
+      name: plan.name,
+      paused: rec.paused,
+      fromConfig: rec.fromConfig,
+      running: this.runner.isPlanBusy(plan.name),
+      lastSuccess,
+      lastRun: last ? { job: last.id, state: last.state, at: last.finishedAt ?? last.startedAt ?? last.createdAt, error: last.error } : null,
+      nextRun: this.scheduler.nextRun(plan.name)?.toISOString() ?? null,
+      pendingChanges: (pending ?? (await this.catalog.journalCounts())).get(plan.name) ?? 0,
+      behind,
+      target: { kind: plan.target.kind, ...usage },
+    };
+  }
+
+  /** Stops taking work, lets running jobs finish within the grace period, records state, closes. Safe to call twice. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.scheduler.stop();
+      await this.watcher.stop();
+      await this.runner.stop(this.config.shutdownGraceSeconds * 1000);
+      await this.#api?.close();
+      await this.catalog.close();
+      fs.rmSync(path.join(this.dataDir, 'daemon.json'), { force: true });
+      this.log.info('cairn daemon stopped');
+    })();
+    return this.#stopping;
+  }
+}
