@@ -6,6 +6,9 @@
 export type ErrorCode =
   | 'BAD_INPUT'
   | 'NOT_FOUND'
+  | 'CONFLICT'
+  | 'TOO_LARGE'
+  | 'UNAUTHORIZED'
   | 'REPO_NOT_FOUND'
   | 'REPO_EXISTS'
   | 'NOT_A_REPOSITORY'
