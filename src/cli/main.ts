@@ -9,6 +9,7 @@ import { registerBrowse } from './commands/browse.js';
 import { registerForget } from './commands/forget.js';
 import { registerPrune } from './commands/prune.js';
 import { registerRepair } from './commands/repair.js';
+import { registerReceiver } from './commands/receiver.js';
 import { PROGRAM_VERSION } from '../repository/snapshot.js';
 
 /** Runs a command body with a context, maps errors to messages and exit codes, always cleans up. */
@@ -62,6 +63,7 @@ export function buildProgram(): Command {
   registerForget(program, run);
   registerPrune(program, run);
   registerRepair(program, run);
+  registerReceiver(program, run);
   return program;
 }
 
