@@ -74,7 +74,9 @@ function describeError(err: unknown): { status: number; code: ErrorCode; message
 
 function sendError(req: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const { status, code, message } = describeError(err);
-  if (status >= 500) req.log.error({ err }, 'request failed');
+  // A client that went away mid-request is not the receiver's failure (and reads no answer).
+  if (req.raw.destroyed && !req.raw.complete) req.log.warn({ reason: (err as Error).message }, 'client disconnected before the request was complete; nothing stored');
+  else if (status >= 500) req.log.error({ err }, 'request failed');
   else req.log.info({ code, message }, 'request refused');
   if (!req.raw.complete) discardRest(req, reply);
   return reply.code(status).send({ error: { code, message }, message });
@@ -123,6 +125,15 @@ export async function buildReceiver(opts: ReceiverOptions): Promise<Receiver> {
     app.setErrorHandler((err, req, reply) => sendError(req, reply, err));
     app.setNotFoundHandler((req, reply) => sendError(req, reply, new CairnError('NOT_FOUND', `no route ${req.method} ${req.url}`)));
     if (opts.token !== undefined) app.addHook('onRequest', bearerCheck(opts.token));
+    // Uploads in flight when the receiver is stopped finish; their connections then close
+    // instead of idling on keep-alive and holding the shutdown up.
+    let closing = false;
+    app.addHook('preClose', async () => {
+      closing = true;
+    });
+    app.addHook('onSend', async (_req, reply) => {
+      if (closing) reply.header('connection', 'close');
+    });
     await app.register(receiverRoutes, { store, maxSize, keep: opts.keep });
     app.addHook('onClose', () => store.close());
     await app.ready();
