@@ -2,6 +2,7 @@
  * Helpers for tests of the dump receiver: archive names and small dump zips, JSON requests, raw
  * requests that no HTTP client would send, and folder listings.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import fs from 'node:fs/promises';
@@ -9,6 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import yazl from 'yazl';
+import { CLI } from './tools.js';
 
 /** `mysql-YYYY-MM-DD-HH-mm-ss-{database}-{uuid}.sql.zip`, as the dump pipeline names its archives. */
 export function archiveName(database: string, engine: 'mysql' | 'postgres' = 'mysql', when = new Date()): string {
@@ -126,4 +128,39 @@ export async function listTree(dir: string): Promise<string[]> {
     out.push(e.isDirectory() ? `${rel}/` : rel);
   }
   return out.sort();
+}
+
+export interface ReceiverProcess {
+  child: ChildProcess;
+  url: string;
+  /** What the process wrote to stderr (its pino logs) so far. */
+  stderr(): string;
+  /** Sends SIGTERM and waits for the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Starts `cairn receiver` (from dist/: run `npm run build` first) with `args`, and waits until it listens. */
+export async function startReceiverProcess(args: string[], env: NodeJS.ProcessEnv = {}): Promise<ReceiverProcess> {
+  const child = spawn(process.execPath, [CLI, 'receiver', '--port', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+?),/.exec(out);
+      if (m) resolve(m[1]);
+    });
+    void exited.then((code) => reject(new Error(`cairn receiver exited ${code} before listening: ${err}`)));
+  });
+  return {
+    child,
+    url,
+    stderr: () => err,
+    stop: async () => {
+      child.kill('SIGTERM');
+      return exited;
+    },
+  };
 }
