@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchReceiver } from './receiver.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCH = process.env.CAIRN_BENCH_DIR ?? path.join(ROOT, '.bench');
@@ -101,6 +102,10 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
 
 async function main(): Promise<void> {
   await fs.mkdir(BENCH, { recursive: true });
+  if (process.argv[2] === 'receiver') {
+    process.stdout.write(`${JSON.stringify({ receiver: await benchReceiver(BENCH, CLI) }, null, 2)}\n`);
+    return;
+  }
   const corpus = path.join(BENCH, 'corpus');
   if (!existsSync(corpus)) await sh('bash', [path.join(SHARED, 'bench/make-corpus.sh'), corpus]);
   const bytes = await duBytes(corpus);
@@ -130,6 +135,7 @@ async function main(): Promise<void> {
     ratios.restore_vs_cp_a = round((cairn.restore as Measure).wall_s / cp.wall_s);
     result.cairn_over_restic = ratios;
   }
+  result.receiver = await benchReceiver(BENCH, CLI);
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
 
