@@ -17,7 +17,7 @@ import {
   writeDumpZip,
   type ReceiverProcess,
 } from '../support/receiver.js';
-import { ok, runCommand, tempDir } from '../support/tools.js';
+import { CLI, ok, runCommand, tempDir } from '../support/tools.js';
 
 const GiB = 1024 ** 3;
 
@@ -100,6 +100,27 @@ describe('cairn receiver (the real process)', () => {
     expect(await stopped).toBe(0);
     expect(receiver.stderr()).toContain('receiver stopped');
     expect(await listTree(parent)).toEqual(['store/', `store/${archive.fileName}`, 'store/receiver.db']);
+  });
+
+  it('takes the catalog from CAIRN_CATALOG_URL and refuses flags that make no sense', async () => {
+    const catalog = path.join(dir, 'env-catalog', 'history.db');
+    const receiver = await startReceiverProcess(['--storage', path.join(dir, 'env-store')], { CAIRN_CATALOG_URL: `sqlite:${catalog}` });
+    processes.push(receiver);
+    expect(await receiver.stop()).toBe(0);
+    expect(receiver.stderr()).toContain(`"catalog":"sqlite:${catalog}"`);
+    await fs.access(catalog);
+
+    const cases: [string[], string][] = [
+      [['--max-size', 'lots'], 'invalid --max-size "lots": use bytes or a number with K, M, G or T (e.g. 2G)'],
+      [['--keep', '0'], 'invalid --keep "0": use a whole number from 1'],
+      [['--port', 'http'], 'invalid --port "http": use a whole number from 0'],
+      [['--token-file', path.join(dir, 'no-such-token')], `cannot read token file ${path.join(dir, 'no-such-token')}: ENOENT`],
+      [['--catalog', 'redis://x'], 'unsupported catalog URL redis://x: use sqlite:PATH, mysql://… or postgres://…'],
+    ];
+    for (const [args, message] of cases) {
+      const r = await runCommand(process.execPath, [CLI, 'receiver', '--storage', path.join(dir, 'refused'), ...args]);
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 1, stderr: `Fatal: ${message}\n` });
+    }
   });
 
   describe.runIf(HAVE_MARIADB)('with a MariaDB catalog', () => {
