@@ -167,8 +167,8 @@ for (const c of catalogs) {
       expectError(await requestJson(`${url}/%2e%2e%2f%2e%2e%2fetc%2fpasswd`), 400, 'BAD_INPUT', dbName('../../etc/passwd'));
       expectError(await requestJson(`${url}/..%2F..%2Fetc/download`), 400, 'BAD_INPUT', 'invalid backup id "../../etc": ids are positive integers');
       // fetch would resolve these dot segments before sending; a raw request sends them as they are.
-      const raw = async (line: string) => {
-        const r = await rawRequest(url, line);
+      const raw = async (head: string, body = '') => {
+        const r = await rawRequest(url, head, body);
         return { status: r.status, body: JSON.parse(r.body) as unknown };
       };
       expectError(await raw('GET /%2e%2e/download HTTP/1.1'), 400, 'BAD_INPUT', 'invalid backup id "..": ids are positive integers');
@@ -197,6 +197,12 @@ for (const c of catalogs) {
         'BAD_INPUT',
         'unsupported content type: send multipart/form-data with the zip archive in the field "file"',
       );
+
+      // Multipart bodies that are not well formed.
+      const rawPost = (contentType: string, body: string) => raw(`POST /shop HTTP/1.1\r\nContent-Type: ${contentType}\r\nContent-Length: ${Buffer.byteLength(body)}`, body);
+      expectError(await rawPost('multipart/form-data', 'abc'), 400, 'BAD_INPUT', 'malformed multipart body: Multipart: Boundary not found');
+      const cutShort = `--zz\r\nContent-Disposition: form-data; name="file"; filename="${good.fileName}"\r\n\r\nPK\x03\x04 and no end`;
+      expectError(await rawPost('multipart/form-data; boundary=zz', cutShort), 400, 'BAD_INPUT', 'malformed multipart body: Unexpected end of multipart data');
 
       // Files that are not zips: text, empty, a zip cut short.
       const text = path.join(files, archiveName('shop'));

@@ -96,13 +96,17 @@ export async function receiverRoutes(app: FastifyInstance, opts: ReceiverRoutesO
     async (req) => {
       const database = checkDatabaseName(req.params.db_name);
       if (!req.isMultipart()) throw new CairnError('BAD_INPUT', `not a multipart request: ${SEND_MULTIPART}`);
-      const part = await req.file();
+      const part = await req.file().catch((err: unknown) => {
+        throw malformed(err);
+      });
       if (!part) throw new CairnError('BAD_INPUT', `the request has no file field: ${SEND_MULTIPART}`);
       if (part.fieldname !== 'file') throw new CairnError('BAD_INPUT', `unexpected file field ${JSON.stringify(part.fieldname)}: ${SEND_MULTIPART}`);
       const fileName = checkArchiveName(part.filename, database);
       if (await store.has(fileName)) throw conflict(fileName);
 
-      const received = await receiveToTemp(part.file, store.storage, maxSize);
+      const received = await receiveToTemp(part.file, store.storage, maxSize).catch((err: unknown) => {
+        throw (err as NodeJS.ErrnoException).syscall === undefined ? malformed(err) : err;
+      });
       let record: BackupRecord;
       try {
         await checkZip(received.tempPath);
@@ -143,4 +147,10 @@ export async function receiverRoutes(app: FastifyInstance, opts: ReceiverRoutesO
       .header('content-digest', `sha-256=:${Buffer.from(record.sha256, 'hex').toString('base64')}:`)
       .send(fh.createReadStream());
   });
+}
+
+/** An error of the multipart parser, as the refusal of a malformed body; other errors pass through. */
+function malformed(err: unknown): unknown {
+  if (err instanceof CairnError || typeof (err as { statusCode?: unknown }).statusCode === 'number') return err;
+  return new CairnError('BAD_INPUT', `malformed multipart body: ${(err as Error).message}`);
 }

@@ -79,7 +79,8 @@ export function rawRequest(url: string, head: string, body: Buffer | string = ''
       resolve({ status, body: text.slice(text.indexOf('\r\n\r\n') + 4) });
     });
     s.write(`${head}\r\nHost: ${hostname}\r\nConnection: close\r\n\r\n`);
-    s.end(body);
+    // Not end(): Node's HTTP server takes a half-closed connection for an aborted request.
+    s.write(body);
   });
 }
 
