@@ -8,6 +8,7 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'CONFLICT'
   | 'UNAUTHORIZED'
+  | 'TOO_LARGE'
   | 'REPO_NOT_FOUND'
   | 'REPO_EXISTS'
   | 'NOT_A_REPOSITORY'

@@ -102,6 +102,10 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
 }
 
 async function main(): Promise<void> {
+  if (process.argv[2] === 'receiver') {
+    process.stdout.write(`${JSON.stringify({ receiver: await benchReceiver(BENCH, CLI) }, null, 2)}\n`);
+    return;
+  }
   if (process.argv[2] === 'db-dump') {
     process.stdout.write(`${JSON.stringify({ db_dump: await benchDbDump() }, null, 2)}\n`);
     return;
@@ -136,7 +140,7 @@ async function main(): Promise<void> {
     ratios.restore_vs_cp_a = round((cairn.restore as Measure).wall_s / cp.wall_s);
     result.cairn_over_restic = ratios;
   }
-  if (only !== 'restic') result.receiver = await benchReceiver(BENCH);
+  if (only !== 'restic') result.receiver = await benchReceiver(BENCH, CLI);
   if (only !== 'restic') {
     // Needs MariaDB; a machine without it still gets the repository figures.
     result.db_dump = await benchDbDump().catch((err: Error) => ({ skipped: err.message.split('\n')[0] }));

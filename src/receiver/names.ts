@@ -1,31 +1,45 @@
 /**
- * What the receiver accepts as names. A database name is `[A-Za-z0-9_]{1,64}`; an archive is named
- * `{engine}-{YYYY-MM-DD-HH-mm-ss}-{database_name}-{uuid}.sql.zip` (engine `mysql` or `postgres`;
- * `.dump.zip` for PostgreSQL's custom format), exactly as `cairn db-dump` names them. Neither can
- * hold a path separator or a dot-dot, so no name from a request can leave the storage folder.
+ * What the receiver accepts as names: database names, archive file names and ids. Every name that
+ * reaches the file system has passed one of these checks, so none can hold a path separator or `..`.
  */
-export const DATABASE_NAME = /^[A-Za-z0-9_]{1,64}$/;
+import { CairnError } from '../errors.js';
 
-const ARCHIVE_NAME = /^(mysql|postgres)-(\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2})-([A-Za-z0-9_]{1,64})-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(sql|dump)\.zip$/i;
+/** Largest archive accepted unless told otherwise: 2 GiB. */
+export const DEFAULT_MAX_SIZE = 2 * 1024 ** 3;
 
-export const BACKUP_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const DATABASE_NAME = /^[A-Za-z0-9_]{1,64}$/;
+const UUID = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}';
+const ARCHIVE_NAME = new RegExp(`^(mysql|postgres)-(\\d{4}-\\d{2}-\\d{2}-\\d{2}-\\d{2}-\\d{2})-([A-Za-z0-9_]{1,64})-${UUID}\\.sql\\.zip$`);
+const ID = /^[1-9][0-9]{0,14}$/;
 
-export interface ArchiveName {
-  engine: string;
-  dumpedAt: string;
-  databaseName: string;
-  uuid: string;
+/** Shown with every refusal of a file name, so a client can see what is expected. */
+export const ARCHIVE_NAME_FORM = 'mysql-YYYY-MM-DD-HH-mm-ss-{database_name}-{uuid}.sql.zip (or postgres-…)';
+
+/** Returns the name when it is 1-64 ASCII letters, digits and underscores. */
+export function checkDatabaseName(name: string): string {
+  if (!DATABASE_NAME.test(name)) {
+    throw new CairnError('BAD_INPUT', `invalid database name ${JSON.stringify(name)}: use 1-64 letters, digits and underscores`);
+  }
+  return name;
 }
 
-/** Parses an archive's file name; null when it does not follow the pattern. */
-export function parseArchiveName(fileName: string): ArchiveName | null {
+/** Returns the file name when it is an archive name for `database` (`mysql-…` or `postgres-…`). */
+export function checkArchiveName(fileName: string, database: string): string {
   const m = ARCHIVE_NAME.exec(fileName);
-  if (!m) return null;
-  if (m[1].toLowerCase() === 'mysql' && m[5].toLowerCase() === 'dump') return null;
-  return { engine: m[1].toLowerCase(), dumpedAt: m[2], databaseName: m[3], uuid: m[4] };
+  if (!m) throw new CairnError('BAD_INPUT', `invalid file name ${JSON.stringify(fileName)}: expected ${ARCHIVE_NAME_FORM}`);
+  if (m[3] !== database) {
+    throw new CairnError('BAD_INPUT', `file ${fileName} is an archive of database ${m[3]}, not of ${database}: upload it to /${m[3]}`);
+  }
+  return fileName;
 }
 
-/** `YYYY-MM-DD HH:mm:ss` in UTC, as the receiver's responses write times. */
-export function formatTimestamp(d: Date): string {
-  return d.toISOString().slice(0, 19).replace('T', ' ');
+/** Parses a backup id as given in a URL: a positive decimal integer. */
+export function parseBackupId(id: string): number {
+  if (!ID.test(id)) throw new CairnError('BAD_INPUT', `invalid backup id ${JSON.stringify(id)}: ids are positive integers`);
+  return Number(id);
+}
+
+/** `YYYY-MM-DD HH:mm:ss` in UTC, the receiver's timestamp form. */
+export function formatTimestamp(date: Date): string {
+  return date.toISOString().slice(0, 19).replace('T', ' ');
 }

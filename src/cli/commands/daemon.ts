@@ -1,5 +1,4 @@
 import { Command } from 'commander';
-import { Daemon } from '../../service/daemon.js';
 import type { Run } from '../main.js';
 
 interface DaemonFlags {
@@ -19,6 +18,8 @@ export function registerDaemon(program: Command, run: Run): void {
     .option('--catalog <url>', 'catalog database: sqlite:PATH, mysql://… or postgres://… (env CAIRN_CATALOG)')
     .action((o: DaemonFlags) =>
       run(async (ctx) => {
+        // Loaded here, not at the top: every other command starts faster without the service stack.
+        const { Daemon } = await import('../../service/daemon.js');
         const daemon = await Daemon.start({ configFile: o.config, dataDir: o.dataDir, listen: o.listen, catalog: o.catalog });
         if (!ctx.signal.aborted) await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve, { once: true }));
         await daemon.stop();

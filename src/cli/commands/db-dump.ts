@@ -1,8 +1,7 @@
 import fs from 'node:fs/promises';
 import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
-import { loadDumpConfig } from '../../sources/db/pipeline/config.js';
-import { runDumpPipeline, type DumpEvent, type DumpResult } from '../../sources/db/pipeline/pipeline.js';
+import type { DumpEvent, DumpResult } from '../../sources/db/pipeline/pipeline.js';
 import type { Context } from '../context.js';
 import type { Run } from '../main.js';
 import { formatBytes } from '../progress.js';
@@ -38,6 +37,9 @@ function positiveInt(v: string, flag: string, min: number): number {
 async function dbDump(ctx: Context, o: DumpFlags): Promise<void> {
   const concurrency = positiveInt(o.concurrency, '--concurrency', 1);
   const retries = positiveInt(o.retries, '--retries', 0);
+  // Loaded when db-dump runs, not whenever the CLI starts.
+  const { loadDumpConfig } = await import('../../sources/db/pipeline/config.js');
+  const { runDumpPipeline } = await import('../../sources/db/pipeline/pipeline.js');
   const entries = await loadDumpConfig(o.config);
   let token: string | undefined;
   if (o.tokenFile) {

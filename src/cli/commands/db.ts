@@ -2,11 +2,16 @@ import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import { findSnapshot } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
-import { DB_TAG, backupDatabase } from '../../sources/db/backup.js';
-import { withPassword } from '../../sources/db/password.js';
-import { chooseDumpPath, restoreDatabase } from '../../sources/db/restore.js';
 import { describeLocation, parseDbUrl, redactUrl, type DbLocation } from '../../sources/db/url.js';
-import { verifyDump, type VerifyReport } from '../../sources/db/verify.js';
+import type { VerifyReport } from '../../sources/db/verify.js';
+
+/** The database engines are loaded when a database command runs, not whenever the CLI starts. */
+const engines = async () => ({
+  ...(await import('../../sources/db/backup.js')),
+  ...(await import('../../sources/db/password.js')),
+  ...(await import('../../sources/db/restore.js')),
+  ...(await import('../../sources/db/verify.js')),
+});
 import type { Context } from '../context.js';
 import type { Run } from '../main.js';
 import { formatBytes, formatDuration } from '../progress.js';
@@ -24,6 +29,7 @@ function hidePasswordsFromPs(urls: string[]): void {
 
 async function locations(urls: string[], passwordFile?: string): Promise<DbLocation[]> {
   hidePasswordsFromPs(urls);
+  const { withPassword } = await engines();
   return Promise.all(urls.map((u) => withPassword(parseDbUrl(u), passwordFile)));
 }
 
@@ -39,7 +45,7 @@ export async function backupDatabases(ctx: Context, urls: string[], o: { host: s
     const started = Date.now();
     try {
       if (!ctx.opts.json) ctx.print(`dumping ${describeLocation(loc)}`);
-      const result = await backupDatabase(repo, pool, loc, { host: o.host, tags: o.tags, signal: ctx.signal });
+      const result = await (await engines()).backupDatabase(repo, pool, loc, { host: o.host, tags: o.tags, signal: ctx.signal });
       reportBackup(ctx, result, (Date.now() - started) / 1000, { path: result.path });
     } catch (err) {
       if (ctx.signal.aborted || locs.length === 1) throw err;
@@ -72,6 +78,7 @@ export function registerDbCommands(program: Command, run: Run): void {
         const [to] = await locations([o.to], o.dbPasswordFile);
         const repo = await ctx.openRepository();
         await ctx.lock(repo, false);
+        const { DB_TAG, chooseDumpPath, restoreDatabase } = await engines();
         const snap = await findSnapshot(repo, ref, { hosts: o.host, tags: [DB_TAG], paths: o.path });
         const dumpPath = chooseDumpPath(snap, o.path[0]);
         await repo.loadIndex();
@@ -97,13 +104,14 @@ export function registerDbCommands(program: Command, run: Run): void {
         let scratch: DbLocation | undefined;
         if (o.scratch) {
           hidePasswordsFromPs([o.scratch]);
-          scratch = await withPassword(parseDbUrl(o.scratch, { needName: false }), o.dbPasswordFile);
+          scratch = await (await engines()).withPassword(parseDbUrl(o.scratch, { needName: false }), o.dbPasswordFile);
         }
         const repo = await ctx.openRepository();
         await ctx.lock(repo, false);
         await repo.loadIndex();
         const reports: VerifyReport[] = [];
         for (const wanted of o.path.length > 0 ? o.path : [undefined]) {
+          const { DB_TAG, chooseDumpPath, verifyDump } = await engines();
           const snap = await findSnapshot(repo, o.dbSnapshot, { hosts: o.host, tags: [DB_TAG], paths: wanted ? [wanted] : [] });
           const report = await verifyDump(repo, snap, chooseDumpPath(snap, wanted), scratch, ctx.signal);
           reports.push(report);

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import path from 'node:path';
 import { CairnError } from '../../errors.js';
-import { DaemonClient, type ClientOptions } from '../../service/client.js';
+import type { ClientOptions } from '../../service/client.js';
 import type { JobRecord } from '../../service/catalog.js';
 import type { Plan } from '../../service/config.js';
 import type { PlanStatus } from '../../service/daemon.js';
@@ -64,7 +64,8 @@ function show(ctx: Context, value: unknown, text: string): void {
 
 export function registerPlan(program: Command, run: Run): void {
   const plan = program.command('plan').description("manage the daemon's plans (add, ls, show, rm, pause, resume, run)");
-  const client = (o: ClientOptions) => new DaemonClient(o);
+  // The client is loaded when a plan command runs, not whenever the CLI starts.
+  const client = async (o: ClientOptions) => new (await import('../../service/client.js')).DaemonClient(o);
   const name = (n: string) => encodeURIComponent(n);
 
   connection(
@@ -98,14 +99,14 @@ export function registerPlan(program: Command, run: Run): void {
         ...(o.maxAge !== undefined && { maxAge: o.maxAge }),
         ...(o.paused && { paused: true }),
       };
-      const r = await client(o).request<PlanReply>('POST', '/api/v1/plans', body);
+      const r = await (await client(o)).request<PlanReply>('POST', '/api/v1/plans', body);
       show(ctx, r, `added ${describe(r)}`);
     }),
   );
 
   connection(plan.command('ls').description('list plans with their status')).action((o: ClientOptions) =>
     run(async (ctx) => {
-      const r = await client(o).request<{ plans: PlanReply[] }>('GET', '/api/v1/plans');
+      const r = await (await client(o)).request<{ plans: PlanReply[] }>('GET', '/api/v1/plans');
       const rows = r.plans.map((p) => {
         const s = p.status;
         const state = s.paused ? 'paused' : s.running ? 'running' : s.behind ? 'behind' : 'ok';
@@ -117,14 +118,14 @@ export function registerPlan(program: Command, run: Run): void {
 
   connection(plan.command('show <name>').description('show a plan and its status')).action((n: string, o: ClientOptions) =>
     run(async (ctx) => {
-      const r = await client(o).request<PlanReply>('GET', `/api/v1/plans/${name(n)}`);
+      const r = await (await client(o)).request<PlanReply>('GET', `/api/v1/plans/${name(n)}`);
       show(ctx, r, describe(r));
     }),
   );
 
   connection(plan.command('rm <name>').description('remove a plan (its snapshots stay)')).action((n: string, o: ClientOptions) =>
     run(async (ctx) => {
-      await client(o).request('DELETE', `/api/v1/plans/${name(n)}`);
+      await (await client(o)).request('DELETE', `/api/v1/plans/${name(n)}`);
       show(ctx, { removed: n }, `removed plan ${n}`);
     }),
   );
@@ -132,7 +133,7 @@ export function registerPlan(program: Command, run: Run): void {
   for (const verb of ['pause', 'resume'] as const) {
     connection(plan.command(`${verb} <name>`).description(verb === 'pause' ? "stop a plan's schedule and watch until resumed" : 'start a paused plan again')).action((n: string, o: ClientOptions) =>
       run(async (ctx) => {
-        const r = await client(o).request<PlanReply>('POST', `/api/v1/plans/${name(n)}/${verb}`);
+        const r = await (await client(o)).request<PlanReply>('POST', `/api/v1/plans/${name(n)}/${verb}`);
         show(ctx, r, `${verb === 'pause' ? 'paused' : 'resumed'} plan ${n}`);
       }),
     );
@@ -140,7 +141,7 @@ export function registerPlan(program: Command, run: Run): void {
 
   connection(plan.command('run <name>').description('run a plan now').option('--wait', 'wait for the job to finish')).action((n: string, o: ClientOptions & { wait?: boolean }) =>
     run(async (ctx) => {
-      const c = client(o);
+      const c = await client(o);
       let job = await c.request<JobRecord>('POST', `/api/v1/plans/${name(n)}/run`);
       while (o.wait && (job.state === 'pending' || job.state === 'running') && !ctx.signal.aborted) {
         await new Promise((r) => setTimeout(r, 500));
