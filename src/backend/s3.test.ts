@@ -1,0 +1,82 @@
+import { randomBytes } from 'node:crypto';
+import { watch } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startS3rver, type S3Server } from '../../test/support/s3rver.js';
+import type { Handle } from './backend.js';
+import { runBackendConformance } from './conformance.js';
+import { parseS3Location, S3Backend } from './s3.js';
+
+let server: S3Server;
+beforeAll(async () => {
+  server = await startS3rver(['cairn']);
+});
+afterAll(async () => server?.stop());
+
+function backend(bucketAndPrefix: string): S3Backend {
+  return new S3Backend(parseS3Location(`${server.endpoint}/${bucketAndPrefix}`), { credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
+}
+
+function unique(what: string): string {
+  return `${what}-${randomBytes(6).toString('hex')}`;
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    return (err as { code?: string }).code;
+  }
+}
+
+runBackendConformance('S3 on s3rver', async () => {
+  const backendUnderTest = backend(`cairn/${unique('conformance')}/repo`);
+  return { backend: backendUnderTest, cleanup: async () => undefined };
+});
+
+describe('S3 backend', () => {
+  it('reads a missing bucket as no repository, names it when a write needs it, and create() makes it', async () => {
+    const bucket = unique('bucket');
+    const b = backend(`${bucket}/repo`);
+    try {
+      const h: Handle = { type: 'data', name: 'ab'.repeat(32) };
+      expect(await b.exists()).toBe(false);
+      for await (const f of b.list('data')) throw new Error(`listed ${f.name}`);
+      const err = await b.save(h, Buffer.from('x')).catch((e: unknown) => e as { code: string; message: string });
+      expect(err).toMatchObject({ code: 'REPO_NOT_FOUND', message: `the bucket "${bucket}" does not exist at s3:${server.endpoint}/${bucket}/repo (cairn init creates it)` });
+      await b.create();
+      await b.save(h, Buffer.from('x'));
+      expect((await b.load(h)).toString()).toBe('x');
+    } finally {
+      await b.close();
+    }
+  });
+
+  it('stops a multipart upload aborted part way; nothing is listed, and the file can be saved again', async () => {
+    const bucket = unique('abort');
+    const b = backend(`${bucket}/repo`);
+    try {
+      await b.create();
+      const h: Handle = { type: 'data', name: 'ef'.repeat(32) };
+      const data = randomBytes(64 * 1024 * 1024);
+      const ac = new AbortController();
+      // s3rver makes its uploads folder when a multipart upload begins: abort then, while the parts travel.
+      const watcher = watch(path.join(server.directory, bucket), (_event, name) => {
+        if (name === '._S3rver_uploads') ac.abort();
+      });
+      try {
+        expect(await codeOf(b.save(h, data, ac.signal))).toBe('INTERRUPTED');
+      } finally {
+        watcher.close();
+      }
+      expect(ac.signal.aborted).toBe(true);
+      for await (const f of b.list('data')) throw new Error(`listed ${f.name}`);
+      expect(await codeOf(b.stat(h))).toBe('NOT_FOUND');
+      await b.save(h, data);
+      expect((await b.load(h)).equals(data)).toBe(true);
+    } finally {
+      await b.close();
+    }
+  });
+});
