@@ -8,6 +8,7 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  type BucketLocationConstraint,
   type PutObjectCommandInput,
   type ServerSideEncryption,
   type StorageClass,
@@ -154,7 +155,7 @@ export class S3Backend implements Backend {
       await this.#client.send(
         new CreateBucketCommand({
           Bucket: this.#loc.bucket,
-          ...(this.#loc.aws && region !== 'us-east-1' ? { CreateBucketConfiguration: { LocationConstraint: region as never } } : {}),
+          ...(this.#loc.aws && region !== 'us-east-1' ? { CreateBucketConfiguration: { LocationConstraint: region as BucketLocationConstraint } } : {}),
         }),
       );
     } catch (err) {

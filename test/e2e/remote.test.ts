@@ -160,6 +160,12 @@ describe.runIf(HAVE_RESTIC && HAVE_RCLONE)('remote repositories', () => {
     expect(wrongKey.stderr).toMatch(/^Fatal: s3:http:\/\/127\.0\.0\.1:\d+\/cairn\/nothing-here refused access while reading the config file \(403\): check the credentials/);
     expect(wrongKey.stderr).not.toMatch(/very-secret-value/);
 
+    const noCredentials = await timed(['snapshots'], { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', HOME: await tempDir() });
+    expect([noCredentials.code, noCredentials.stderr]).toEqual([
+      1,
+      `Fatal: no S3 credentials found for s3:${s3.endpoint}/cairn/nothing-here: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with a profile in ~/.aws/credentials\n`,
+    ]);
+
     const port = await closedPort();
     const unreachable = [
       await timed(['snapshots'], { CAIRN_REPOSITORY: `s3:http://127.0.0.1:${port}/cairn/repo` }),
@@ -169,7 +175,7 @@ describe.runIf(HAVE_RESTIC && HAVE_RCLONE)('remote repositories', () => {
       [1, `Fatal: cannot reach s3:http://127.0.0.1:${port}/cairn/repo while reading the config file: connection refused\n`],
       [1, `Fatal: cannot reach rest:http://user:***@127.0.0.1:${port}/repo/ while reading the config file: connection refused\n`],
     ]);
-    for (const r of [...missing, wrongKey, ...unreachable]) expect(r.seconds, r.stderr).toBeLessThan(15);
+    for (const r of [...missing, wrongKey, noCredentials, ...unreachable]) expect(r.seconds, r.stderr).toBeLessThan(15);
   });
 
   it('keeps REST credentials out of every message, and says when the server refuses them', async () => {
