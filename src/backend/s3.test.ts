@@ -1,8 +1,10 @@
+import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import { watch } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startS3rver, type S3Server } from '../../test/support/s3rver.js';
+import { mapLimit } from '../util/limit.js';
 import type { Handle } from './backend.js';
 import { runBackendConformance } from './conformance.js';
 import { parseS3Location, S3Backend } from './s3.js';
@@ -49,6 +51,24 @@ describe('S3 backend', () => {
       await b.save(h, Buffer.from('x'));
       expect((await b.load(h)).toString()).toBe('x');
     } finally {
+      await b.close();
+    }
+  });
+
+  it('lists past the first page of 1000 keys, without a delimiter, and only keys laid out as restic lays them out', async () => {
+    const prefix = unique('paged');
+    const b = backend(`cairn/${prefix}`);
+    const client = new S3Client({ endpoint: server.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
+    try {
+      const ids = Array.from({ length: 1234 }, () => randomBytes(32).toString('hex'));
+      const strays = ['data/README', `data/00/${'11'.repeat(32)}`, `data/${'22'.repeat(32)}`, `data/33/${'33'.repeat(32)}.tmp`, `data/44/${'44'.repeat(31)}`, `snapshots/${'55'.repeat(32)}`];
+      const keys = [...ids.map((id) => `data/${id.slice(0, 2)}/${id}`), ...strays];
+      await mapLimit(keys, 32, (key, i) => client.send(new PutObjectCommand({ Bucket: 'cairn', Key: `${prefix}/${key}`, Body: Buffer.alloc(i % 7) })));
+      const listed = new Map<string, number>();
+      for await (const f of b.list('data')) listed.set(f.name, f.size);
+      expect(new Map([...listed].sort())).toEqual(new Map(ids.map((id, i) => [id, i % 7] as const).sort()));
+    } finally {
+      client.destroy();
       await b.close();
     }
   });
