@@ -7,6 +7,8 @@ import { startS3rver, type S3Server } from '../../test/support/s3rver.js';
 import { mapLimit } from '../util/limit.js';
 import type { Handle } from './backend.js';
 import { runBackendConformance } from './conformance.js';
+import { FaultyBackend } from './faulty.js';
+import { RetryBackend } from './retry.js';
 import { parseS3Location, S3Backend } from './s3.js';
 
 let server: S3Server;
@@ -35,6 +37,12 @@ async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
 runBackendConformance('S3 on s3rver', async () => {
   const backendUnderTest = backend(`cairn/${unique('conformance')}/repo`);
   return { backend: backendUnderTest, cleanup: async () => undefined };
+});
+
+// Faults after the call (a lost reply) make the retry save again what is stored: the look-before-write path.
+runBackendConformance('retry over S3 on s3rver, 20% of calls failing', async () => {
+  const faulty = new FaultyBackend(backend(`cairn/${unique('faulty')}/repo`), { failRate: 0.2, shortReadRate: 0.1, seed: 11 });
+  return { backend: new RetryBackend(faulty, { baseDelayMs: 1, maxDelayMs: 5 }), cleanup: async () => undefined };
 });
 
 describe('S3 backend', () => {

@@ -217,7 +217,8 @@ export class S3Backend implements Backend {
       async (range): Promise<RangedAnswer | 'unsatisfiable'> => {
         try {
           const r = await this.#client.send(new GetObjectCommand({ Bucket: this.#loc.bucket, Key: key, Range: range }), { abortSignal: signal });
-          const body = r.Body ? Buffer.from(await r.Body.transformToByteArray()) : Buffer.alloc(0);
+          const bytes = r.Body ? await r.Body.transformToByteArray() : new Uint8Array(0);
+          const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
           return { partial: r.$metadata.httpStatusCode === 206, contentRange: r.ContentRange, body };
         } catch (err) {
           if ((err as SdkError).$metadata?.httpStatusCode === 416) return 'unsatisfiable';
