@@ -44,6 +44,18 @@ export function parseRestLocation(spec: string, env: NodeJS.ProcessEnv = process
   };
 }
 
+/** A URL as messages may show it: without user name and password. */
+function redactUrl(text: string): string {
+  try {
+    const u = new URL(text);
+    u.username = '';
+    u.password = '';
+    return u.href;
+  } catch {
+    return JSON.stringify(text.slice(0, 200));
+  }
+}
+
 /** Where `h` lives on a REST server: `config` or `<folder>/<id>` (data files too: the server lays them out). */
 function restPath(h: Handle): string {
   const key = handleKey(h);
@@ -179,7 +191,7 @@ export class RestBackend implements Backend {
     if (o.body) headers['Content-Type'] = 'application/octet-stream';
     checkAborted(o.signal, doing);
     try {
-      return await fetch(new URL(p, this.#loc.url), { method, headers, body: o.body, signal: o.signal, redirect: 'error' });
+      return await fetch(new URL(p, this.#loc.url), { method, headers, body: o.body, signal: o.signal, redirect: 'manual' });
     } catch (err) {
       throw networkFailure(err, doing, this.location);
     }
@@ -207,6 +219,9 @@ export class RestBackend implements Backend {
       return new CairnError('BAD_INPUT', `${where} refused access while ${doing} (${res.status}): check the user name and password in the location (or CAIRN_REST_USERNAME and CAIRN_REST_PASSWORD)`);
     }
     if (res.status === 408 || res.status === 429 || res.status >= 500) return new CairnError('BACKEND_UNAVAILABLE', `${doing} at ${where} failed: the server answered ${answered}`);
+    // A body sent once cannot follow a redirect safely, and a moved repository should be named where it is.
+    const moved = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null;
+    if (moved) return new CairnError('BAD_INPUT', `${doing} at ${where} failed: the server redirects (${res.status}) to ${redactUrl(moved)}; use that location`);
     return new CairnError('BAD_INPUT', `${doing} at ${where} failed: the server answered ${answered}`);
   }
 }
