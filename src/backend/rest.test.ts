@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAnsweringServer } from '../../test/support/answering-server.js';
 import { startRestServer, type RestServer } from '../../test/support/rest-server.js';
 import { runBackendConformance } from './conformance.js';
 import { FaultyBackend } from './faulty.js';
@@ -27,18 +26,6 @@ runBackendConformance('retry over REST on rclone serve restic, 20% of calls fail
 });
 
 describe('REST backend answers', () => {
-  /** An HTTP server that answers every request with `status` (and `headers`), counting requests. */
-  async function answering(status: number, headers: Record<string, string> = {}): Promise<{ url: string; requests: () => number; close: () => Promise<void> }> {
-    let requests = 0;
-    const s = http.createServer((req, res) => {
-      requests++;
-      res.writeHead(status, headers).end('no');
-    });
-    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-    const { port } = s.address() as AddressInfo;
-    return { url: `http://127.0.0.1:${port}/`, requests: () => requests, close: () => new Promise((resolve) => s.close(() => resolve())) };
-  }
-
   const cases: [string, number, Record<string, string>, { code: string; message: RegExp }, number][] = [
     ['a redirect is refused, naming where to (without credentials)', 301, { location: 'https://user:pw@elsewhere.example/repo/config' }, { code: 'BAD_INPUT', message: /^reading the config file at rest:http:\/\/u:\*\*\*@127\.0\.0\.1:\d+\/ failed: the server redirects \(301\) to https:\/\/elsewhere\.example\/repo\/config; use that location$/ }, 1],
     ['refused credentials are not retried', 403, {}, { code: 'BAD_INPUT', message: /refused access while reading the config file \(403\)/ }, 1],
@@ -46,7 +33,7 @@ describe('REST backend answers', () => {
   ];
   for (const [name, status, headers, want, requests] of cases) {
     it(name, async () => {
-      const s = await answering(status, headers);
+      const s = await startAnsweringServer(status, headers, 'no');
       try {
         const b = new RetryBackend(new RestBackend(parseRestLocation(s.url.replace('http://', 'http://u:pw@'))), { retries: 3, baseDelayMs: 1 });
         const err = await b.exists().catch((e: unknown) => e as { code: string; message: string });

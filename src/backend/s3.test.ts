@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { watch } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startAnsweringServer } from '../../test/support/answering-server.js';
 import { startS3rver, type S3Server } from '../../test/support/s3rver.js';
 import { mapLimit } from '../util/limit.js';
 import type { Handle } from './backend.js';
@@ -107,4 +108,33 @@ describe('S3 backend', () => {
       await b.close();
     }
   });
+});
+
+describe('S3 backend answers', () => {
+  const s3Error = (code: string) => `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${code} happened</Message><RequestId>1</RequestId></Error>`;
+  const cases: [string, number, string, { code: string; message: RegExp }, number][] = [
+    ['throttling is retried', 503, 'SlowDown', { code: 'BACKEND_UNAVAILABLE', message: /^listing data files at s3:http:\/\/127\.0\.0\.1:\d+\/bucket\/repo failed: the server answered 503 SlowDown$/ }, 4],
+    ['a server error is retried', 500, 'InternalError', { code: 'BACKEND_UNAVAILABLE', message: /answered 500 InternalError$/ }, 4],
+    ['a refused signature is not retried', 403, 'SignatureDoesNotMatch', { code: 'BAD_INPUT', message: /refused access while listing data files \(403 SignatureDoesNotMatch\): check the credentials/ }, 1],
+    ['a bucket in another region is not retried', 301, 'PermanentRedirect', { code: 'BAD_INPUT', message: /^the bucket "bucket" is in another region than the one used; set AWS_DEFAULT_REGION or -o s3.region$/ }, 1],
+    ['another refusal is not retried, and quoted', 400, 'InvalidArgument', { code: 'BAD_INPUT', message: /answered 400 InvalidArgument: InvalidArgument happened$/ }, 1],
+  ];
+  for (const [name, status, code, want, requests] of cases) {
+    it(name, async () => {
+      const s = await startAnsweringServer(status, { 'content-type': 'application/xml' }, s3Error(code));
+      const inner = new S3Backend(parseS3Location(`${s.url}bucket/repo`), { credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'very-secret-value' } });
+      const b = new RetryBackend(inner, { retries: 3, baseDelayMs: 1 });
+      try {
+        const err = await (async () => {
+          for await (const f of b.list('data')) throw new Error(`listed ${f.name}`);
+        })().catch((e: unknown) => e as { code: string; message: string });
+        expect(err).toMatchObject({ code: want.code, message: expect.stringMatching(want.message) });
+        expect(JSON.stringify(err)).not.toMatch(/very-secret-value/);
+        expect(s.requests()).toBe(requests);
+      } finally {
+        await b.close();
+        await s.close();
+      }
+    });
+  }
 });
