@@ -138,6 +138,18 @@ describe.runIf(HAVE_RESTIC && HAVE_RCLONE)('remote repositories', () => {
     expect([bad.code, bad.stderr]).toEqual([1, 'Fatal: unknown option s3.no-such-option; the s3 backend knows s3.bucket-lookup, s3.storage-class, s3.sse, s3.sse-kms-key-id, s3.region\n']);
   });
 
+  it('takes S3 credentials from the profile AWS_PROFILE names', async () => {
+    const home = await tempDir();
+    await fs.mkdir(path.join(home, '.aws'));
+    await fs.writeFile(path.join(home, '.aws', 'credentials'), `[default]\naws_access_key_id = NOT-A-KEY\naws_secret_access_key = x\n\n[backup]\naws_access_key_id = ${s3.accessKeyId}\naws_secret_access_key = ${s3.secretAccessKey}\n`);
+    const repo = await remoteRepo(`s3:${s3.endpoint}/cairn/from-profile`);
+    const env = { AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: '', HOME: home, AWS_PROFILE: 'backup' };
+    quiet(await cairn(repo, ['init'], { env }), 'cairn init');
+    expect(quiet(await cairn(repo, ['snapshots', '--json'], { env }), 'cairn snapshots').out).toBe('[]\n');
+    const fallback = await cairn(repo, ['snapshots'], { env: { ...env, AWS_PROFILE: '' } });
+    expect([fallback.code, fallback.stderr]).toEqual([1, expect.stringMatching(/refused access while reading the config file \(403\)/)]);
+  });
+
   it('answers a missing repository with exit 10, and wrong credentials or an unreachable server with exit 1, quickly and without secrets', async () => {
     const repo = await remoteRepo(`s3:${s3.endpoint}/cairn/nothing-here`);
     const timed = async (args: string[], env: NodeJS.ProcessEnv = {}) => {
