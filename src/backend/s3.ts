@@ -1,19 +1,4 @@
-import {
-  AbortMultipartUploadCommand,
-  CreateBucketCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadBucketCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  type BucketLocationConstraint,
-  type PutObjectCommandInput,
-  type ServerSideEncryption,
-  type StorageClass,
-} from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
+import type { BucketLocationConstraint, PutObjectCommandInput, S3Client, S3ClientConfig, ServerSideEncryption, StorageClass } from '@aws-sdk/client-s3';
 import { CairnError } from '../errors.js';
 import type { Backend, FileInfo, FileType, Handle } from './backend.js';
 import { checkAborted, FOLDERS, handleKey, ID, label } from './files.js';
@@ -100,6 +85,8 @@ const PAGE = 1000;
 const CREDENTIAL_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'ExpiredToken', 'InvalidToken', 'TokenRefreshRequired', 'AuthorizationHeaderMalformed']);
 const TRANSIENT_ERRORS = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeTooSkewed', 'InternalError', 'ServiceUnavailable']);
 
+type Sdk = typeof import('@aws-sdk/client-s3');
+
 interface SdkError {
   name?: string;
   message?: string;
@@ -117,8 +104,9 @@ interface SdkError {
 export class S3Backend implements Backend {
   readonly location: string;
   readonly #loc: S3Location;
-  readonly #client: S3Client;
   readonly #opts: S3Options;
+  readonly #config: S3ClientConfig;
+  #sdk?: Promise<{ sdk: Sdk; client: S3Client }>;
 
   constructor(loc: S3Location, opts: S3Options = {}) {
     this.#loc = loc;
@@ -128,7 +116,7 @@ export class S3Backend implements Backend {
     if (!['auto', 'dns', 'path'].includes(lookup)) throw new CairnError('BAD_INPUT', `invalid s3.bucket-lookup ${JSON.stringify(lookup)}: use auto, dns or path`);
     if (opts.sse !== undefined && !['AES256', 'aws:kms'].includes(opts.sse)) throw new CairnError('BAD_INPUT', `invalid s3.sse ${JSON.stringify(opts.sse)}: use AES256 or aws:kms`);
     if (opts.sseKmsKeyId !== undefined && opts.sse !== 'aws:kms') throw new CairnError('BAD_INPUT', 's3.sse-kms-key-id needs s3.sse=aws:kms');
-    this.#client = new S3Client({
+    this.#config = {
       region: opts.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? loc.hostRegion ?? 'us-east-1',
       ...(loc.endpoint ? { endpoint: loc.endpoint } : {}),
       ...(opts.credentials ? { credentials: opts.credentials } : {}),
@@ -138,22 +126,29 @@ export class S3Backend implements Backend {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       requestHandler: { connectionTimeout: 15_000, requestTimeout: 300_000 },
-    });
+    } satisfies S3ClientConfig;
+  }
+
+  /** The SDK and a client, loaded on first use: the SDK takes a fifth of a second to load, which commands on local repositories should not pay. */
+  #connect(): Promise<{ sdk: Sdk; client: S3Client }> {
+    this.#sdk ??= import('@aws-sdk/client-s3').then((sdk) => ({ sdk, client: new sdk.S3Client(this.#config) }));
+    return this.#sdk;
   }
 
   async create(): Promise<void> {
     if (await this.exists()) throw new CairnError('REPO_EXISTS', `a repository already exists at ${this.location}`);
+    const { sdk, client } = await this.#connect();
     try {
-      await this.#client.send(new HeadBucketCommand({ Bucket: this.#loc.bucket }));
+      await client.send(new sdk.HeadBucketCommand({ Bucket: this.#loc.bucket }));
       return;
     } catch (err) {
       const e = err as SdkError;
       if (e.$metadata?.httpStatusCode !== 404) throw this.#failure(err, 'creating the repository');
     }
-    const region = await this.#client.config.region();
+    const region = await client.config.region();
     try {
-      await this.#client.send(
-        new CreateBucketCommand({
+      await client.send(
+        new sdk.CreateBucketCommand({
           Bucket: this.#loc.bucket,
           ...(this.#loc.aws && region !== 'us-east-1' ? { CreateBucketConfiguration: { LocationConstraint: region as BucketLocationConstraint } } : {}),
         }),
@@ -178,29 +173,31 @@ export class S3Backend implements Backend {
         ...(this.#opts.sseKmsKeyId ? { SSEKMSKeyId: this.#opts.sseKmsKeyId } : {}),
       };
       const doing = `saving ${label(h)}`;
+      const { sdk, client } = await this.#connect();
       if (body.length <= PART_SIZE) {
         try {
-          await this.#client.send(new PutObjectCommand(params), { abortSignal: signal });
+          await client.send(new sdk.PutObjectCommand(params), { abortSignal: signal });
         } catch (err) {
           throw this.#failure(err, doing, h);
         }
         return;
       }
-      await this.#multipart(params, h, signal);
+      await this.#multipart(sdk, client, params, h, signal);
     });
   }
 
-  async #multipart(params: PutObjectCommandInput, h: Handle, signal: AbortSignal | undefined): Promise<void> {
+  async #multipart(sdk: Sdk, client: S3Client, params: PutObjectCommandInput, h: Handle, signal: AbortSignal | undefined): Promise<void> {
+    const { Upload } = await import('@aws-sdk/lib-storage');
     const controller = new AbortController();
     const onAbort = () => controller.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     // Some servers (s3rver) cannot abort a multipart upload; lib-storage would then report that failure instead of the real one.
-    const upload = new Upload({ client: this.#client, params, partSize: PART_SIZE, queueSize: PARTS_IN_FLIGHT, leavePartsOnError: true, abortController: controller });
+    const upload = new Upload({ client, params, partSize: PART_SIZE, queueSize: PARTS_IN_FLIGHT, leavePartsOnError: true, abortController: controller });
     try {
       await upload.done();
     } catch (err) {
       if (upload.uploadId) {
-        await this.#client.send(new AbortMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: upload.uploadId })).catch(() => undefined);
+        await client.send(new sdk.AbortMultipartUploadCommand({ Bucket: params.Bucket, Key: params.Key, UploadId: upload.uploadId })).catch(() => undefined);
       }
       if (signal?.aborted) throw new CairnError('INTERRUPTED', `saving ${label(h)} was interrupted`);
       throw this.#failure(err, `saving ${label(h)}`, h);
@@ -215,8 +212,9 @@ export class S3Backend implements Backend {
     return loadRange(
       { h, where: this.location, offset, length, signal },
       async (range): Promise<RangedAnswer | 'unsatisfiable'> => {
+        const { sdk, client } = await this.#connect();
         try {
-          const r = await this.#client.send(new GetObjectCommand({ Bucket: this.#loc.bucket, Key: key, Range: range }), { abortSignal: signal });
+          const r = await client.send(new sdk.GetObjectCommand({ Bucket: this.#loc.bucket, Key: key, Range: range }), { abortSignal: signal });
           const bytes = r.Body ? await r.Body.transformToByteArray() : new Uint8Array(0);
           const body = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
           return { partial: r.$metadata.httpStatusCode === 206, contentRange: r.ContentRange, body };
@@ -231,8 +229,9 @@ export class S3Backend implements Backend {
 
   async stat(h: Handle): Promise<FileInfo> {
     const key = this.#key(h);
+    const { sdk, client } = await this.#connect();
     try {
-      const r = await this.#client.send(new HeadObjectCommand({ Bucket: this.#loc.bucket, Key: key }));
+      const r = await client.send(new sdk.HeadObjectCommand({ Bucket: this.#loc.bucket, Key: key }));
       return { name: h.name, size: r.ContentLength ?? 0 };
     } catch (err) {
       throw this.#failure(err, `reading ${label(h)}`, h);
@@ -252,13 +251,14 @@ export class S3Backend implements Backend {
       return;
     }
     const base = `${this.#loc.prefix}${FOLDERS[type]}/`;
+    const { sdk, client } = await this.#connect();
     // No delimiter: s3rver leaves nested prefixes (data/xx/) out of delimited listings.
     let token: string | undefined;
     do {
       checkAborted(signal, doing);
       let page;
       try {
-        page = await this.#client.send(new ListObjectsV2Command({ Bucket: this.#loc.bucket, Prefix: base, ContinuationToken: token, MaxKeys: PAGE }), { abortSignal: signal });
+        page = await client.send(new sdk.ListObjectsV2Command({ Bucket: this.#loc.bucket, Prefix: base, ContinuationToken: token, MaxKeys: PAGE }), { abortSignal: signal });
       } catch (err) {
         // A missing bucket holds no files, as a missing folder holds none for the local backend.
         if ((err as SdkError).name === 'NoSuchBucket') return;
@@ -274,8 +274,9 @@ export class S3Backend implements Backend {
 
   async remove(h: Handle): Promise<void> {
     const key = this.#key(h);
+    const { sdk, client } = await this.#connect();
     try {
-      await this.#client.send(new DeleteObjectCommand({ Bucket: this.#loc.bucket, Key: key }));
+      await client.send(new sdk.DeleteObjectCommand({ Bucket: this.#loc.bucket, Key: key }));
     } catch (err) {
       const e = this.#failure(err, `removing ${label(h)}`, h);
       if (e.code !== 'NOT_FOUND') throw e;
@@ -293,7 +294,7 @@ export class S3Backend implements Backend {
   }
 
   async close(): Promise<void> {
-    this.#client.destroy();
+    if (this.#sdk) (await this.#sdk).client.destroy();
   }
 
   #key(h: Handle): string {
