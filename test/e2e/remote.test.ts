@@ -4,14 +4,15 @@
  * (it sends aws-chunked bodies that s3rver stores undecoded), so repositories travel between
  * s3rver and a local folder with `rclone copy --fast-list`; restic talks to the REST server itself.
  */
-import { S3Client, HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import fs from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRestServer, HAVE_RCLONE, type RestServer } from '../support/rest-server.js';
-import { startS3rver, type S3Server } from '../support/s3rver.js';
-import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, tempDir, type RunResult, type TestRepo } from '../support/tools.js';
+import { quietOk as quiet, startRemotes, type Remotes } from '../support/remotes.js';
+import type { S3Server } from '../support/s3rver.js';
+import { HAVE_RESTIC, cairn, ok, restic, tempDir, type TestRepo } from '../support/tools.js';
 import { compareTrees, describeTree, makeOddTree } from '../support/trees.js';
 
 /** A port nothing listens on: bound, then released. */
@@ -23,14 +24,8 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-/** Cairn's run, with the AWS SDK's Node version notice (or any other warning) failing the test. */
-function quiet(r: RunResult, what: string): RunResult {
-  ok(r, what);
-  expect(r.stderr, what).not.toMatch(/Warning/);
-  return r;
-}
-
 describe.runIf(HAVE_RESTIC && HAVE_RCLONE)('remote repositories', () => {
+  let remotes: Remotes;
   let s3: S3Server;
   let rest: RestServer;
   let restDir: string;
@@ -39,21 +34,17 @@ describe.runIf(HAVE_RESTIC && HAVE_RCLONE)('remote repositories', () => {
   let want: Awaited<ReturnType<typeof describeTree>>;
 
   beforeAll(async () => {
-    restDir = await tempDir('cairn-rest-');
-    [s3, rest] = await Promise.all([startS3rver(['cairn']), startRestServer(restDir)]);
+    remotes = await startRemotes();
+    ({ s3, rest, restDir } = remotes);
     src = path.join(await tempDir(), 'src');
     closeTree = (await makeOddTree(src)).close;
     want = await describeTree(src, { skipSockets: true });
   });
   afterAll(async () => {
-    await Promise.all([s3?.stop(), rest?.stop(), closeTree?.()]);
+    await Promise.all([remotes?.stop(), closeTree?.()]);
   });
 
-  /** Paths for one repository: `location` for Cairn, the password file shared with restic. */
-  async function remoteRepo(location: string): Promise<TestRepo> {
-    const r = await makeRepoPaths();
-    return { ...r, env: { ...r.env, ...s3.env, CAIRN_REPOSITORY: location, RESTIC_REPOSITORY: location } };
-  }
+  const remoteRepo = (location: string): Promise<TestRepo> => remotes.repo(location);
 
   async function expectRestored(target: string, what: string): Promise<void> {
     // Node sets times through a double, so compare them to the microsecond.
@@ -67,7 +58,7 @@ describe.runIf(HAVE_RESTIC && HAVE_RCLONE)('remote repositories', () => {
     expect(init.out).toContain(`at ${location}`);
     quiet(await cairn(repo, ['backup', src]), 'cairn backup');
 
-    const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+    const client = remotes.client();
     const keys = ((await client.send(new ListObjectsV2Command({ Bucket: 'made-by-cairn' }))).Contents ?? []).map((o) => o.Key!.replace(/[0-9a-f]{64}$/, 'ID').replace(/\/[0-9a-f]{2}\//, '/XX/'));
     client.destroy();
     expect([...new Set(keys)].sort()).toEqual(['nested/repo/config', 'nested/repo/data/XX/ID', 'nested/repo/index/ID', 'nested/repo/keys/ID', 'nested/repo/snapshots/ID']);
@@ -125,7 +116,7 @@ describe.runIf(HAVE_RESTIC && HAVE_RCLONE)('remote repositories', () => {
     const repo = await remoteRepo(`s3:${s3.endpoint}/cairn/storage-class`);
     quiet(await cairn(repo, ['-o', 's3.storage-class=STANDARD_IA', 'init']), 'cairn init');
     quiet(await cairn(repo, ['-o', 's3.storage-class=STANDARD_IA', 'backup', path.join(src, 'plain.txt')]), 'cairn backup');
-    const client = new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+    const client = remotes.client();
     const classes = new Map<string, string>();
     for (const o of (await client.send(new ListObjectsV2Command({ Bucket: 'cairn', Prefix: 'storage-class/' }))).Contents ?? []) {
       const head = await client.send(new HeadObjectCommand({ Bucket: 'cairn', Key: o.Key }));
