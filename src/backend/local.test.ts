@@ -8,7 +8,6 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { FILE_TYPES, type Handle } from './backend.js';
 import { runBackendConformance } from './conformance.js';
 import { handlePath, LocalBackend } from './local.js';
-import { openBackend } from './location.js';
 
 const run = promisify(execFile);
 const resticFound = spawnSync('restic', ['version'], { stdio: 'ignore' }).status === 0;
@@ -281,36 +280,5 @@ describe('restic interoperability', () => {
     }
     expect(await tree(ours)).toEqual(await tree(theirs));
     expect(JSON.parse(await restic(ours, 'cat', 'config'))).toMatchObject({ version: 2 });
-  });
-});
-
-describe('repository locations', () => {
-  it('opens folders and local:, as restic parses them', () => {
-    expect(openBackend('/srv/repo').location).toBe('/srv/repo');
-    expect(openBackend('/srv/repo:2024').location).toBe('/srv/repo:2024');
-    expect(openBackend('local:/srv/repo').location).toBe('/srv/repo');
-    expect(openBackend('local:rel:ative').location).toBe(path.resolve('rel:ative'));
-    expect(openBackend('./a:b').location).toBe(path.resolve('a:b'));
-    expect(openBackend('repo').location).toBe(path.resolve('repo'));
-    expect(openBackend('local:/srv/repo')).toBeInstanceOf(LocalBackend);
-  });
-
-  it('refuses other backends with BAD_INPUT and a message naming the supported forms, without echoing credentials', () => {
-    const refused = (location: string): { code?: string; message: string } => {
-      try {
-        openBackend(location);
-      } catch (err) {
-        return err as { code?: string; message: string };
-      }
-      throw new Error(`${location} was accepted`);
-    };
-    expect(refused('s3:https://AKIA:secret@s3.example.com/bucket')).toMatchObject({ code: 'BAD_INPUT', message: expect.stringMatching(/^the S3 backend is not available yet/) });
-    expect(refused('rest:https://user:secret@host:8000/')).toMatchObject({ code: 'BAD_INPUT', message: expect.stringMatching(/^the REST backend is not available yet/) });
-    expect(refused('sftp:user@host:/srv/repo').message).toMatch(/sftp: backend is not supported.*local:\/path/);
-    expect(refused('ftp://host/x').message).toMatch(/unknown repository type "ftp:".*local: prefix/);
-    expect(refused('C:\\backup').code).toBe('BAD_INPUT');
-    expect(refused('local:').code).toBe('BAD_INPUT');
-    expect(refused('').message).toMatch(/empty repository location/);
-    for (const l of ['s3:https://AKIA:secret@s3.example.com/bucket', 'rest:https://user:secret@host:8000/', 'user:secret@host/x']) expect(refused(l).message).not.toMatch(/secret/);
   });
 });

@@ -4,15 +4,8 @@ import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { CairnError } from '../errors.js';
 import type { Backend, FileInfo, FileType, Handle } from './backend.js';
+import { checkAborted, checkRange, FOLDERS, handleKey, ID, label, tooShort } from './files.js';
 
-const FOLDERS: Record<Exclude<FileType, 'config'>, string> = {
-  key: 'keys',
-  lock: 'locks',
-  snapshot: 'snapshots',
-  index: 'index',
-  data: 'data',
-};
-const ID = /^[0-9a-f]{64}$/;
 const DATA_PREFIX = /^[0-9a-f]{2}$/;
 /** Reads and writes go in pieces of this size, so that an abort takes effect within one piece. */
 const PIECE = 8 * 1024 * 1024;
@@ -27,21 +20,9 @@ const PRIVATE: Modes = { dir: 0o700, file: 0o600 };
 /** restic's group-accessible repositories: chosen by giving the group read access to `config`. */
 const GROUP: Modes = { dir: 0o770, file: 0o660 };
 
-/**
- * Where `h` lives under `root` in restic's default layout: `config`, `keys/<id>`, `locks/<id>`,
- * `snapshots/<id>`, `index/<id>`, `data/<first two hex chars>/<id>`. Throws `BAD_INPUT` for a
- * name that is not a 64-character lowercase hex id (or not '' for config), which also keeps a
- * name from reaching outside the repository.
- */
+/** Where `h` lives under `root` in restic's default layout (see `handleKey`); `BAD_INPUT` for a bad name. */
 export function handlePath(root: string, h: Handle): string {
-  if (h.type === 'config') {
-    if (h.name !== '') throw new CairnError('BAD_INPUT', `the config file has no name, got ${JSON.stringify(h.name)}`);
-    return path.join(root, 'config');
-  }
-  if (!Object.hasOwn(FOLDERS, h.type)) throw new CairnError('BAD_INPUT', `unknown file type ${JSON.stringify(h.type)}`);
-  if (!ID.test(h.name)) throw new CairnError('BAD_INPUT', `invalid ${h.type} file name ${JSON.stringify(h.name)}: expected 64 lowercase hex characters`);
-  if (h.type === 'data') return path.join(root, 'data', h.name.slice(0, 2), h.name);
-  return path.join(root, FOLDERS[h.type], h.name);
+  return path.join(root, handleKey(h));
 }
 
 /**
@@ -135,18 +116,13 @@ export class LocalBackend implements Backend {
   async load(h: Handle, offset = 0, length?: number, signal?: AbortSignal): Promise<Buffer> {
     const file = handlePath(this.#root, h);
     const what = label(h);
-    if (!Number.isSafeInteger(offset) || offset < 0 || (length !== undefined && (!Number.isSafeInteger(length) || length < 0))) {
-      throw new CairnError('BAD_INPUT', `invalid range for ${what}: offset ${offset}, length ${length}`);
-    }
+    checkRange(h, offset, length);
     checkAborted(signal, `loading ${what}`);
     const fh = await this.#openExisting(h, file, (p) => fs.open(p, 'r'));
     try {
       const size = (await fh.stat()).size;
       const want = length ?? size - offset;
-      if (want < 0 || offset + want > size) {
-        const asked = length === undefined ? `reading from offset ${offset}` : `${length} bytes at offset ${offset}`;
-        throw new CairnError('INTEGRITY', `${what} in ${this.#root} has only ${size} bytes, too few for ${asked}`);
-      }
+      if (want < 0 || offset + want > size) throw tooShort(h, this.#root, size, offset, length);
       const buf = Buffer.allocUnsafe(want);
       for (let got = 0; got < want; ) {
         checkAborted(signal, `loading ${what}`);
@@ -294,20 +270,12 @@ export class LocalBackend implements Backend {
   }
 }
 
-function label(h: Handle): string {
-  return h.type === 'config' ? 'the config file' : `${h.type} file ${h.name}`;
-}
-
 function flatDataPath(root: string, name: string): string {
   return path.join(root, 'data', name);
 }
 
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException | undefined)?.code;
-}
-
-function checkAborted(signal: AbortSignal | undefined, doing: string): void {
-  if (signal?.aborted) throw new CairnError('INTERRUPTED', `${doing} was interrupted`);
 }
 
 async function ignoring(p: Promise<unknown>, ...codes: string[]): Promise<void> {

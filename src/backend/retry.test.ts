@@ -7,6 +7,7 @@ import type { Backend } from './backend.js';
 import { runBackendConformance } from './conformance.js';
 import { FaultyBackend } from './faulty.js';
 import { LocalBackend } from './local.js';
+import { UnreachableError } from './remote.js';
 import { RetryBackend } from './retry.js';
 
 async function tempRoot(): Promise<string> {
@@ -56,6 +57,36 @@ describe('retry', () => {
     const down = counting(100, () => new CairnError('BACKEND_UNAVAILABLE', 'down'));
     await expect(new RetryBackend(down, { baseDelayMs: 1, retries: 3 }).load({ type: 'config', name: '' })).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
     expect(down.calls).toBe(4);
+  });
+
+  it('does not retry a file too short for the range, a missing repository or a lock', async () => {
+    for (const code of ['INTEGRITY', 'REPO_NOT_FOUND', 'LOCKED'] as const) {
+      const inner = counting(5, () => new CairnError(code, code));
+      await expect(new RetryBackend(inner, { baseDelayMs: 1 }).load({ type: 'config', name: '' })).rejects.toMatchObject({ code });
+      expect(inner.calls, code).toBe(1);
+    }
+  });
+
+  it('gives up soon on a remote it has never reached, and rides out an outage of one that has answered', async () => {
+    const never = counting(100, () => new UnreachableError('connection refused'));
+    await expect(new RetryBackend(never, { baseDelayMs: 1, unreachableRetries: 2 }).load({ type: 'config', name: '' })).rejects.toBeInstanceOf(UnreachableError);
+    expect(never.calls).toBe(3);
+
+    let down = false;
+    let calls = 0;
+    const flapping = {
+      ...counting(0, () => new Error()),
+      load: async () => {
+        calls++;
+        if (down && calls < 10) throw new UnreachableError('connection refused');
+        return Buffer.from('ok');
+      },
+    };
+    const b = new RetryBackend(flapping, { baseDelayMs: 1, maxDelayMs: 2, unreachableRetries: 2 });
+    await b.load({ type: 'config', name: '' });
+    down = true;
+    expect((await b.load({ type: 'config', name: '' })).toString()).toBe('ok');
+    expect(calls).toBe(10);
   });
 
   it('stops retrying when cancelled', async () => {

@@ -2,37 +2,50 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError } from '../errors.js';
 import { Limiter } from '../util/limit.js';
 import type { Backend, FileInfo, FileType, Handle } from './backend.js';
+import { UnreachableError } from './remote.js';
 
 export interface RetryOptions {
   /** Attempts after the first. */
   retries?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
+  /**
+   * Attempts after the first for a remote that cannot be reached at all (connection refused,
+   * unknown host) and has not answered yet: a wrong location should fail in seconds, while a
+   * remote that has answered before gets every retry to ride out an outage.
+   */
+  unreachableRetries?: number;
   /** Calls in flight at once, so a slow remote is not flooded. */
   concurrency?: number;
   /** Told about each retry (for logs and progress). */
   onRetry?: (what: string, attempt: number, err: unknown) => void;
 }
 
-/** Errors that another attempt cannot fix. */
+/**
+ * Errors that another attempt cannot fix: missing files and buckets, refusals (bad names,
+ * credentials), a file shorter than the range asked for, aborts.
+ */
 function permanent(err: unknown): boolean {
   if (!(err instanceof CairnError)) return false;
-  return ['NOT_FOUND', 'BAD_INPUT', 'REPO_EXISTS', 'INTERRUPTED', 'WRONG_PASSWORD'].includes(err.code);
+  return ['NOT_FOUND', 'BAD_INPUT', 'REPO_EXISTS', 'REPO_NOT_FOUND', 'NOT_A_REPOSITORY', 'INTEGRITY', 'INTERRUPTED', 'WRONG_PASSWORD', 'LOCKED'].includes(err.code);
 }
 
 /**
  * Retries a backend's calls with exponential backoff and full jitter, tells transient failures
  * (connections, timeouts, short reads) from permanent ones (missing files, bad names, aborts),
- * caps the calls in flight and honours cancellation. Composes with any Backend.
+ * gives up early on a remote that has never been reached, caps the calls in flight and honours
+ * cancellation. Composes with any Backend.
  */
 export class RetryBackend implements Backend {
   readonly #inner: Backend;
   readonly #opts: Required<Omit<RetryOptions, 'onRetry'>> & Pick<RetryOptions, 'onRetry'>;
   readonly #slots: Limiter;
+  /** Whether the remote has answered a call (successfully, or with a permanent refusal). */
+  #answered = false;
 
   constructor(inner: Backend, opts: RetryOptions = {}) {
     this.#inner = inner;
-    this.#opts = { retries: 10, baseDelayMs: 100, maxDelayMs: 15_000, concurrency: 8, ...opts };
+    this.#opts = { retries: 10, unreachableRetries: 2, baseDelayMs: 100, maxDelayMs: 15_000, concurrency: 8, ...opts };
     this.#slots = new Limiter(this.#opts.concurrency);
   }
 
@@ -44,9 +57,16 @@ export class RetryBackend implements Backend {
     for (let attempt = 0; ; attempt++) {
       if (signal?.aborted) throw new CairnError('INTERRUPTED', `${what}: interrupted`);
       try {
-        return await this.#slots.run(fn);
+        const r = await this.#slots.run(fn);
+        this.#answered = true;
+        return r;
       } catch (err) {
-        if (permanent(err) || attempt >= this.#opts.retries) throw err;
+        if (permanent(err)) {
+          this.#answered = true;
+          throw err;
+        }
+        const budget = err instanceof UnreachableError && !this.#answered ? this.#opts.unreachableRetries : this.#opts.retries;
+        if (attempt >= budget) throw err;
         this.#opts.onRetry?.(what, attempt + 1, err);
         const cap = Math.min(this.#opts.maxDelayMs, this.#opts.baseDelayMs * 2 ** attempt);
         await sleep(Math.random() * cap, undefined, { signal }).catch(() => undefined);

@@ -1,7 +1,9 @@
 /**
  * `npm run bench`: Cairn beside restic on the shared corpus. Prints one JSON document with wall
  * seconds, CPU seconds, peak RSS and MiB/s for each step, restic's figures for the same work and
- * the ratios. The corpus (~1.1 GB) is built once under .bench/ and reused.
+ * the ratios. The corpus (~1.1 GB) is built once under .bench/ and reused. Remote repositories
+ * (s3rver, rclone serve restic) are measured with `npm run bench -- remote` alone, or after the
+ * rest with CAIRN_BENCH_REMOTE=1.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -11,6 +13,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchReceiver } from './receiver.js';
 import { benchDbDump } from './db-dump.js';
+import { startChildServer } from '../util/child-server.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCH = process.env.CAIRN_BENCH_DIR ?? path.join(ROOT, '.bench');
@@ -50,6 +53,12 @@ function round(n: number): number {
 async function duBytes(dir: string): Promise<number> {
   const r = spawnSync('du', ['-sb', dir], { encoding: 'utf8' });
   return Number(r.stdout.split('\t')[0]);
+}
+
+/** The total size of the regular files under `dir`. */
+function fileBytes(dir: string): number {
+  const r = spawnSync('find', [dir, '-type', 'f', '-printf', '%s\\n'], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  return r.stdout.split('\n').reduce((sum, l) => sum + (Number(l) || 0), 0);
 }
 
 async function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<void> {
@@ -101,6 +110,69 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
   return out;
 }
 
+/** An initial backup of the corpus into `location`, then a restore of it, measured. */
+async function backupAndRestore(tool: 'cairn' | 'restic', location: string, corpus: string, bytes: number, env: NodeJS.ProcessEnv): Promise<Record<string, Measure>> {
+  const pw = path.join(BENCH, 'password');
+  await fs.writeFile(pw, 'benchmark password\n', { mode: 0o600 });
+  const all = { ...env, CAIRN_REPOSITORY: location, CAIRN_PASSWORD_FILE: pw, RESTIC_REPOSITORY: location, RESTIC_PASSWORD_FILE: pw, RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache') };
+  const exe = tool === 'cairn' ? process.execPath : 'restic';
+  const pre = tool === 'cairn' ? [CLI] : [];
+  await sh(exe, [...pre, 'init'], all);
+  await dropCaches();
+  const initial_backup = await measure(exe, [...pre, 'backup', '-q', corpus], all, bytes);
+  const target = path.join(BENCH, 'remote-restore');
+  await fs.rm(target, { recursive: true, force: true });
+  await dropCaches();
+  const restore = await measure(exe, [...pre, 'restore', '-q', 'latest', '--target', target], all, bytes);
+  const restored = fileBytes(path.join(target, corpus));
+  await fs.rm(target, { recursive: true, force: true });
+  const want = fileBytes(corpus);
+  if (restored !== want) throw new Error(`${tool} restored ${restored} bytes of files from ${location}, not ${want}`);
+  return { initial_backup, restore };
+}
+
+/**
+ * Backup and restore through remote repositories on loopback: Cairn to s3rver and to
+ * `rclone serve restic`, restic to `rclone serve restic` (restic cannot talk to s3rver).
+ */
+async function runRemote(corpus: string, bytes: number, haveRestic: boolean): Promise<Record<string, unknown>> {
+  const dir = path.join(BENCH, 'remote');
+  await fs.rm(dir, { recursive: true, force: true });
+  await fs.mkdir(path.join(dir, 's3rver'), { recursive: true });
+  const s3 = await startChildServer(process.execPath, ['--openssl-legacy-provider', path.join(ROOT, 'test/support/s3rver-main.mjs'), path.join(dir, 's3rver'), 'bench'], 'stdout', /^\{"port":(\d+)\}$/);
+  const aws = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
+  const out: Record<string, unknown> = {
+    note: "restic's S3 client cannot talk to s3rver (s3rver stores its aws-chunked uploads undecoded), so restic is measured over REST to rclone serve restic on loopback, beside Cairn on both",
+  };
+  try {
+    out.cairn_s3rver = await backupAndRestore('cairn', `s3:http://127.0.0.1:${s3.match[1]}/bench/repo`, corpus, bytes, aws);
+    out.s3rver_repository_mib = round((await duBytes(path.join(dir, 's3rver', 'bench'))) / 1048576);
+  } finally {
+    await s3.stop();
+  }
+  const haveRclone = spawnSync('sh', ['-c', 'command -v rclone']).status === 0;
+  if (!haveRclone) return out;
+  const rest = await startChildServer('rclone', ['serve', 'restic', '--addr', '127.0.0.1:0', path.join(dir, 'rest')], 'stderr', /Serving restic REST API on (http:\/\/\S+\/)/, { RCLONE_CONFIG: '/dev/null' });
+  try {
+    out.cairn_rest = await backupAndRestore('cairn', `rest:${rest.match[1]}cairn/`, corpus, bytes, {});
+    if (haveRestic) out.restic_rest = await backupAndRestore('restic', `rest:${rest.match[1]}restic/`, corpus, bytes, {});
+  } finally {
+    await rest.stop();
+  }
+  await fs.rm(dir, { recursive: true, force: true });
+  if (out.restic_rest) {
+    const r = out.restic_rest as Record<string, Measure>;
+    const ratio = (m: unknown, k: string) => round((m as Record<string, Measure>)[k].wall_s / r[k].wall_s);
+    out.cairn_over_restic_rest = {
+      s3rver_initial_backup_wall: ratio(out.cairn_s3rver, 'initial_backup'),
+      s3rver_restore_wall: ratio(out.cairn_s3rver, 'restore'),
+      rest_initial_backup_wall: ratio(out.cairn_rest, 'initial_backup'),
+      rest_restore_wall: ratio(out.cairn_rest, 'restore'),
+    };
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   if (process.argv[2] === 'receiver') {
     process.stdout.write(`${JSON.stringify({ receiver: await benchReceiver(BENCH, CLI) }, null, 2)}\n`);
@@ -116,15 +188,21 @@ async function main(): Promise<void> {
   const bytes = await duBytes(corpus);
   const result: Record<string, unknown> = { corpus_mib: round(bytes / 1048576), cores: os.availableParallelism() };
 
+  const only = process.argv[2];
+  const haveRestic = spawnSync('sh', ['-c', 'command -v restic']).status === 0;
+  if (only === 'remote') {
+    result.remote = await runRemote(corpus, bytes, haveRestic);
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    return;
+  }
+
   const cpTarget = path.join(BENCH, 'cp-copy');
   await fs.rm(cpTarget, { recursive: true, force: true });
   await dropCaches();
   result.cp_a = await measure('cp', ['-a', corpus, cpTarget], {}, bytes);
   await fs.rm(cpTarget, { recursive: true, force: true });
 
-  const only = process.argv[2];
   const cairn = only === 'restic' ? null : await runTool('cairn', corpus, bytes);
-  const haveRestic = spawnSync('sh', ['-c', 'command -v restic']).status === 0;
   const restic = only === 'cairn' || !haveRestic ? null : await runTool('restic', corpus, bytes);
   result.cairn = cairn;
   result.restic = restic;
@@ -145,6 +223,7 @@ async function main(): Promise<void> {
     // Needs MariaDB; a machine without it still gets the repository figures.
     result.db_dump = await benchDbDump().catch((err: Error) => ({ skipped: err.message.split('\n')[0] }));
   }
+  if (process.env.CAIRN_BENCH_REMOTE === '1') result.remote = await runRemote(corpus, bytes, haveRestic);
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
 

@@ -1,6 +1,7 @@
 import fs from 'node:fs/promises';
 import { CairnError } from '../errors.js';
-import { openBackend } from '../backend/location.js';
+import type { Backend } from '../backend/backend.js';
+import { openBackend, parseBackendOptions } from '../backend/location.js';
 import { parseCompressionMode } from '../compress/zstd.js';
 import { Repository } from '../repository/repository.js';
 import { Lock } from '../repository/lock.js';
@@ -15,6 +16,8 @@ export interface GlobalOptions {
   quiet?: boolean;
   compression?: string;
   noLock?: boolean;
+  /** `-o backend.name=value`, as often as given. */
+  option?: string[];
 }
 
 export class Context {
@@ -105,8 +108,13 @@ export class Context {
     return first;
   }
 
+  /** The repository's backend, with the `-o` options. */
+  backend(): Backend {
+    return openBackend(this.repoLocation(), parseBackendOptions(this.opts.option ?? []));
+  }
+
   async openRepository(): Promise<Repository> {
-    const backend = openBackend(this.repoLocation());
+    const backend = this.backend();
     const compression = this.opts.compression ? parseCompressionMode(this.opts.compression) : undefined;
     try {
       const repo = await Repository.open(backend, await this.password(), { compression });

@@ -41,6 +41,7 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'print nothing but errors and requested output')
     .option('--compression <mode>', 'compression for new data: auto, off or max')
     .option('--no-lock', 'do not lock the repository (read-only commands)')
+    .option('-o, --option <backend.name=value>', 'set a backend option, e.g. -o s3.storage-class=STANDARD_IA (repeatable)', (v: string, all: string[] = []) => [...all, v])
     .showHelpAfterError()
     .exitOverride();
 
@@ -75,7 +76,21 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * The AWS SDK warns on every run under Node 20 that its releases from 2027 on need Node 22: a
+ * note for whoever upgrades Cairn's dependencies, not for the people running backups. Other
+ * warnings pass.
+ */
+function dropSdkNodeVersionWarning(): void {
+  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
+  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+    const text = typeof warning === 'string' ? warning : warning.message;
+    if (!text.startsWith('NodeVersionSupportWarning')) emit(warning, ...rest);
+  }) as typeof process.emitWarning;
+}
+
 async function main(): Promise<void> {
+  dropSdkNodeVersionWarning();
   // A reader that goes away (`cairn … | head`) must not kill a backup half way and leave its lock:
   // the work goes on, and what it would have printed is dropped.
   for (const stream of [process.stdout, process.stderr]) {

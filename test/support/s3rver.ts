@@ -2,7 +2,8 @@
  * A real S3 server (s3rver from npm) for tests, in a child process on a free loopback port.
  * Quirks this project knows about (see docs): clients must set requestChecksumCalculation and
  * responseChecksumValidation to WHEN_REQUIRED and use path-style addressing; list without a delimiter;
- * no conditional writes, no multipart abort.
+ * no conditional writes, no multipart abort. s3rver would also show objects while they upload;
+ * the launcher (s3rver-main.mjs) makes uploads appear whole, as S3 does.
  */
 import { S3Client } from '@aws-sdk/client-s3';
 import { spawn, type ChildProcess } from 'node:child_process';

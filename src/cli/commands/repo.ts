@@ -1,7 +1,6 @@
 import fs from 'node:fs/promises';
 import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
-import { openBackend } from '../../backend/location.js';
 import { Repository } from '../../repository/repository.js';
 import { addKey, listKeys, parseKeyFile } from '../../repository/keyfile.js';
 import { removeLocks } from '../../repository/lock.js';
@@ -22,10 +21,13 @@ export function registerRepoCommands(program: Command, run: Run): void {
       run(async (ctx) => {
         const v = o.repositoryVersion === 'latest' ? '2' : o.repositoryVersion;
         if (v !== '1' && v !== '2') throw new CairnError('BAD_INPUT', `invalid --repository-version ${JSON.stringify(v)}: use 1 or 2`);
-        const backend = openBackend(ctx.repoLocation());
-        const password = await ctx.newPassword();
-        const repo = await Repository.init(backend, password, { version: Number(v) as 1 | 2 });
-        await repo.close();
+        const backend = ctx.backend();
+        let repo: Repository;
+        try {
+          repo = await Repository.init(backend, await ctx.newPassword(), { version: Number(v) as 1 | 2 });
+        } finally {
+          await backend.close();
+        }
         if (ctx.opts.json) ctx.json({ message_type: 'initialized', id: repo.config.id, repository: backend.location });
         else ctx.print(`created cairn repository ${shortId(repo.config.id)} at ${backend.location}\n\nPlease note that knowledge of your password is required to access\nthe repository. Losing your password means that your data is\nirrecoverably lost.`);
       }),

@@ -1,0 +1,154 @@
+/**
+ * What the remote backends (S3, REST) share: saving without overwriting on servers that have no
+ * conditional writes, reading byte ranges from HTTP answers that may or may not honour them, and
+ * telling network failures apart.
+ */
+import { CairnError, isNotFound } from '../errors.js';
+import type { Handle } from './backend.js';
+import { checkAborted, checkRange, label, tooShort } from './files.js';
+
+/**
+ * The remote could not be reached at all: connection refused, unknown host, a TLS failure.
+ * Usually a wrong location rather than a passing fault, so `RetryBackend` tries only briefly
+ * until the remote has answered once.
+ */
+export class UnreachableError extends CairnError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('BACKEND_UNAVAILABLE', message, options);
+    this.name = 'UnreachableError';
+  }
+}
+
+const UNREACHABLE: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused',
+  ENOTFOUND: 'unknown host',
+  EAI_FAIL: 'unknown host',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  EPROTO: 'TLS handshake failed (is it http rather than https?)',
+  ERR_SSL_WRONG_VERSION_NUMBER: 'TLS handshake failed (is it http rather than https?)',
+  CERT_HAS_EXPIRED: 'the server certificate has expired',
+  DEPTH_ZERO_SELF_SIGNED_CERT: 'the server certificate is self-signed',
+  SELF_SIGNED_CERT_IN_CHAIN: 'the server certificate is not trusted',
+  UNABLE_TO_VERIFY_LEAF_SIGNATURE: 'the server certificate is not trusted',
+  UNABLE_TO_GET_ISSUER_CERT_LOCALLY: 'the server certificate is not trusted',
+  ERR_TLS_CERT_ALTNAME_INVALID: 'the server certificate is for another host name',
+};
+
+/** The first system error code (ECONNRESET, ENOTFOUND, UND_ERR_SOCKET…) on `err` or its causes. */
+export function systemCode(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    const errors = (e as { errors?: unknown }).errors;
+    if (Array.isArray(errors) && errors.length > 0) e = errors[0];
+    else e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function isAbort(err: unknown): boolean {
+  return (err as { name?: unknown } | undefined)?.name === 'AbortError';
+}
+
+/**
+ * A failure below HTTP (no answer at all) as a CairnError: `INTERRUPTED` for an abort,
+ * `UnreachableError` when the remote cannot be reached, transient `BACKEND_UNAVAILABLE` for the
+ * rest (resets, timeouts). `where` is a location without credentials.
+ */
+export function networkFailure(err: unknown, doing: string, where: string): CairnError {
+  if (err instanceof CairnError) return err;
+  if (isAbort(err)) return new CairnError('INTERRUPTED', `${doing} was interrupted`);
+  const code = systemCode(err);
+  if (code !== undefined && Object.hasOwn(UNREACHABLE, code)) return new UnreachableError(`cannot reach ${where} while ${doing}: ${UNREACHABLE[code]}`, { cause: err });
+  return new CairnError('BACKEND_UNAVAILABLE', `${doing} at ${where} failed: ${code ?? (err as Error | undefined)?.message ?? String(err)}`, { cause: err });
+}
+
+/** What a remote backend must offer for `saveOnce`. */
+interface Readable {
+  stat(h: Handle): Promise<{ size: number }>;
+  load(h: Handle, offset?: number, length?: number, signal?: AbortSignal): Promise<Buffer>;
+}
+
+/**
+ * Saves through `put` unless the file is already there, for servers without conditional writes:
+ * identical content (a retried save whose reply was lost) succeeds without writing again, other
+ * content fails with `BAD_INPUT`. Two clients saving one name at once are not told apart; every
+ * name but `config` is the hash of its content, so both write the same bytes.
+ */
+export async function saveOnce(b: Readable, h: Handle, data: Uint8Array, where: string, signal: AbortSignal | undefined, put: () => Promise<void>): Promise<void> {
+  checkAborted(signal, `saving ${label(h)}`);
+  let size: number | undefined;
+  try {
+    size = (await b.stat(h)).size;
+  } catch (err) {
+    if (!isNotFound(err)) throw err;
+  }
+  if (size === undefined) return put();
+  if (size === data.length && (await b.load(h, 0, undefined, signal)).equals(data)) return;
+  throw new CairnError('BAD_INPUT', `${label(h)} already exists in ${where} with other content; it is not overwritten`);
+}
+
+/** An answer to a GET that may have carried a Range header. */
+export interface RangedAnswer {
+  /** 206: the body starts where `contentRange` says; otherwise it is the whole file. */
+  partial: boolean;
+  /** "bytes START-END/TOTAL", as sent with a 206. */
+  contentRange?: string;
+  body: Buffer;
+}
+
+/** One `Backend.load` call, for `loadRange`. */
+export interface LoadRequest {
+  h: Handle;
+  /** The location, for messages. */
+  where: string;
+  offset: number;
+  length: number | undefined;
+  signal: AbortSignal | undefined;
+}
+
+/**
+ * Loads `length` bytes from `offset` (to the end when undefined) through `get`, which performs
+ * one GET with the Range header it is given (none for a whole file) and answers
+ * 'unsatisfiable' for a 416; `size` stats the file. Holds the `Backend.load` contract:
+ * `INTEGRITY` for a range past the end, never a short buffer. Servers that ignore ranges, answer
+ * a range past the end with an empty 206 or read `bytes=0-0` as the whole file are all handled.
+ */
+export async function loadRange(
+  { h, where, offset, length, signal }: LoadRequest,
+  get: (range: string | undefined) => Promise<RangedAnswer | 'unsatisfiable'>,
+  size: () => Promise<number>,
+): Promise<Buffer> {
+  checkRange(h, offset, length);
+  checkAborted(signal, `loading ${label(h)}`);
+  if (length === 0) {
+    const total = await size();
+    if (offset > total) throw tooShort(h, where, total, offset, length);
+    return Buffer.alloc(0);
+  }
+  const answer = await get(offset === 0 && length === undefined ? undefined : `bytes=${offset}-${length === undefined ? '' : offset + length - 1}`);
+  if (answer === 'unsatisfiable') {
+    const total = await size();
+    if (length === undefined && offset === total) return Buffer.alloc(0);
+    if (length === undefined ? offset > total : offset + length > total) throw tooShort(h, where, total, offset, length);
+    throw new CairnError('BACKEND_UNAVAILABLE', `reading ${label(h)} in ${where}: the server refused the range ${offset}+${length ?? 'rest'} of a ${total}-byte file`);
+  }
+  let body: Buffer;
+  let total: number | undefined;
+  if (answer.partial) {
+    const m = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(answer.contentRange ?? '');
+    if (!m || Number(m[1]) !== offset) {
+      throw new CairnError('BACKEND_UNAVAILABLE', `reading ${label(h)} in ${where}: the server answered another range (${answer.contentRange ?? 'none'}) than asked (from ${offset})`);
+    }
+    body = answer.body;
+    total = m[2] === '*' ? undefined : Number(m[2]);
+  } else {
+    total = answer.body.length;
+    body = answer.body.subarray(Math.min(offset, total));
+  }
+  if (total !== undefined && (length === undefined ? offset > total : offset + length > total)) throw tooShort(h, where, total, offset, length);
+  const want = length ?? (total === undefined ? body.length : total - offset);
+  if (body.length < want) throw new CairnError('BACKEND_UNAVAILABLE', `reading ${label(h)} in ${where}: the answer was cut short (${body.length} of ${want} bytes)`);
+  return body.subarray(0, want);
+}
