@@ -5,6 +5,7 @@
  *
  * Every backend must pass `runBackendConformance` (backend/conformance.ts) unchanged.
  */
+import { readFile, rm } from 'node:fs/promises';
 
 /** The kinds of file in a repository; `config` has exactly one file, named ''. */
 export type FileType = 'config' | 'key' | 'lock' | 'snapshot' | 'index' | 'data';
@@ -43,6 +44,22 @@ export interface Backend {
   save(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void>;
 
   /**
+   * Optional: a folder on the repository's own file system where a caller may prepare a file for
+   * `saveFile`, so that saving it is a rename rather than a copy. Files there whose names are not
+   * ids are never listed. Callers clean up after themselves (see repository/staging.ts).
+   */
+  readonly stagingFolder?: string;
+
+  /**
+   * Optional: stores the content of the local file at `path` under `h`, with every guarantee of
+   * `save` (atomic, durable, no overwrite with other content, idempotent). On success the file at
+   * `path` is gone (moved into the repository or removed); on failure it may still be there, for
+   * the caller to retry or remove. Use `saveLocalFile`, which falls back to `save` for backends
+   * without this method.
+   */
+  saveFile?(h: Handle, path: string, signal?: AbortSignal): Promise<void>;
+
+  /**
    * Returns `length` bytes from `offset` (whole file from `offset` when `length` is undefined).
    * Fails with `NOT_FOUND` when the file does not exist, and with `INTEGRITY` when the file is
    * shorter than `offset + length` (never returns a short buffer silently). Idempotent.
@@ -67,4 +84,14 @@ export interface Backend {
 
   /** Releases connections and handles. The backend is unusable afterwards. */
   close(): Promise<void>;
+}
+
+/**
+ * Stores the local file at `path` under `h` and removes the file: by the backend's own `saveFile`
+ * when it has one (a rename for a local repository), otherwise by reading it and calling `save`.
+ */
+export async function saveLocalFile(backend: Backend, h: Handle, path: string, signal?: AbortSignal): Promise<void> {
+  if (backend.saveFile) return backend.saveFile(h, path, signal);
+  await backend.save(h, await readFile(path), signal);
+  await rm(path, { force: true });
 }

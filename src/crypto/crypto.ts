@@ -127,6 +127,18 @@ export class Key {
   }
 
   /**
+   * Seals `data` in place: `data` becomes the ciphertext, `iv` and `mac` (16 bytes each) receive
+   * the IV and the tag, so IV || data || MAC is the sealed message. For writing blobs straight to
+   * a pack file without an output buffer the size of the blob.
+   */
+  sealInPlace(data: Buffer, iv: Buffer, mac: Buffer): void {
+    if (iv.length !== IV_SIZE || mac.length !== MAC_SIZE) throw new CairnError('INTERNAL', 'sealInPlace: IV and MAC must be 16 bytes');
+    randomFillNonzero(iv);
+    this.#ctr(iv, data, data, 0);
+    poly1305Into(this.#oneTimeKey(iv), data, mac, 0);
+  }
+
+  /**
    * Opens IV || CIPHERTEXT || MAC. The MAC is checked (in constant time) before anything is
    * decrypted; `INTEGRITY` when it does not match or the input is too short to be sealed data.
    */

@@ -6,12 +6,13 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, MAX_CHUNK, MIN_CHUNK } from '../chunker/chunker.js';
 import { Key } from '../crypto/crypto.js';
 import { ScratchCompressor, decompress } from '../compress/zstd.js';
 import { CairnError } from '../errors.js';
-import { PackWriter, parsePackTail } from './pack.js';
+import { PackFileWriter, parsePackTail } from './pack.js';
 import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { applyMetadataSync } from '../fs/apply.js';
 import { fromWire, showPath } from '../fs/fspath.js';
@@ -22,19 +23,14 @@ const port = parentPort!;
 const key = Key.fromRaw(init.key);
 const chunker = new Chunker(BigInt(`0x${init.polynomial}`));
 const known = new Set<string>();
-/** Packs handed over but not yet saved; past this many the worker waits, so memory stays flat. */
+/** Packs handed over but not yet saved; past this many the worker waits, so staged files stay few. */
 const MAX_UNSAVED_PACKS = 1;
 let unsaved = 0;
 let packSavedWaiter: (() => void) | null = null;
 const compressor = init.compression === 'off' ? null : new ScratchCompressor(init.compression);
-/**
- * A pack buffer holds a pack and its header; a chunk that does not fit closes the pack early (even
- * the largest chunk fits an empty buffer, since packs are at least as large as chunks).
- */
-const PACK_CAPACITY = Math.max(init.packSize, MAX_CHUNK) + 1024 * 1024;
-/** Pack buffers come back from the main thread once saved and are used again. */
-const spare: Buffer[] = [];
-let pack: PackWriter | null = null;
+/** The data pack being written: a staged file that goes to the main thread when full. */
+let pack: PackFileWriter | null = null;
+let packSeq = 0;
 const READ_SIZE = 1024 * 1024;
 let readBuf = Buffer.allocUnsafe(MAX_CHUNK + READ_SIZE);
 
@@ -42,23 +38,36 @@ function post(msg: Reply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(msg, transfer);
 }
 
+/** Failures writing a staged pack are the repository's, not the source file's: they end the backup. */
+function packFailure(err: unknown): CairnError {
+  pack?.abort();
+  pack = null;
+  if (err instanceof CairnError) return err;
+  return new CairnError('BACKEND_UNAVAILABLE', `writing a pack in ${init.staging.folder} failed: ${(err as Error).message}`, { cause: err });
+}
+
 async function emitPack(): Promise<void> {
   if (!pack || pack.count === 0) return;
-  const done = pack.finish();
+  let done;
+  try {
+    done = pack.finish();
+  } catch (err) {
+    throw packFailure(err);
+  }
+  const file = pack.path;
   pack = null;
-  const data = done.buffer.buffer as ArrayBuffer;
   unsaved++;
-  post({ op: 'pack', id: done.id, data, length: done.length, blobs: done.blobs }, [data]);
+  post({ op: 'pack', id: done.id, path: file, length: done.length, blobs: done.blobs });
   while (unsaved > MAX_UNSAVED_PACKS) await new Promise<void>((r) => (packSavedWaiter = r));
 }
 
-/** Hashes a chunk and, when new, seals it into the current pack. */
+/** Hashes a chunk and, when new, seals it into the current pack (the chunk's bytes are encrypted in place). */
 async function saveChunk(chunk: Buffer, r: SaveResult): Promise<void> {
   const id = createHash('sha256').update(chunk).digest('hex');
   r.content.push(id);
   if (known.has(id)) return;
   known.add(id);
-  let plain: Uint8Array = chunk;
+  let plain = chunk;
   let uncompressedLength: number | undefined;
   if (compressor) {
     const packed = compressor.compress(chunk);
@@ -67,9 +76,13 @@ async function saveChunk(chunk: Buffer, r: SaveResult): Promise<void> {
       uncompressedLength = chunk.length;
     }
   }
-  if (pack && !pack.fits(plain.length)) await emitPack();
-  if (!pack) pack = new PackWriter(key, spare.pop() ?? Buffer.allocUnsafe(PACK_CAPACITY));
-  const sealedLength = pack.add('data', id, plain, uncompressedLength);
+  let sealedLength: number;
+  try {
+    pack ??= new PackFileWriter(key, path.join(init.staging.folder, `${init.staging.prefix}${packSeq++}`));
+    sealedLength = pack.add('data', id, plain, uncompressedLength);
+  } catch (err) {
+    throw packFailure(err);
+  }
   r.blobsNew++;
   r.bytesNew += chunk.length;
   r.bytesPacked += sealedLength;
@@ -351,7 +364,6 @@ port.on('message', (m: Request) => {
     return;
   }
   if (m.op === 'packSaved') {
-    if (m.data && m.data.byteLength === PACK_CAPACITY && spare.length < 2) spare.push(Buffer.from(m.data));
     unsaved--;
     const w = packSavedWaiter;
     packSavedWaiter = null;

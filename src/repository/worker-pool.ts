@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CairnError, type ErrorCode } from '../errors.js';
@@ -10,6 +11,7 @@ import { PACK_SIZE } from './repository.js';
 import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { transferable } from '../util/transfer.js';
 import { polynomialToHex } from '../chunker/polynomial.js';
+import { removeStaged, stagingPrefix, sweepStaging } from './staging.js';
 
 /** The compiled worker script; tests run from TypeScript sources, so they use the build in dist/. */
 function workerScript(): URL {
@@ -58,9 +60,13 @@ export class WorkerPool {
   #packSaves: Promise<void>[] = [];
   #failure: unknown = null;
   #closed = false;
+  readonly #staging: { folder: string; prefix: string };
+  /** Set by the first backup job: stale staged files are swept before this pool stages any. */
+  #stagingReady: Promise<void> | null = null;
 
   constructor(repo: Repository, opts: PoolOptions = {}) {
     this.#repo = repo;
+    this.#staging = { folder: repo.backend.stagingFolder ?? os.tmpdir(), prefix: stagingPrefix() };
     const n = opts.workers ?? (Number(process.env.CAIRN_WORKERS) || Math.max(1, Math.min(os.availableParallelism(), 8)));
     const init: WorkerInit = {
       key: repo.key.raw,
@@ -68,10 +74,11 @@ export class WorkerPool {
       compression: repo.compression,
       packSize: opts.packSize ?? PACK_SIZE,
       noatime: process.getuid?.() === 0,
+      staging: this.#staging,
     };
     const script = workerScript();
     for (let i = 0; i < n; i++) {
-      const worker = new Worker(script, { workerData: init });
+      const worker = new Worker(script, { workerData: { ...init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` } } satisfies WorkerInit });
       const slot: Slot = { worker, inFlight: 0 };
       worker.on('message', (m: Reply) => this.#onMessage(slot, m));
       worker.on('error', (err) => this.#fail(err));
@@ -92,7 +99,7 @@ export class WorkerPool {
 
   #onMessage(slot: Slot, m: Reply): void {
     if (m.op === 'pack') {
-      const save = this.#savePack(slot, m.id, m.data, m.length, m.blobs);
+      const save = this.#savePack(slot, m.id, m.path, m.blobs);
       this.#packSaves.push(save);
       return;
     }
@@ -105,13 +112,12 @@ export class WorkerPool {
     else p.reject(new SourceError(m.message, m.errno));
   }
 
-  async #savePack(from: Slot, id: Id, data: ArrayBuffer, length: number, blobs: PackedBlob[]): Promise<void> {
+  async #savePack(from: Slot, id: Id, path: string, blobs: PackedBlob[]): Promise<void> {
     try {
-      await this.#repo.savePack(id, Buffer.from(data, 0, length), blobs);
+      await this.#repo.savePackFile(id, path, blobs);
       const ids = blobs.map((b) => b.id);
       for (const s of this.#slots) if (s !== from) s.worker.postMessage({ op: 'known', ids } satisfies Request);
-      // The buffer goes back to its worker to hold the next pack: nothing is left here for a GC.
-      from.worker.postMessage({ op: 'packSaved', data } satisfies Request, [data]);
+      from.worker.postMessage({ op: 'packSaved' } satisfies Request);
     } catch (err) {
       this.#fail(err);
     }
@@ -140,13 +146,24 @@ export class WorkerPool {
     return this.#slots.reduce((n, s) => n + s.inFlight, 0);
   }
 
+  /** Before the first pack is staged: the leftovers of crashed runs go (see staging.ts). */
+  #prepareStaging(): Promise<void> {
+    this.#stagingReady ??= (async () => {
+      await fs.mkdir(this.#staging.folder, { recursive: true }).catch(() => undefined);
+      await sweepStaging(this.#staging.folder);
+    })();
+    return this.#stagingReady;
+  }
+
   /** Chunks, hashes and stores a file's content; rejects with SourceError when it cannot be read. */
-  saveFile(path: string | Buffer): Promise<SaveResult> {
+  async saveFile(path: string | Buffer): Promise<SaveResult> {
+    await this.#prepareStaging();
     return this.#call({ op: 'file', seq: ++this.#seq, path });
   }
 
   /** Stores one chunk of data (already cut by the caller). */
-  saveBuffer(data: Uint8Array): Promise<SaveResult> {
+  async saveBuffer(data: Uint8Array): Promise<SaveResult> {
+    await this.#prepareStaging();
     const ab = transferable(data);
     return this.#call({ op: 'buffer', seq: ++this.#seq, data: ab }, [ab]);
   }
@@ -200,9 +217,12 @@ export class WorkerPool {
     if (this.#failure) throw this.#failure;
   }
 
+  /** Stops the workers; packs they staged but did not finish (an error, an abort) are removed. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+    await Promise.allSettled(this.#packSaves);
+    if (this.#stagingReady) await removeStaged(this.#staging.folder, this.#staging.prefix);
   }
 }
