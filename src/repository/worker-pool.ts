@@ -63,12 +63,14 @@ export class WorkerPool {
   readonly #staging: { folder: string; prefix: string };
   /** Set by the first backup job: stale staged files are swept before this pool stages any. */
   #stagingReady: Promise<void> | null = null;
+  readonly #size: number;
+  readonly #init: WorkerInit;
 
   constructor(repo: Repository, opts: PoolOptions = {}) {
     this.#repo = repo;
     this.#staging = { folder: repo.backend.stagingFolder ?? os.tmpdir(), prefix: stagingPrefix() };
-    const n = opts.workers ?? (Number(process.env.CAIRN_WORKERS) || Math.max(1, Math.min(os.availableParallelism(), 8)));
-    const init: WorkerInit = {
+    this.#size = opts.workers ?? (Number(process.env.CAIRN_WORKERS) || Math.max(1, Math.min(os.availableParallelism(), 8)));
+    this.#init = {
       key: repo.key.raw,
       polynomial: polynomialToHex(repo.config.polynomial),
       compression: repo.compression,
@@ -76,9 +78,14 @@ export class WorkerPool {
       noatime: process.getuid?.() === 0,
       staging: this.#staging,
     };
+  }
+
+  /** Workers start with the first job: a backup that reads no file (nothing changed) never pays for them. */
+  #start(): void {
     const script = workerScript();
-    for (let i = 0; i < n; i++) {
-      const worker = new Worker(script, { workerData: { ...init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` } } satisfies WorkerInit });
+    for (let i = 0; i < this.#size; i++) {
+      const workerData: WorkerInit = { ...this.#init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` } };
+      const worker = new Worker(script, { workerData });
       const slot: Slot = { worker, inFlight: 0 };
       worker.on('message', (m: Reply) => this.#onMessage(slot, m));
       worker.on('error', (err) => this.#fail(err));
@@ -88,7 +95,7 @@ export class WorkerPool {
   }
 
   get size(): number {
-    return this.#slots.length;
+    return this.#size;
   }
 
   #broadcastKnown(): void {
@@ -133,6 +140,7 @@ export class WorkerPool {
   #call<T>(req: Request, transfer: ArrayBuffer[] = [], slot?: Slot): Promise<T> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#closed) return Promise.reject(new CairnError('INTERNAL', 'worker pool is closed'));
+    if (this.#slots.length === 0) this.#start();
     const s = slot ?? this.#slots.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
     s.inFlight++;
     return new Promise<T>((resolve, reject) => {
