@@ -66,6 +66,13 @@ export interface Backend {
    */
   load(h: Handle, offset?: number, length?: number, signal?: AbortSignal): Promise<Buffer>;
 
+  /**
+   * Optional: as `load` of `into.length` bytes from `offset`, read into the caller's buffer, so
+   * that readers can reuse a few buffers instead of allocating one per range. Use `loadRange`,
+   * which falls back to `load` for backends without this method.
+   */
+  loadInto?(h: Handle, offset: number, into: Buffer, signal?: AbortSignal): Promise<void>;
+
   /** Size of a file; `NOT_FOUND` when it does not exist. */
   stat(h: Handle): Promise<FileInfo>;
 
@@ -94,4 +101,15 @@ export async function saveLocalFile(backend: Backend, h: Handle, path: string, s
   if (backend.saveFile) return backend.saveFile(h, path, signal);
   await backend.save(h, await readFile(path), signal);
   await rm(path, { force: true });
+}
+
+/**
+ * `length` bytes of a file from `offset`: read into `into` (its first `length` bytes, returned as
+ * a view) when the backend can, otherwise loaded into a buffer of its own.
+ */
+export async function loadRange(backend: Backend, h: Handle, offset: number, length: number, into?: Buffer, signal?: AbortSignal): Promise<Buffer> {
+  if (!into || !backend.loadInto || into.length < length) return backend.load(h, offset, length, signal);
+  const view = into.subarray(0, length);
+  await backend.loadInto(h, offset, view, signal);
+  return view;
 }

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Backend, FileType, Handle } from './backend.js';
-import { FILE_TYPES, saveLocalFile } from './backend.js';
+import { FILE_TYPES, loadRange, saveLocalFile } from './backend.js';
 
 /** A backend under test and how to throw it away. */
 export interface BackendFixture {
@@ -233,6 +233,21 @@ export function runBackendConformance(name: string, make: () => Promise<BackendF
         await saves;
         for (const s of (await listed(b, 'snapshot')).values()) seen.add(s);
         expect([...seen]).toEqual([size]);
+      }),
+    );
+
+    it(
+      'loads ranges into a caller\'s buffer (loadRange: natively or through load)',
+      withBackend(async (b) => {
+        await b.create();
+        const data = randomBytes(100_000);
+        const h: Handle = { type: 'data', name: digest(data) };
+        await b.save(h, data);
+        const into = Buffer.alloc(200_000);
+        const got = await loadRange(b, h, 1000, 50_000, into);
+        expect(got.equals(data.subarray(1000, 51_000))).toBe(true);
+        if (b.loadInto) expect(got.buffer).toBe(into.buffer);
+        expect(await code(loadRange(b, h, 60_000, 50_000, into))).toBe('INTEGRITY');
       }),
     );
 

@@ -178,7 +178,15 @@ export class LocalBackend implements Backend {
     }
   }
 
-  async load(h: Handle, offset = 0, length?: number, signal?: AbortSignal): Promise<Buffer> {
+  load(h: Handle, offset = 0, length?: number, signal?: AbortSignal): Promise<Buffer> {
+    return this.#read(h, offset, length, undefined, signal);
+  }
+
+  async loadInto(h: Handle, offset: number, into: Buffer, signal?: AbortSignal): Promise<void> {
+    await this.#read(h, offset, into.length, into, signal);
+  }
+
+  async #read(h: Handle, offset: number, length: number | undefined, into: Buffer | undefined, signal?: AbortSignal): Promise<Buffer> {
     const file = handlePath(this.#root, h);
     const what = label(h);
     if (!Number.isSafeInteger(offset) || offset < 0 || (length !== undefined && (!Number.isSafeInteger(length) || length < 0))) {
@@ -193,7 +201,7 @@ export class LocalBackend implements Backend {
         const asked = length === undefined ? `reading from offset ${offset}` : `${length} bytes at offset ${offset}`;
         throw new CairnError('INTEGRITY', `${what} in ${this.#root} has only ${size} bytes, too few for ${asked}`);
       }
-      const buf = Buffer.allocUnsafe(want);
+      const buf = into ?? Buffer.allocUnsafe(want);
       for (let got = 0; got < want; ) {
         checkAborted(signal, `loading ${what}`);
         const { bytesRead } = await fh.read(buf, got, Math.min(PIECE, want - got), offset + got);

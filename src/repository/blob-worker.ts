@@ -10,7 +10,7 @@ import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, MAX_CHUNK, MIN_CHUNK } from '../chunker/chunker.js';
 import { Key } from '../crypto/crypto.js';
-import { ScratchCompressor, decompress } from '../compress/zstd.js';
+import { ScratchCompressor, ScratchDecompressor } from '../compress/zstd.js';
 import { CairnError } from '../errors.js';
 import { PackFileWriter, parsePackTail } from './pack.js';
 import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
@@ -28,6 +28,7 @@ const MAX_UNSAVED_PACKS = 1;
 let unsaved = 0;
 let packSavedWaiter: (() => void) | null = null;
 const compressor = init.compression === 'off' ? null : new ScratchCompressor(init.compression);
+const decompressor = new ScratchDecompressor();
 /** The data pack being written: a staged file that goes to the main thread when full. */
 let pack: PackFileWriter | null = null;
 let packSeq = 0;
@@ -155,7 +156,7 @@ function openBlobs(data: ArrayBuffer, blobs: OpenBlob[]): OpenResult {
   const errors: (string | null)[] = [];
   for (const b of blobs) {
     try {
-      const p = openBlob(buf.subarray(b.offset, b.offset + b.length), b);
+      const p = Buffer.from(openBlob(buf.subarray(b.offset, b.offset + b.length), b));
       plains.push(p);
       lengths.push(p.length);
       errors.push(null);
@@ -168,21 +169,26 @@ function openBlobs(data: ArrayBuffer, blobs: OpenBlob[]): OpenResult {
   return { data: transferable(out), lengths, errors };
 }
 
+/**
+ * Verifies, decrypts (in place: `sealed` holds plaintext afterwards), decompresses and hash-checks
+ * one blob. The result is a view into `sealed` or into the decompressor's scratch buffer, valid
+ * until the next call: loaded ranges and plaintexts leave no garbage behind.
+ */
 function openBlob(sealed: Buffer, b: OpenBlob): Buffer {
   if (sealed.length !== b.length) throw new CairnError('INTEGRITY', `blob ${b.id} is truncated`);
   let plain: Buffer;
   try {
-    plain = key.decrypt(sealed);
+    plain = key.openInPlace(sealed);
   } catch {
     throw new CairnError('INTEGRITY', `blob ${b.id} fails verification (damaged ciphertext)`);
   }
-  if (b.uncompressedLength !== undefined) plain = decompress(plain, b.uncompressedLength);
+  if (b.uncompressedLength !== undefined) plain = decompressor.decompress(plain, b.uncompressedLength);
   if (createHash('sha256').update(plain).digest('hex') !== b.id) throw new CairnError('INTEGRITY', `blob ${b.id} has the wrong content hash`);
   return plain;
 }
 
-function checkPack(id: string, data: ArrayBuffer): CheckPackResult {
-  const buf = Buffer.from(data);
+function checkPack(id: string, data: ArrayBuffer, length: number): CheckPackResult {
+  const buf = Buffer.from(data, 0, length);
   const errors: string[] = [];
   const actual = createHash('sha256').update(buf).digest('hex');
   if (actual !== id) errors.push(`pack ${id}: content hash is ${actual}, the file is damaged`);
@@ -337,11 +343,11 @@ async function handle(m: Request): Promise<void> {
       return;
     }
     case 'checkPack':
-      return reply(m.seq, async () => checkPack(m.id, m.data));
+      return reply(m.seq, async () => checkPack(m.id, m.data, m.length), m.data);
     case 'verifyFile':
       return reply(m.seq, async () => verifyFile(m.path, m.blobs));
     case 'restoreBlobs':
-      return reply(m.seq, async () => restoreBlobs(m.data, m.blobs));
+      return reply(m.seq, async () => restoreBlobs(m.data, m.blobs), m.data);
     case 'fsBatch':
       return reply(m.seq, async () => fsBatch(m.ops));
     default:
@@ -349,12 +355,14 @@ async function handle(m: Request): Promise<void> {
   }
 }
 
-async function reply(seq: number, fn: () => Promise<unknown>): Promise<void> {
+/** Posts the job's result; `lent`, a buffer the main thread loaded, goes back with it to be loaded into again. */
+async function reply(seq: number, fn: () => Promise<unknown>, lent?: ArrayBuffer): Promise<void> {
+  const back = lent ? [lent] : [];
   try {
-    post({ op: 'done', seq, result: await fn() });
+    post({ op: 'done', seq, result: await fn(), lent }, back);
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { code?: string };
-    post({ op: 'error', seq, message: e.message, code: err instanceof CairnError ? err.code : undefined, errno: err instanceof CairnError ? undefined : e.code });
+    post({ op: 'error', seq, message: e.message, code: err instanceof CairnError ? err.code : undefined, errno: err instanceof CairnError ? undefined : e.code, lent }, back);
   }
 }
 

@@ -38,6 +38,19 @@ export interface PoolOptions {
   packSize?: number;
 }
 
+/** Lent buffers are sized in whole MiB, so one buffer fits many ranges. */
+const SPARE_ROUNDING = 1024 * 1024;
+
+/**
+ * The ArrayBuffer to transfer for `data`, whose offsets start at 0: its own when it starts there
+ * and is not a slice of Node's shared pool (then it may be larger than `data`), else a copy.
+ */
+function lend(data: Buffer): ArrayBuffer {
+  const ab = data.buffer;
+  if (data.byteOffset === 0 && ab instanceof ArrayBuffer && ab.byteLength > Buffer.poolSize) return ab;
+  return transferable(data);
+}
+
 /** An error a worker reported while reading a source file, with the errno it saw. */
 export class SourceError extends Error {
   readonly errno: string | undefined;
@@ -65,6 +78,8 @@ export class WorkerPool {
   #stagingReady: Promise<void> | null = null;
   readonly #size: number;
   readonly #init: WorkerInit;
+  /** Buffers back from workers, to load the next ranges into. */
+  readonly #spare: ArrayBuffer[] = [];
 
   constructor(repo: Repository, opts: PoolOptions = {}) {
     this.#repo = repo;
@@ -114,6 +129,7 @@ export class WorkerPool {
     if (!p) return;
     this.#pending.delete(m.seq);
     p.slot.inFlight--;
+    if (m.lent) this.#giveBack(m.lent);
     if (m.op === 'done') p.resolve(m.result);
     else if (m.code) p.reject(new CairnError(m.code as ErrorCode, m.message));
     else p.reject(new SourceError(m.message, m.errno));
@@ -194,9 +210,35 @@ export class WorkerPool {
     return { plains, errors: r.errors };
   }
 
+  /**
+   * A buffer of `size` bytes to load pack bytes into. Buffers handed to `checkPack` and
+   * `restoreBlobs` come back from the workers and are used again, so reading a repository
+   * allocates a few buffers rather than one per range.
+   */
+  buffer(size: number): Buffer {
+    const i = this.#spare.findIndex((ab) => ab.byteLength >= size);
+    if (i >= 0) return Buffer.from(this.#spare.splice(i, 1)[0], 0, size);
+    // None is large enough: a larger one replaces the smallest, so the count stays bounded.
+    this.#spare.sort((a, b) => b.byteLength - a.byteLength).pop();
+    return Buffer.from(new ArrayBuffer(Math.ceil(size / SPARE_ROUNDING) * SPARE_ROUNDING), 0, size);
+  }
+
+  /** Keeps a buffer that came back from a worker for the next load. */
+  #giveBack(ab: ArrayBuffer): void {
+    if (ab.byteLength < SPARE_ROUNDING) return;
+    this.#spare.push(ab);
+    // Keep the largest few: one per worker and one loading.
+    if (this.#spare.length > this.#size + 1) this.#spare.sort((a, b) => b.byteLength - a.byteLength).pop();
+  }
+
+  /** Returns a buffer from `buffer` that will not be handed to a worker (its load failed). */
+  recycle(buf: Buffer): void {
+    if (buf.byteOffset === 0 && buf.buffer instanceof ArrayBuffer) this.#giveBack(buf.buffer);
+  }
+
   checkPack(id: Id, data: Buffer): Promise<CheckPackResult> {
-    const ab = transferable(data);
-    return this.#call({ op: 'checkPack', seq: ++this.#seq, id, data: ab }, [ab]);
+    const ab = lend(data);
+    return this.#call({ op: 'checkPack', seq: ++this.#seq, id, data: ab, length: data.length }, [ab]);
   }
 
   verifyFile(path: string, blobs: { id: Id; size: number }[]): Promise<boolean> {
@@ -205,7 +247,7 @@ export class WorkerPool {
 
   /** Verifies blobs out of a loaded pack range and writes each to its destinations, in a worker. */
   restoreBlobs(data: Buffer, blobs: RestoreBlob[]): Promise<{ errors: (string | null)[]; written: number }> {
-    const ab = transferable(data);
+    const ab = lend(data);
     return this.#call({ op: 'restoreBlobs', seq: ++this.#seq, data: ab, blobs }, [ab]);
   }
 

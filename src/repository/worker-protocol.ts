@@ -30,7 +30,7 @@ export type Request =
   | { op: 'known'; ids: Id[] }
   | { op: 'packSaved' }
   | { op: 'open'; seq: number; data: ArrayBuffer; blobs: OpenBlob[] }
-  | { op: 'checkPack'; seq: number; id: Id; data: ArrayBuffer }
+  | { op: 'checkPack'; seq: number; id: Id; data: ArrayBuffer; length: number }
   | { op: 'verifyFile'; seq: number; path: string; blobs: { id: Id; size: number }[] }
   | { op: 'restoreBlobs'; seq: number; data: ArrayBuffer; blobs: RestoreBlob[] }
   | { op: 'fsBatch'; seq: number; ops: FsOp[] };
@@ -79,6 +79,6 @@ export interface CheckPackResult {
 }
 
 export type Reply =
-  | { op: 'done'; seq: number; result: unknown }
-  | { op: 'error'; seq: number; message: string; code?: string; errno?: string }
+  | { op: 'done'; seq: number; result: unknown; lent?: ArrayBuffer }
+  | { op: 'error'; seq: number; message: string; code?: string; errno?: string; lent?: ArrayBuffer }
   | { op: 'pack'; id: Id; path: string; length: number; blobs: PackedBlob[] };
