@@ -5,6 +5,7 @@
  *
  * Every backend must pass `runBackendConformance` (backend/conformance.ts) unchanged.
  */
+import { readFile, rm } from 'node:fs/promises';
 
 /** The kinds of file in a repository; `config` has exactly one file, named ''. */
 export type FileType = 'config' | 'key' | 'lock' | 'snapshot' | 'index' | 'data';
@@ -43,11 +44,34 @@ export interface Backend {
   save(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void>;
 
   /**
+   * Optional: a folder on the repository's own file system where a caller may prepare a file for
+   * `saveFile`, so that saving it is a rename rather than a copy. Files there whose names are not
+   * ids are never listed. Callers clean up after themselves (see repository/staging.ts).
+   */
+  readonly stagingFolder?: string;
+
+  /**
+   * Optional: stores the content of the local file at `path` under `h`, with every guarantee of
+   * `save` (atomic, durable, no overwrite with other content, idempotent). On success the file at
+   * `path` is gone (moved into the repository or removed); on failure it may still be there, for
+   * the caller to retry or remove. Use `saveLocalFile`, which falls back to `save` for backends
+   * without this method.
+   */
+  saveFile?(h: Handle, path: string, signal?: AbortSignal): Promise<void>;
+
+  /**
    * Returns `length` bytes from `offset` (whole file from `offset` when `length` is undefined).
    * Fails with `NOT_FOUND` when the file does not exist, and with `INTEGRITY` when the file is
    * shorter than `offset + length` (never returns a short buffer silently). Idempotent.
    */
   load(h: Handle, offset?: number, length?: number, signal?: AbortSignal): Promise<Buffer>;
+
+  /**
+   * Optional: as `load` of `into.length` bytes from `offset`, read into the caller's buffer, so
+   * that readers can reuse a few buffers instead of allocating one per range. Use `loadRange`,
+   * which falls back to `load` for backends without this method.
+   */
+  loadInto?(h: Handle, offset: number, into: Buffer, signal?: AbortSignal): Promise<void>;
 
   /** Size of a file; `NOT_FOUND` when it does not exist. */
   stat(h: Handle): Promise<FileInfo>;
@@ -67,4 +91,25 @@ export interface Backend {
 
   /** Releases connections and handles. The backend is unusable afterwards. */
   close(): Promise<void>;
+}
+
+/**
+ * Stores the local file at `path` under `h` and removes the file: by the backend's own `saveFile`
+ * when it has one (a rename for a local repository), otherwise by reading it and calling `save`.
+ */
+export async function saveLocalFile(backend: Backend, h: Handle, path: string, signal?: AbortSignal): Promise<void> {
+  if (backend.saveFile) return backend.saveFile(h, path, signal);
+  await backend.save(h, await readFile(path), signal);
+  await rm(path, { force: true });
+}
+
+/**
+ * `length` bytes of a file from `offset`: read into `into` (its first `length` bytes, returned as
+ * a view) when the backend can, otherwise loaded into a buffer of its own.
+ */
+export async function loadRange(backend: Backend, h: Handle, offset: number, length: number, into?: Buffer, signal?: AbortSignal): Promise<Buffer> {
+  if (!into || !backend.loadInto || into.length < length) return backend.load(h, offset, length, signal);
+  const view = into.subarray(0, length);
+  await backend.loadInto(h, offset, view, signal);
+  return view;
 }

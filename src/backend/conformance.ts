@@ -1,7 +1,10 @@
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import type { Backend, FileType, Handle } from './backend.js';
-import { FILE_TYPES } from './backend.js';
+import { FILE_TYPES, loadRange, saveLocalFile } from './backend.js';
 
 /** A backend under test and how to throw it away. */
 export interface BackendFixture {
@@ -230,6 +233,49 @@ export function runBackendConformance(name: string, make: () => Promise<BackendF
         await saves;
         for (const s of (await listed(b, 'snapshot')).values()) seen.add(s);
         expect([...seen]).toEqual([size]);
+      }),
+    );
+
+    it(
+      'loads ranges into a caller\'s buffer (loadRange: natively or through load)',
+      withBackend(async (b) => {
+        await b.create();
+        const data = randomBytes(100_000);
+        const h: Handle = { type: 'data', name: digest(data) };
+        await b.save(h, data);
+        const into = Buffer.alloc(200_000);
+        const got = await loadRange(b, h, 1000, 50_000, into);
+        expect(got.equals(data.subarray(1000, 51_000))).toBe(true);
+        if (b.loadInto) expect(got.buffer).toBe(into.buffer);
+        expect(await code(loadRange(b, h, 60_000, 50_000, into))).toBe('INTEGRITY');
+      }),
+    );
+
+    it(
+      'saves local files (saveLocalFile: natively or through save): the file is taken, staged files are never listed, a retry succeeds, other content is refused',
+      withBackend(async (b) => {
+        await b.create();
+        const folder = b.stagingFolder ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-staging-')));
+        const stage = async (data: Buffer, n: number): Promise<string> => {
+          const file = path.join(folder, `.cairn-tmp-test-${process.pid}-00-0-${n}`);
+          await fs.writeFile(file, data);
+          return file;
+        };
+        const data = randomBytes(3 * 1024 * 1024 + 7);
+        const h: Handle = { type: 'data', name: digest(data) };
+        const first = await stage(data, 0);
+        const pending = await stage(randomBytes(10), 1);
+        expect((await listed(b, 'data')).size).toBe(0);
+        await saveLocalFile(b, h, first);
+        expect(await fs.stat(first).catch(() => null)).toBeNull();
+        expect(digest(await b.load(h))).toBe(h.name);
+        expect([...(await listed(b, 'data'))]).toEqual([[h.name, data.length]]);
+        await saveLocalFile(b, h, await stage(data, 2));
+        expect(await code(saveLocalFile(b, h, await stage(randomBytes(100), 3)))).toBe('BAD_INPUT');
+        expect(digest(await b.load(h))).toBe(h.name);
+        await fs.rm(pending);
+        await Promise.all((await fs.readdir(folder)).filter((n) => n.startsWith('.cairn-tmp-test-')).map((n) => fs.rm(path.join(folder, n))));
+        if (!b.stagingFolder) await fs.rm(folder, { recursive: true });
       }),
     );
 

@@ -153,6 +153,22 @@ describe('local backend', () => {
     await expect(fs.stat(path.join(dir, 'data', flat))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
+  it('saves a staged file by renaming it from data/ into data/xx: read-only, into a missing folder too', async () => {
+    const { dir, b } = await created();
+    expect(b.stagingFolder).toBe(path.join(dir, 'data'));
+    await fs.rm(path.join(dir, 'data', 'ef'), { recursive: true });
+    const staged = path.join(b.stagingFolder, '.cairn-tmp-h-1-00-0-0');
+    await fs.writeFile(staged, 'packed', { mode: 0o600 });
+    const { ino } = await fs.stat(staged);
+    const name = 'ef'.repeat(32);
+    await b.saveFile({ type: 'data', name }, staged);
+    const st = await fs.stat(path.join(dir, 'data', 'ef', name));
+    expect(st.ino).toBe(ino);
+    expect(st.mode & 0o777).toBe(0o400);
+    expect(await fs.readdir(path.join(dir, 'data', 'ef'))).toEqual([name]);
+    expect((await fs.readdir(path.join(dir, 'data'))).filter((n) => n.startsWith('.'))).toEqual([]);
+  });
+
   it('does not recreate a repository folder that has gone (an unmounted drive)', async () => {
     const { dir, b } = await created();
     await fs.rm(dir, { recursive: true });

@@ -7,7 +7,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +71,13 @@ async function dropCaches(): Promise<void> {
   await fs.writeFile('/proc/sys/vm/drop_caches', '3').catch(() => undefined);
 }
 
+/** The node options in a script's `#!/usr/bin/env -S node …` line: what the installed `cairn` runs with. */
+function shebangOptions(script: string): string[] {
+  const first = readFileSync(script, 'utf8').split('\n', 1)[0];
+  const m = /^#!\/usr\/bin\/env -S node (.+)$/.exec(first);
+  return m ? m[1].trim().split(/\s+/) : [];
+}
+
 async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number): Promise<Record<string, Measure | number>> {
   const repo = path.join(BENCH, `${tool}-repo`);
   const work = path.join(BENCH, `${tool}-corpus`);
@@ -81,7 +88,7 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
   await fs.writeFile(pw, 'benchmark password\n', { mode: 0o600 });
   const env = { CAIRN_REPOSITORY: repo, CAIRN_PASSWORD_FILE: pw, RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: pw, RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache') };
   const exe = tool === 'cairn' ? process.execPath : 'restic';
-  const pre = tool === 'cairn' ? [CLI] : [];
+  const pre = tool === 'cairn' ? [...shebangOptions(CLI), CLI] : [];
   await sh(exe, [...pre, 'init'], env);
   const out: Record<string, Measure | number> = {};
   await dropCaches();

@@ -41,8 +41,12 @@ interface CCtx {
   setParameter(param: number, value: number): void;
   compress2(dst: Uint8Array, src: Uint8Array): number;
 }
+interface DCtx {
+  decompress(dst: Uint8Array, src: Uint8Array): number;
+}
 interface ZstdBinding {
   CCtx: new () => CCtx;
+  DCtx: new () => DCtx;
   CParameter: { compressionLevel: number };
   compressBound(size: number): number;
 }
@@ -67,6 +71,34 @@ export class ScratchCompressor {
     const bound = this.#binding.compressBound(data.length);
     if (this.#scratch.length < bound) this.#scratch = Buffer.allocUnsafe(bound);
     const n = this.#cctx.compress2(this.#scratch, data);
+    return this.#scratch.subarray(0, n);
+  }
+}
+
+/**
+ * A decompressor that writes into one scratch buffer it keeps (restore and check open every blob);
+ * the result is a view into the scratch buffer, valid until the next call. The size recorded in
+ * the pack header bounds the output, so damaged data cannot make it allocate without limit.
+ */
+export class ScratchDecompressor {
+  readonly #dctx: DCtx;
+  #scratch: Buffer = Buffer.alloc(0);
+
+  constructor() {
+    const binding = createRequire(import.meta.url)('zstd-napi/binding.js') as ZstdBinding;
+    this.#dctx = new binding.DCtx();
+  }
+
+  decompress(data: Uint8Array, expectedSize: number): Buffer {
+    // One byte of room beyond the expected size tells a frame that is too long from one that fits.
+    if (this.#scratch.length < expectedSize + 1) this.#scratch = Buffer.allocUnsafe(expectedSize + 1);
+    let n: number;
+    try {
+      n = this.#dctx.decompress(this.#scratch.subarray(0, expectedSize + 1), data);
+    } catch (err) {
+      throw new CairnError('INTEGRITY', `zstd decompression failed: ${(err as Error).message}`);
+    }
+    if (n !== expectedSize) throw new CairnError('INTEGRITY', `decompressed size ${n} differs from the recorded ${expectedSize}`);
     return this.#scratch.subarray(0, n);
   }
 }

@@ -118,6 +118,27 @@ describe('Key', () => {
     expect(key.decrypt(backing.subarray(7, 7 + sealed.length)).equals(plain)).toBe(true);
   });
 
+  it('seals and opens in place: same format as encrypt and decrypt, damage still detected first', () => {
+    const key = Key.random();
+    const plain = randomBytes(600_000);
+    const data = Buffer.from(plain);
+    const iv = Buffer.alloc(IV_SIZE);
+    const mac = Buffer.alloc(MAC_SIZE);
+    key.sealInPlace(data, iv, mac);
+    expect(data.equals(plain)).toBe(false);
+    const sealed = Buffer.concat([iv, data, mac]);
+    expect(key.decrypt(sealed).equals(plain)).toBe(true);
+    const backing = Buffer.concat([randomBytes(5), sealed]);
+    const opened = key.openInPlace(backing.subarray(5));
+    expect(opened.equals(plain)).toBe(true);
+    expect(opened.buffer).toBe(backing.buffer);
+    const damaged = key.encrypt(plain);
+    damaged[1000] ^= 1;
+    const before = Buffer.from(damaged);
+    expectIntegrityError(() => key.openInPlace(damaged));
+    expect(damaged.equals(before)).toBe(true);
+  });
+
   it('round-trips through JSON and raw bytes', () => {
     const key = Key.random();
     const j = key.toJSON();

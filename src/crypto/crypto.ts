@@ -127,10 +127,41 @@ export class Key {
   }
 
   /**
+   * Seals `data` in place: `data` becomes the ciphertext, `iv` and `mac` (16 bytes each) receive
+   * the IV and the tag, so IV || data || MAC is the sealed message. For writing blobs straight to
+   * a pack file without an output buffer the size of the blob.
+   */
+  sealInPlace(data: Buffer, iv: Buffer, mac: Buffer): void {
+    if (iv.length !== IV_SIZE || mac.length !== MAC_SIZE) throw new CairnError('INTERNAL', 'sealInPlace: IV and MAC must be 16 bytes');
+    randomFillNonzero(iv);
+    this.#ctr(iv, data, data, 0);
+    poly1305Into(this.#oneTimeKey(iv), data, mac, 0);
+  }
+
+  /**
+   * Opens IV || CIPHERTEXT || MAC in place, as `decrypt` does (MAC first), but writes the plaintext
+   * over the ciphertext and returns a view of it: no buffer the size of the message is allocated.
+   */
+  openInPlace(sealed: Buffer): Buffer {
+    this.#verify(sealed);
+    const ciphertext = sealed.subarray(IV_SIZE, sealed.length - MAC_SIZE);
+    this.#ctr(sealed.subarray(0, IV_SIZE), ciphertext, ciphertext, 0);
+    return ciphertext;
+  }
+
+  /**
    * Opens IV || CIPHERTEXT || MAC. The MAC is checked (in constant time) before anything is
    * decrypted; `INTEGRITY` when it does not match or the input is too short to be sealed data.
    */
   decrypt(sealed: Uint8Array): Buffer {
+    const ciphertext = this.#verify(sealed);
+    const plain = Buffer.allocUnsafe(ciphertext.length);
+    this.#ctr(sealed.subarray(0, IV_SIZE), ciphertext, plain, 0);
+    return plain;
+  }
+
+  /** Checks the MAC of IV || CIPHERTEXT || MAC (in constant time); returns the ciphertext. */
+  #verify(sealed: Uint8Array): Uint8Array {
     if (sealed.length < CRYPTO_OVERHEAD) {
       throw new CairnError('INTEGRITY', 'ciphertext verification failed');
     }
@@ -143,9 +174,7 @@ export class Key {
     if (!timingSafeEqual(this.#tag, sealed.subarray(macAt))) {
       throw new CairnError('INTEGRITY', 'ciphertext verification failed');
     }
-    const plain = Buffer.allocUnsafe(ciphertext.length);
-    this.#ctr(iv, ciphertext, plain, 0);
-    return plain;
+    return ciphertext;
   }
 
   /**

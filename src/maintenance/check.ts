@@ -1,4 +1,5 @@
 import { CairnError } from '../errors.js';
+import { loadRange } from '../backend/backend.js';
 import type { Id } from '../repository/id.js';
 import type { PackedBlob } from '../repository/pack.js';
 import { readPackHeader } from './repair.js';
@@ -58,7 +59,8 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
       if (!got.has(k)) res.errors.push(`pack ${id}: ${b.type} blob ${b.id} listed in the index is not in the pack`);
     }
   };
-  await mapLimit(packIds, opts.readData ? 2 * (pool?.size ?? 1) : 8, async (id) => {
+  // Reading data: one pack per worker and one loading, in buffers that the workers hand back.
+  await mapLimit(packIds, opts.readData ? (pool?.size ?? 1) + 1 : 8, async (id) => {
     if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
     const size = onDisk.get(id);
     if (size === undefined) {
@@ -67,7 +69,15 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
     }
     try {
       if (opts.readData && pool) {
-        const data = await repo.backend.load({ type: 'data', name: id });
+        const buf = pool.buffer(size);
+        let data: Buffer;
+        try {
+          data = await loadRange(repo.backend, { type: 'data', name: id }, 0, size, buf);
+        } catch (err) {
+          pool.recycle(buf);
+          throw err;
+        }
+        if (data.buffer !== buf.buffer) pool.recycle(buf);
         const r = await pool.checkPack(id, data);
         res.errors.push(...r.errors);
         if (r.blobs.length > 0) verifyHeader(id, r.blobs);

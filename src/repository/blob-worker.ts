@@ -6,12 +6,13 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, MAX_CHUNK, MIN_CHUNK } from '../chunker/chunker.js';
 import { Key } from '../crypto/crypto.js';
-import { ScratchCompressor, decompress } from '../compress/zstd.js';
+import { ScratchCompressor, ScratchDecompressor } from '../compress/zstd.js';
 import { CairnError } from '../errors.js';
-import { PackWriter, parsePackTail } from './pack.js';
+import { PackFileWriter, parsePackTail } from './pack.js';
 import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { applyMetadataSync } from '../fs/apply.js';
 import { fromWire, showPath } from '../fs/fspath.js';
@@ -22,19 +23,15 @@ const port = parentPort!;
 const key = Key.fromRaw(init.key);
 const chunker = new Chunker(BigInt(`0x${init.polynomial}`));
 const known = new Set<string>();
-/** Packs handed over but not yet saved; past this many the worker waits, so memory stays flat. */
+/** Packs handed over but not yet saved; past this many the worker waits, so staged files stay few. */
 const MAX_UNSAVED_PACKS = 1;
 let unsaved = 0;
 let packSavedWaiter: (() => void) | null = null;
 const compressor = init.compression === 'off' ? null : new ScratchCompressor(init.compression);
-/**
- * A pack buffer holds a pack and its header; a chunk that does not fit closes the pack early (even
- * the largest chunk fits an empty buffer, since packs are at least as large as chunks).
- */
-const PACK_CAPACITY = Math.max(init.packSize, MAX_CHUNK) + 1024 * 1024;
-/** Pack buffers come back from the main thread once saved and are used again. */
-const spare: Buffer[] = [];
-let pack: PackWriter | null = null;
+const decompressor = new ScratchDecompressor();
+/** The data pack being written: a staged file that goes to the main thread when full. */
+let pack: PackFileWriter | null = null;
+let packSeq = 0;
 const READ_SIZE = 1024 * 1024;
 let readBuf = Buffer.allocUnsafe(MAX_CHUNK + READ_SIZE);
 
@@ -42,23 +39,36 @@ function post(msg: Reply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(msg, transfer);
 }
 
+/** Failures writing a staged pack are the repository's, not the source file's: they end the backup. */
+function packFailure(err: unknown): CairnError {
+  pack?.abort();
+  pack = null;
+  if (err instanceof CairnError) return err;
+  return new CairnError('BACKEND_UNAVAILABLE', `writing a pack in ${init.staging.folder} failed: ${(err as Error).message}`, { cause: err });
+}
+
 async function emitPack(): Promise<void> {
   if (!pack || pack.count === 0) return;
-  const done = pack.finish();
+  let done;
+  try {
+    done = pack.finish();
+  } catch (err) {
+    throw packFailure(err);
+  }
+  const file = pack.path;
   pack = null;
-  const data = done.buffer.buffer as ArrayBuffer;
   unsaved++;
-  post({ op: 'pack', id: done.id, data, length: done.length, blobs: done.blobs }, [data]);
+  post({ op: 'pack', id: done.id, path: file, length: done.length, blobs: done.blobs });
   while (unsaved > MAX_UNSAVED_PACKS) await new Promise<void>((r) => (packSavedWaiter = r));
 }
 
-/** Hashes a chunk and, when new, seals it into the current pack. */
+/** Hashes a chunk and, when new, seals it into the current pack (the chunk's bytes are encrypted in place). */
 async function saveChunk(chunk: Buffer, r: SaveResult): Promise<void> {
   const id = createHash('sha256').update(chunk).digest('hex');
   r.content.push(id);
   if (known.has(id)) return;
   known.add(id);
-  let plain: Uint8Array = chunk;
+  let plain = chunk;
   let uncompressedLength: number | undefined;
   if (compressor) {
     const packed = compressor.compress(chunk);
@@ -67,9 +77,13 @@ async function saveChunk(chunk: Buffer, r: SaveResult): Promise<void> {
       uncompressedLength = chunk.length;
     }
   }
-  if (pack && !pack.fits(plain.length)) await emitPack();
-  if (!pack) pack = new PackWriter(key, spare.pop() ?? Buffer.allocUnsafe(PACK_CAPACITY));
-  const sealedLength = pack.add('data', id, plain, uncompressedLength);
+  let sealedLength: number;
+  try {
+    pack ??= new PackFileWriter(key, path.join(init.staging.folder, `${init.staging.prefix}${packSeq++}`));
+    sealedLength = pack.add('data', id, plain, uncompressedLength);
+  } catch (err) {
+    throw packFailure(err);
+  }
   r.blobsNew++;
   r.bytesNew += chunk.length;
   r.bytesPacked += sealedLength;
@@ -142,7 +156,7 @@ function openBlobs(data: ArrayBuffer, blobs: OpenBlob[]): OpenResult {
   const errors: (string | null)[] = [];
   for (const b of blobs) {
     try {
-      const p = openBlob(buf.subarray(b.offset, b.offset + b.length), b);
+      const p = Buffer.from(openBlob(buf.subarray(b.offset, b.offset + b.length), b));
       plains.push(p);
       lengths.push(p.length);
       errors.push(null);
@@ -155,21 +169,26 @@ function openBlobs(data: ArrayBuffer, blobs: OpenBlob[]): OpenResult {
   return { data: transferable(out), lengths, errors };
 }
 
+/**
+ * Verifies, decrypts (in place: `sealed` holds plaintext afterwards), decompresses and hash-checks
+ * one blob. The result is a view into `sealed` or into the decompressor's scratch buffer, valid
+ * until the next call: loaded ranges and plaintexts leave no garbage behind.
+ */
 function openBlob(sealed: Buffer, b: OpenBlob): Buffer {
   if (sealed.length !== b.length) throw new CairnError('INTEGRITY', `blob ${b.id} is truncated`);
   let plain: Buffer;
   try {
-    plain = key.decrypt(sealed);
+    plain = key.openInPlace(sealed);
   } catch {
     throw new CairnError('INTEGRITY', `blob ${b.id} fails verification (damaged ciphertext)`);
   }
-  if (b.uncompressedLength !== undefined) plain = decompress(plain, b.uncompressedLength);
+  if (b.uncompressedLength !== undefined) plain = decompressor.decompress(plain, b.uncompressedLength);
   if (createHash('sha256').update(plain).digest('hex') !== b.id) throw new CairnError('INTEGRITY', `blob ${b.id} has the wrong content hash`);
   return plain;
 }
 
-function checkPack(id: string, data: ArrayBuffer): CheckPackResult {
-  const buf = Buffer.from(data);
+function checkPack(id: string, data: ArrayBuffer, length: number): CheckPackResult {
+  const buf = Buffer.from(data, 0, length);
   const errors: string[] = [];
   const actual = createHash('sha256').update(buf).digest('hex');
   if (actual !== id) errors.push(`pack ${id}: content hash is ${actual}, the file is damaged`);
@@ -324,11 +343,11 @@ async function handle(m: Request): Promise<void> {
       return;
     }
     case 'checkPack':
-      return reply(m.seq, async () => checkPack(m.id, m.data));
+      return reply(m.seq, async () => checkPack(m.id, m.data, m.length), m.data);
     case 'verifyFile':
       return reply(m.seq, async () => verifyFile(m.path, m.blobs));
     case 'restoreBlobs':
-      return reply(m.seq, async () => restoreBlobs(m.data, m.blobs));
+      return reply(m.seq, async () => restoreBlobs(m.data, m.blobs), m.data);
     case 'fsBatch':
       return reply(m.seq, async () => fsBatch(m.ops));
     default:
@@ -336,12 +355,14 @@ async function handle(m: Request): Promise<void> {
   }
 }
 
-async function reply(seq: number, fn: () => Promise<unknown>): Promise<void> {
+/** Posts the job's result; `lent`, a buffer the main thread loaded, goes back with it to be loaded into again. */
+async function reply(seq: number, fn: () => Promise<unknown>, lent?: ArrayBuffer): Promise<void> {
+  const back = lent ? [lent] : [];
   try {
-    post({ op: 'done', seq, result: await fn() });
+    post({ op: 'done', seq, result: await fn(), lent }, back);
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { code?: string };
-    post({ op: 'error', seq, message: e.message, code: err instanceof CairnError ? err.code : undefined, errno: err instanceof CairnError ? undefined : e.code });
+    post({ op: 'error', seq, message: e.message, code: err instanceof CairnError ? err.code : undefined, errno: err instanceof CairnError ? undefined : e.code, lent }, back);
   }
 }
 
@@ -351,7 +372,6 @@ port.on('message', (m: Request) => {
     return;
   }
   if (m.op === 'packSaved') {
-    if (m.data && m.data.byteLength === PACK_CAPACITY && spare.length < 2) spare.push(Buffer.from(m.data));
     unsaved--;
     const w = packSavedWaiter;
     packSavedWaiter = null;

@@ -22,7 +22,8 @@ export const REFRESH_EVERY_MS = 5 * 60 * 1000;
 /** After writing our lock, wait this long and look again, so two clients racing both see each other. */
 const SETTLE_MS = 200;
 
-function processAlive(pid: number): boolean {
+/** Whether a process with this pid runs on this host (one we may not signal counts as running). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -1,7 +1,10 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Key } from '../crypto/crypto.js';
 import { hashId } from './id.js';
-import { PackBuilder, PackWriter, encodePackHeader, parsePackHeader, parsePackTail } from './pack.js';
+import { PackBuilder, PackFileWriter, encodePackHeader, parsePackHeader, parsePackTail } from './pack.js';
 import { buildIndexFiles, MasterIndex, MAX_BLOBS_PER_INDEX } from './master-index.js';
 import { decodeUnpacked, encodeUnpacked } from './unpacked.js';
 
@@ -37,23 +40,33 @@ describe('packs', () => {
     expect(blobs[1].offset).toBe(blobA.length);
   });
 
-  it('builds packs in a reused buffer that parse back, and says when the buffer is full', () => {
-    const buf = Buffer.alloc(4096);
-    for (let round = 0; round < 2; round++) {
-      const w = new PackWriter(key, buf);
-      const blobs: Buffer[] = [];
-      while (w.fits(500)) {
-        const plain = Buffer.alloc(500, blobs.length + round);
-        w.add('data', hashId(plain), plain);
-        blobs.push(plain);
+  it('writes packs straight to a file that parses back, named by its hash, and removes aborted ones', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-pack-'));
+    try {
+      const w = new PackFileWriter(key, path.join(dir, 'p1'));
+      const plains: Buffer[] = [];
+      for (let i = 0; i < 5; i++) {
+        const plain = Buffer.alloc(500 + i * 1000, i + 1);
+        plains.push(Buffer.from(plain));
+        // The blob is sealed in place: the caller's buffer holds ciphertext afterwards.
+        w.add('data', hashId(plain), plain, i === 2 ? 9999 : undefined);
+        expect(plain.equals(plains[i])).toBe(false);
       }
-      expect(blobs.length).toBeGreaterThan(3);
-      expect(() => w.add('data', 'ee'.repeat(32), Buffer.alloc(500))).toThrow(/pack buffer full/);
-      const { id, buffer, length, blobs: entries } = w.finish();
-      const bytes = Buffer.from(buffer.subarray(0, length));
+      const { id, length, blobs } = w.finish();
+      const bytes = fs.readFileSync(w.path);
+      expect(bytes.length).toBe(length);
       expect(id).toBe(hashId(bytes));
-      expect(parsePackTail(key, bytes, length, id)).toEqual({ blobs: entries });
-      entries.forEach((e, i) => expect(key.decrypt(bytes.subarray(e.offset, e.offset + e.length)).equals(blobs[i])).toBe(true));
+      expect(parsePackTail(key, bytes, length, id)).toEqual({ blobs });
+      expect(blobs[2].uncompressedLength).toBe(9999);
+      blobs.forEach((e, i) => expect(key.decrypt(bytes.subarray(e.offset, e.offset + e.length)).equals(plains[i])).toBe(true));
+      expect(() => new PackFileWriter(key, w.path)).toThrow(/EEXIST/);
+
+      const aborted = new PackFileWriter(key, path.join(dir, 'p2'));
+      aborted.add('data', hashId(Buffer.from('x')), Buffer.from('x'));
+      aborted.abort();
+      expect(fs.readdirSync(dir)).toEqual(['p1']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

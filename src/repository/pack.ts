@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import { CairnError } from '../errors.js';
 import type { Key } from '../crypto/crypto.js';
-import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
+import { CRYPTO_OVERHEAD, IV_SIZE, MAC_SIZE } from '../crypto/crypto.js';
 import type { Id } from './id.js';
 
 /**
@@ -142,23 +143,27 @@ export class PackBuilder {
   }
 }
 
-/** Room kept for a header entry and the sealed header's overhead. */
-const HEADER_TAIL = CRYPTO_OVERHEAD + 4;
-
 /**
- * Builds a pack inside one buffer that the caller provides and may reuse: blobs are sealed in
- * place (no per-blob output buffers), and the header is appended at the end.
+ * Writes a pack straight to a file, as restic does: each blob is sealed in place in the caller's
+ * buffer and appended with its IV and MAC, the pack is hashed as it grows, and the header goes at
+ * the end. Nothing pack-sized is held in memory. The file is created new (`wx`) at `path`; on
+ * `abort` it is closed and removed.
  */
-export class PackWriter {
+export class PackFileWriter {
+  readonly path: string;
   readonly #key: Key;
-  readonly #buf: Buffer;
+  readonly #fd: number;
+  readonly #hash = createHash('sha256');
   readonly #blobs: PackedBlob[] = [];
+  readonly #iv = Buffer.alloc(IV_SIZE);
+  readonly #mac = Buffer.alloc(MAC_SIZE);
   #size = 0;
-  #headerBytes = 0;
+  #open = true;
 
-  constructor(key: Key, buf: Buffer) {
+  constructor(key: Key, path: string) {
     this.#key = key;
-    this.#buf = buf;
+    this.path = path;
+    this.#fd = fs.openSync(path, 'wx', 0o600);
   }
 
   get size(): number {
@@ -169,27 +174,50 @@ export class PackWriter {
     return this.#blobs.length;
   }
 
-  /** Whether a blob of this plaintext length (and its header entry) still fits the buffer. */
-  fits(plainLength: number): boolean {
-    return this.#size + plainLength + CRYPTO_OVERHEAD + this.#headerBytes + ENTRY_COMPRESSED + HEADER_TAIL <= this.#buf.length;
-  }
-
-  /** Seals `plain` (already compressed when `uncompressedLength` is set) into the pack. */
-  add(type: BlobType, id: Id, plain: Uint8Array, uncompressedLength?: number): number {
-    if (!this.fits(plain.length)) throw new CairnError('INTERNAL', 'pack buffer full');
-    const length = this.#key.encryptInto(plain, this.#buf, this.#size);
+  /**
+   * Seals `plain` (already compressed when `uncompressedLength` is set) into the pack; `plain` is
+   * encrypted in place, so the caller must not need its bytes afterwards. Returns the sealed length.
+   */
+  add(type: BlobType, id: Id, plain: Buffer, uncompressedLength?: number): number {
+    this.#key.sealInPlace(plain, this.#iv, this.#mac);
+    this.#write([this.#iv, plain, this.#mac]);
+    const length = plain.length + CRYPTO_OVERHEAD;
     this.#blobs.push({ id, type, offset: this.#size, length, uncompressedLength });
     this.#size += length;
-    this.#headerBytes += uncompressedLength === undefined ? ENTRY_PLAIN : ENTRY_COMPRESSED;
     return length;
   }
 
-  /** Appends the header; the pack is `buffer.subarray(0, length)`, named by its hash. */
-  finish(): { id: Id; buffer: Buffer; length: number; blobs: PackedBlob[] } {
+  /** Appends the header and closes the file; the pack is named by the hash of its bytes. */
+  finish(): { id: Id; length: number; blobs: PackedBlob[] } {
     const tail = sealPackHeader(this.#key, this.#blobs);
-    tail.copy(this.#buf, this.#size);
-    const length = this.#size + tail.length;
-    const id = createHash('sha256').update(this.#buf.subarray(0, length)).digest('hex');
-    return { id, buffer: this.#buf, length, blobs: this.#blobs };
+    this.#write([tail]);
+    this.#open = false;
+    fs.closeSync(this.#fd);
+    return { id: this.#hash.digest('hex'), length: this.#size + tail.length, blobs: this.#blobs };
+  }
+
+  /** Closes and removes the unfinished file. */
+  abort(): void {
+    if (this.#open) {
+      this.#open = false;
+      fs.closeSync(this.#fd);
+    }
+    fs.rmSync(this.path, { force: true });
+  }
+
+  #write(parts: Buffer[]): void {
+    let total = 0;
+    for (const p of parts) {
+      this.#hash.update(p);
+      total += p.length;
+    }
+    let done = fs.writevSync(this.#fd, parts);
+    // Short writes are rare (a full disk reports ENOSPC instead), but finish the rest piece by piece.
+    while (done < total) {
+      let skip = done;
+      let i = 0;
+      while (skip >= parts[i].length) skip -= parts[i++].length;
+      done += fs.writeSync(this.#fd, parts[i], skip);
+    }
   }
 }

@@ -1,5 +1,5 @@
 import { CairnError } from '../errors.js';
-import type { Backend, FileType } from '../backend/backend.js';
+import { saveLocalFile, type Backend, type FileType } from '../backend/backend.js';
 import { Key } from '../crypto/crypto.js';
 import type { KdfParams } from '../crypto/kdf.js';
 import { compress, decompress, type CompressionMode } from '../compress/zstd.js';
@@ -226,6 +226,17 @@ export class Repository {
   async savePack(id: Id, bytes: Uint8Array, blobs: PackedBlob[]): Promise<void> {
     await this.#writeGate;
     await this.backend.save({ type: 'data', name: id }, bytes);
+    this.#packSaved(id, blobs);
+  }
+
+  /** Saves a finished pack that a worker wrote to the local file `path` (moved or removed once saved). */
+  async savePackFile(id: Id, path: string, blobs: PackedBlob[]): Promise<void> {
+    await this.#writeGate;
+    await saveLocalFile(this.backend, { type: 'data', name: id }, path);
+    this.#packSaved(id, blobs);
+  }
+
+  #packSaved(id: Id, blobs: PackedBlob[]): void {
     this.index.addPack(id, blobs);
     for (const b of blobs) this.#pendingBlobs.delete(MasterIndex.key(b.type, b.id));
     this.#unindexed.push({ id, blobs });

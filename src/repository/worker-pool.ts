@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { existsSync } from 'node:fs';
+import fs from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CairnError, type ErrorCode } from '../errors.js';
@@ -10,6 +11,7 @@ import { PACK_SIZE } from './repository.js';
 import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { transferable } from '../util/transfer.js';
 import { polynomialToHex } from '../chunker/polynomial.js';
+import { removeStaged, stagingPrefix, sweepStaging } from './staging.js';
 
 /** The compiled worker script; tests run from TypeScript sources, so they use the build in dist/. */
 function workerScript(): URL {
@@ -36,6 +38,19 @@ export interface PoolOptions {
   packSize?: number;
 }
 
+/** Lent buffers are sized in whole MiB, so one buffer fits many ranges. */
+const SPARE_ROUNDING = 1024 * 1024;
+
+/**
+ * The ArrayBuffer to transfer for `data`, whose offsets start at 0: its own when it starts there
+ * and is not a slice of Node's shared pool (then it may be larger than `data`), else a copy.
+ */
+function lend(data: Buffer): ArrayBuffer {
+  const ab = data.buffer;
+  if (data.byteOffset === 0 && ab instanceof ArrayBuffer && ab.byteLength > Buffer.poolSize) return ab;
+  return transferable(data);
+}
+
 /** An error a worker reported while reading a source file, with the errno it saw. */
 export class SourceError extends Error {
   readonly errno: string | undefined;
@@ -58,20 +73,34 @@ export class WorkerPool {
   #packSaves: Promise<void>[] = [];
   #failure: unknown = null;
   #closed = false;
+  readonly #staging: { folder: string; prefix: string };
+  /** Set by the first backup job: stale staged files are swept before this pool stages any. */
+  #stagingReady: Promise<void> | null = null;
+  readonly #size: number;
+  readonly #init: WorkerInit;
+  /** Buffers back from workers, to load the next ranges into. */
+  readonly #spare: ArrayBuffer[] = [];
 
   constructor(repo: Repository, opts: PoolOptions = {}) {
     this.#repo = repo;
-    const n = opts.workers ?? (Number(process.env.CAIRN_WORKERS) || Math.max(1, Math.min(os.availableParallelism(), 8)));
-    const init: WorkerInit = {
+    this.#staging = { folder: repo.backend.stagingFolder ?? os.tmpdir(), prefix: stagingPrefix() };
+    this.#size = opts.workers ?? (Number(process.env.CAIRN_WORKERS) || Math.max(1, Math.min(os.availableParallelism(), 8)));
+    this.#init = {
       key: repo.key.raw,
       polynomial: polynomialToHex(repo.config.polynomial),
       compression: repo.compression,
       packSize: opts.packSize ?? PACK_SIZE,
       noatime: process.getuid?.() === 0,
+      staging: this.#staging,
     };
+  }
+
+  /** Workers start with the first job: a backup that reads no file (nothing changed) never pays for them. */
+  #start(): void {
     const script = workerScript();
-    for (let i = 0; i < n; i++) {
-      const worker = new Worker(script, { workerData: init });
+    for (let i = 0; i < this.#size; i++) {
+      const workerData: WorkerInit = { ...this.#init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` } };
+      const worker = new Worker(script, { workerData });
       const slot: Slot = { worker, inFlight: 0 };
       worker.on('message', (m: Reply) => this.#onMessage(slot, m));
       worker.on('error', (err) => this.#fail(err));
@@ -81,7 +110,7 @@ export class WorkerPool {
   }
 
   get size(): number {
-    return this.#slots.length;
+    return this.#size;
   }
 
   #broadcastKnown(): void {
@@ -92,7 +121,7 @@ export class WorkerPool {
 
   #onMessage(slot: Slot, m: Reply): void {
     if (m.op === 'pack') {
-      const save = this.#savePack(slot, m.id, m.data, m.length, m.blobs);
+      const save = this.#savePack(slot, m.id, m.path, m.blobs);
       this.#packSaves.push(save);
       return;
     }
@@ -100,18 +129,18 @@ export class WorkerPool {
     if (!p) return;
     this.#pending.delete(m.seq);
     p.slot.inFlight--;
+    if (m.lent) this.#giveBack(m.lent);
     if (m.op === 'done') p.resolve(m.result);
     else if (m.code) p.reject(new CairnError(m.code as ErrorCode, m.message));
     else p.reject(new SourceError(m.message, m.errno));
   }
 
-  async #savePack(from: Slot, id: Id, data: ArrayBuffer, length: number, blobs: PackedBlob[]): Promise<void> {
+  async #savePack(from: Slot, id: Id, path: string, blobs: PackedBlob[]): Promise<void> {
     try {
-      await this.#repo.savePack(id, Buffer.from(data, 0, length), blobs);
+      await this.#repo.savePackFile(id, path, blobs);
       const ids = blobs.map((b) => b.id);
       for (const s of this.#slots) if (s !== from) s.worker.postMessage({ op: 'known', ids } satisfies Request);
-      // The buffer goes back to its worker to hold the next pack: nothing is left here for a GC.
-      from.worker.postMessage({ op: 'packSaved', data } satisfies Request, [data]);
+      from.worker.postMessage({ op: 'packSaved' } satisfies Request);
     } catch (err) {
       this.#fail(err);
     }
@@ -127,6 +156,7 @@ export class WorkerPool {
   #call<T>(req: Request, transfer: ArrayBuffer[] = [], slot?: Slot): Promise<T> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#closed) return Promise.reject(new CairnError('INTERNAL', 'worker pool is closed'));
+    if (this.#slots.length === 0) this.#start();
     const s = slot ?? this.#slots.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
     s.inFlight++;
     return new Promise<T>((resolve, reject) => {
@@ -140,13 +170,24 @@ export class WorkerPool {
     return this.#slots.reduce((n, s) => n + s.inFlight, 0);
   }
 
+  /** Before the first pack is staged: the leftovers of crashed runs go (see staging.ts). */
+  #prepareStaging(): Promise<void> {
+    this.#stagingReady ??= (async () => {
+      await fs.mkdir(this.#staging.folder, { recursive: true }).catch(() => undefined);
+      await sweepStaging(this.#staging.folder);
+    })();
+    return this.#stagingReady;
+  }
+
   /** Chunks, hashes and stores a file's content; rejects with SourceError when it cannot be read. */
-  saveFile(path: string | Buffer): Promise<SaveResult> {
+  async saveFile(path: string | Buffer): Promise<SaveResult> {
+    await this.#prepareStaging();
     return this.#call({ op: 'file', seq: ++this.#seq, path });
   }
 
   /** Stores one chunk of data (already cut by the caller). */
-  saveBuffer(data: Uint8Array): Promise<SaveResult> {
+  async saveBuffer(data: Uint8Array): Promise<SaveResult> {
+    await this.#prepareStaging();
     const ab = transferable(data);
     return this.#call({ op: 'buffer', seq: ++this.#seq, data: ab }, [ab]);
   }
@@ -169,9 +210,35 @@ export class WorkerPool {
     return { plains, errors: r.errors };
   }
 
+  /**
+   * A buffer of `size` bytes to load pack bytes into. Buffers handed to `checkPack` and
+   * `restoreBlobs` come back from the workers and are used again, so reading a repository
+   * allocates a few buffers rather than one per range.
+   */
+  buffer(size: number): Buffer {
+    const i = this.#spare.findIndex((ab) => ab.byteLength >= size);
+    if (i >= 0) return Buffer.from(this.#spare.splice(i, 1)[0], 0, size);
+    // None is large enough: a larger one replaces the smallest, so the count stays bounded.
+    this.#spare.sort((a, b) => b.byteLength - a.byteLength).pop();
+    return Buffer.from(new ArrayBuffer(Math.ceil(size / SPARE_ROUNDING) * SPARE_ROUNDING), 0, size);
+  }
+
+  /** Keeps a buffer that came back from a worker for the next load. */
+  #giveBack(ab: ArrayBuffer): void {
+    if (ab.byteLength < SPARE_ROUNDING) return;
+    this.#spare.push(ab);
+    // Keep the largest few: one per worker and one loading.
+    if (this.#spare.length > this.#size + 1) this.#spare.sort((a, b) => b.byteLength - a.byteLength).pop();
+  }
+
+  /** Returns a buffer from `buffer` that will not be handed to a worker (its load failed). */
+  recycle(buf: Buffer): void {
+    if (buf.byteOffset === 0 && buf.buffer instanceof ArrayBuffer) this.#giveBack(buf.buffer);
+  }
+
   checkPack(id: Id, data: Buffer): Promise<CheckPackResult> {
-    const ab = transferable(data);
-    return this.#call({ op: 'checkPack', seq: ++this.#seq, id, data: ab }, [ab]);
+    const ab = lend(data);
+    return this.#call({ op: 'checkPack', seq: ++this.#seq, id, data: ab, length: data.length }, [ab]);
   }
 
   verifyFile(path: string, blobs: { id: Id; size: number }[]): Promise<boolean> {
@@ -180,7 +247,7 @@ export class WorkerPool {
 
   /** Verifies blobs out of a loaded pack range and writes each to its destinations, in a worker. */
   restoreBlobs(data: Buffer, blobs: RestoreBlob[]): Promise<{ errors: (string | null)[]; written: number }> {
-    const ab = transferable(data);
+    const ab = lend(data);
     return this.#call({ op: 'restoreBlobs', seq: ++this.#seq, data: ab, blobs }, [ab]);
   }
 
@@ -200,9 +267,12 @@ export class WorkerPool {
     if (this.#failure) throw this.#failure;
   }
 
+  /** Stops the workers; packs they staged but did not finish (an error, an abort) are removed. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+    await Promise.allSettled(this.#packSaves);
+    if (this.#stagingReady) await removeStaged(this.#staging.folder, this.#staging.prefix);
   }
 }

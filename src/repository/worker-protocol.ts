@@ -9,6 +9,8 @@ export interface WorkerInit {
   polynomial: string;
   compression: CompressionMode;
   packSize: number;
+  /** Where this worker writes its data packs: a folder and a file name prefix (see staging.ts). */
+  staging: { folder: string; prefix: string };
   /** Ask the kernel not to update atime while reading sources (needs ownership or root). */
   noatime: boolean;
 }
@@ -26,9 +28,9 @@ export type Request =
   | { op: 'buffer'; seq: number; data: ArrayBuffer }
   | { op: 'flush'; seq: number }
   | { op: 'known'; ids: Id[] }
-  | { op: 'packSaved'; data?: ArrayBuffer }
+  | { op: 'packSaved' }
   | { op: 'open'; seq: number; data: ArrayBuffer; blobs: OpenBlob[] }
-  | { op: 'checkPack'; seq: number; id: Id; data: ArrayBuffer }
+  | { op: 'checkPack'; seq: number; id: Id; data: ArrayBuffer; length: number }
   | { op: 'verifyFile'; seq: number; path: string; blobs: { id: Id; size: number }[] }
   | { op: 'restoreBlobs'; seq: number; data: ArrayBuffer; blobs: RestoreBlob[] }
   | { op: 'fsBatch'; seq: number; ops: FsOp[] };
@@ -77,6 +79,6 @@ export interface CheckPackResult {
 }
 
 export type Reply =
-  | { op: 'done'; seq: number; result: unknown }
-  | { op: 'error'; seq: number; message: string; code?: string; errno?: string }
-  | { op: 'pack'; id: Id; data: ArrayBuffer; length: number; blobs: PackedBlob[] };
+  | { op: 'done'; seq: number; result: unknown; lent?: ArrayBuffer }
+  | { op: 'error'; seq: number; message: string; code?: string; errno?: string; lent?: ArrayBuffer }
+  | { op: 'pack'; id: Id; path: string; length: number; blobs: PackedBlob[] };

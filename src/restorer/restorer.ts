@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { CairnError } from '../errors.js';
+import { loadRange } from '../backend/backend.js';
 import { createSpecial } from '../fs/apply.js';
 import type { Node } from '../fs/node.js';
 import type { Id } from '../repository/id.js';
@@ -232,12 +233,15 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     const start = range[0].loc.offset;
     const end = range[range.length - 1].loc.offset + range[range.length - 1].loc.length;
     let data: Buffer;
+    const buf = pool.buffer(end - start);
     try {
-      data = await repo.backend.load({ type: 'data', name: packId }, start, end - start);
+      data = await loadRange(repo.backend, { type: 'data', name: packId }, start, end - start, buf);
     } catch (err) {
+      pool.recycle(buf);
       for (const e of range) for (const d of e.dests) markFailed(d.file, `pack ${packId}: ${(err as Error).message}`);
       return;
     }
+    if (data.buffer !== buf.buffer) pool.recycle(buf);
     const blobs: RestoreBlob[] = range.map((e) => ({
       id: e.id,
       offset: e.loc.offset - start,

@@ -12,7 +12,7 @@ import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, tempDir, type TestRepo }
 
 async function packCount(repo: TestRepo): Promise<number> {
   let n = 0;
-  for (const d of await fs.readdir(path.join(repo.dir, 'data'))) n += (await fs.readdir(path.join(repo.dir, 'data', d))).length;
+  for (const d of await fs.readdir(path.join(repo.dir, 'data'))) if (/^[0-9a-f]{2}$/.test(d)) n += (await fs.readdir(path.join(repo.dir, 'data', d))).length;
   return n;
 }
 
@@ -113,6 +113,8 @@ describe('locks', () => {
     expect(code).toBe(130);
     expect(stderr).toMatch(/interrupted/);
     expect(await fs.readdir(path.join(repo.dir, 'locks'))).toHaveLength(0);
+    // Packs the workers had staged but not finished are removed on the way out.
+    expect((await fs.readdir(path.join(repo.dir, 'data'))).filter((n) => n.startsWith('.cairn-tmp-'))).toEqual([]);
     ok(await cairn(repo, ['check']), 'check after interrupt');
   });
 });
