@@ -13,8 +13,15 @@ export function parseMaxUnused(s: string): MaxUnused {
   if (s === 'unlimited') return 'unlimited';
   const pct = /^(\d+(?:\.\d+)?)%$/.exec(s);
   if (pct) return { percent: Number(pct[1]) };
-  const bytes = /^\d/.test(s) ? parseSize(s) : null;
-  if (bytes !== null) return { bytes };
+  // Zero is a size here (repack everything partly used), though not elsewhere.
+  if (/^0+(\.0+)?\s*[kKmMgGtT]?(i?[bB])?$/.test(s)) return { bytes: 0 };
+  if (/^\d/.test(s)) {
+    try {
+      return { bytes: parseSize(s, '--max-unused') };
+    } catch {
+      // Falls through to the message that names every accepted form.
+    }
+  }
   throw new CairnError('BAD_INPUT', `invalid --max-unused ${JSON.stringify(s)}: use a percentage (5%), a size (10M) or unlimited`);
 }
 
