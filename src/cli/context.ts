@@ -127,6 +127,36 @@ export class Context {
   }
 
   /**
+   * A second repository (the source of `copy`), with its own password: from `passwordFile`,
+   * CAIRN_FROM_PASSWORD_FILE or CAIRN_FROM_PASSWORD (restic's RESTIC_FROM_* too), or typed on a terminal.
+   */
+  async openOtherRepository(location: string, passwordFile?: string): Promise<Repository> {
+    const file = passwordFile ?? process.env.CAIRN_FROM_PASSWORD_FILE ?? process.env.RESTIC_FROM_PASSWORD_FILE;
+    let password: string;
+    if (file) {
+      const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
+        throw new CairnError('BAD_INPUT', `cannot read password file ${file}: ${err.code ?? err.message}`);
+      });
+      password = text.split(/\r?\n/)[0];
+    } else if ((process.env.CAIRN_FROM_PASSWORD ?? process.env.RESTIC_FROM_PASSWORD) !== undefined) {
+      password = (process.env.CAIRN_FROM_PASSWORD ?? process.env.RESTIC_FROM_PASSWORD)!;
+    } else if (process.stdin.isTTY) {
+      password = await readHidden('enter password for source repository: ', this.err);
+    } else {
+      throw new CairnError('BAD_INPUT', 'no password for the source repository: use --from-password-file, CAIRN_FROM_PASSWORD_FILE or CAIRN_FROM_PASSWORD');
+    }
+    const backend = openBackend(location, parseBackendOptions(this.opts.option ?? []));
+    try {
+      const repo = await Repository.open(backend, password);
+      this.#cleanups.push(() => repo.close());
+      return repo;
+    } catch (err) {
+      await backend.close();
+      throw err;
+    }
+  }
+
+  /**
    * Locks the repository. With `overlap`, returns once our lock file is written and lets the
    * caller read and compute while the lock settles; the repository holds writes until then.
    */

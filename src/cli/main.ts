@@ -13,6 +13,7 @@ import { registerBrowse } from './commands/browse.js';
 import { registerForget } from './commands/forget.js';
 import { registerPrune } from './commands/prune.js';
 import { registerRepair } from './commands/repair.js';
+import { registerCopy } from './commands/copy.js';
 import { registerReceiver } from './commands/receiver.js';
 import { registerDbCommands } from './commands/db.js';
 import { registerDbDump } from './commands/db-dump.js';
@@ -72,6 +73,7 @@ export function buildProgram(): Command {
   registerForget(program, run);
   registerPrune(program, run);
   registerRepair(program, run);
+  registerCopy(program, run);
   registerReceiver(program, run);
   registerDbCommands(program, run);
   registerDbDump(program, run);
