@@ -19,13 +19,13 @@ interface Job {
   tasks: { state: string; result: { snapshot?: string } | null }[];
 }
 
-const FILES = 6;
+const FILES = 10;
 const FILE_BYTES = 48 * 1024 * 1024;
 
 describe.runIf(HAVE_RESTIC)('daemon events and shutdown (must-show 4)', () => {
   let d: DaemonProcess;
   let src: string;
-  const config = { shutdownGraceSeconds: 0.5 };
+  const config = { shutdownGraceSeconds: 0.2 };
 
   beforeAll(async () => {
     src = path.join(await tempDir(), 'big');
