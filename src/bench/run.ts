@@ -1,9 +1,10 @@
 /**
  * `npm run bench`: Cairn beside restic on the shared corpus. Prints one JSON document with wall
  * seconds, CPU seconds, peak RSS and MiB/s for each step, restic's figures for the same work and
- * the ratios. The corpus (~1.1 GB) is built once under .bench/ and reused. Remote repositories
- * (s3rver, rclone serve restic) are measured with `npm run bench -- remote` alone, or after the
- * rest with CAIRN_BENCH_REMOTE=1.
+ * the ratios. The corpus (~1.1 GB) is built once under .bench/ and reused. After the local steps
+ * come remote repositories (s3rver, rclone serve restic; CAIRN_BENCH_REMOTE=0 skips them), the
+ * receiver, db-dump and the service (CAIRN_BENCH_DAEMON=0 skips it). `npm run bench -- remote|
+ * receiver|db-dump` runs one part alone; `npm run bench:daemon` the service's.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -180,6 +181,13 @@ async function runRemote(corpus: string, bytes: number, haveRestic: boolean): Pr
   return out;
 }
 
+/** The service's figures (change-to-snapshot latency, idle cost of 20 plans), from dist/bench/daemon.js in its own process. */
+function benchDaemon(): unknown {
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist/bench/daemon.js')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 24 });
+  if (r.status !== 0) return { failed: `exit ${r.status}` };
+  return JSON.parse(r.stdout) as unknown;
+}
+
 async function main(): Promise<void> {
   if (process.argv[2] === 'receiver') {
     process.stdout.write(`${JSON.stringify({ receiver: await benchReceiver(BENCH, CLI) }, null, 2)}\n`);
@@ -230,7 +238,8 @@ async function main(): Promise<void> {
     // Needs MariaDB; a machine without it still gets the repository figures.
     result.db_dump = await benchDbDump().catch((err: Error) => ({ skipped: err.message.split('\n')[0] }));
   }
-  if (process.env.CAIRN_BENCH_REMOTE === '1') result.remote = await runRemote(corpus, bytes, haveRestic);
+  if (process.env.CAIRN_BENCH_REMOTE !== '0') result.remote = await runRemote(corpus, bytes, haveRestic);
+  if (only !== 'restic' && process.env.CAIRN_BENCH_DAEMON !== '0') result.daemon = benchDaemon();
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
 
