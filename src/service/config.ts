@@ -10,6 +10,7 @@ import { Cron } from 'croner';
 import dotenv from 'dotenv';
 import YAML from 'yaml';
 import { z } from 'zod';
+import { parseDbUrl } from '../sources/db/url.js';
 import { CairnError } from '../errors.js';
 import { openBackend } from '../backend/location.js';
 import { parseDuration, type Policy } from '../maintenance/forget.js';
@@ -172,7 +173,25 @@ export const HttpEndpoint = z.strictObject({
   maxBytes: z.number().int().positive().optional(),
 });
 export const HttpSource = z.strictObject({ kind: z.literal('http'), endpoints: z.array(HttpEndpoint).min(1) });
-export const Source = z.union([PathSource, HttpSource]);
+export const DatabaseSource = z.strictObject({
+  kind: z.literal('database'),
+  /** `mysql://user@host:port/name`, `postgres://…[?format=custom]` or `sqlite:/path`; a password belongs in `passwordFile`. */
+  url: z.string().min(1),
+  passwordFile: z.string().min(1).optional(),
+  /**
+   * A restore drill after each backup: the dump is loaded into a scratch database (on the same server
+   * unless `scratch` names another), its tables and rows counted, and the scratch database dropped.
+   */
+  verify: z.union([z.boolean(), z.strictObject({ scratch: z.string().min(1).optional() })]).optional(),
+});
+export const Source = z.union([PathSource, HttpSource, DatabaseSource]);
+export type DatabaseSource = z.output<typeof DatabaseSource>;
+
+/** A database source's task name: engine and database (`mysql:shop`). */
+export function databaseTaskName(s: DatabaseSource): string {
+  const loc = parseDbUrl(s.url);
+  return `${loc.engine}:${loc.database}`;
+}
 export type Source = z.output<typeof Source>;
 export type PathSource = z.output<typeof PathSource>;
 
@@ -238,6 +257,25 @@ export const PlanInput = z
     if (http && p.watch) ctx.addIssue({ code: 'custom', path: ['watch'], message: 'an http source cannot be watched' });
     if (http && p.sources.length > 1) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'an http source is a plan of its own' });
     if (p.target.kind === 'mirror' && p.sources.length !== 1) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'a mirror follows exactly one folder' });
+    const dbs = p.sources.filter((s) => s.kind === 'database');
+    if (dbs.length > 0) {
+      if (dbs.length !== p.sources.length) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'database sources make a plan of their own (no folders or http sources beside them)' });
+      if (p.watch) ctx.addIssue({ code: 'custom', path: ['watch'], message: 'a database source cannot be watched: give it a schedule' });
+      if (p.target.kind !== 'repository') ctx.addIssue({ code: 'custom', path: ['target'], message: 'database sources write to repository targets' });
+      const names = new Set<string>();
+      dbs.forEach((d, i) => {
+        try {
+          const loc = parseDbUrl(d.url);
+          if (loc.password !== undefined) ctx.addIssue({ code: 'custom', path: ['sources', i, 'url'], message: 'keep the password out of the URL: put it in a 0600 file named by passwordFile' });
+          const name = databaseTaskName(d);
+          if (names.has(name)) ctx.addIssue({ code: 'custom', path: ['sources', i, 'url'], message: `${name} is listed twice` });
+          names.add(name);
+          if (typeof d.verify === 'object' && d.verify.scratch !== undefined) parseDbUrl(d.verify.scratch, { needName: false });
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', path: ['sources', i, 'url'], message: (err as Error).message });
+        }
+      });
+    }
   });
 export type Plan = z.output<typeof PlanInput>;
 export type PlanInput = z.input<typeof PlanInput>;

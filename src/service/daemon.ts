@@ -23,6 +23,7 @@ import { registerTargetRunner } from './targets.js';
 import { runArchive, runMirror } from '../targets/index.js';
 import { PlanWatcher } from './watcher.js';
 import { exportTask } from './http-export.js';
+import { databaseTask } from './db-task.js';
 import { buildApi } from './api/server.js';
 import type { FastifyInstance } from 'fastify';
 
@@ -93,7 +94,7 @@ export class Daemon {
     this.repository = o.repository;
     this.token = o.token;
     const log = (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => this.log[level](data ?? {}, msg);
-    this.runner = new JobRunner(this.catalog, { concurrency: o.config.concurrency, retryBaseMs: o.config.retryBaseMs, defaultRepository: o.repository, sourceTask: exportTask, log });
+    this.runner = new JobRunner(this.catalog, { concurrency: o.config.concurrency, retryBaseMs: o.config.retryBaseMs, defaultRepository: o.repository, sourceTask: (plan, task, ctx) => (plan.sources.some((s) => s.kind === 'database') ? databaseTask(plan, task, ctx) : exportTask(plan, task, ctx)), log });
     this.runner.on('finished', (job: JobRecord) => this.metrics.jobFinished(job));
     this.scheduler = new Scheduler((plan, trigger) => void this.#trigger(plan.name, trigger));
     this.watcher = new PlanWatcher(this.catalog, (plan) => void this.#trigger(plan.name, 'watch'), [this.dataDir], (plan, err) => this.log.error({ plan, error: err.message }, 'watcher failed'));

@@ -6,20 +6,20 @@
  */
 import { EventEmitter } from 'node:events';
 import { CairnError } from '../errors.js';
-import type { Plan, PathSource } from './config.js';
+import { databaseTaskName, type Plan, type PathSource } from './config.js';
 import type { JobEvent, JobRecord, JobTrigger, ServiceCatalog, TaskRecord } from './catalog.js';
 import { notify, runHooks } from './hooks.js';
 import type { RepositoryRef } from './backup-plan.js';
 import { targetRunner, type TargetOutcome, type TargetProgress } from './targets.js';
 
-/** Runs one task of a job whose sources are not plain folders (an HTTP export endpoint). */
+/** Runs one task of a job whose sources are not plain folders (an HTTP export endpoint, a database). */
 export type SourceTaskRunner = (plan: Plan, task: TaskRecord, ctx: { jobId: string; signal: AbortSignal; onProgress: (p: TargetProgress) => void; defaultRepository: RepositoryRef }) => Promise<TargetOutcome>;
 
 export interface JobRunnerOptions {
   concurrency: number;
   retryBaseMs: number;
   defaultRepository: RepositoryRef;
-  /** Where tasks of `http` sources go. */
+  /** Where tasks of `http` and `database` sources go. */
   sourceTask?: SourceTaskRunner;
   log: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
 }
@@ -31,6 +31,8 @@ const MAX_BACKOFF_MS = 5 * 60_000;
 export function taskNames(plan: Plan): string[] {
   const http = plan.sources.find((s) => s.kind === 'http');
   if (http && http.kind === 'http') return http.endpoints.map((e) => e.name);
+  const dbs = plan.sources.filter((s) => s.kind === 'database');
+  if (dbs.length > 0) return dbs.map(databaseTaskName);
   return [plan.target.kind === 'repository' ? 'backup' : plan.target.kind];
 }
 
@@ -283,8 +285,8 @@ export class JobRunner extends EventEmitter {
   }
 
   async #execute(job: JobRecord, plan: Plan, task: TaskRecord, changedPaths: string[] | null, signal: AbortSignal, onProgress: (p: TargetProgress) => void, unreadable: string[]): Promise<TargetOutcome> {
-    if (plan.sources.some((s) => s.kind === 'http')) {
-      if (!this.#opts.sourceTask) throw new CairnError('BAD_INPUT', 'http sources are not available in this build');
+    if (plan.sources.some((s) => s.kind === 'http' || s.kind === 'database')) {
+      if (!this.#opts.sourceTask) throw new CairnError('BAD_INPUT', 'http and database sources are not available in this build');
       return this.#opts.sourceTask(plan, task, { jobId: job.id, signal, onProgress, defaultRepository: this.#opts.defaultRepository });
     }
     const sources = (plan.sources as PathSource[]).map((s) => ({ path: s.path, excludes: s.excludes }));

@@ -45,7 +45,7 @@ function describe(r: PlanReply): string {
   const target = p.target.kind === 'repository' ? (p.target.repository ?? "the daemon's repository") : `${p.target.kind}:${p.target.dest}`;
   const lines = [
     `plan ${p.name}${s.paused ? ' (paused)' : ''}${s.running ? ' (running)' : ''}${s.behind ? ' (BEHIND)' : ''}`,
-    `  sources:      ${p.sources.map((x) => (x.kind === 'path' ? x.path : `http: ${x.endpoints.map((e) => e.name).join(', ')}`)).join(', ')}`,
+    `  sources:      ${p.sources.map((x) => (x.kind === 'path' ? x.path : x.kind === 'database' ? `database: ${x.url}` : `http: ${x.endpoints.map((e) => e.name).join(', ')}`)).join(', ')}`,
     `  target:       ${target}`,
     `  when:         ${when}`,
     `  last success: ${s.lastSuccess ?? 'never'}`,
