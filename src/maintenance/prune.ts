@@ -51,7 +51,7 @@ interface PackInfo {
  * files, then old packs; a crash at any point leaves a repository restic check accepts.
  * Refuses to run when a snapshot or tree cannot be read: it could not know what is in use.
  */
-export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; dryRun?: boolean; signal?: AbortSignal } = {}): Promise<PruneStats> {
+export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; maxRepackBytes?: number; dryRun?: boolean; signal?: AbortSignal } = {}): Promise<PruneStats> {
   const maxUnused = opts.maxUnused ?? { percent: 5 };
   const oldIndexIds = await repo.listIds('index');
   // A pack may be listed by several index files (an interrupted prune); each blob counts once.
@@ -128,9 +128,14 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; dry
   const limit = maxUnused === 'unlimited' ? Infinity : 'percent' in maxUnused ? (usedTotal * maxUnused.percent) / 100 : maxUnused.bytes;
   let unusedLeft = partial.reduce((s, p) => s + p.unusedBytes, 0);
   const repack: PackInfo[] = [];
+  // As restic's --max-repack-size: a pack that would take the repacked total to the limit is kept.
+  const maxRepack = opts.maxRepackBytes ?? Infinity;
+  let repackBytes = 0;
   for (const p of partial) {
     if (unusedLeft <= limit) break;
+    if (repackBytes + p.usedBytes + p.unusedBytes >= maxRepack) continue;
     repack.push(p);
+    repackBytes += p.usedBytes + p.unusedBytes;
     unusedLeft -= p.unusedBytes;
   }
 

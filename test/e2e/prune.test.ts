@@ -35,6 +35,14 @@ describe('prune', () => {
     expect(dry.packsRemoved).toBe(0);
     expect(await repoBytes(repo)).toBe(before);
 
+    ok(await cairn(repo, ['forget', '--keep-last', '5']), 'forget');
+    const plan = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--dry-run', '--max-unused', '0%']), 'prune --dry-run').out) as { packsRepacked: number };
+    expect(plan.packsRepacked).toBeGreaterThan(0);
+    const capped = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--dry-run', '--max-unused', '0%', '--max-repack-size', '1K']), 'prune --max-repack-size').out) as { packsRepacked: number };
+    expect(capped.packsRepacked).toBe(0);
+    const badSize = await cairn(repo, ['prune', '--max-repack-size', 'much']);
+    expect(badSize.code).toBe(1);
+    expect(badSize.stderr).toMatch(/invalid --max-repack-size "much"/);
     ok(await cairn(repo, ['forget', '--keep-last', '5', '--prune', '--max-unused', '0%']), 'forget --prune');
     const after = await repoBytes(repo);
     expect(after).toBeLessThan(before - 4 * 1_200_000);

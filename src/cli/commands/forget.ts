@@ -31,6 +31,7 @@ interface ForgetFlags {
   dryRun?: boolean;
   prune?: boolean;
   maxUnused: string;
+  maxRepackSize?: string;
 }
 
 function count(flag: string, v: string | undefined): number | undefined {
@@ -65,6 +66,7 @@ export function registerForget(program: Command, run: Run): void {
     .option('-n, --dry-run', 'show what would be removed, remove nothing')
     .option('--prune', 'then remove the data no snapshot needs any more (see prune)')
     .option('--max-unused <limit>', 'with --prune: unused space allowed to stay', '5%')
+    .option('--max-repack-size <size>', 'with --prune: repack at most this much')
     .action((ids: string[], o: ForgetFlags) =>
       run(async (ctx) => {
         const dur = (v: string | undefined) => (v === undefined ? undefined : parseDuration(v));
@@ -123,7 +125,7 @@ export function registerForget(program: Command, run: Run): void {
         }
         for (const s of toRemove) await repo.backend.remove({ type: 'snapshot', name: s.id });
         if (!ctx.opts.json) ctx.print(`removed ${toRemove.length} snapshots`);
-        if (o.prune) await runPrune(ctx, repo, { maxUnused: o.maxUnused });
+        if (o.prune) await runPrune(ctx, repo, { maxUnused: o.maxUnused, maxRepackSize: o.maxRepackSize });
       }),
     );
 }

@@ -4,10 +4,12 @@ import type { Repository } from '../../repository/repository.js';
 import type { Context } from '../context.js';
 import type { Run } from '../main.js';
 import { formatBytes } from '../progress.js';
+import { parseSize } from '../../util/size.js';
 
 /** Runs prune under the exclusive lock the caller holds, and reports. */
-export async function runPrune(ctx: Context, repo: Repository, o: { maxUnused?: string; dryRun?: boolean }): Promise<PruneStats> {
-  const stats = await prune(repo, { maxUnused: parseMaxUnused(o.maxUnused ?? '5%'), dryRun: o.dryRun, signal: ctx.signal });
+export async function runPrune(ctx: Context, repo: Repository, o: { maxUnused?: string; maxRepackSize?: string; dryRun?: boolean }): Promise<PruneStats> {
+  const maxRepackBytes = o.maxRepackSize === undefined ? undefined : parseSize(o.maxRepackSize, '--max-repack-size');
+  const stats = await prune(repo, { maxUnused: parseMaxUnused(o.maxUnused ?? '5%'), maxRepackBytes, dryRun: o.dryRun, signal: ctx.signal });
   if (ctx.opts.json) ctx.json({ message_type: 'prune', dry_run: Boolean(o.dryRun), ...stats });
   else {
     ctx.print(`${o.dryRun ? 'would remove' : 'removed'} ${stats.packsRemoved} packs and repack ${stats.packsRepacked} of ${stats.packs} into ${stats.packsWritten} new`);
@@ -21,10 +23,12 @@ export function registerPrune(program: Command, run: Run): void {
     .command('prune')
     .description('remove data that no snapshot needs, repacking partly used packs')
     .option('--max-unused <limit>', 'unused space allowed to stay: a share of used data (5%), a size (10M) or unlimited', '5%')
+    .option('--max-repack-size <size>', 'repack at most this much (e.g. 500M, 2G); the rest waits for the next prune')
     .option('-n, --dry-run', 'show what would be removed, change nothing')
-    .action((o: { maxUnused: string; dryRun?: boolean }) =>
+    .action((o: { maxUnused: string; maxRepackSize?: string; dryRun?: boolean }) =>
       run(async (ctx) => {
         parseMaxUnused(o.maxUnused);
+        if (o.maxRepackSize !== undefined) parseSize(o.maxRepackSize, '--max-repack-size');
         const repo = await ctx.openRepository();
         await ctx.lock(repo, !o.dryRun);
         await runPrune(ctx, repo, o);
