@@ -272,6 +272,11 @@ export class WorkerPool {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+    // Calls still out with a terminated worker would otherwise never settle.
+    for (const [seq, p] of this.#pending) {
+      this.#pending.delete(seq);
+      p.reject(new CairnError('INTERRUPTED', 'the worker pool was closed'));
+    }
     await Promise.allSettled(this.#packSaves);
     if (this.#stagingReady) await removeStaged(this.#staging.folder, this.#staging.prefix);
   }
