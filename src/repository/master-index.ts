@@ -39,6 +39,12 @@ export class MasterIndex {
     return this.#blobs.size;
   }
 
+  /** Forgets everything, before the index files are read again. */
+  clear(): void {
+    this.#blobs.clear();
+    this.#packs.clear();
+  }
+
   has(type: BlobType, id: Id): boolean {
     return this.#blobs.has(MasterIndex.key(type, id));
   }

@@ -11,6 +11,7 @@ import { buildExcluder } from '../archiver/excludes.js';
 import { openBackend } from '../backend/location.js';
 import { parseCompressionMode } from '../compress/zstd.js';
 import { applyPolicy, policyIsEmpty } from '../maintenance/forget.js';
+import { parseMaxUnused, prune } from '../maintenance/prune.js';
 import { findParent } from '../repository/find.js';
 import { Lock } from '../repository/lock.js';
 import { Repository } from '../repository/repository.js';
@@ -159,6 +160,11 @@ export async function forget(repo: Repository, plan: Plan): Promise<string[]> {
     const mine = (await repo.listSnapshots(() => undefined)).filter((s) => (s.tags ?? []).includes(planTag(plan.name)));
     const { remove } = applyPolicy(mine, policy);
     for (const s of remove) await repo.backend.remove({ type: 'snapshot', name: s.id });
+    if (remove.length > 0 && plan.prune) {
+      // Other jobs may have written since this job read the index, and prune reads it itself, file by file.
+      repo.forgetIndex();
+      await prune(repo, { maxUnused: parseMaxUnused(typeof plan.prune === 'object' && plan.prune.maxUnused ? plan.prune.maxUnused : '5%') });
+    }
     return remove.map((s) => s.id);
   } finally {
     await lock.release();

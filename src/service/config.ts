@@ -14,6 +14,7 @@ import { parseDbUrl } from '../sources/db/url.js';
 import { CairnError } from '../errors.js';
 import { openBackend } from '../backend/location.js';
 import { parseDuration, type Policy } from '../maintenance/forget.js';
+import { parseMaxUnused } from '../maintenance/prune.js';
 
 /** The API's port unless told otherwise. */
 export const DEFAULT_PORT = 8470;
@@ -229,6 +230,11 @@ export const PlanInput = z
     /** Random delay of up to this many seconds before a scheduled run. */
     jitterSeconds: z.number().min(0).max(86_400).default(0),
     retention: Retention.optional(),
+    /**
+     * After retention removed snapshots, prune the repository (under an exclusive lock), so space is
+     * given back without a separate job; `{maxUnused}` as `cairn prune --max-unused` (default 5%).
+     */
+    prune: z.union([z.boolean(), z.strictObject({ maxUnused: z.string().min(1).optional() })]).optional(),
     compression: z.enum(['auto', 'off', 'max']).optional(),
     tags: z.array(z.string().min(1)).optional(),
     /** The site an export plan serves (`POST /backup {"siteId"}`). */
@@ -257,6 +263,14 @@ export const PlanInput = z
     if (http && p.watch) ctx.addIssue({ code: 'custom', path: ['watch'], message: 'an http source cannot be watched' });
     if (http && p.sources.length > 1) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'an http source is a plan of its own' });
     if (p.target.kind === 'mirror' && p.sources.length !== 1) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'a mirror follows exactly one folder' });
+    if (typeof p.prune === 'object' && p.prune.maxUnused !== undefined) {
+      try {
+        parseMaxUnused(p.prune.maxUnused);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['prune', 'maxUnused'], message: (err as Error).message });
+      }
+    }
+    if (p.prune && !p.retention) ctx.addIssue({ code: 'custom', path: ['prune'], message: 'prune follows retention: give the plan a retention too' });
     const dbs = p.sources.filter((s) => s.kind === 'database');
     if (dbs.length > 0) {
       if (dbs.length !== p.sources.length) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'database sources make a plan of their own (no folders or http sources beside them)' });

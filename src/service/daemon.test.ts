@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -173,6 +174,29 @@ describe('daemon in process', () => {
     await fs.rm(path.join(src, 'notes.txt'));
     expect((await finished((await d.runPlan('mirrored')).id)).state).toBe('done');
     await expect(fs.stat(path.join(mirror, 'notes.txt'))).rejects.toThrow(/ENOENT/);
+  });
+
+  it('prunes after its retention removed snapshots, when the plan asks', async () => {
+    const src = path.join(base, 'prune-src');
+    await fs.mkdir(src, { recursive: true });
+    expect((await api('POST', '/api/v1/plans', { name: 'pr', sources: [{ path: src }], prune: true })).status).toBe(400);
+    expect((await api('POST', '/api/v1/plans', { name: 'pr', sources: [{ path: src }], retention: { last: 1 }, prune: { maxUnused: 'lots' } })).status).toBe(400);
+    expect((await api('POST', '/api/v1/plans', { name: 'pr', sources: [{ path: src }], retention: { last: 1 }, prune: { maxUnused: '0%' } })).status).toBe(201);
+    const dataBytes = async () => {
+      let n = 0;
+      for (const e of await fs.readdir(path.join(d.repository.location, 'data'), { recursive: true, withFileTypes: true }).catch(() => [])) if (e.isFile()) n += (await fs.stat(path.join(e.parentPath, e.name))).size;
+      return n;
+    };
+    const start = await dataBytes();
+    for (let i = 0; i < 3; i++) {
+      await fs.writeFile(path.join(src, 'big.bin'), randomBytes(3 * 1024 * 1024));
+      const j = await finished((await d.runPlan('pr')).id);
+      expect(j.state, JSON.stringify(j)).toBe('done');
+    }
+    // Three versions were written; two were forgotten and pruned away.
+    expect(await dataBytes()).toBeLessThan(start + 4 * 1024 * 1024);
+    const snaps = (await api<{ snapshots: unknown[] }>('GET', '/api/v1/snapshots?plan=pr')).body.snapshots;
+    expect(snaps).toHaveLength(1);
   });
 
   it('never runs one plan twice at once', async () => {
