@@ -1,5 +1,5 @@
-import fs from 'node:fs/promises';
 import { CairnError } from '../errors.js';
+import { readPasswordFile } from '../util/secret-file.js';
 import type { Backend } from '../backend/backend.js';
 import { openBackend, parseBackendOptions } from '../backend/location.js';
 import { parseCompressionMode } from '../compress/zstd.js';
@@ -73,16 +73,8 @@ export class Context {
   /** The password, from --password-file, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD (restic's variables too). */
   async password(): Promise<string> {
     const file = this.opts.passwordFile ?? process.env.CAIRN_PASSWORD_FILE ?? process.env.RESTIC_PASSWORD_FILE;
-    if (file) {
-      let text: string;
-      try {
-        text = await fs.readFile(file, 'utf8');
-      } catch (err) {
-        throw new CairnError('BAD_INPUT', `cannot read password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-      }
-      // Like restic, only the first line counts, so a trailing newline is not part of the password.
-      return text.split(/\r?\n/)[0];
-    }
+    // Like restic, only the first line counts, so a trailing newline is not part of the password.
+    if (file) return readPasswordFile(file);
     const env = process.env.CAIRN_PASSWORD ?? process.env.RESTIC_PASSWORD;
     if (env !== undefined) return env;
     if (process.stdin.isTTY) return readHidden('enter password for repository: ', this.err);
@@ -94,12 +86,7 @@ export class Context {
    * since a mistyped password at this point makes the repository unreadable for good.
    */
   async newPassword(file?: string): Promise<string> {
-    if (file) {
-      const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-        throw new CairnError('BAD_INPUT', `cannot read password file ${file}: ${err.code ?? err.message}`);
-      });
-      return text.split(/\r?\n/)[0];
-    }
+    if (file) return readPasswordFile(file);
     const configured = this.opts.passwordFile ?? process.env.CAIRN_PASSWORD_FILE ?? process.env.RESTIC_PASSWORD_FILE ?? process.env.CAIRN_PASSWORD ?? process.env.RESTIC_PASSWORD;
     if (configured !== undefined || !process.stdin.isTTY) return this.password();
     const first = await readHidden('enter password for new repository: ', this.err);
@@ -134,10 +121,7 @@ export class Context {
     const file = passwordFile ?? process.env.CAIRN_FROM_PASSWORD_FILE ?? process.env.RESTIC_FROM_PASSWORD_FILE;
     let password: string;
     if (file) {
-      const text = await fs.readFile(file, 'utf8').catch((err: NodeJS.ErrnoException) => {
-        throw new CairnError('BAD_INPUT', `cannot read password file ${file}: ${err.code ?? err.message}`);
-      });
-      password = text.split(/\r?\n/)[0];
+      password = readPasswordFile(file);
     } else if ((process.env.CAIRN_FROM_PASSWORD ?? process.env.RESTIC_FROM_PASSWORD) !== undefined) {
       password = (process.env.CAIRN_FROM_PASSWORD ?? process.env.RESTIC_FROM_PASSWORD)!;
     } else if (process.stdin.isTTY) {

@@ -20,6 +20,7 @@ import { registerDbDump } from './commands/db-dump.js';
 import { registerDaemon } from './commands/daemon.js';
 import { registerPlan } from './commands/plan.js';
 import { PROGRAM_VERSION } from '../repository/snapshot.js';
+import { filterSdkNodeWarning } from '../util/sdk-warning.js';
 
 /** Runs a command body with a context, maps errors to messages and exit codes, always cleans up. */
 export type Run = (fn: (ctx: Context) => Promise<void>) => Promise<void>;
@@ -82,21 +83,8 @@ export function buildProgram(): Command {
   return program;
 }
 
-/**
- * The AWS SDK warns on every run under Node 20 that its releases from 2027 on need Node 22: a
- * note for whoever upgrades Cairn's dependencies, not for the people running backups. Other
- * warnings pass.
- */
-function dropSdkNodeVersionWarning(): void {
-  const emit = process.emitWarning.bind(process) as (...args: unknown[]) => void;
-  process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
-    const text = typeof warning === 'string' ? warning : warning.message;
-    if (!text.startsWith('NodeVersionSupportWarning')) emit(warning, ...rest);
-  }) as typeof process.emitWarning;
-}
-
 async function main(): Promise<void> {
-  dropSdkNodeVersionWarning();
+  filterSdkNodeWarning();
   // A reader that goes away (`cairn … | head`) must not kill a backup half way and leave its lock:
   // the work goes on, and what it would have printed is dropped.
   for (const stream of [process.stdout, process.stderr]) {

@@ -2,7 +2,7 @@
  * Checks the crypto layer against the real `restic` binary: opening what restic wrote, and
  * restic opening what Cairn wrote.
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -11,19 +11,9 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Key, type MasterKeyJSON } from './crypto.js';
 import { deriveUserKey, SALT_SIZE } from './kdf.js';
+import { HAVE_RESTIC } from '../../test/support/tools.js';
 
 const run = promisify(execFile);
-const resticFound = spawnSync('restic', ['version'], { stdio: 'ignore' }).status === 0;
-
-if (!resticFound) {
-  if (process.env.CI === 'true') {
-    it('restic compatibility: restic binary is required in CI', () => {
-      throw new Error('restic not found on PATH; apt-get install restic');
-    });
-  } else {
-    it.skip('restic compatibility (restic not installed; apt-get install restic)', () => {});
-  }
-}
 
 interface KeyFile {
   N: number;
@@ -33,7 +23,7 @@ interface KeyFile {
   data: string;
 }
 
-describe.runIf(resticFound)('restic compatibility', () => {
+describe.runIf(HAVE_RESTIC)('restic compatibility', () => {
   const password = `pw-${randomBytes(6).toString('hex')} ünïcode`;
   let dir: string;
   let repo: string;

@@ -3,9 +3,8 @@
  * the same host and paths as parent, then the plan's retention (restic's forget) on the plan's own
  * snapshots (those tagged `plan:NAME`).
  */
-import fs from 'node:fs/promises';
 import os from 'node:os';
-import { CairnError } from '../errors.js';
+import { readPasswordFile } from '../util/secret-file.js';
 import { Archiver } from '../archiver/archiver.js';
 import { buildExcluder } from '../archiver/excludes.js';
 import { openBackend } from '../backend/location.js';
@@ -29,14 +28,6 @@ export interface RepositoryRef {
 
 export const planTag = (name: string): string => `plan:${name}`;
 
-async function readPassword(file: string): Promise<string> {
-  try {
-    return (await fs.readFile(file, 'utf8')).split(/\r?\n/)[0];
-  } catch (err) {
-    throw new CairnError('BAD_INPUT', `cannot read repository password file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
-
 /** Creations in progress by location: two jobs that find a repository missing must not both create it. */
 const creating = new Map<string, Promise<void>>();
 
@@ -59,7 +50,7 @@ async function createOnce(ref: RepositoryRef, password: string): Promise<void> {
 
 /** Opens (or, when allowed, first creates) a repository; the caller closes it. */
 export async function openRepository(ref: RepositoryRef, compression?: string): Promise<Repository> {
-  const password = await readPassword(ref.passwordFile);
+  const password = readPasswordFile(ref.passwordFile, 'repository password');
   if (ref.initIfMissing) await createOnce(ref, password);
   const backend = openBackend(ref.location);
   try {

@@ -10,7 +10,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { Readable, Transform } from 'node:stream';
 import { CairnError } from '../errors.js';
-import { filterSdkNodeWarning } from './sdk-warning.js';
+import { filterSdkNodeWarning } from '../util/sdk-warning.js';
 import { checkKey, type ObjectStore, type StoredObject } from './store.js';
 
 /** Parts of a multipart upload: memory per upload is at most QUEUE × PART. */

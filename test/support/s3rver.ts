@@ -9,8 +9,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import readline from 'node:readline';
-import { filterSdkNodeWarning } from '../../src/targets/sdk-warning.js';
-import { ROOT, tempDir, type RunResult } from './tools.js';
+import { filterSdkNodeWarning } from '../../src/util/sdk-warning.js';
+import { ROOT, runCommand, tempDir, type RunResult } from './tools.js';
 
 export interface S3Server {
   endpoint: string;
@@ -62,7 +62,7 @@ export async function startS3rver(buckets: string[] = ['cairn']): Promise<S3Serv
     secretAccessKey,
     env,
     rcloneEnv,
-    rclone: (args) => runExact('rclone', args, rcloneEnv),
+    rclone: (args) => runCommand('rclone', args, { env: rcloneEnv, exactEnv: true }),
     stop: () =>
       new Promise<void>((resolve) => {
         if (child.exitCode !== null) return resolve();
@@ -83,21 +83,5 @@ export function s3rverClient(s3: S3Server): S3Client {
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-}
-
-/** Runs a command with exactly this environment (not merged into process.env). */
-function runExact(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const stdout = Buffer.concat(out);
-      resolve({ code: code ?? -1, stdout, out: stdout.toString('utf8'), stderr: Buffer.concat(err).toString('utf8') });
-    });
   });
 }

@@ -28,10 +28,10 @@ export interface RunResult {
   out: string;
 }
 
-/** Runs a command without a shell; `input` goes to stdin. */
-export function runCommand(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: Buffer | string; cwd?: string; uid?: number; gid?: number } = {}): Promise<RunResult> {
+/** Runs a command without a shell; `input` goes to stdin. `env` adds to this process's environment, unless `exactEnv`. */
+export function runCommand(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; exactEnv?: boolean; input?: Buffer | string; cwd?: string; uid?: number; gid?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd, uid: opts.uid, gid: opts.gid, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { env: opts.exactEnv ? opts.env : { ...process.env, ...opts.env }, cwd: opts.cwd, uid: opts.uid, gid: opts.gid, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));

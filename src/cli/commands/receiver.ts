@@ -1,8 +1,8 @@
-import fs from 'node:fs/promises';
 import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import { DEFAULT_MAX_SIZE } from '../../receiver/names.js';
 import { parseSize } from '../../util/size.js';
+import { readSecretFile } from '../../util/secret-file.js';
 import type { Context } from '../context.js';
 import type { Run } from '../main.js';
 
@@ -19,18 +19,6 @@ interface ReceiverFlags {
 }
 
 /** The first line of a file holding a secret (a token, a catalog URL with its password). */
-async function readSecretFile(file: string, what: string): Promise<string> {
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch (err) {
-    throw new CairnError('BAD_INPUT', `cannot read ${what} file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  const line = text.split(/\r?\n/)[0].trim();
-  if (line === '') throw new CairnError('BAD_INPUT', `${what} file ${file} is empty`);
-  return line;
-}
-
 function positiveInteger(s: string, flag: string, min: number): number {
   const n = Number(s);
   if (!/^\d+$/.test(s) || !Number.isSafeInteger(n) || n < min) throw new CairnError('BAD_INPUT', `invalid ${flag} ${JSON.stringify(s)}: use a whole number from ${min}`);
