@@ -59,8 +59,9 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
       if (!got.has(k)) res.errors.push(`pack ${id}: ${b.type} blob ${b.id} listed in the index is not in the pack`);
     }
   };
-  // Reading data: one pack per worker and one loading, in buffers that the workers hand back.
-  await mapLimit(packIds, opts.readData ? (pool?.size ?? 1) + 1 : 8, async (id) => {
+  // Reading data: two packs per worker (one being checked, one waiting) and one loading, in
+  // buffers that the workers hand back; with one per worker, the workers waited for reads.
+  await mapLimit(packIds, opts.readData ? (pool?.size ?? 1) * 2 + 1 : 8, async (id) => {
     if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
     const size = onDisk.get(id);
     if (size === undefined) {

@@ -227,8 +227,8 @@ export class WorkerPool {
   #giveBack(ab: ArrayBuffer): void {
     if (ab.byteLength < SPARE_ROUNDING) return;
     this.#spare.push(ab);
-    // Keep the largest few: one per worker and one loading.
-    if (this.#spare.length > this.#size + 1) this.#spare.sort((a, b) => b.byteLength - a.byteLength).pop();
+    // Keep the largest few: two per worker and one loading.
+    if (this.#spare.length > this.#size * 2 + 1) this.#spare.sort((a, b) => b.byteLength - a.byteLength).pop();
   }
 
   /** Returns a buffer from `buffer` that will not be handed to a worker (its load failed). */
