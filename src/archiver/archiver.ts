@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BigIntStats } from 'node:fs';
 import { CairnError } from '../errors.js';
-import { nameKey, nodeFromStat, nodeCompare, type Node } from '../fs/node.js';
+import { nameKey, nodeFromStat, nodeCompare, sameNode, type Node } from '../fs/node.js';
 import { isUtf8 } from '../fs/goquote.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
 import { readXattrs } from '../fs/xattr.js';
@@ -96,6 +96,13 @@ function childScope(scope: Scope | null, name: string): Scope | null | undefined
   return scope.children.get(name);
 }
 
+/** The parent snapshot's tree for a folder, its nodes in stored order and by name. */
+interface ParentTree {
+  id?: Id;
+  nodes?: Node[];
+  byName: Map<string, Node>;
+}
+
 interface Target {
   name: string;
   children: Map<string, Target>;
@@ -110,6 +117,19 @@ interface Target {
 function guard<T>(p: Promise<T>): Promise<T> {
   p.catch(() => undefined);
   return p;
+}
+
+/**
+ * Whether the parent's node still holds this entry's extended attributes: same inode and ctime
+ * (setting or removing an attribute moves ctime), so they need not be read again.
+ */
+function sameXattrs(old: Node | undefined, st: BigIntStats): boolean {
+  if (!old || old.inode !== Number(st.ino) || old.type !== (st.isDirectory() ? 'dir' : 'file')) return false;
+  try {
+    return parseTime(old.ctime) === st.ctimeNs;
+  } catch {
+    return false;
+  }
 }
 
 function byteCompare(a: string, b: string): number {
@@ -240,15 +260,17 @@ export class Archiver {
     this.#opts.onProgress({ ...this.#progress, current });
   }
 
-  async #loadParentTree(id: Id | undefined): Promise<Map<string, Node>> {
-    const m = new Map<string, Node>();
-    if (!id) return m;
+  async #loadParentTree(id: Id | undefined): Promise<ParentTree> {
+    const byName = new Map<string, Node>();
+    if (!id) return { byName };
     try {
-      for (const n of (await this.#repo.loadTree(id)).nodes) m.set(nameKey(n), n);
+      const { nodes } = await this.#repo.loadTree(id);
+      for (const n of nodes) byName.set(nameKey(n), n);
+      return { id, nodes, byName };
     } catch {
       // A damaged parent only costs speed: everything below is read again.
+      return { byName };
     }
-    return m;
   }
 
   async #saveRoot(parentTree: Id | undefined): Promise<Id> {
@@ -260,12 +282,12 @@ export class Archiver {
 
   /** Saves the tree for a level of the virtual tree that leads to the sources. */
   async #saveTargetChildren(t: Target, dir: string, parentTree: Id | undefined, scope: Scope | null): Promise<{ done: Promise<Id> }> {
-    const parentNodes = await this.#loadParentTree(parentTree);
+    const parent = await this.#loadParentTree(parentTree);
     const pending: Promise<Node | null>[] = [];
     for (const child of [...t.children.values()].sort((a, b) => byteCompare(a.name, b.name))) {
       const abs = path.join(dir, child.name);
       const sub = childScope(scope, child.name);
-      const old = parentNodes.get(child.name);
+      const old = parent.byName.get(child.name);
       if (sub === undefined && old) {
         pending.push(Promise.resolve(this.#reuse(old)));
         continue;
@@ -282,18 +304,22 @@ export class Archiver {
       } else {
         if (!st.isDirectory()) throw new CairnError('BAD_INPUT', `cannot back up below ${abs}: not a directory`);
         const node = nodeFromStat(child.name, st);
-        const xa = readXattrs(abs);
+        const xa = sameXattrs(old, st) ? old?.extended_attributes : readXattrs(abs);
         if (xa) node.extended_attributes = xa;
         const saved = await this.#saveTargetChildren(child, abs, old?.type === 'dir' ? old.subtree : undefined, sub ?? null);
         pending.push(guard(saved.done.then((id) => ({ ...node, subtree: id }))));
       }
     }
-    return { done: guard(this.#finishTree(pending)) };
+    return { done: guard(this.#finishTree(pending, parent)) };
   }
 
-  async #finishTree(pending: Promise<Node | null>[]): Promise<Id> {
+  async #finishTree(pending: Promise<Node | null>[], parent: ParentTree): Promise<Id> {
     const nodes = (await Promise.all(pending)).filter((n): n is Node => n !== null);
     nodes.sort(nodeCompare);
+    // Nothing changed in this folder: its tree is the parent's, already stored, so it is neither
+    // encoded nor hashed again.
+    const before = parent.nodes;
+    if (parent.id && before && before.length === nodes.length && nodes.every((n, i) => sameNode(n, before[i]))) return parent.id;
     const { id, added } = await this.#repo.saveBlob('tree', encodeTree(nodes));
     if (added) this.#summary.tree_blobs++;
     return id;
@@ -305,7 +331,7 @@ export class Archiver {
     const named = (n: Node): Node => {
       if (nameRaw) n.nameRaw = nameRaw;
       if (n.type === 'file' || n.type === 'dir') {
-        const xa = readXattrs(abs);
+        const xa = sameXattrs(old, st) ? old?.extended_attributes : readXattrs(abs);
         if (xa) n.extended_attributes = xa;
       }
       return n;
@@ -349,7 +375,10 @@ export class Archiver {
         this.#report(showPath(abs));
         // Same size, mtime, ctime and inode: mode, owner and links are unchanged too (they move
         // ctime), so only the access time and the device number may differ from the parent's node.
-        return { node: Promise.resolve({ ...old, atime: formatTime(st.atimeNs), device_id: Number(st.dev) }) };
+        const atime = formatTime(st.atimeNs);
+        const deviceId = Number(st.dev);
+        if (old.atime === atime && old.device_id === deviceId) return { node: Promise.resolve(old) };
+        return { node: Promise.resolve({ ...old, atime, device_id: deviceId }) };
       }
     }
     const node = named(nodeFromStat(name, st));
@@ -439,7 +468,7 @@ export class Archiver {
       if (excluded && excluded(showPath(p))) continue;
       entries.push({ name, nameRaw, path: p });
     }
-    const parentNodesP = this.#loadParentTree(parentTree);
+    const parentP = this.#loadParentTree(parentTree);
     // Out of scope (a changed-paths backup, and nothing changed there): no stat, the parent's node stands.
     const scopes = entries.map((e) => childScope(scope, e.name));
     const stats = entries.map((e, i) => {
@@ -450,11 +479,11 @@ export class Archiver {
         return err as Error;
       }
     });
-    const parentNodes = await parentNodesP;
+    const parent = await parentP;
     const pending: Promise<Node | null>[] = [];
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
-      const old = parentNodes.get(nameKey(e));
+      const old = parent.byName.get(nameKey(e));
       let st = stats[i];
       if (st === undefined) {
         if (old) {
@@ -474,6 +503,6 @@ export class Archiver {
       }
       pending.push((await this.#saveEntry(e.path, e.name, e.nameRaw, st, old, rootDev, scopes[i] ?? null)).node);
     }
-    return { done: guard(this.#finishTree(pending)) };
+    return { done: guard(this.#finishTree(pending, parent)) };
   }
 }

@@ -3,6 +3,7 @@ import { goModeFromUnix, goModeString, unixPermFromGoMode, nodeTypeFromUnix, GoM
 import { formatTime, parseTime } from './time.js';
 import { goQuote, goUnquote } from './goquote.js';
 import { splitDevice } from './apply.js';
+import { nodeToJSON, sameNode, type Node } from './node.js';
 
 describe('Go file modes', () => {
   it('converts every type and the special bits', () => {
@@ -80,5 +81,29 @@ describe('names that are not UTF-8', () => {
     expect(goUnquoteBytes(goQuoteBytes(raw)).equals(raw)).toBe(true);
     expect(isUtf8(Buffer.from('plain ü 😀'))).toBe(true);
     expect(goQuoteBytes(Buffer.from([0xed, 0xa0, 0x80]))).toBe('\\xed\\xa0\\x80');
+  });
+});
+
+describe('node equality', () => {
+  it('calls two nodes the same exactly when they encode to the same JSON', () => {
+    const base: Node = {
+      name: 'f', type: 'file', mode: 0o644, mtime: '2024-01-02T03:04:05.5Z', atime: '2024-01-02T03:04:05.5Z', ctime: '2024-01-02T03:04:05.5Z',
+      uid: 1, gid: 2, user: 'u', group: 'g', inode: 3, device_id: 4, size: 5, links: 1,
+      extended_attributes: [{ name: 'user.a', value: 'eA==' }], content: ['ab', 'cd'],
+    };
+    const variants: Partial<Node>[] = [
+      {}, { name: 'g' }, { nameRaw: Buffer.from([0xff]) }, { type: 'symlink' }, { mode: 0o600 }, { mode: undefined }, { mode: 0 },
+      { mtime: '2024-01-02T03:04:05.6Z' }, { atime: '2024-01-02T03:04:05Z' }, { ctime: '2025-01-02T03:04:05.5Z' },
+      { uid: 0 }, { gid: 0 }, { user: '' }, { user: undefined }, { group: 'h' }, { inode: 0 }, { inode: undefined },
+      { device_id: 5 }, { size: 0 }, { links: 2 }, { linktarget: 't' }, { linktarget_raw: 'dA==' },
+      { extended_attributes: [] }, { extended_attributes: undefined }, { extended_attributes: [{ name: 'user.a', value: 'eQ==' }] },
+      { extended_attributes: [{ name: 'user.b', value: 'eA==' }] }, { device: 7 },
+      { content: ['ab'] }, { content: ['ab', 'ce'] }, { content: [] }, { content: null }, { subtree: 'ff' }, { error: 'e' },
+    ];
+    const nodes = variants.map((v) => ({ ...base, ...v }) as Node);
+    nodes.push({ ...base, type: 'dir', content: null }, { ...base, type: 'dir', content: undefined as unknown as null });
+    for (const a of nodes) {
+      for (const b of nodes) expect(sameNode(a, b), `${JSON.stringify(a)} / ${JSON.stringify(b)}`).toBe(nodeToJSON(a) === nodeToJSON(b));
+    }
   });
 });

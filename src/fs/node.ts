@@ -120,6 +120,53 @@ export function nodeToJSON(n: Node): string {
   return `${s}}`;
 }
 
+function sameAttrs(a: Node['extended_attributes'], b: Node['extended_attributes']): boolean {
+  const x = a ?? [];
+  const y = b ?? [];
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i].name !== y[i].name || x[i].value !== y[i].value) return false;
+  return true;
+}
+
+function sameContent(a: string[] | null | undefined, b: string[] | null | undefined): boolean {
+  if ((a ?? null) === (b ?? null)) return true;
+  if (!a || !b || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * Whether two nodes encode to the same JSON (every field `nodeToJSON` writes, with its omitempty
+ * rules). A folder whose nodes all equal its parent snapshot's keeps the parent's tree as it is.
+ */
+export function sameNode(a: Node, b: Node): boolean {
+  if (a === b) return true;
+  return (
+    a.name === b.name &&
+    (a.nameRaw === b.nameRaw || (!!a.nameRaw && !!b.nameRaw && a.nameRaw.equals(b.nameRaw))) &&
+    a.type === b.type &&
+    (a.mode || 0) === (b.mode || 0) &&
+    a.mtime === b.mtime &&
+    a.atime === b.atime &&
+    a.ctime === b.ctime &&
+    a.uid === b.uid &&
+    a.gid === b.gid &&
+    (a.user || '') === (b.user || '') &&
+    (a.group || '') === (b.group || '') &&
+    (a.inode || 0) === (b.inode || 0) &&
+    (a.device_id || 0) === (b.device_id || 0) &&
+    (a.size || 0) === (b.size || 0) &&
+    (a.links || 0) === (b.links || 0) &&
+    (a.linktarget || '') === (b.linktarget || '') &&
+    (a.linktarget_raw || '') === (b.linktarget_raw || '') &&
+    sameAttrs(a.extended_attributes, b.extended_attributes) &&
+    (a.device || 0) === (b.device || 0) &&
+    sameContent(a.content, b.content) &&
+    (a.subtree || '') === (b.subtree || '') &&
+    (a.error || '') === (b.error || '')
+  );
+}
+
 /** Orders nodes by name in byte order, as Go compares strings. */
 export function nodeCompare(a: Node, b: Node): number {
   if (!a.nameRaw && !b.nameRaw && a.name === b.name) return 0;

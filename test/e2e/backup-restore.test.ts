@@ -1,4 +1,5 @@
 import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, tempDir, type TestRepo } from '../support/tools.js';
@@ -111,6 +112,58 @@ describe('deduplication and incremental backups', () => {
       const header = JSON.parse(ok(await cairn(repo, ['cat', 'header', p]), 'cat header').out) as { type: string }[];
       expect(header.every((b) => b.type === 'tree')).toBe(true);
     }
+  });
+
+  it('keeps the tree of an unchanged folder as it was, and gives a new tree to each folder whose entries or attributes changed', async () => {
+    const xattr = createRequire(import.meta.url)('@napi-rs/xattr') as {
+      setAttributeSync(p: string, n: string, v: Buffer): void;
+      getAttributeSync(p: string, n: string): Buffer | null;
+    };
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    for (const d of ['a/b/c', 'a/d', 'e']) await fs.mkdir(path.join(src, d), { recursive: true });
+    for (const f of ['a/b/c/f1', 'a/b/f2', 'a/d/f3', 'e/f4', 'f5']) await fs.writeFile(path.join(src, f), textBytes(f.length, 3000));
+    xattr.setAttributeSync(path.join(src, 'a/b'), 'user.first', Buffer.from('one'));
+    ok(await cairn(repo, ['init']), 'init');
+    const treeIds = async (): Promise<Record<string, string>> => {
+      const snap = JSON.parse(ok(await cairn(repo, ['cat', 'snapshot', 'latest']), 'cat snapshot').out) as { tree: string };
+      const out: Record<string, string> = {};
+      const walk = async (id: string, at: string): Promise<void> => {
+        const t = JSON.parse(ok(await cairn(repo, ['cat', 'tree', id]), 'cat tree').out) as { nodes: { name: string; type: string; subtree?: string }[] };
+        for (const n of t.nodes) {
+          if (n.type !== 'dir' || !n.subtree) continue;
+          const p = `${at}/${n.name}`;
+          if (p.startsWith(src) || src.startsWith(p)) out[p.slice(src.length) || '.'] = n.subtree;
+          await walk(n.subtree, p);
+        }
+      };
+      await walk(snap.tree, '');
+      return out;
+    };
+    // The first backup reads every file and folder, which moves their access times (relatime);
+    // from the second on, nothing changes.
+    ok(await cairn(repo, ['backup', src]), 'first');
+    ok(await cairn(repo, ['backup', src]), 'second');
+    const first = await treeIds();
+    ok(await cairn(repo, ['backup', src]), 'unchanged');
+    expect(await treeIds()).toEqual(first);
+
+    // A new attribute on a folder moves its ctime: the attribute is read again and the folder's
+    // tree and the trees above it change; its siblings keep theirs.
+    xattr.setAttributeSync(path.join(src, 'a/b'), 'user.second', Buffer.from('two'));
+    await fs.chmod(path.join(src, 'a/b/c/f1'), 0o600);
+    ok(await cairn(repo, ['backup', src]), 'after changes');
+    const second = await treeIds();
+    for (const p of ['.', '/a', '/a/b', '/a/b/c']) expect(second[p], p).not.toBe(first[p]);
+    for (const p of ['/a/d', '/e']) expect(second[p], p).toBe(first[p]);
+
+    const target = await tempDir();
+    ok(await cairn(repo, ['restore', 'latest', '--target', target]), 'restore');
+    const b = path.join(target, src, 'a/b');
+    expect(xattr.getAttributeSync(b, 'user.first')?.toString()).toBe('one');
+    expect(xattr.getAttributeSync(b, 'user.second')?.toString()).toBe('two');
+    expect((await fs.stat(path.join(target, src, 'a/b/c/f1'))).mode & 0o777).toBe(0o600);
+    if (HAVE_RESTIC) ok(await restic(repo, ['check', '--read-data']), 'restic check');
   });
 
   it('picks the parent with the same host and paths and reads only changed files', async () => {
