@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BigIntStats } from 'node:fs';
 import { CairnError } from '../errors.js';
-import { nameKey, nodeFromStat, nodeCompare, sameNode, type Node } from '../fs/node.js';
+import { nameKey, nodeFromStat, nodeCompare, sameNode, utf8Compare, type Node } from '../fs/node.js';
 import { isUtf8 } from '../fs/goquote.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
 import { readXattrs } from '../fs/xattr.js';
@@ -120,6 +120,20 @@ function guard<T>(p: Promise<T>): Promise<T> {
 }
 
 /**
+ * A folder's names in byte order. Read as text, which costs no buffer per name; a name that is not
+ * UTF-8 comes back with U+FFFD in it, and then the folder is read again as bytes so that such names
+ * are kept exactly (restic writes them as \xNN).
+ */
+function readNames(dir: FsPath): { name: string; nameRaw?: Buffer }[] {
+  const text = fsSync.readdirSync(dir);
+  if (!text.some((n) => n.includes('\uFFFD'))) return text.sort(utf8Compare).map((name) => ({ name }));
+  return fsSync
+    .readdirSync(dir, { encoding: 'buffer' })
+    .sort(Buffer.compare)
+    .map((b) => ({ name: b.toString('utf8'), nameRaw: isUtf8(b) ? undefined : b }));
+}
+
+/**
  * Whether the parent's node still holds this entry's extended attributes: same inode and ctime
  * (setting or removing an attribute moves ctime), so they need not be read again.
  */
@@ -130,10 +144,6 @@ function sameXattrs(old: Node | undefined, st: BigIntStats): boolean {
   } catch {
     return false;
   }
-}
-
-function byteCompare(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
 /**
@@ -284,7 +294,7 @@ export class Archiver {
   async #saveTargetChildren(t: Target, dir: string, parentTree: Id | undefined, scope: Scope | null): Promise<{ done: Promise<Id> }> {
     const parent = await this.#loadParentTree(parentTree);
     const pending: Promise<Node | null>[] = [];
-    for (const child of [...t.children.values()].sort((a, b) => byteCompare(a.name, b.name))) {
+    for (const child of [...t.children.values()].sort((a, b) => utf8Compare(a.name, b.name))) {
       const abs = path.join(dir, child.name);
       const sub = childScope(scope, child.name);
       const old = parent.byName.get(child.name);
@@ -449,21 +459,17 @@ export class Archiver {
   /** Walks one directory; resolves once every entry is dispatched, with a promise for the tree id. */
   async #saveDir(dir: FsPath, parentTree: Id | undefined, rootDev: bigint, scope: Scope | null): Promise<{ done: Promise<Id | null> }> {
     // Synchronous readdir and lstat: microseconds each on a local file system, where the promise
-    // versions would cost a thread-pool round trip per entry. Names are read as bytes: a Linux
-    // name need not be UTF-8, and such names are kept exactly (restic writes them as \xNN).
-    let raw: Buffer[];
+    // versions would cost a thread-pool round trip per entry.
+    let names: { name: string; nameRaw?: Buffer }[];
     try {
-      raw = fsSync.readdirSync(dir, { encoding: 'buffer' });
+      names = readNames(dir);
     } catch (err) {
       this.#error(dir, err as Error);
       return { done: Promise.resolve(null) };
     }
-    raw.sort(Buffer.compare);
     const excluded = this.#opts.excluded;
     const entries: { name: string; nameRaw?: Buffer; path: FsPath }[] = [];
-    for (const b of raw) {
-      const name = b.toString('utf8');
-      const nameRaw = isUtf8(b) ? undefined : b;
+    for (const { name, nameRaw } of names) {
       const p = joinPath(dir, name, nameRaw);
       if (excluded && excluded(showPath(p))) continue;
       entries.push({ name, nameRaw, path: p });

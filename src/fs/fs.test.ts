@@ -3,7 +3,7 @@ import { goModeFromUnix, goModeString, unixPermFromGoMode, nodeTypeFromUnix, GoM
 import { formatTime, parseTime } from './time.js';
 import { goQuote, goUnquote } from './goquote.js';
 import { splitDevice } from './apply.js';
-import { nodeToJSON, sameNode, type Node } from './node.js';
+import { nodeToJSON, sameNode, utf8Compare, type Node } from './node.js';
 
 describe('Go file modes', () => {
   it('converts every type and the special bits', () => {
@@ -104,6 +104,20 @@ describe('node equality', () => {
     nodes.push({ ...base, type: 'dir', content: null }, { ...base, type: 'dir', content: undefined as unknown as null });
     for (const a of nodes) {
       for (const b of nodes) expect(sameNode(a, b), `${JSON.stringify(a)} / ${JSON.stringify(b)}`).toBe(nodeToJSON(a) === nodeToJSON(b));
+    }
+  });
+});
+
+describe('byte order of names', () => {
+  it('orders strings as their UTF-8 bytes, across ASCII, accents, U+E000-U+FFFF and astral characters', () => {
+    const pool = ['a', 'b', 'Z', '.', 'é', 'ÿ', '\u4e2d', '\ue000', '\uffee', '\u{1f600}', '\u{10000}', ''];
+    let seed = 7;
+    const pick = (): string => pool[(seed = (seed * 1103515245 + 12345) % 2147483648) % pool.length];
+    const names = Array.from({ length: 400 }, () => pick() + pick() + pick());
+    for (const a of names) {
+      for (const b of names.slice(0, 60)) {
+        expect(Math.sign(utf8Compare(a, b)), `${a} / ${b}`).toBe(Buffer.compare(Buffer.from(a), Buffer.from(b)));
+      }
     }
   });
 });

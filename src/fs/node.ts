@@ -169,8 +169,25 @@ export function sameNode(a: Node, b: Node): boolean {
 
 /** Orders nodes by name in byte order, as Go compares strings. */
 export function nodeCompare(a: Node, b: Node): number {
-  if (!a.nameRaw && !b.nameRaw && a.name === b.name) return 0;
+  if (!a.nameRaw && !b.nameRaw) return utf8Compare(a.name, b.name);
   return Buffer.compare(a.nameRaw ?? Buffer.from(a.name, 'utf8'), b.nameRaw ?? Buffer.from(b.name, 'utf8'));
+}
+
+/**
+ * Compares two strings in the byte order of their UTF-8 encodings without encoding them. UTF-16
+ * code units below U+D800 order as their UTF-8 bytes do; only surrogates against U+E000-U+FFFF
+ * disagree, and those are left to the encoder.
+ */
+export function utf8Compare(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    if (x < 0xd800 && y < 0xd800) return x < y ? -1 : 1;
+    return Buffer.compare(Buffer.from(a.slice(i), 'utf8'), Buffer.from(b.slice(i), 'utf8'));
+  }
+  return a.length === b.length ? 0 : a.length < b.length ? -1 : 1;
 }
 
 /** A key that tells names apart even when they are not UTF-8 (for looking nodes up by name). */
