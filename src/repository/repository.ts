@@ -13,6 +13,7 @@ import { decodeUnpacked, encodeUnpacked, parseJSON } from './unpacked.js';
 import type { Snapshot, SnapshotJSON } from './snapshot.js';
 import { snapshotToJSON } from './snapshot.js';
 import { decodeTree, type Tree } from './tree.js';
+import { parseTime } from '../fs/time.js';
 
 /** Packs are cut at this size: large enough for few files, small enough to upload and retry. */
 export const PACK_SIZE = 8 * 1024 * 1024;
@@ -303,7 +304,18 @@ export class Repository {
         return null;
       }
     });
-    return loaded.filter((s): s is Snapshot => s !== null).sort((a, b) => (a.time < b.time ? -1 : a.time > b.time ? 1 : 0));
+    // By instant, not by text: fractions are trimmed ("…15.5Z" is before "…15.52Z" in time but
+    // after it as text) and zones may differ. A time that does not parse sorts first.
+    const instant = (t: string): bigint => {
+      try {
+        return parseTime(t);
+      } catch {
+        return -(1n << 80n);
+      }
+    };
+    const snaps = loaded.filter((s): s is Snapshot => s !== null).map((s) => ({ s, t: instant(s.time) }));
+    snaps.sort((a, b) => (a.t < b.t ? -1 : a.t > b.t ? 1 : a.s.id < b.s.id ? -1 : a.s.id > b.s.id ? 1 : 0));
+    return snaps.map((x) => x.s);
   }
 
   /** Resolves an id, a unique id prefix, or `latest` (optionally filtered) to a file id. */
