@@ -4,10 +4,12 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BigIntStats } from 'node:fs';
 import { CairnError } from '../errors.js';
-import { nameKey, nodeFromStat, nodeCompare, sameNode, utf8Compare, type Node } from '../fs/node.js';
+import { nameKey, nodeFromStat, nodeCompare, sameNode, utf8Compare, type EntryStat, type Node } from '../fs/node.js';
 import { isUtf8 } from '../fs/goquote.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
 import { readXattrs } from '../fs/xattr.js';
+import { listedEntry, readNames, type Listing } from './listing.js';
+import { Scout } from './scout.js';
 import { formatTime, parseTime } from '../fs/time.js';
 import type { Id } from '../repository/id.js';
 import { Limiter } from '../util/limit.js';
@@ -24,7 +26,14 @@ export interface BackupOptions {
   host?: string;
   excluded?: (absPath: string) => boolean;
   excludePatterns?: string[];
+  /** The pattern lists `excluded` was built from (Excluder.lists): folders are then read ahead on a thread. */
+  excludeLists?: { exclude: string[]; iexclude: string[] };
   oneFileSystem?: boolean;
+  /**
+   * Folder reading ahead, started early by the caller with the same excludes, one-file-system
+   * setting and paths (see Scout); the archiver closes it. Without it, the archiver starts its own.
+   */
+  scout?: Scout;
   parent?: Snapshot | null;
   /** Read every file even when the parent snapshot says it is unchanged. */
   force?: boolean;
@@ -119,25 +128,19 @@ function guard<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
-/**
- * A folder's names in byte order. Read as text, which costs no buffer per name; a name that is not
- * UTF-8 comes back with U+FFFD in it, and then the folder is read again as bytes so that such names
- * are kept exactly (restic writes them as \xNN).
- */
-function readNames(dir: FsPath): { name: string; nameRaw?: Buffer }[] {
-  const text = fsSync.readdirSync(dir);
-  if (!text.some((n) => n.includes('\uFFFD'))) return text.sort(utf8Compare).map((name) => ({ name }));
-  return fsSync
-    .readdirSync(dir, { encoding: 'buffer' })
-    .sort(Buffer.compare)
-    .map((b) => ({ name: b.toString('utf8'), nameRaw: isUtf8(b) ? undefined : b }));
+function lstatOrError(p: FsPath): BigIntStats | Error {
+  try {
+    return fsSync.lstatSync(p, { bigint: true });
+  } catch (err) {
+    return err as Error;
+  }
 }
 
 /**
  * Whether the parent's node still holds this entry's extended attributes: same inode and ctime
  * (setting or removing an attribute moves ctime), so they need not be read again.
  */
-function sameXattrs(old: Node | undefined, st: BigIntStats): boolean {
+function sameXattrs(old: Node | undefined, st: EntryStat): boolean {
   if (!old || old.inode !== Number(st.ino) || old.type !== (st.isDirectory() ? 'dir' : 'file')) return false;
   try {
     return parseTime(old.ctime) === st.ctimeNs;
@@ -163,6 +166,8 @@ export class Archiver {
   #rootDevs = new Map<string, bigint>();
   /** With changed paths and a parent: what must be looked at (null: everything). */
   readonly #scope: Scope | null;
+  /** Lists folders ahead of a whole walk (a changed-paths walk stats only what changed, here). */
+  #scout: Scout | null = null;
 
   constructor(repo: Repository, pool: WorkerPool, opts: BackupOptions) {
     this.#repo = repo;
@@ -190,6 +195,22 @@ export class Archiver {
   }
 
   async run(): Promise<BackupResult> {
+    // The scout thread must skip what the walk skips; it knows excludes only as pattern lists.
+    // A changed-paths walk stats only what changed, on this thread.
+    if (this.#scope || (this.#opts.excluded && !this.#opts.excludeLists)) {
+      await this.#opts.scout?.close();
+      return this.#run();
+    }
+    this.#scout = this.#opts.scout ?? new Scout({ ...(this.#opts.excludeLists ?? { exclude: [], iexclude: [] }), oneFileSystem: !!this.#opts.oneFileSystem }, this.#opts.paths);
+    try {
+      return await this.#run();
+    } finally {
+      await this.#scout.close();
+      this.#scout = null;
+    }
+  }
+
+  async #run(): Promise<BackupResult> {
     const startNs = BigInt(Date.now()) * 1_000_000n;
     const root = this.#buildTargets();
     const parentRoot = this.#opts.parent ? this.#opts.parent.tree : undefined;
@@ -336,7 +357,7 @@ export class Archiver {
   }
 
   /** Resolves once the entry is dispatched, with a promise for its node (null when it is left out). */
-  async #saveEntry(abs: FsPath, name: string, nameRaw: Buffer | undefined, st: BigIntStats, old: Node | undefined, rootDev: bigint, scope: Scope | null): Promise<{ node: Promise<Node | null> }> {
+  async #saveEntry(abs: FsPath, name: string, nameRaw: Buffer | undefined, st: EntryStat, old: Node | undefined, rootDev: bigint, scope: Scope | null): Promise<{ node: Promise<Node | null> }> {
     this.#checkAbort();
     const named = (n: Node): Node => {
       if (nameRaw) n.nameRaw = nameRaw;
@@ -444,7 +465,7 @@ export class Archiver {
     this.#progress.bytesDone += size;
   }
 
-  #unchanged(old: Node, st: BigIntStats): boolean {
+  #unchanged(old: Node, st: EntryStat): boolean {
     if (old.type !== 'file' || !old.content) return false;
     if (old.size !== Number(st.size) || old.inode !== Number(st.ino)) return false;
     try {
@@ -458,50 +479,60 @@ export class Archiver {
 
   /** Walks one directory; resolves once every entry is dispatched, with a promise for the tree id. */
   async #saveDir(dir: FsPath, parentTree: Id | undefined, rootDev: bigint, scope: Scope | null): Promise<{ done: Promise<Id | null> }> {
-    // Synchronous readdir and lstat: microseconds each on a local file system, where the promise
-    // versions would cost a thread-pool round trip per entry.
-    let names: { name: string; nameRaw?: Buffer }[];
-    try {
-      names = readNames(dir);
-    } catch (err) {
-      this.#error(dir, err as Error);
-      return { done: Promise.resolve(null) };
-    }
+    type Entry = { name: string; nameRaw?: Buffer; path: FsPath; stat: EntryStat | Error | undefined };
+    const entries: Entry[] = [];
     const excluded = this.#opts.excluded;
-    const entries: { name: string; nameRaw?: Buffer; path: FsPath }[] = [];
-    for (const { name, nameRaw } of names) {
-      const p = joinPath(dir, name, nameRaw);
-      if (excluded && excluded(showPath(p))) continue;
-      entries.push({ name, nameRaw, path: p });
-    }
     const parentP = this.#loadParentTree(parentTree);
-    // Out of scope (a changed-paths backup, and nothing changed there): no stat, the parent's node stands.
-    const scopes = entries.map((e) => childScope(scope, e.name));
-    const stats = entries.map((e, i) => {
-      if (scopes[i] === undefined) return undefined;
+    let scopes: (Scope | null | undefined)[];
+    if (this.#scout) {
+      // A whole walk: the scout thread has read this folder, and reads the folders below it next.
+      let listing: Listing;
       try {
-        return fsSync.lstatSync(e.path, { bigint: true });
+        listing = await this.#scout.list(dir, rootDev);
       } catch (err) {
-        return err as Error;
+        this.#error(dir, err as Error);
+        return { done: Promise.resolve(null) };
       }
-    });
+      for (let i = 0; i < listing.names.length; i++) {
+        const { name, nameRaw, stat } = listedEntry(listing, i);
+        const p = joinPath(dir, name, nameRaw);
+        if (excluded?.(showPath(p))) continue;
+        entries.push({ name, nameRaw, path: p, stat });
+      }
+      scopes = entries.map(() => null);
+    } else {
+      // Changed paths only: synchronous readdir and lstat, and no stat at all out of scope, where
+      // the parent's node stands.
+      let names: { name: string; nameRaw?: Buffer }[];
+      try {
+        names = readNames(dir);
+      } catch (err) {
+        this.#error(dir, err as Error);
+        return { done: Promise.resolve(null) };
+      }
+      for (const { name, nameRaw } of names) {
+        const p = joinPath(dir, name, nameRaw);
+        if (excluded && excluded(showPath(p))) continue;
+        entries.push({ name, nameRaw, path: p, stat: undefined });
+      }
+      scopes = entries.map((e) => childScope(scope, e.name));
+      entries.forEach((e, i) => {
+        if (scopes[i] !== undefined) e.stat = lstatOrError(e.path);
+      });
+    }
     const parent = await parentP;
     const pending: Promise<Node | null>[] = [];
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
       const old = parent.byName.get(nameKey(e));
-      let st = stats[i];
+      let st = e.stat;
       if (st === undefined) {
         if (old) {
           pending.push(Promise.resolve(this.#reuse(old)));
           continue;
         }
         // Not reported as changed, yet not in the parent either: look at it after all.
-        try {
-          st = fsSync.lstatSync(e.path, { bigint: true });
-        } catch (err) {
-          st = err as Error;
-        }
+        st = lstatOrError(e.path);
       }
       if (st instanceof Error) {
         this.#error(e.path, st);

@@ -22,6 +22,8 @@ export interface Excluder {
    * itself records only the raw --exclude values in a snapshot's `excludes`; this is those followed by the rest.
    */
   patterns: string[];
+  /** The case-sensitive and case-insensitive lists after reading the files: `buildExcluder` of these is the same excluder. */
+  lists: { exclude: string[]; iexclude: string[] };
 }
 
 /**
@@ -44,6 +46,7 @@ export async function buildExcluder(opts: ExcludeOptions): Promise<Excluder> {
   const insensitive = compileList(iexclude, true);
   return {
     patterns: [...exclude, ...iexclude].filter((p) => p !== ''),
+    lists: { exclude, iexclude },
     excluded(absPath: string): boolean {
       const p = cleanPath(absPath);
       return (sensitive !== undefined && sensitive(p)) || (insensitive !== undefined && insensitive(p.toLowerCase()));

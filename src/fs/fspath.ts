@@ -17,3 +17,8 @@ export function showPath(p: FsPath): string {
 export function fromWire(p: string | Uint8Array): FsPath {
   return typeof p === 'string' ? p : Buffer.from(p.buffer, p.byteOffset, p.byteLength);
 }
+
+/** A path as a map key: text as it is, bytes as hex behind a NUL (no text path holds one). */
+export function pathKey(p: FsPath): string {
+  return typeof p === 'string' ? p : `\0${p.toString('hex')}`;
+}

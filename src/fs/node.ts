@@ -63,8 +63,14 @@ export function groupName(gid: number): string | undefined {
   return groups.get(gid);
 }
 
+/** What is read of an entry's lstat: a real BigIntStats, or a view of a folder listing. */
+export type EntryStat = Pick<
+  BigIntStats,
+  'dev' | 'mode' | 'nlink' | 'uid' | 'gid' | 'rdev' | 'ino' | 'size' | 'atimeNs' | 'mtimeNs' | 'ctimeNs' | 'isFile' | 'isDirectory' | 'isSymbolicLink'
+>;
+
 /** A node from lstat; directories get their subtree and files their content later. */
-export function nodeFromStat(name: string, st: BigIntStats, linkTarget?: string): Node {
+export function nodeFromStat(name: string, st: EntryStat, linkTarget?: string): Node {
   const stMode = Number(st.mode);
   const type = nodeTypeFromUnix(stMode);
   const uid = Number(st.uid);

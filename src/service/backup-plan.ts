@@ -122,6 +122,7 @@ export async function backupPlan(ref: RepositoryRef, plan: Plan, sources: Source
       tags: [...(plan.tags ?? []), planTag(plan.name)],
       excluded: excluder.patterns.length > 0 ? excluder.excluded : undefined,
       excludePatterns: excludes,
+      excludeLists: excluder.lists,
       parent,
       // The journal counts from the plan's last success, so it only describes the way from the plan's own snapshot.
       changedPaths: opts.changedPaths && parent?.tags?.includes(planTag(plan.name)) ? opts.changedPaths : undefined,

@@ -7,6 +7,7 @@ import { Archiver, type BackupResult } from '../../archiver/archiver.js';
 import { backupStream } from '../../archiver/stdin.js';
 import { scanTotals } from '../../archiver/scanner.js';
 import { buildExcluder } from '../../archiver/excludes.js';
+import { Scout } from '../../archiver/scout.js';
 import { findParent, findSnapshot } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
 import type { Context } from '../context.js';
@@ -80,43 +81,52 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
   }
   const excluder = await buildExcluder({ exclude: o.exclude, iexclude: o.iexclude, excludeFiles: o.excludeFile, iexcludeFiles: o.iexcludeFile });
 
-  const repo = await ctx.openRepository();
-  // A lock waits a moment for racing clients before it counts; walk and hash meanwhile.
-  await ctx.lock(repo, false, { overlap: true });
-  await repo.loadIndex();
-  const pool = ctx.pool(repo);
-  const started = Date.now();
+  // Folders are read ahead on a thread from now on, while the key is derived and the index loaded.
+  const scout = o.stdin ? undefined : new Scout({ ...excluder.lists, oneFileSystem: !!o.oneFileSystem }, paths);
   let result: BackupResult;
-  if (o.stdin) {
-    result = await backupStream(repo, pool, process.stdin, o.stdinFilename, { host, tags, signal: ctx.signal });
-  } else {
-    const parent = o.force && !o.parent ? null : o.parent ? await findSnapshot(repo, o.parent) : await findParent(repo, host, paths);
-    if (parent && !ctx.opts.json) ctx.print(`using parent snapshot ${shortId(parent.id)}`);
-    const progress = ctx.progress();
-    const totals = { files: 0, bytes: 0 };
-    const excluded = excluder.patterns.length > 0 ? excluder.excluded : undefined;
-    if (ctx.progressMode() !== 'none') {
-      void scanTotals(paths, excluded, (t) => Object.assign(totals, t), ctx.signal);
+  let started: number;
+  try {
+    const repo = await ctx.openRepository();
+    // A lock waits a moment for racing clients before it counts; walk and hash meanwhile.
+    await ctx.lock(repo, false, { overlap: true });
+    await repo.loadIndex();
+    const pool = ctx.pool(repo);
+    started = Date.now();
+    if (o.stdin) {
+      result = await backupStream(repo, pool, process.stdin, o.stdinFilename, { host, tags, signal: ctx.signal });
+    } else {
+      const parent = o.force && !o.parent ? null : o.parent ? await findSnapshot(repo, o.parent) : await findParent(repo, host, paths);
+      if (parent && !ctx.opts.json) ctx.print(`using parent snapshot ${shortId(parent.id)}`);
+      const progress = ctx.progress();
+      const totals = { files: 0, bytes: 0 };
+      const excluded = excluder.patterns.length > 0 ? excluder.excluded : undefined;
+      if (ctx.progressMode() !== 'none') {
+        void scanTotals(paths, excluded, (t) => Object.assign(totals, t), ctx.signal);
+      }
+      const archiver = new Archiver(repo, pool, {
+        paths,
+        tags,
+        host,
+        excluded,
+        excludePatterns: o.exclude,
+        excludeLists: excluder.lists,
+        oneFileSystem: o.oneFileSystem,
+        scout,
+        parent,
+        force: o.force,
+        signal: ctx.signal,
+        onProgress: (p) =>
+          progress.update({ filesDone: p.filesDone, bytesDone: p.bytesDone, filesTotal: totals.files || undefined, bytesTotal: totals.bytes || undefined, errors: p.errors, current: p.current }),
+        onError: (p, err) => {
+          if (ctx.opts.json) ctx.json({ message_type: 'error', error: { message: err.message }, during: 'archival', item: p });
+          else ctx.err.write(`error: ${err.message}\n`);
+        },
+      });
+      result = await archiver.run();
+      progress.done({ filesDone: result.summary.total_files_processed, bytesDone: result.summary.total_bytes_processed, filesTotal: totals.files || undefined, bytesTotal: totals.bytes || undefined, errors: result.errors.length });
     }
-    const archiver = new Archiver(repo, pool, {
-      paths,
-      tags,
-      host,
-      excluded,
-      excludePatterns: o.exclude,
-      oneFileSystem: o.oneFileSystem,
-      parent,
-      force: o.force,
-      signal: ctx.signal,
-      onProgress: (p) =>
-        progress.update({ filesDone: p.filesDone, bytesDone: p.bytesDone, filesTotal: totals.files || undefined, bytesTotal: totals.bytes || undefined, errors: p.errors, current: p.current }),
-      onError: (p, err) => {
-        if (ctx.opts.json) ctx.json({ message_type: 'error', error: { message: err.message }, during: 'archival', item: p });
-        else ctx.err.write(`error: ${err.message}\n`);
-      },
-    });
-    result = await archiver.run();
-    progress.done({ filesDone: result.summary.total_files_processed, bytesDone: result.summary.total_bytes_processed, filesTotal: totals.files || undefined, bytesTotal: totals.bytes || undefined, errors: result.errors.length });
+  } finally {
+    await scout?.close();
   }
   reportBackup(ctx, result, (Date.now() - started) / 1000);
   if (result.errors.length > 0) {

@@ -1,0 +1,101 @@
+import fsSync from 'node:fs';
+import type { BigIntStats } from 'node:fs';
+import { isUtf8 } from '../fs/goquote.js';
+import { joinPath, type FsPath } from '../fs/fspath.js';
+import { utf8Compare, type EntryStat } from '../fs/node.js';
+
+/** The lstat fields a listing carries per entry, in this order. */
+const FIELDS = 11;
+
+/**
+ * One folder read: its names in byte order and each entry's lstat, packed so that a listing made
+ * on another thread crosses over as a few transferable arrays rather than an object per entry.
+ */
+export interface Listing {
+  names: string[];
+  /** Per name, its bytes when they are not UTF-8 (else null); null when every name is UTF-8. */
+  raws: (Uint8Array | null)[] | null;
+  /** FIELDS numbers per entry (see `listDir`); an entry whose lstat failed has zeros. */
+  stats: BigInt64Array;
+  /** Per entry, why its lstat failed (else null); null when none failed. */
+  errors: ({ message: string; code?: string } | null)[] | null;
+}
+
+/**
+ * A folder's names in byte order. Read as text, which costs no buffer per name; a name that is not
+ * UTF-8 comes back with U+FFFD in it, and then the folder is read again as bytes so that such names
+ * are kept exactly (restic writes them as \xNN).
+ */
+export function readNames(dir: FsPath): { name: string; nameRaw?: Buffer }[] {
+  const text = fsSync.readdirSync(dir);
+  if (!text.some((n) => n.includes('\uFFFD'))) return text.sort(utf8Compare).map((name) => ({ name }));
+  return fsSync
+    .readdirSync(dir, { encoding: 'buffer' })
+    .sort(Buffer.compare)
+    .map((b) => ({ name: b.toString('utf8'), nameRaw: isUtf8(b) ? undefined : b }));
+}
+
+/** Reads a folder and lstats every entry; throws only when the folder itself cannot be read. */
+export function listDir(dir: FsPath): Listing {
+  const entries = readNames(dir);
+  const stats = new BigInt64Array(entries.length * FIELDS);
+  let raws: Listing['raws'] = null;
+  let errors: Listing['errors'] = null;
+  entries.forEach((e, i) => {
+    if (e.nameRaw) (raws ??= entries.map(() => null))[i] = e.nameRaw;
+    let st: BigIntStats;
+    try {
+      st = fsSync.lstatSync(joinPath(dir, e.name, e.nameRaw), { bigint: true });
+    } catch (err) {
+      const { message, code } = err as NodeJS.ErrnoException;
+      (errors ??= entries.map(() => null))[i] = { message, code };
+      return;
+    }
+    stats.set([st.dev, st.mode, st.nlink, st.uid, st.gid, st.rdev, st.ino, st.size, st.atimeNs, st.mtimeNs, st.ctimeNs], i * FIELDS);
+  });
+  return { names: entries.map((e) => e.name), raws, stats, errors };
+}
+
+const S_IFMT = 0o170000;
+
+/** An entry's lstat read from a listing. */
+class ListedStat implements EntryStat {
+  readonly #s: BigInt64Array;
+  readonly #o: number;
+  readonly #type: number;
+
+  constructor(s: BigInt64Array, i: number) {
+    this.#s = s;
+    this.#o = i * FIELDS;
+    this.#type = Number(s[this.#o + 1]) & S_IFMT;
+  }
+
+  get dev(): bigint { return this.#s[this.#o]; }
+  get mode(): bigint { return this.#s[this.#o + 1]; }
+  get nlink(): bigint { return this.#s[this.#o + 2]; }
+  get uid(): bigint { return this.#s[this.#o + 3]; }
+  get gid(): bigint { return this.#s[this.#o + 4]; }
+  get rdev(): bigint { return this.#s[this.#o + 5]; }
+  get ino(): bigint { return this.#s[this.#o + 6]; }
+  get size(): bigint { return this.#s[this.#o + 7]; }
+  get atimeNs(): bigint { return this.#s[this.#o + 8]; }
+  get mtimeNs(): bigint { return this.#s[this.#o + 9]; }
+  get ctimeNs(): bigint { return this.#s[this.#o + 10]; }
+  isFile(): boolean { return this.#type === 0o100000; }
+  isDirectory(): boolean { return this.#type === 0o040000; }
+  isSymbolicLink(): boolean { return this.#type === 0o120000; }
+}
+
+/** Whether entry `i` of a listing is a folder, read without building the entry. */
+export function listedIsDir(l: Listing, i: number): boolean {
+  return !l.errors?.[i] && (Number(l.stats[i * FIELDS + 1]) & S_IFMT) === 0o040000;
+}
+
+/** Entry `i` of a listing: its name, its name's bytes when not UTF-8, and its lstat or the error. */
+export function listedEntry(l: Listing, i: number): { name: string; nameRaw?: Buffer; stat: EntryStat | Error } {
+  const raw = l.raws?.[i];
+  const nameRaw = raw ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength) : undefined;
+  const e = l.errors?.[i];
+  const stat = e ? Object.assign(new Error(e.message), { code: e.code }) : new ListedStat(l.stats, i);
+  return { name: l.names[i], nameRaw, stat };
+}
