@@ -3,6 +3,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { utf8Compare } from '../fs/node.js';
 import { fromWire, joinPath, pathKey, showPath, type FsPath } from '../fs/fspath.js';
 import { buildExcluder } from './excludes.js';
+import { LOADED } from '../util/worker.js';
 import { listDir, listedEntry, listedIsDir } from './listing.js';
 import type { ScoutInit, ScoutReply, ScoutRequest } from './scout.js';
 
@@ -102,3 +103,5 @@ port.on('message', (m: ScoutRequest) => {
   else asked.push({ seq: m.seq, dir: fromWire(m.dir), rootDev: m.rootDev });
   schedule();
 });
+
+port.postMessage(LOADED);

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { fromWire, pathKey, type FsPath } from '../fs/fspath.js';
 import { listDir, type Listing } from './listing.js';
+import { LOADED, terminateLoaded, whenLoaded } from '../util/worker.js';
 
 export interface ScoutInit {
   exclude: string[];
@@ -46,6 +47,7 @@ type Outcome = { listing: Listing } | { error: Error };
  */
 export class Scout {
   #worker: Worker | null;
+  readonly #loaded: Promise<void>;
   #seq = 0;
   /** Read ahead, not yet taken. */
   readonly #ready = new Map<string, Outcome>();
@@ -62,8 +64,9 @@ export class Scout {
   constructor(opts: Omit<ScoutInit, 'credit' | 'seeds'>, seeds: string[] = []) {
     const script = scoutScript();
     this.#worker = script ? new Worker(script, { workerData: { ...opts, seeds, credit: CREDIT } satisfies ScoutInit }) : null;
-    this.#worker?.on('message', (batch: ScoutReply[]) => {
-      for (const r of batch) this.#onReply(r);
+    this.#loaded = this.#worker ? whenLoaded(this.#worker) : Promise.resolve();
+    this.#worker?.on('message', (batch: ScoutReply[] | typeof LOADED) => {
+      if (Array.isArray(batch)) for (const r of batch) this.#onReply(r);
     });
     this.#worker?.on('error', () => this.#fallBack());
     this.#worker?.on('exit', () => this.#fallBack());
@@ -93,7 +96,7 @@ export class Scout {
       this.#asked.delete(seq);
       p.reject(new Error('folder listing stopped'));
     }
-    if (w) await w.terminate();
+    if (w) await terminateLoaded(w, this.#loaded);
   }
 
   #giveBack(entries: number): void {

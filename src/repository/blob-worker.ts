@@ -11,6 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { Chunker, MAX_CHUNK, MIN_CHUNK } from '../chunker/chunker.js';
 import { Key } from '../crypto/crypto.js';
 import { ScratchCompressor, ScratchDecompressor } from '../compress/zstd.js';
+import { LOADED } from '../util/worker.js';
 import { CairnError } from '../errors.js';
 import { PackFileWriter, parsePackTail } from './pack.js';
 import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
@@ -381,3 +382,5 @@ port.on('message', (m: Request) => {
   // Jobs run one after another: the pack and the read buffer belong to one job at a time.
   queue = queue.then(() => handle(m));
 });
+
+post(LOADED);

@@ -24,9 +24,10 @@ describe('worker pool', () => {
       const abort = new AbortController();
       const run = new Archiver(repo, pool, { paths: [src], signal: abort.signal }).run();
       run.catch(() => undefined);
-      // Wait until a worker holds a source file open, then stop everything, as a shutdown that cannot wait does.
+      // Wait until a worker holds a source file open (not the folder, which the walk's scout reads
+      // first), then stop everything, as a shutdown that cannot wait does.
       const t0 = Date.now();
-      while (!fs.readdirSync('/proc/self/fd').some((f) => { try { return fs.readlinkSync(`/proc/self/fd/${f}`).startsWith(src); } catch { return false; } }) && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 5));
+      while (!fs.readdirSync('/proc/self/fd').some((f) => { try { return fs.readlinkSync(`/proc/self/fd/${f}`).startsWith(`${src}/big`); } catch { return false; } }) && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 5));
       abort.abort();
       await pool.close();
       await expect(run).rejects.toThrow(/interrupted|closed/);

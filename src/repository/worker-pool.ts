@@ -8,6 +8,7 @@ import type { Id } from './id.js';
 import type { PackedBlob } from './pack.js';
 import type { Repository } from './repository.js';
 import { PACK_SIZE } from './repository.js';
+import { terminateLoaded, whenLoaded } from '../util/worker.js';
 import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { transferable } from '../util/transfer.js';
 import { polynomialToHex } from '../chunker/polynomial.js';
@@ -25,6 +26,7 @@ function workerScript(): URL {
 interface Slot {
   worker: Worker;
   inFlight: number;
+  loaded: Promise<void>;
 }
 
 interface Pending {
@@ -101,7 +103,7 @@ export class WorkerPool {
     for (let i = 0; i < this.#size; i++) {
       const workerData: WorkerInit = { ...this.#init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` } };
       const worker = new Worker(script, { workerData });
-      const slot: Slot = { worker, inFlight: 0 };
+      const slot: Slot = { worker, inFlight: 0, loaded: whenLoaded(worker) };
       worker.on('message', (m: Reply) => this.#onMessage(slot, m));
       worker.on('error', (err) => this.#fail(err));
       this.#slots.push(slot);
@@ -120,6 +122,7 @@ export class WorkerPool {
   }
 
   #onMessage(slot: Slot, m: Reply): void {
+    if (m.op === 'loaded') return;
     if (m.op === 'pack') {
       const save = this.#savePack(slot, m.id, m.path, m.blobs);
       this.#packSaves.push(save);
@@ -271,7 +274,7 @@ export class WorkerPool {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await Promise.all(this.#slots.map((s) => s.worker.terminate()));
+    await Promise.all(this.#slots.map((s) => terminateLoaded(s.worker, s.loaded)));
     // Calls still out with a terminated worker would otherwise never settle.
     for (const [seq, p] of this.#pending) {
       this.#pending.delete(seq);

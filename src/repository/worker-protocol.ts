@@ -81,4 +81,5 @@ export interface CheckPackResult {
 export type Reply =
   | { op: 'done'; seq: number; result: unknown; lent?: ArrayBuffer }
   | { op: 'error'; seq: number; message: string; code?: string; errno?: string; lent?: ArrayBuffer }
-  | { op: 'pack'; id: Id; path: string; length: number; blobs: PackedBlob[] };
+  | { op: 'pack'; id: Id; path: string; length: number; blobs: PackedBlob[] }
+  | { op: 'loaded' };

@@ -1,0 +1,34 @@
+import type { Worker } from 'node:worker_threads';
+
+/** What a worker posts once its modules are loaded and its top level has run. */
+export const LOADED = { op: 'loaded' } as const;
+
+/**
+ * Resolves once the worker has posted LOADED, exited or failed. Terminating a worker while it is
+ * still loading its modules leaks the descriptors of the module files it was reading (seen with
+ * Node 20), which adds up in a long-lived process whose jobs are interrupted early.
+ */
+export function whenLoaded(worker: Worker): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const onMessage = (m: unknown): void => {
+      if ((m as { op?: string } | null)?.op === LOADED.op) done();
+    };
+    const done = (): void => {
+      worker.off('message', onMessage);
+      worker.off('exit', done);
+      worker.off('error', done);
+      resolve();
+    };
+    worker.on('message', onMessage);
+    worker.once('exit', done);
+    worker.once('error', done);
+  });
+}
+
+/** Terminates the worker once it is loaded (see whenLoaded), or after `waitMs` in any case. */
+export async function terminateLoaded(worker: Worker, loaded: Promise<void>, waitMs = 10_000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([loaded, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+  clearTimeout(timer);
+  await worker.terminate();
+}
