@@ -8,7 +8,7 @@ import { nameKey, nodeFromStat, nodeCompare, sameNode, utf8Compare, type EntrySt
 import { isUtf8 } from '../fs/goquote.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
 import { readXattrs } from '../fs/xattr.js';
-import { listedEntry, readNames, type Listing } from './listing.js';
+import { listedEntry, lstatOrError, readNames, type Listing } from './listing.js';
 import { Scout } from './scout.js';
 import { formatTime, parseTime } from '../fs/time.js';
 import type { Id } from '../repository/id.js';
@@ -126,14 +126,6 @@ interface Target {
 function guard<T>(p: Promise<T>): Promise<T> {
   p.catch(() => undefined);
   return p;
-}
-
-function lstatOrError(p: FsPath): BigIntStats | Error {
-  try {
-    return fsSync.lstatSync(p, { bigint: true });
-  } catch (err) {
-    return err as Error;
-  }
 }
 
 /**

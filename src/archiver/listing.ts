@@ -4,6 +4,30 @@ import { isUtf8 } from '../fs/goquote.js';
 import { joinPath, type FsPath } from '../fs/fspath.js';
 import { utf8Compare, type EntryStat } from '../fs/node.js';
 
+/** An error as it crosses between threads: its message and errno code. */
+export interface WireError {
+  message: string;
+  code?: string;
+}
+
+export function errorToWire(err: unknown): WireError {
+  const { message, code } = err as NodeJS.ErrnoException;
+  return { message, code };
+}
+
+export function errorFromWire(e: WireError): Error {
+  return Object.assign(new Error(e.message), { code: e.code });
+}
+
+/** An entry's lstat, or why it failed. */
+export function lstatOrError(p: FsPath): BigIntStats | Error {
+  try {
+    return fsSync.lstatSync(p, { bigint: true });
+  } catch (err) {
+    return err as Error;
+  }
+}
+
 /** The lstat fields a listing carries per entry, in this order. */
 const FIELDS = 11;
 
@@ -18,7 +42,7 @@ export interface Listing {
   /** FIELDS numbers per entry (see `listDir`); an entry whose lstat failed has zeros. */
   stats: BigInt64Array;
   /** Per entry, why its lstat failed (else null); null when none failed. */
-  errors: ({ message: string; code?: string } | null)[] | null;
+  errors: (WireError | null)[] | null;
 }
 
 /**
@@ -43,12 +67,9 @@ export function listDir(dir: FsPath): Listing {
   let errors: Listing['errors'] = null;
   entries.forEach((e, i) => {
     if (e.nameRaw) (raws ??= entries.map(() => null))[i] = e.nameRaw;
-    let st: BigIntStats;
-    try {
-      st = fsSync.lstatSync(joinPath(dir, e.name, e.nameRaw), { bigint: true });
-    } catch (err) {
-      const { message, code } = err as NodeJS.ErrnoException;
-      (errors ??= entries.map(() => null))[i] = { message, code };
+    const st = lstatOrError(joinPath(dir, e.name, e.nameRaw));
+    if (st instanceof Error) {
+      (errors ??= entries.map(() => null))[i] = errorToWire(st);
       return;
     }
     stats.set([st.dev, st.mode, st.nlink, st.uid, st.gid, st.rdev, st.ino, st.size, st.atimeNs, st.mtimeNs, st.ctimeNs], i * FIELDS);
@@ -96,6 +117,6 @@ export function listedEntry(l: Listing, i: number): { name: string; nameRaw?: Bu
   const raw = l.raws?.[i];
   const nameRaw = raw ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength) : undefined;
   const e = l.errors?.[i];
-  const stat = e ? Object.assign(new Error(e.message), { code: e.code }) : new ListedStat(l.stats, i);
+  const stat = e ? errorFromWire(e) : new ListedStat(l.stats, i);
   return { name: l.names[i], nameRaw, stat };
 }

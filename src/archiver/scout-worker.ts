@@ -4,7 +4,7 @@ import { utf8Compare } from '../fs/node.js';
 import { fromWire, joinPath, pathKey, showPath, type FsPath } from '../fs/fspath.js';
 import { buildExcluder } from './excludes.js';
 import { LOADED } from '../util/worker.js';
-import { listDir, listedEntry, listedIsDir } from './listing.js';
+import { errorToWire, listDir, listedEntry, listedIsDir } from './listing.js';
 import type { ScoutInit, ScoutReply, ScoutRequest } from './scout.js';
 
 /**
@@ -16,7 +16,8 @@ import type { ScoutInit, ScoutReply, ScoutRequest } from './scout.js';
  */
 const port = parentPort!;
 const init = workerData as ScoutInit;
-const excluder = buildExcluder({ exclude: init.exclude, iexclude: init.iexclude });
+const excluder = await buildExcluder({ exclude: init.exclude, iexclude: init.iexclude });
+const excluded = excluder.patterns.length > 0 ? excluder.excluded : undefined;
 
 interface Task {
   seq: number;
@@ -36,9 +37,8 @@ let scheduled = false;
 /** Up to this long per turn: replies go out in batches, and the walk's requests wait at most this long. */
 const TURN_MS = 0.3;
 
-async function serve(): Promise<void> {
+function serve(): void {
   scheduled = false;
-  const ex = (await excluder).patterns.length > 0 ? (await excluder).excluded : undefined;
   const replies: ScoutReply[] = [];
   const transfer: ArrayBuffer[] = [];
   const until = performance.now() + TURN_MS;
@@ -61,13 +61,12 @@ async function serve(): Promise<void> {
         const e = listedEntry(listing, i);
         const p = joinPath(t.dir, e.name, e.nameRaw);
         if (init.oneFileSystem && !(e.stat instanceof Error) && e.stat.dev !== t.rootDev) continue;
-        if (ex?.(showPath(p))) continue;
+        if (excluded?.(showPath(p))) continue;
         below.push({ seq: 0, dir: p, rootDev: t.rootDev });
       }
       for (let i = below.length - 1; i >= 0; i--) ahead.push(below[i]);
     } catch (err) {
-      const { message, code } = err as NodeJS.ErrnoException;
-      replies.push({ seq: t.seq, dir: t.dir, error: { message, code } });
+      replies.push({ seq: t.seq, dir: t.dir, error: errorToWire(err) });
     }
   } while (performance.now() < until);
   if (replies.length > 0) port.postMessage(replies, transfer);
@@ -75,13 +74,12 @@ async function serve(): Promise<void> {
 }
 
 /** The sources, read ahead from the start: the first source is on top. */
-async function seed(): Promise<void> {
-  const ex = (await excluder).patterns.length > 0 ? (await excluder).excluded : undefined;
+function seed(): void {
   const roots = [...init.seeds].sort(utf8Compare);
   for (let i = roots.length - 1; i >= 0; i--) {
     try {
       const st = lstatSync(roots[i], { bigint: true });
-      if (st.isDirectory() && !ex?.(roots[i])) ahead.push({ seq: 0, dir: roots[i], rootDev: st.dev });
+      if (st.isDirectory() && !excluded?.(roots[i])) ahead.push({ seq: 0, dir: roots[i], rootDev: st.dev });
     } catch {
       // The walk reports what cannot be read.
     }
@@ -92,11 +90,11 @@ async function seed(): Promise<void> {
 function schedule(): void {
   if (!scheduled && (asked.length > 0 || (credit > 0 && ahead.length > 0))) {
     scheduled = true;
-    setImmediate(() => void serve());
+    setImmediate(serve);
   }
 }
 
-void seed();
+seed();
 
 port.on('message', (m: ScoutRequest) => {
   if (m.op === 'credit') credit += m.entries;

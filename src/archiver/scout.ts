@@ -1,9 +1,7 @@
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { fromWire, pathKey, type FsPath } from '../fs/fspath.js';
-import { listDir, type Listing } from './listing.js';
-import { LOADED, terminateLoaded, whenLoaded } from '../util/worker.js';
+import { errorFromWire, listDir, type Listing, type WireError } from './listing.js';
+import { LOADED, terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
 
 export interface ScoutInit {
   exclude: string[];
@@ -22,18 +20,11 @@ export interface ScoutReply {
   seq: number;
   dir: string | Uint8Array;
   listing?: Listing;
-  error?: { message: string; code?: string };
+  error?: WireError;
 }
 
 /** Listings read ahead and not yet taken hold at most this many entries (~100 bytes each). */
 const CREDIT = 50_000;
-
-function scoutScript(): URL | null {
-  const here = new URL('./scout-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(here))) return here;
-  const built = new URL('../../dist/archiver/scout-worker.js', import.meta.url);
-  return existsSync(fileURLToPath(built)) ? built : null;
-}
 
 type Outcome = { listing: Listing } | { error: Error };
 
@@ -62,7 +53,7 @@ export class Scout {
    * listings waiting when its walk begins.
    */
   constructor(opts: Omit<ScoutInit, 'credit' | 'seeds'>, seeds: string[] = []) {
-    const script = scoutScript();
+    const script = workerScript('scout-worker.js', import.meta.url, '../../dist/archiver/scout-worker.js');
     this.#worker = script ? new Worker(script, { workerData: { ...opts, seeds, credit: CREDIT } satisfies ScoutInit }) : null;
     this.#loaded = this.#worker ? whenLoaded(this.#worker) : Promise.resolve();
     this.#worker?.on('message', (batch: ScoutReply[] | typeof LOADED) => {
@@ -107,7 +98,7 @@ export class Scout {
   }
 
   #onReply(r: ScoutReply): void {
-    const outcome: Outcome = r.listing ? { listing: r.listing } : { error: Object.assign(new Error(r.error?.message ?? 'cannot read folder'), { code: r.error?.code }) };
+    const outcome: Outcome = r.listing ? { listing: r.listing } : { error: errorFromWire(r.error ?? { message: 'cannot read folder' }) };
     if (r.seq === 0) {
       this.#ready.set(pathKey(fromWire(r.dir)), outcome);
       return;

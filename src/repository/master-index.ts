@@ -74,19 +74,17 @@ export class MasterIndex {
 
   addIndexJSON(json: IndexJSON, indexId: Id): void {
     if (!json || !Array.isArray(json.packs)) throw new CairnError('INTEGRITY', `index ${indexId} has no packs list`);
-    // Straight from the parsed JSON, without an object per blob in between: an index holds a
-    // repository's every blob and is read at the start of most commands.
     for (const p of json.packs) {
-      const blobs = p.blobs ?? [];
-      if (blobs.length === 0) continue;
-      const packId = p.id;
-      this.#packs.set(packId, { type: blobs[0].type, blobs: blobs.length });
-      for (const b of blobs) {
-        const k = MasterIndex.key(b.type, b.id);
-        if (!this.#blobs.has(k)) {
-          this.#blobs.set(k, { packId, type: b.type, offset: b.offset, length: b.length, uncompressedLength: b.uncompressed_length });
-        }
-      }
+      this.addPack(
+        p.id,
+        (p.blobs ?? []).map((b) => ({
+          id: b.id,
+          type: b.type,
+          offset: b.offset,
+          length: b.length,
+          uncompressedLength: b.uncompressed_length,
+        })),
+      );
     }
   }
 

@@ -1,26 +1,22 @@
 import os from 'node:os';
-import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { CairnError, type ErrorCode } from '../errors.js';
 import type { Id } from './id.js';
 import type { PackedBlob } from './pack.js';
 import type { Repository } from './repository.js';
 import { PACK_SIZE } from './repository.js';
-import { terminateLoaded, whenLoaded } from '../util/worker.js';
+import { terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
 import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { transferable } from '../util/transfer.js';
 import { polynomialToHex } from '../chunker/polynomial.js';
 import { removeStaged, stagingPrefix, sweepStaging } from './staging.js';
 
 /** The compiled worker script; tests run from TypeScript sources, so they use the build in dist/. */
-function workerScript(): URL {
-  const here = new URL('./blob-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(here))) return here;
-  const built = new URL('../../dist/repository/blob-worker.js', import.meta.url);
-  if (existsSync(fileURLToPath(built))) return built;
-  throw new CairnError('INTERNAL', 'blob worker script not found: run "npm run build" first');
+function blobWorkerScript(): URL {
+  const url = workerScript('blob-worker.js', import.meta.url, '../../dist/repository/blob-worker.js');
+  if (!url) throw new CairnError('INTERNAL', 'blob worker script not found: run "npm run build" first');
+  return url;
 }
 
 interface Slot {
@@ -99,7 +95,7 @@ export class WorkerPool {
 
   /** Workers start with the first job: a backup that reads no file (nothing changed) never pays for them. */
   #start(): void {
-    const script = workerScript();
+    const script = blobWorkerScript();
     for (let i = 0; i < this.#size; i++) {
       const workerData: WorkerInit = { ...this.#init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` } };
       const worker = new Worker(script, { workerData });

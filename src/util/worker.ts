@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { Worker } from 'node:worker_threads';
 
 /** What a worker posts once its modules are loaded and its top level has run. */
@@ -31,4 +33,16 @@ export async function terminateLoaded(worker: Worker, loaded: Promise<void>, wai
   await Promise.race([loaded, new Promise<void>((resolve) => (timer = setTimeout(resolve, waitMs)))]);
   clearTimeout(timer);
   await worker.terminate();
+}
+
+/**
+ * A worker script's URL: `name` beside the calling module (`from`, its import.meta.url) when that
+ * runs built, else the built copy under dist/ (`distPath`) when it runs from source (tests); null
+ * when neither exists.
+ */
+export function workerScript(name: string, from: string, distPath: string): URL | null {
+  const here = new URL(`./${name}`, from);
+  if (existsSync(fileURLToPath(here))) return here;
+  const built = new URL(distPath, from);
+  return existsSync(fileURLToPath(built)) ? built : null;
 }
