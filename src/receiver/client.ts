@@ -24,6 +24,12 @@ export interface PostArchiveOptions {
   token?: string;
   /** Send the body chunked, without a Content-Length. */
   chunked?: boolean;
+  /**
+   * The agent for the connection; default Node's global agent. Keep connections alive: a server
+   * that answers before it has read the whole body (a refusal) then reads and drops the rest, where
+   * with `Connection: close` it may close at once and the reset can overtake its answer (EPIPE).
+   */
+  agent?: http.Agent;
   signal?: AbortSignal;
 }
 
@@ -74,7 +80,7 @@ export function postArchive(url: string, file: string, opts: PostArchiveOptions 
   );
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
   const size = fs.statSync(file).size;
-  const headers: http.OutgoingHttpHeaders = { 'content-type': `multipart/form-data; boundary=${boundary}` };
+  const headers: http.OutgoingHttpHeaders = { 'content-type': `multipart/form-data; boundary=${boundary}`, accept: 'application/json' };
   if (opts.chunked) headers['transfer-encoding'] = 'chunked';
   else headers['content-length'] = head.length + size + tail.length;
   if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
@@ -86,12 +92,17 @@ export function postArchive(url: string, file: string, opts: PostArchiveOptions 
   return new Promise((resolve, reject) => {
     let answered = false;
     const input = fs.createReadStream(file);
-    const req = transport.request({ protocol: target.protocol, hostname: target.hostname, port: target.port, path: rawPath, method: 'POST', headers, signal: opts.signal });
+    const req = transport.request({ protocol: target.protocol, hostname: target.hostname, port: target.port, path: rawPath, method: 'POST', headers, signal: opts.signal, agent: opts.agent });
     req.on('response', (res) => {
       answered = true;
       input.destroy();
       const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
+      let kept = 0;
+      res.on('data', (c: Buffer) => {
+        // An answer is a short JSON document; a huge one (a misconfigured proxy) is cut at 1 MiB.
+        if (kept < 1 << 20) chunks.push(c);
+        kept += c.length;
+      });
       res.on('error', reject);
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
