@@ -61,35 +61,36 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   };
   // Reading data: two packs per worker (one being checked, one waiting) and one loading, in
   // buffers that the workers hand back; with one per worker, the workers waited for reads.
-  await mapLimit(packIds, opts.readData ? (pool?.size ?? 1) * 2 + 1 : 8, async (id) => {
-    if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
-    const size = onDisk.get(id);
-    if (size === undefined) {
-      res.errors.push(`pack ${id}: does not exist (listed in the index)`);
-      return;
-    }
-    try {
-      if (opts.readData && pool) {
-        const buf = pool.buffer(size);
-        let data: Buffer;
-        try {
-          data = await loadRange(repo.backend, { type: 'data', name: id }, 0, size, buf);
-        } catch (err) {
-          pool.recycle(buf);
-          throw err;
-        }
-        if (data.buffer !== buf.buffer) pool.recycle(buf);
-        const r = await pool.checkPack(id, data);
-        res.errors.push(...r.errors);
-        if (r.blobs.length > 0) verifyHeader(id, r.blobs);
-      } else {
-        verifyHeader(id, await readPackHeader(repo, id, size));
+  const checkPacks = () =>
+    mapLimit(packIds, opts.readData ? (pool?.size ?? 1) * 2 + 1 : 8, async (id) => {
+      if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
+      const size = onDisk.get(id);
+      if (size === undefined) {
+        res.errors.push(`pack ${id}: does not exist (listed in the index)`);
+        return;
       }
-    } catch (err) {
-      res.errors.push(err instanceof CairnError && (err as Error).message.startsWith('pack ') ? (err as Error).message : `pack ${id}: ${(err as Error).message}`);
-    }
-    opts.onProgress?.({ phase: opts.readData ? 'read data' : 'packs', done: ++done, total: packIds.length });
-  });
+      try {
+        if (opts.readData && pool) {
+          const buf = pool.buffer(size);
+          let data: Buffer;
+          try {
+            data = await loadRange(repo.backend, { type: 'data', name: id }, 0, size, buf);
+          } catch (err) {
+            pool.recycle(buf);
+            throw err;
+          }
+          if (data.buffer !== buf.buffer) pool.recycle(buf);
+          const r = await pool.checkPack(id, data);
+          res.errors.push(...r.errors);
+          if (r.blobs.length > 0) verifyHeader(id, r.blobs);
+        } else {
+          verifyHeader(id, await readPackHeader(repo, id, size));
+        }
+      } catch (err) {
+        res.errors.push(err instanceof CairnError && (err as Error).message.startsWith('pack ') ? (err as Error).message : `pack ${id}: ${(err as Error).message}`);
+      }
+      opts.onProgress?.({ phase: opts.readData ? 'read data' : 'packs', done: ++done, total: packIds.length });
+    });
 
   // Trees: every snapshot's, each tree once; every referenced blob must be indexed. A tree's
   // verdict covers its whole subtree and is remembered, so each snapshot that reaches damage is named.
@@ -105,14 +106,14 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   };
   const checkTree = async (id: Id, where: string): Promise<boolean> => {
     if (!index.has('tree', id)) {
-      res.errors.push(`tree ${id} (${where}): not in the index`);
+      treeErrors.push(`tree ${id} (${where}): not in the index`);
       return false;
     }
     let nodes;
     try {
       nodes = (await limiter.run(() => repo.loadTree(id))).nodes;
     } catch (err) {
-      res.errors.push(`tree ${id} (${where}): ${(err as Error).message}`);
+      treeErrors.push(`tree ${id} (${where}): ${(err as Error).message}`);
       return false;
     }
     let ok = true;
@@ -122,27 +123,37 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
       if (n.type === 'file') {
         for (const b of n.content ?? []) {
           if (!index.has('data', b)) {
-            res.errors.push(`file ${p} (tree ${id}): data blob ${b} not in the index`);
+            treeErrors.push(`file ${p} (tree ${id}): data blob ${b} not in the index`);
             ok = false;
           }
         }
       } else if (n.type === 'dir') {
         if (!n.subtree) {
-          res.errors.push(`dir ${p} (tree ${id}): no subtree`);
+          treeErrors.push(`dir ${p} (tree ${id}): no subtree`);
           ok = false;
         } else subs.push(walkTree(n.subtree, p));
       }
     }
     return (await Promise.all(subs)).every(Boolean) && ok;
   };
-  const snapshots = await repo.listSnapshots((id, err) => res.errors.push(`snapshot ${id}: ${(err as Error).message}`));
-  res.snapshots = snapshots.length;
-  for (const s of snapshots) {
-    if (!s.tree) {
-      res.errors.push(`snapshot ${s.id}: no tree`);
-      continue;
+  const checkSnapshots = async (): Promise<void> => {
+    const snapshots = await repo.listSnapshots((id, err) => treeErrors.push(`snapshot ${id}: ${(err as Error).message}`));
+    res.snapshots = snapshots.length;
+    for (const s of snapshots) {
+      if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
+      if (!s.tree) {
+        treeErrors.push(`snapshot ${s.id}: no tree`);
+        continue;
+      }
+      if (!(await walkTree(s.tree, '/'))) treeErrors.push(`snapshot ${s.id}: references damaged or missing data`);
     }
-    if (!(await walkTree(s.tree, '/'))) res.errors.push(`snapshot ${s.id}: references damaged or missing data`);
-  }
+  };
+
+  // The trees are walked while the packs are read: reading data keeps the workers busy and leaves
+  // the main thread mostly idle. Their errors are reported after the packs', as when run in turn.
+  const treeErrors: string[] = [];
+  const [packsDone, snapshotsDone] = await Promise.allSettled([checkPacks(), checkSnapshots()]);
+  for (const r of [packsDone, snapshotsDone]) if (r.status === 'rejected') throw r.reason;
+  res.errors.push(...treeErrors);
   return res;
 }
