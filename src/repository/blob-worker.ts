@@ -33,6 +33,8 @@ const decompressor = new ScratchDecompressor();
 /** The data pack being written: a staged file that goes to the main thread when full. */
 let pack: PackFileWriter | null = null;
 let packSeq = 0;
+/** Where each pack gathers its small blobs before writing them (see PackFileWriter). */
+const gatherBuf = Buffer.allocUnsafe(1024 * 1024);
 const READ_SIZE = 1024 * 1024;
 let readBuf = Buffer.allocUnsafe(MAX_CHUNK + READ_SIZE);
 
@@ -80,7 +82,7 @@ async function saveChunk(chunk: Buffer, r: SaveResult): Promise<void> {
   }
   let sealedLength: number;
   try {
-    pack ??= new PackFileWriter(key, path.join(init.staging.folder, `${init.staging.prefix}${packSeq++}`));
+    pack ??= new PackFileWriter(key, path.join(init.staging.folder, `${init.staging.prefix}${packSeq++}`), gatherBuf);
     sealedLength = pack.add('data', id, plain, uncompressedLength);
   } catch (err) {
     throw packFailure(err);

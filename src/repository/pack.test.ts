@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,20 +44,22 @@ describe('packs', () => {
   it('writes packs straight to a file that parses back, named by its hash, and removes aborted ones', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-pack-'));
     try {
-      const w = new PackFileWriter(key, path.join(dir, 'p1'));
+      // Small blobs are gathered and written 1 MiB at a time, large ones sealed in place and written
+      // at once: a mix, with enough small ones to fill the gathering buffer more than once, in order.
+      const sizes = [500, 1500, 300 * 1024, 2500, ...Array.from({ length: 30 }, (_, i) => 100 * 1024 + i), 200 * 1024, 0, 7];
+      const w = new PackFileWriter(key, path.join(dir, 'p1'), Buffer.alloc(1024 * 1024));
       const plains: Buffer[] = [];
-      for (let i = 0; i < 5; i++) {
-        const plain = Buffer.alloc(500 + i * 1000, i + 1);
+      sizes.forEach((size, i) => {
+        const plain = randomBytes(size);
         plains.push(Buffer.from(plain));
-        // The blob is sealed in place: the caller's buffer holds ciphertext afterwards.
         w.add('data', hashId(plain), plain, i === 2 ? 9999 : undefined);
-        expect(plain.equals(plains[i])).toBe(false);
-      }
+      });
       const { id, length, blobs } = w.finish();
       const bytes = fs.readFileSync(w.path);
       expect(bytes.length).toBe(length);
       expect(id).toBe(hashId(bytes));
       expect(parsePackTail(key, bytes, length, id)).toEqual({ blobs });
+      expect(blobs.map((b) => b.length)).toEqual(sizes.map((n) => n + 32));
       expect(blobs[2].uncompressedLength).toBe(9999);
       blobs.forEach((e, i) => expect(key.decrypt(bytes.subarray(e.offset, e.offset + e.length)).equals(plains[i])).toBe(true));
       expect(() => new PackFileWriter(key, w.path)).toThrow(/EEXIST/);

@@ -143,11 +143,18 @@ export class PackBuilder {
   }
 }
 
+/** Sealed blobs smaller than this are gathered in memory and written together. */
+const GATHER_BELOW = 128 * 1024;
+/** How much the gathering buffer holds before it goes to the file. */
+const GATHER_SIZE = 1024 * 1024;
+
 /**
- * Writes a pack straight to a file, as restic does: each blob is sealed in place in the caller's
- * buffer and appended with its IV and MAC, the pack is hashed as it grows, and the header goes at
- * the end. Nothing pack-sized is held in memory. The file is created new (`wx`) at `path`; on
- * `abort` it is closed and removed.
+ * Writes a pack straight to a file, as restic does: the pack is hashed as it grows and the header
+ * goes at the end; nothing pack-sized is held in memory. A large blob is sealed in place in the
+ * caller's buffer and appended with its IV and MAC; small ones are sealed into a gathering buffer
+ * (`scratch`, reused across packs when the caller passes one) that is written and hashed 1 MiB at
+ * a time, so a folder of small files costs a few writes rather than one per file. The file is
+ * created new (`wx`) at `path`; on `abort` it is closed and removed.
  */
 export class PackFileWriter {
   readonly path: string;
@@ -157,12 +164,16 @@ export class PackFileWriter {
   readonly #blobs: PackedBlob[] = [];
   readonly #iv = Buffer.alloc(IV_SIZE);
   readonly #mac = Buffer.alloc(MAC_SIZE);
+  readonly #gather: Buffer;
+  /** Bytes waiting in #gather. */
+  #gathered = 0;
   #size = 0;
   #open = true;
 
-  constructor(key: Key, path: string) {
+  constructor(key: Key, path: string, scratch?: Buffer) {
     this.#key = key;
     this.path = path;
+    this.#gather = scratch && scratch.length >= GATHER_SIZE ? scratch : Buffer.allocUnsafe(GATHER_SIZE);
     this.#fd = fs.openSync(path, 'wx', 0o600);
   }
 
@@ -175,13 +186,19 @@ export class PackFileWriter {
   }
 
   /**
-   * Seals `plain` (already compressed when `uncompressedLength` is set) into the pack; `plain` is
-   * encrypted in place, so the caller must not need its bytes afterwards. Returns the sealed length.
+   * Seals `plain` (already compressed when `uncompressedLength` is set) into the pack. `plain` may
+   * be encrypted in place, so the caller must not need its bytes afterwards. Returns the sealed length.
    */
   add(type: BlobType, id: Id, plain: Buffer, uncompressedLength?: number): number {
-    this.#key.sealInPlace(plain, this.#iv, this.#mac);
-    this.#write([this.#iv, plain, this.#mac]);
     const length = plain.length + CRYPTO_OVERHEAD;
+    if (length < GATHER_BELOW) {
+      if (this.#gathered + length > this.#gather.length) this.#flush();
+      this.#gathered += this.#key.encryptInto(plain, this.#gather, this.#gathered);
+    } else {
+      this.#flush();
+      this.#key.sealInPlace(plain, this.#iv, this.#mac);
+      this.#write([this.#iv, plain, this.#mac]);
+    }
     this.#blobs.push({ id, type, offset: this.#size, length, uncompressedLength });
     this.#size += length;
     return length;
@@ -189,6 +206,7 @@ export class PackFileWriter {
 
   /** Appends the header and closes the file; the pack is named by the hash of its bytes. */
   finish(): { id: Id; length: number; blobs: PackedBlob[] } {
+    this.#flush();
     const tail = sealPackHeader(this.#key, this.#blobs);
     this.#write([tail]);
     this.#open = false;
@@ -203,6 +221,13 @@ export class PackFileWriter {
       fs.closeSync(this.#fd);
     }
     fs.rmSync(this.path, { force: true });
+  }
+
+  #flush(): void {
+    if (this.#gathered === 0) return;
+    const bytes = this.#gather.subarray(0, this.#gathered);
+    this.#gathered = 0;
+    this.#write([bytes]);
   }
 
   #write(parts: Buffer[]): void {
