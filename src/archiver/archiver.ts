@@ -16,7 +16,7 @@ import { Limiter } from '../util/limit.js';
 import type { Repository } from '../repository/repository.js';
 import { PROGRAM_VERSION, currentUser, type Snapshot, type SnapshotSummary } from '../repository/snapshot.js';
 import { encodeTree } from '../repository/tree.js';
-import { SourceError, type WorkerPool } from '../repository/worker-pool.js';
+import { SMALL_FILE, SourceError, type WorkerPool } from '../repository/worker-pool.js';
 import type { SaveResult } from '../repository/worker-protocol.js';
 
 export interface BackupOptions {
@@ -66,6 +66,8 @@ export interface BackupResult {
 
 /** Files in flight per worker: enough to hide a message round trip, few enough to keep memory flat. */
 const FILES_PER_WORKER = 8;
+/** Small files in flight per worker: they travel in batches (see SMALL_FILE), two batches each. */
+const SMALL_FILES_PER_WORKER = 64;
 /** Index files are written along the way so an interrupted backup's packs are still found later. */
 const INDEX_EVERY_PACKS = 64;
 
@@ -151,6 +153,7 @@ export class Archiver {
   readonly #pool: WorkerPool;
   readonly #opts: BackupOptions;
   readonly #fileSlots: Limiter;
+  readonly #smallFileSlots: Limiter;
   readonly #errors: { path: string; message: string }[] = [];
   readonly #summary: SnapshotSummary;
   #progress: BackupProgress = { filesDone: 0, bytesDone: 0, errors: 0 };
@@ -166,6 +169,7 @@ export class Archiver {
     this.#pool = pool;
     this.#opts = opts;
     this.#fileSlots = new Limiter(pool.size * FILES_PER_WORKER);
+    this.#smallFileSlots = new Limiter(pool.size * SMALL_FILES_PER_WORKER);
     this.#scope = opts.parent && !opts.force ? buildScope(opts.changedPaths) : null;
     const now = formatTime(BigInt(Date.now()) * 1_000_000n);
     this.#summary = {
@@ -410,9 +414,10 @@ export class Archiver {
       this.#countFile(old, 0);
       return { node: Promise.resolve({ ...node, content: [] }) };
     }
-    await this.#fileSlots.acquire();
-    const job = this.#pool
-      .saveFile(abs)
+    const small = st.size <= BigInt(SMALL_FILE);
+    const slots = small ? this.#smallFileSlots : this.#fileSlots;
+    await slots.acquire();
+    const job = (small ? this.#pool.saveSmallFile(abs, Number(st.size)) : this.#pool.saveFile(abs))
       .then(
         (r: SaveResult) => {
           this.#countFile(old, r.size);
@@ -429,7 +434,7 @@ export class Archiver {
         },
       )
       .finally(() => {
-        this.#fileSlots.release();
+        slots.release();
         if (this.#repo.unindexedPacks >= INDEX_EVERY_PACKS) void this.#repo.writeIndex().catch(() => undefined);
       });
     return { node: guard(job) };

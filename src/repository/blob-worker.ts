@@ -14,7 +14,7 @@ import { ScratchCompressor, ScratchDecompressor } from '../compress/zstd.js';
 import { LOADED } from '../util/worker.js';
 import { CairnError } from '../errors.js';
 import { PackFileWriter, parsePackTail } from './pack.js';
-import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
+import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { applyMetadataSync } from '../fs/apply.js';
 import { fromWire, showPath } from '../fs/fspath.js';
 import { transferable } from '../util/transfer.js';
@@ -144,6 +144,23 @@ async function saveFile(at: string | Uint8Array): Promise<SaveResult> {
     fs.closeSync(fd);
   }
   return r;
+}
+
+/**
+ * Saves small files one after another and answers once for all of them. A file that cannot be
+ * read gets its error in its place; a failure of the pack (the repository's) fails the batch.
+ */
+async function saveFiles(paths: (string | Uint8Array)[]): Promise<BatchFileResult[]> {
+  const out: BatchFileResult[] = [];
+  for (const p of paths) {
+    try {
+      out.push(await saveFile(p));
+    } catch (err) {
+      if (err instanceof CairnError) throw err;
+      out.push({ error: (err as Error).message, errno: (err as NodeJS.ErrnoException).code });
+    }
+  }
+  return out;
 }
 
 async function saveBuffer(data: ArrayBuffer): Promise<SaveResult> {
@@ -328,6 +345,8 @@ async function handle(m: Request): Promise<void> {
   switch (m.op) {
     case 'file':
       return reply(m.seq, () => saveFile(m.path));
+    case 'files':
+      return reply(m.seq, () => saveFiles(m.paths));
     case 'buffer':
       return reply(m.seq, () => saveBuffer(m.data));
     case 'flush':

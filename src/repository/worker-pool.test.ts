@@ -5,7 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { Archiver } from '../archiver/archiver.js';
 import { LocalBackend } from '../backend/local.js';
 import { Repository } from './repository.js';
-import { WorkerPool } from './worker-pool.js';
+import { SourceError, WorkerPool } from './worker-pool.js';
+import { hashId } from './id.js';
 import { makeRepoPaths, tempDir } from '../../test/support/tools.js';
 import { seededBytes } from '../../test/support/trees.js';
 
@@ -35,5 +36,38 @@ describe('worker pool', () => {
     expect(openFds()).toBe(before);
     expect(fs.readdirSync(path.join(paths.dir, 'data')).filter((n) => n.startsWith('.cairn-tmp'))).toEqual([]);
     await repo.close();
+  });
+
+  it('saves small files in batches: each file gets its own content or its own error, in any mix', async () => {
+    const paths = await makeRepoPaths();
+    const password = (await fsp.readFile(paths.passwordFile, 'utf8')).split('\n')[0];
+    const repo = await Repository.init(new LocalBackend(paths.dir), password, { kdf: { N: 1024, r: 8, p: 1 } });
+    const src = await tempDir();
+    const pool = new WorkerPool(repo, { workers: 2 });
+    try {
+      // 100 files (more than a batch holds), every seventh missing; sizes 0 B to 64 KiB.
+      const files = Array.from({ length: 100 }, (_, i) => ({ path: path.join(src, `f${i}`), data: seededBytes(i, (i * 661) % (64 * 1024 + 1)), missing: i % 7 === 3 }));
+      for (const f of files) if (!f.missing) await fsp.writeFile(f.path, f.data);
+      const results = await Promise.allSettled(files.map((f) => pool.saveSmallFile(f.path, f.data.length)));
+      results.forEach((r, i) => {
+        const f = files[i];
+        if (f.missing) {
+          expect(r.status).toBe('rejected');
+          const err = (r as PromiseRejectedResult).reason as SourceError;
+          expect(err).toBeInstanceOf(SourceError);
+          expect(err.errno).toBe('ENOENT');
+          expect(err.message).toContain(`f${i}`);
+        } else {
+          expect(r.status).toBe('fulfilled');
+          const saved = (r as PromiseFulfilledResult<{ size: number; content: string[] }>).value;
+          expect(saved.size).toBe(f.data.length);
+          expect(saved.content).toEqual(f.data.length === 0 ? [] : [hashId(f.data)]);
+        }
+      });
+      await pool.flush();
+    } finally {
+      await pool.close();
+      await repo.close();
+    }
   });
 });

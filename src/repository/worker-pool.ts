@@ -7,7 +7,7 @@ import type { PackedBlob } from './pack.js';
 import type { Repository } from './repository.js';
 import { PACK_SIZE } from './repository.js';
 import { terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
-import type { CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
+import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { transferable } from '../util/transfer.js';
 import { polynomialToHex } from '../chunker/polynomial.js';
 import { removeStaged, stagingPrefix, sweepStaging } from './staging.js';
@@ -34,6 +34,21 @@ interface Pending {
 export interface PoolOptions {
   workers?: number;
   packSize?: number;
+}
+
+/**
+ * Files up to this size are saved in batches: one message to a worker and one answer for many
+ * files, where a message each cost the main thread and the workers more than reading the file.
+ */
+export const SMALL_FILE = 64 * 1024;
+/** A batch goes out at this many files or bytes, or when the main thread has nothing else to do. */
+const BATCH_FILES = 32;
+const BATCH_BYTES = 1024 * 1024;
+
+interface Batch {
+  paths: (string | Buffer)[];
+  waiters: { resolve: (r: SaveResult) => void; reject: (e: unknown) => void }[];
+  bytes: number;
 }
 
 /** Lent buffers are sized in whole MiB, so one buffer fits many ranges. */
@@ -78,6 +93,9 @@ export class WorkerPool {
   readonly #init: WorkerInit;
   /** Buffers back from workers, to load the next ranges into. */
   readonly #spare: ArrayBuffer[] = [];
+  /** Small files waiting to go to a worker together (see SMALL_FILE). */
+  #batch: Batch | null = null;
+  #batchTimer: NodeJS.Immediate | null = null;
 
   constructor(repo: Repository, opts: PoolOptions = {}) {
     this.#repo = repo;
@@ -184,6 +202,40 @@ export class WorkerPool {
     return this.#call({ op: 'file', seq: ++this.#seq, path });
   }
 
+  /**
+   * Like saveFile, for a file of at most SMALL_FILE bytes (`size`, as last seen): it goes to a
+   * worker with other small files in one message.
+   */
+  async saveSmallFile(path: string | Buffer, size: number): Promise<SaveResult> {
+    await this.#prepareStaging();
+    return new Promise<SaveResult>((resolve, reject) => {
+      const b = (this.#batch ??= { paths: [], waiters: [], bytes: 0 });
+      b.paths.push(path);
+      b.waiters.push({ resolve, reject });
+      b.bytes += size;
+      if (b.paths.length >= BATCH_FILES || b.bytes >= BATCH_BYTES) this.#sendBatch();
+      else this.#batchTimer ??= setImmediate(() => this.#sendBatch());
+    });
+  }
+
+  #sendBatch(): void {
+    if (this.#batchTimer) clearImmediate(this.#batchTimer);
+    this.#batchTimer = null;
+    const b = this.#batch;
+    this.#batch = null;
+    if (!b) return;
+    this.#call<BatchFileResult[]>({ op: 'files', seq: ++this.#seq, paths: b.paths }).then(
+      (results) =>
+        results.forEach((r, i) => {
+          if ('error' in r) b.waiters[i].reject(new SourceError(r.error, r.errno));
+          else b.waiters[i].resolve(r);
+        }),
+      (err: unknown) => {
+        for (const w of b.waiters) w.reject(err);
+      },
+    );
+  }
+
   /** Stores one chunk of data (already cut by the caller). */
   async saveBuffer(data: Uint8Array): Promise<SaveResult> {
     await this.#prepareStaging();
@@ -257,6 +309,7 @@ export class WorkerPool {
 
   /** Makes every worker hand over its partial pack and waits until all packs are saved. */
   async flush(): Promise<void> {
+    this.#sendBatch();
     await Promise.all(this.#slots.map((s) => this.#call({ op: 'flush', seq: ++this.#seq }, [], s)));
     while (this.#packSaves.length > 0) {
       const saves = this.#packSaves;
@@ -270,6 +323,10 @@ export class WorkerPool {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#batchTimer) clearImmediate(this.#batchTimer);
+    this.#batchTimer = null;
+    for (const w of this.#batch?.waiters ?? []) w.reject(new CairnError('INTERRUPTED', 'the worker pool was closed'));
+    this.#batch = null;
     await Promise.all(this.#slots.map((s) => terminateLoaded(s.worker, s.loaded)));
     // Calls still out with a terminated worker would otherwise never settle.
     for (const [seq, p] of this.#pending) {

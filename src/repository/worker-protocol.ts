@@ -25,6 +25,7 @@ export interface OpenBlob {
 
 export type Request =
   | { op: 'file'; seq: number; path: string | Uint8Array }
+  | { op: 'files'; seq: number; paths: (string | Uint8Array)[] }
   | { op: 'buffer'; seq: number; data: ArrayBuffer }
   | { op: 'flush'; seq: number }
   | { op: 'known'; ids: Id[] }
@@ -64,6 +65,9 @@ export interface SaveResult {
   bytesNew: number;
   bytesPacked: number;
 }
+
+/** Per file of a `files` batch: what saving it produced, or why it could not be read. */
+export type BatchFileResult = SaveResult | { error: string; errno?: string };
 
 export interface OpenResult {
   /** Plaintexts of the blobs that opened, back to back, in request order. */
