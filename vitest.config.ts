@@ -7,6 +7,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    setupFiles: ['test/support/cleanup.ts'],
     // Most tests wait on child processes, servers and disks, so two files at a time pay even on two
     // cores (vitest's default there is one): the suite took 425 s instead of 638 s.
     maxWorkers: Math.max(2, os.availableParallelism() - 1),

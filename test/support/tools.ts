@@ -17,8 +17,19 @@ export function haveTool(cmd: string, installHint: string): boolean {
 
 export const HAVE_RESTIC = haveTool('restic', 'apt-get install -y restic');
 
+/** Folders tempDir made in this test file: removed once its tests are done (see cleanup.ts). */
+const madeDirs: string[] = [];
+
 export async function tempDir(prefix = 'cairn-test-'): Promise<string> {
-  return fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
+  madeDirs.push(dir);
+  return dir;
+}
+
+/** Removes every folder tempDir made so far; a test run would otherwise leave gigabytes in /tmp. */
+export async function removeTempDirs(): Promise<void> {
+  const dirs = madeDirs.splice(0);
+  await Promise.all(dirs.map((d) => fs.rm(d, { recursive: true, force: true, maxRetries: 3 })));
 }
 
 export interface RunResult {
