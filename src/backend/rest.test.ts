@@ -1,7 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAnsweringServer } from '../../test/support/answering-server.js';
 import { startRestServer, type RestServer } from '../../test/support/rest-server.js';
+import { loadRange } from './backend.js';
 import { runBackendConformance } from './conformance.js';
 import { FaultyBackend } from './faulty.js';
 import { RetryBackend } from './retry.js';
@@ -45,4 +48,49 @@ describe('REST backend answers', () => {
       }
     });
   }
+});
+
+describe('REST loads into a caller\'s buffer', () => {
+  const data = randomBytes(100_000);
+  const id = 'ab'.repeat(32);
+  // mode: 'ignore' answers every GET with the whole file (200); 'short' answers the range asked
+  // for with a Content-Range that fits but sends fewer bytes and closes.
+  async function serve(mode: 'ignore' | 'short'): Promise<{ url: string; close: () => Promise<void> }> {
+    const server = http.createServer((req, res) => {
+      const m = /bytes=(\d+)-(\d+)/.exec(req.headers.range ?? '');
+      if (mode === 'ignore' || !m) return res.writeHead(200, { 'content-length': data.length }).end(data);
+      const [from, to] = [Number(m[1]), Number(m[2])];
+      res.writeHead(206, { 'content-range': `bytes ${from}-${to}/${data.length}`, 'content-length': to - from + 1 });
+      res.write(data.subarray(from, from + 100));
+      res.destroy();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/`, close: () => new Promise((r) => server.close(() => r())) };
+  }
+
+  it('gets the right bytes from a server that ignores ranges', async () => {
+    const s = await serve('ignore');
+    try {
+      const into = Buffer.alloc(60_000, 7);
+      const got = await loadRange(new RestBackend(parseRestLocation(s.url)), { type: 'data', name: id }, 1000, 50_000, into);
+      expect(got.equals(data.subarray(1000, 51_000))).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('fails an answer cut short, and the retry wrapper tries again', async () => {
+    const s = await serve('short');
+    try {
+      const into = Buffer.alloc(50_000);
+      const err = await loadRange(new RestBackend(parseRestLocation(s.url)), { type: 'data', name: id }, 1000, 50_000, into).catch((e: unknown) => e as { code: string; message: string });
+      expect(err).toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+      let retries = 0;
+      const retrying = new RetryBackend(new RestBackend(parseRestLocation(s.url)), { retries: 2, baseDelayMs: 1, onRetry: () => retries++ });
+      await expect(loadRange(retrying, { type: 'data', name: id }, 1000, 50_000, into)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+      expect(retries).toBe(2);
+    } finally {
+      await s.close();
+    }
+  });
 });

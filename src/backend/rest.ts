@@ -121,6 +121,38 @@ export class RestBackend implements Backend {
     );
   }
 
+  /**
+   * As `load` of `into.length` bytes, streamed into the caller's buffer: a restore or check reuses
+   * a few buffers instead of allocating (and faulting in) a fresh one per range. An answer other
+   * than the exact range asked for goes through `load`, which handles every kind of server.
+   */
+  async loadInto(h: Handle, offset: number, into: Buffer, signal?: AbortSignal): Promise<void> {
+    const doing = `loading ${label(h)}`;
+    const last = offset + into.length - 1;
+    if (into.length === 0 || !Number.isSafeInteger(offset) || offset < 0) {
+      (await this.load(h, offset, into.length, signal)).copy(into);
+      return;
+    }
+    const res = await this.#request('GET', restPath(h), doing, { range: `bytes=${offset}-${last}`, signal });
+    const m = res.status === 206 ? /^bytes (\d+)-(\d+)\/(?:\d+|\*)$/.exec(res.headers.get('content-range') ?? '') : null;
+    if (!m || Number(m[1]) !== offset || Number(m[2]) !== last || !res.body) {
+      await res.body?.cancel().catch(() => undefined);
+      (await this.load(h, offset, into.length, signal)).copy(into);
+      return;
+    }
+    let at = 0;
+    try {
+      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+        if (at + chunk.length > into.length) throw new CairnError('BACKEND_UNAVAILABLE', `${doing} at ${this.location}: the answer is longer than the range asked for`);
+        into.set(chunk, at);
+        at += chunk.length;
+      }
+    } catch (err) {
+      throw networkFailure(err, doing, this.location);
+    }
+    if (at < into.length) throw new CairnError('BACKEND_UNAVAILABLE', `${doing} at ${this.location}: the answer was cut short (${at} of ${into.length} bytes)`);
+  }
+
   async stat(h: Handle): Promise<FileInfo> {
     const doing = `reading ${label(h)}`;
     const res = await this.#request('HEAD', restPath(h), doing);

@@ -43,10 +43,15 @@ export class RetryBackend implements Backend {
   /** Whether the remote has answered a call (successfully, or with a permanent refusal). */
   #answered = false;
 
+  /** Present when the inner backend has it: a failed attempt may have written part of `into`; the next one writes all of it. */
+  readonly loadInto?: (h: Handle, offset: number, into: Buffer, signal?: AbortSignal) => Promise<void>;
+
   constructor(inner: Backend, opts: RetryOptions = {}) {
     this.#inner = inner;
     this.#opts = { retries: 10, unreachableRetries: 2, baseDelayMs: 100, maxDelayMs: 15_000, concurrency: 8, ...opts };
     this.#slots = new Limiter(this.#opts.concurrency);
+    const loadInto = inner.loadInto?.bind(inner);
+    if (loadInto) this.loadInto = (h, offset, into, signal) => this.#retry(`load ${h.type} ${h.name}`, () => loadInto(h, offset, into, signal), signal);
   }
 
   get location(): string {
