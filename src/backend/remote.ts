@@ -152,3 +152,49 @@ export async function loadRange(
   if (body.length < want) throw new CairnError('BACKEND_UNAVAILABLE', `reading ${label(h)} in ${where}: the answer was cut short (${body.length} of ${want} bytes)`);
   return body.subarray(0, want);
 }
+
+/** An answer to a ranged GET, for `loadIntoRange`. */
+export interface BodyAnswer {
+  status: number | undefined;
+  contentRange: string | null | undefined;
+  body: AsyncIterable<Uint8Array> | null | undefined;
+  /** Lets go of a body that will not be read. */
+  discard(): void;
+}
+
+/**
+ * `Backend.loadInto` over HTTP: `get` sends one GET with the Range header it is given (null for a
+ * 416). An answer that is exactly the range asked for (206 with that Content-Range) is streamed
+ * into `into`, which it must fill; any other answer goes through `load`, which handles every kind
+ * of server.
+ */
+export async function loadIntoRange(
+  b: { readonly location: string; load(h: Handle, offset?: number, length?: number, signal?: AbortSignal): Promise<Buffer> },
+  { h, offset, into, signal }: { h: Handle; offset: number; into: Buffer; signal?: AbortSignal },
+  get: (range: string) => Promise<BodyAnswer | null>,
+): Promise<void> {
+  if (into.length > 0) {
+    checkRange(h, offset, into.length);
+    const last = offset + into.length - 1;
+    const answer = await get(`bytes=${offset}-${last}`);
+    const m = answer?.status === 206 ? /^bytes (\d+)-(\d+)\/(?:\d+|\*)$/.exec(answer.contentRange ?? '') : null;
+    if (answer?.body && m && Number(m[1]) === offset && Number(m[2]) === last) return readBodyInto(answer.body, into, `loading ${label(h)}`, b.location);
+    answer?.discard();
+  }
+  (await b.load(h, offset, into.length, signal)).copy(into);
+}
+
+/** Streams an answer's body into `into`, which it must fill exactly; a longer or shorter body fails. */
+async function readBodyInto(body: AsyncIterable<Uint8Array>, into: Buffer, doing: string, where: string): Promise<void> {
+  let at = 0;
+  try {
+    for await (const chunk of body) {
+      if (at + chunk.length > into.length) throw new CairnError('BACKEND_UNAVAILABLE', `${doing} at ${where}: the answer is longer than the range asked for`);
+      into.set(chunk, at);
+      at += chunk.length;
+    }
+  } catch (err) {
+    throw networkFailure(err, doing, where);
+  }
+  if (at < into.length) throw new CairnError('BACKEND_UNAVAILABLE', `${doing} at ${where}: the answer was cut short (${at} of ${into.length} bytes)`);
+}

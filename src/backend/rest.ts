@@ -1,7 +1,7 @@
 import { CairnError } from '../errors.js';
 import type { Backend, FileInfo, FileType, Handle } from './backend.js';
 import { checkAborted, FOLDERS, handleKey, ID, label } from './files.js';
-import { loadRange, networkFailure, saveOnce, type RangedAnswer } from './remote.js';
+import { loadIntoRange, loadRange, networkFailure, saveOnce, type RangedAnswer } from './remote.js';
 
 const V2 = 'application/vnd.x.restic.rest.v2';
 
@@ -126,31 +126,12 @@ export class RestBackend implements Backend {
    * a few buffers instead of allocating (and faulting in) a fresh one per range. An answer other
    * than the exact range asked for goes through `load`, which handles every kind of server.
    */
-  async loadInto(h: Handle, offset: number, into: Buffer, signal?: AbortSignal): Promise<void> {
-    const doing = `loading ${label(h)}`;
-    const last = offset + into.length - 1;
-    if (into.length === 0 || !Number.isSafeInteger(offset) || offset < 0) {
-      (await this.load(h, offset, into.length, signal)).copy(into);
-      return;
-    }
-    const res = await this.#request('GET', restPath(h), doing, { range: `bytes=${offset}-${last}`, signal });
-    const m = res.status === 206 ? /^bytes (\d+)-(\d+)\/(?:\d+|\*)$/.exec(res.headers.get('content-range') ?? '') : null;
-    if (!m || Number(m[1]) !== offset || Number(m[2]) !== last || !res.body) {
-      await res.body?.cancel().catch(() => undefined);
-      (await this.load(h, offset, into.length, signal)).copy(into);
-      return;
-    }
-    let at = 0;
-    try {
-      for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-        if (at + chunk.length > into.length) throw new CairnError('BACKEND_UNAVAILABLE', `${doing} at ${this.location}: the answer is longer than the range asked for`);
-        into.set(chunk, at);
-        at += chunk.length;
-      }
-    } catch (err) {
-      throw networkFailure(err, doing, this.location);
-    }
-    if (at < into.length) throw new CairnError('BACKEND_UNAVAILABLE', `${doing} at ${this.location}: the answer was cut short (${at} of ${into.length} bytes)`);
+  loadInto(h: Handle, offset: number, into: Buffer, signal?: AbortSignal): Promise<void> {
+    return loadIntoRange(this, { h, offset, into, signal }, async (range) => {
+      const res = await this.#request('GET', restPath(h), `loading ${label(h)}`, { range, signal });
+      const discard = () => void res.body?.cancel().catch(() => undefined);
+      return { status: res.status, contentRange: res.headers.get('content-range'), body: res.body as AsyncIterable<Uint8Array> | null, discard };
+    });
   }
 
   async stat(h: Handle): Promise<FileInfo> {

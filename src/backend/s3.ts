@@ -2,7 +2,7 @@ import type { BucketLocationConstraint, PutObjectCommandInput, S3Client, S3Clien
 import { CairnError } from '../errors.js';
 import type { Backend, FileInfo, FileType, Handle } from './backend.js';
 import { checkAborted, FOLDERS, handleKey, ID, label } from './files.js';
-import { loadRange, networkFailure, saveOnce, type RangedAnswer } from './remote.js';
+import { loadIntoRange, loadRange, networkFailure, saveOnce, type RangedAnswer } from './remote.js';
 
 /** Options restic users pass as `-o s3.NAME=VALUE`. */
 export interface S3Options {
@@ -225,6 +225,24 @@ export class S3Backend implements Backend {
       },
       async () => (await this.stat(h)).size,
     );
+  }
+
+  /**
+   * As `load` of `into.length` bytes, streamed into the caller's buffer (restore and check reuse a
+   * few buffers instead of one per range); an answer other than the exact range goes through `load`.
+   */
+  loadInto(h: Handle, offset: number, into: Buffer, signal?: AbortSignal): Promise<void> {
+    return loadIntoRange(this, { h, offset, into, signal }, async (range) => {
+      const { sdk, client } = await this.#connect();
+      try {
+        const r = await client.send(new sdk.GetObjectCommand({ Bucket: this.#loc.bucket, Key: this.#key(h), Range: range }), { abortSignal: signal });
+        const body = r.Body as (AsyncIterable<Uint8Array> & { destroy?: () => void }) | undefined;
+        return { status: r.$metadata.httpStatusCode, contentRange: r.ContentRange, body, discard: () => body?.destroy?.() };
+      } catch (err) {
+        if ((err as SdkError).$metadata?.httpStatusCode === 416) return null;
+        throw this.#failure(err, `loading ${label(h)}`, h);
+      }
+    });
   }
 
   async stat(h: Handle): Promise<FileInfo> {
