@@ -74,9 +74,10 @@ interface Readable {
  * Saves through `put` unless the file is already there, for servers without conditional writes:
  * identical content (a retried save whose reply was lost) succeeds without writing again, other
  * content fails with `BAD_INPUT`. Two clients saving one name at once are not told apart; every
- * name but `config` is the hash of its content, so both write the same bytes.
+ * name but `config` is the hash of its content, so both write the same bytes. `data` may be given
+ * as its size and a way to read it (a file to upload), read only when a file of that size is there.
  */
-export async function saveOnce(b: Readable, h: Handle, data: Uint8Array, where: string, signal: AbortSignal | undefined, put: () => Promise<void>): Promise<void> {
+export async function saveOnce(b: Readable, h: Handle, data: Uint8Array | { size: number; read: () => Promise<Uint8Array> }, where: string, signal: AbortSignal | undefined, put: () => Promise<void>): Promise<void> {
   checkAborted(signal, `saving ${label(h)}`);
   let size: number | undefined;
   try {
@@ -85,7 +86,8 @@ export async function saveOnce(b: Readable, h: Handle, data: Uint8Array, where: 
     if (!isNotFound(err)) throw err;
   }
   if (size === undefined) return put();
-  if (size === data.length && (await b.load(h, 0, undefined, signal)).equals(data)) return;
+  const want = data instanceof Uint8Array ? data.length : data.size;
+  if (size === want && (await b.load(h, 0, undefined, signal)).equals(data instanceof Uint8Array ? data : await data.read())) return;
   throw new CairnError('BAD_INPUT', `${label(h)} already exists in ${where} with other content; it is not overwritten`);
 }
 

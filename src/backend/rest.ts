@@ -1,3 +1,6 @@
+import { createReadStream } from 'node:fs';
+import { readFile, rm, stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { CairnError } from '../errors.js';
 import type { Backend, FileInfo, FileType, Handle } from './backend.js';
 import { checkAborted, FOLDERS, handleKey, ID, label } from './files.js';
@@ -63,7 +66,8 @@ function restPath(h: Handle): string {
 }
 
 interface RequestOptions {
-  body?: Uint8Array;
+  /** A buffer, or a file streamed from disk (`length` bytes) so that it is never held in memory. */
+  body?: Uint8Array | { path: string; length: number };
   range?: string;
   signal?: AbortSignal;
 }
@@ -95,6 +99,21 @@ export class RestBackend implements Backend {
       const res = await this.#request('POST', p, doing, { body: data, signal });
       await this.#expectOk(res, doing, h);
     });
+  }
+
+  /**
+   * Uploads a local file as it is read (a staged pack), so a backup holds no pack in memory to
+   * send it; removes the file once it is stored. Looks before it writes, as `save` does.
+   */
+  async saveFile(h: Handle, path: string, signal?: AbortSignal): Promise<void> {
+    const p = restPath(h);
+    const doing = `saving ${label(h)}`;
+    const { size } = await stat(path);
+    await saveOnce(this, h, { size, read: () => readFile(path) }, this.location, signal, async () => {
+      const res = await this.#request('POST', p, doing, { body: { path, length: size }, signal });
+      await this.#expectOk(res, doing, h);
+    });
+    await rm(path, { force: true });
   }
 
   load(h: Handle, offset = 0, length?: number, signal?: AbortSignal): Promise<Buffer> {
@@ -203,8 +222,14 @@ export class RestBackend implements Backend {
     if (o.range) headers.Range = o.range;
     if (o.body) headers['Content-Type'] = 'application/octet-stream';
     checkAborted(o.signal, doing);
+    let body: RequestInit['body'] | undefined;
+    if (o.body instanceof Uint8Array) body = o.body;
+    else if (o.body) {
+      headers['Content-Length'] = String(o.body.length);
+      body = Readable.toWeb(createReadStream(o.body.path)) as ReadableStream<Uint8Array>;
+    }
     try {
-      return await fetch(new URL(p, this.#loc.url), { method, headers, body: o.body, signal: o.signal, redirect: 'manual' });
+      return await fetch(new URL(p, this.#loc.url), { method, headers, body, signal: o.signal, redirect: 'manual', ...(body instanceof ReadableStream ? { duplex: 'half' } : {}) });
     } catch (err) {
       throw networkFailure(err, doing, this.location);
     }

@@ -43,6 +43,10 @@ export class RetryBackend implements Backend {
   /** Whether the remote has answered a call (successfully, or with a permanent refusal). */
   #answered = false;
 
+  /** The inner backend's, so that files staged for saveFile are where it can take them. */
+  readonly stagingFolder?: string;
+  /** Present when the inner backend has it. */
+  readonly saveFile?: (h: Handle, path: string, signal?: AbortSignal) => Promise<void>;
   /** Present when the inner backend has it: a failed attempt may have written part of `into`; the next one writes all of it. */
   readonly loadInto?: (h: Handle, offset: number, into: Buffer, signal?: AbortSignal) => Promise<void>;
 
@@ -50,6 +54,10 @@ export class RetryBackend implements Backend {
     this.#inner = inner;
     this.#opts = { retries: 10, unreachableRetries: 2, baseDelayMs: 100, maxDelayMs: 15_000, concurrency: 8, ...opts };
     this.#slots = new Limiter(this.#opts.concurrency);
+    this.stagingFolder = inner.stagingFolder;
+    const saveFile = inner.saveFile?.bind(inner);
+    // A failed attempt leaves the file where it was (saveFile removes it only once stored).
+    if (saveFile) this.saveFile = (h, path, signal) => this.#retry(`save ${h.type} ${h.name}`, () => saveFile(h, path, signal), signal);
     const loadInto = inner.loadInto?.bind(inner);
     if (loadInto) this.loadInto = (h, offset, into, signal) => this.#retry(`load ${h.type} ${h.name}`, () => loadInto(h, offset, into, signal), signal);
   }
