@@ -1,4 +1,4 @@
-import { createReadStream } from 'node:fs';
+import { createReadStream, type ReadStream } from 'node:fs';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { CairnError } from '../errors.js';
@@ -223,15 +223,21 @@ export class RestBackend implements Backend {
     if (o.body) headers['Content-Type'] = 'application/octet-stream';
     checkAborted(o.signal, doing);
     let body: RequestInit['body'] | undefined;
+    let file: ReadStream | undefined;
     if (o.body instanceof Uint8Array) body = o.body;
     else if (o.body) {
       headers['Content-Length'] = String(o.body.length);
-      body = Readable.toWeb(createReadStream(o.body.path)) as ReadableStream<Uint8Array>;
+      file = createReadStream(o.body.path);
+      body = Readable.toWeb(file) as ReadableStream<Uint8Array>;
     }
     try {
-      return await fetch(new URL(p, this.#loc.url), { method, headers, body, signal: o.signal, redirect: 'manual', ...(body instanceof ReadableStream ? { duplex: 'half' } : {}) });
+      return await fetch(new URL(p, this.#loc.url), { method, headers, body, signal: o.signal, redirect: 'manual', ...(file ? { duplex: 'half' } : {}) });
     } catch (err) {
       throw networkFailure(err, doing, this.location);
+    } finally {
+      // Once there is an answer (or none will come) the rest of the file is not needed: a server
+      // that answered early, or could not be reached, must not leave the file open.
+      file?.destroy();
     }
   }
 
