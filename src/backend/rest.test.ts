@@ -1,11 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import fs from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
-import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAnsweringServer } from '../../test/support/answering-server.js';
+import { expectFailedUploadsKeepFileClosed } from '../../test/support/failed-uploads.js';
 import { startRestServer, type RestServer } from '../../test/support/rest-server.js';
 import { loadRange } from './backend.js';
 import { runBackendConformance } from './conformance.js';
@@ -99,27 +97,7 @@ describe('REST loads into a caller\'s buffer', () => {
 });
 
 describe('REST uploads of local files', () => {
-  const openOn = (file: string) => fs.readdirSync('/proc/self/fd').filter((fd) => { try { return fs.readlinkSync(`/proc/self/fd/${fd}`) === file; } catch { return false; } }).length;
-
   it('leave the file in place and closed when the server refuses early or cannot be reached', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-rest-upload-'));
-    const file = path.join(dir, 'staged');
-    fs.writeFileSync(file, randomBytes(4 * 1024 * 1024));
-    // The look-before-write stat finds nothing (404); the upload is answered 503 at once, unread.
-    const server = http.createServer((req, res) => res.writeHead(req.method === 'HEAD' ? 404 : 503).end());
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-    try {
-      const h = { type: 'data' as const, name: 'cd'.repeat(32) };
-      await expect(new RestBackend(parseRestLocation(url)).saveFile(h, file)).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
-      await new Promise<void>((r) => server.close(() => r()));
-      await expect(new RestBackend(parseRestLocation(url)).saveFile(h, file)).rejects.toThrow(/cannot reach/);
-      await new Promise((r) => setTimeout(r, 50));
-      expect(fs.existsSync(file)).toBe(true);
-      expect(openOn(file)).toBe(0);
-    } finally {
-      server.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    await expectFailedUploadsKeepFileClosed((url) => new RestBackend(parseRestLocation(url)), { status: 503 }, { code: 'BACKEND_UNAVAILABLE' }, /cannot reach/);
   });
 });

@@ -1,9 +1,11 @@
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
-import { watch } from 'node:fs';
+import fs, { watch } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAnsweringServer } from '../../test/support/answering-server.js';
+import { expectFailedUploadsKeepFileClosed } from '../../test/support/failed-uploads.js';
 import { startS3rver, type S3Server } from '../../test/support/s3rver.js';
 import { mapLimit } from '../util/limit.js';
 import type { Handle } from './backend.js';
@@ -108,6 +110,33 @@ describe('S3 backend', () => {
       await b.close();
     }
   });
+});
+
+describe('S3 uploads of local files', () => {
+  it('stream a file past the part size in parts, byte for byte, and take it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cairn-s3-upload-'));
+    const b = backend(`cairn/${unique('file')}/repo`);
+    try {
+      const file = path.join(dir, 'staged');
+      const data = randomBytes(40 * 1024 * 1024 + 5);
+      fs.writeFileSync(file, data);
+      const h: Handle = { type: 'data', name: '5a'.repeat(32) };
+      await b.saveFile(h, file);
+      expect(fs.existsSync(file)).toBe(false);
+      expect((await b.stat(h)).size).toBe(data.length);
+      expect((await b.load(h)).equals(data)).toBe(true);
+    } finally {
+      await b.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('leave the file in place and closed when the server refuses or cannot be reached', async () => {
+    const make = (url: string) => new S3Backend(parseS3Location(`${url}bucket/repo`), { credentials: { accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'very-secret-value' } });
+    const slowDown = { status: 503, headers: { 'content-type': 'application/xml' }, body: '<Error><Code>SlowDown</Code></Error>' };
+    await expectFailedUploadsKeepFileClosed(make, slowDown, { code: 'BACKEND_UNAVAILABLE', message: expect.stringMatching(/answered 503 SlowDown$/) }, /cannot reach/);
+  });
+
 });
 
 describe('S3 backend answers', () => {

@@ -1,4 +1,7 @@
 import type { BucketLocationConstraint, PutObjectCommandInput, S3Client, S3ClientConfig, ServerSideEncryption, StorageClass } from '@aws-sdk/client-s3';
+import { createReadStream } from 'node:fs';
+import { readFile, rm, stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { CairnError } from '../errors.js';
 import type { Backend, FileInfo, FileType, Handle } from './backend.js';
 import { checkAborted, FOLDERS, handleKey, ID, label } from './files.js';
@@ -159,31 +162,46 @@ export class S3Backend implements Backend {
   }
 
   save(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void> {
-    const key = this.#key(h);
-    return saveOnce(this, h, data, this.location, signal, async () => {
-      const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-      const params: PutObjectCommandInput = {
-        Bucket: this.#loc.bucket,
-        Key: key,
-        Body: body,
-        ContentLength: body.length,
-        ContentType: 'application/octet-stream',
-        ...(h.type === 'data' && this.#opts.storageClass ? { StorageClass: this.#opts.storageClass as StorageClass } : {}),
-        ...(this.#opts.sse ? { ServerSideEncryption: this.#opts.sse as ServerSideEncryption } : {}),
-        ...(this.#opts.sseKmsKeyId ? { SSEKMSKeyId: this.#opts.sseKmsKeyId } : {}),
-      };
-      const doing = `saving ${label(h)}`;
-      const { sdk, client } = await this.#connect();
-      if (body.length <= PART_SIZE) {
-        try {
-          await client.send(new sdk.PutObjectCommand(params), { abortSignal: signal });
-        } catch (err) {
-          throw this.#failure(err, doing, h);
-        }
-        return;
+    return saveOnce(this, h, data, this.location, signal, () => this.#put(h, Buffer.from(data.buffer, data.byteOffset, data.byteLength), data.byteLength, signal));
+  }
+
+  /**
+   * Uploads a local file as it is read (a staged pack), so a backup holds no pack in memory to
+   * send it; removes the file once it is stored. Looks before it writes, as `save` does. Each
+   * attempt opens the file afresh (the SDK does not retry; `RetryBackend` calls this again).
+   */
+  async saveFile(h: Handle, path: string, signal?: AbortSignal): Promise<void> {
+    const { size } = await stat(path);
+    await saveOnce(this, h, { size, read: () => readFile(path) }, this.location, signal, async () => {
+      const file = createReadStream(path);
+      try {
+        await this.#put(h, file, size, signal);
+      } finally {
+        file.destroy();
       }
-      await this.#multipart(sdk, client, params, h, signal);
     });
+    await rm(path, { force: true });
+  }
+
+  /** One PutObject of `length` bytes, or a multipart upload past PART_SIZE. */
+  async #put(h: Handle, body: Buffer | Readable, length: number, signal: AbortSignal | undefined): Promise<void> {
+    const params: PutObjectCommandInput = {
+      Bucket: this.#loc.bucket,
+      Key: this.#key(h),
+      Body: body,
+      ContentLength: length,
+      ContentType: 'application/octet-stream',
+      ...(h.type === 'data' && this.#opts.storageClass ? { StorageClass: this.#opts.storageClass as StorageClass } : {}),
+      ...(this.#opts.sse ? { ServerSideEncryption: this.#opts.sse as ServerSideEncryption } : {}),
+      ...(this.#opts.sseKmsKeyId ? { SSEKMSKeyId: this.#opts.sseKmsKeyId } : {}),
+    };
+    const { sdk, client } = await this.#connect();
+    if (length > PART_SIZE) return this.#multipart(sdk, client, params, h, signal);
+    try {
+      await client.send(new sdk.PutObjectCommand(params), { abortSignal: signal });
+    } catch (err) {
+      throw this.#failure(err, `saving ${label(h)}`, h);
+    }
   }
 
   async #multipart(sdk: Sdk, client: S3Client, params: PutObjectCommandInput, h: Handle, signal: AbortSignal | undefined): Promise<void> {
