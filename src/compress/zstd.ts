@@ -20,16 +20,33 @@ export function compress(data: Uint8Array, mode: Exclude<CompressionMode, 'off'>
  * and is checked, so a damaged or hostile blob cannot make us allocate without limit.
  */
 export function decompress(data: Uint8Array, expectedSize?: number): Buffer {
-  let out: Buffer;
+  if (expectedSize !== undefined) {
+    // One context for the thread, as zstd advises: making one per call cost more than decompressing a tree.
+    sharedDctx ??= new (binding().DCtx)();
+    return decompressInto(sharedDctx, Buffer.allocUnsafe(expectedSize + 1), data, expectedSize);
+  }
   try {
-    out = zstdDecompress(data);
+    return zstdDecompress(data);
   } catch (err) {
     throw new CairnError('INTEGRITY', `zstd decompression failed: ${(err as Error).message}`);
   }
-  if (expectedSize !== undefined && out.length !== expectedSize) {
-    throw new CairnError('INTEGRITY', `decompressed size ${out.length} differs from the recorded ${expectedSize}`);
+}
+
+let sharedDctx: DCtx | undefined;
+
+/**
+ * Decompresses into `room` (at least one byte longer than `expectedSize`: room beyond the expected
+ * size tells a frame that is too long from one that fits); a view of it.
+ */
+function decompressInto(dctx: DCtx, room: Buffer, data: Uint8Array, expectedSize: number): Buffer {
+  let n: number;
+  try {
+    n = dctx.decompress(room.subarray(0, expectedSize + 1), data);
+  } catch (err) {
+    throw new CairnError('INTEGRITY', `zstd decompression failed: ${(err as Error).message}`);
   }
-  return out;
+  if (n !== expectedSize) throw new CairnError('INTEGRITY', `decompressed size ${n} differs from the recorded ${expectedSize}`);
+  return room.subarray(0, n);
 }
 
 export function parseCompressionMode(s: string): CompressionMode {
@@ -51,6 +68,11 @@ interface ZstdBinding {
   compressBound(size: number): number;
 }
 
+/** zstd-napi's native binding: contexts that are reused, and output into buffers we own. */
+function binding(): ZstdBinding {
+  return createRequire(import.meta.url)('zstd-napi/binding.js') as ZstdBinding;
+}
+
 /**
  * A compressor that writes into one scratch buffer it keeps: backups compress every chunk, and a
  * fresh output buffer per chunk is garbage the JavaScript heap frees late. The result is a view
@@ -62,7 +84,7 @@ export class ScratchCompressor {
   #scratch: Buffer = Buffer.alloc(0);
 
   constructor(mode: Exclude<CompressionMode, 'off'>) {
-    this.#binding = createRequire(import.meta.url)('zstd-napi/binding.js') as ZstdBinding;
+    this.#binding = binding();
     this.#cctx = new this.#binding.CCtx();
     this.#cctx.setParameter(this.#binding.CParameter.compressionLevel, LEVELS[mode]);
   }
@@ -85,20 +107,11 @@ export class ScratchDecompressor {
   #scratch: Buffer = Buffer.alloc(0);
 
   constructor() {
-    const binding = createRequire(import.meta.url)('zstd-napi/binding.js') as ZstdBinding;
-    this.#dctx = new binding.DCtx();
+    this.#dctx = new (binding().DCtx)();
   }
 
   decompress(data: Uint8Array, expectedSize: number): Buffer {
-    // One byte of room beyond the expected size tells a frame that is too long from one that fits.
     if (this.#scratch.length < expectedSize + 1) this.#scratch = Buffer.allocUnsafe(expectedSize + 1);
-    let n: number;
-    try {
-      n = this.#dctx.decompress(this.#scratch.subarray(0, expectedSize + 1), data);
-    } catch (err) {
-      throw new CairnError('INTEGRITY', `zstd decompression failed: ${(err as Error).message}`);
-    }
-    if (n !== expectedSize) throw new CairnError('INTEGRITY', `decompressed size ${n} differs from the recorded ${expectedSize}`);
-    return this.#scratch.subarray(0, n);
+    return decompressInto(this.#dctx, this.#scratch, data, expectedSize);
   }
 }

@@ -41,6 +41,14 @@ describe('Go time encoding', () => {
       for (const off of [0, 60, -330, 840]) expect(parseTime(formatTime(ns, off))).toBe(ns);
     }
     expect(parseTime('2015-01-02T18:10:13.48307196+01:00')).toBe(1_420_218_613_483_071_960n);
+    expect(parseTime('2015-01-02t18:10:13z')).toBe(1_420_222_213_000_000_000n);
+    // Go's zero time, which restic writes for times it does not know.
+    expect(parseTime('0001-01-01T00:00:00Z')).toBe(-62_135_596_800_000_000_000n);
+    expect(formatTime(-62_135_596_800_000_000_000n, 0)).toBe('0001-01-01T00:00:00Z');
+    expect(parseTime('0099-12-31T23:59:59.5-01:00')).toBe(-59_011_455_600_500_000_000n);
+    for (const bad of ['2015-01-02T18:10:13.1234567890Z', '2015-01-02T18:10:13.Z', '2015-01-02T18:10:13+0100', '2015-01-02 18:10:13Z', '2015-01-02T18:10:1xZ', '2015-01-02T18:10:13+01:0x', '2015-01-02T18:10:13Z ']) {
+      expect(() => parseTime(bad)).toThrow(`invalid time ${JSON.stringify(bad)}: expected RFC 3339`);
+    }
     expect(() => parseTime('yesterday')).toThrow(/invalid time/);
   });
 });

@@ -1,5 +1,7 @@
 import { CairnError } from '../errors.js';
 
+const NS = 1_000_000_000n;
+
 function pad(n: number, w = 2): string {
   return String(n).padStart(w, '0');
 }
@@ -18,36 +20,97 @@ function localOffset(ms: number): number {
 }
 
 /**
+ * "YYYY-MM-DDTHH:MM:SS" and the zone of a whole second at an offset, cached: the files of a tree
+ * share few seconds, and a backup formats three times per file.
+ */
+const seconds = new Map<number, { base: string; zone: string }>();
+function secondText(sec: number, off: number): { base: string; zone: string } {
+  const cacheable = Math.abs(sec) < 2 ** 40;
+  const key = sec * 4096 + off;
+  let t = cacheable ? seconds.get(key) : undefined;
+  if (t) return t;
+  const d = new Date((sec + off * 60) * 1000);
+  const year = d.getUTCFullYear();
+  const base = year >= 0 && year <= 9999 ? d.toISOString().slice(0, 19) : `${pad(year, 4)}${d.toISOString().slice(-20, -5)}`;
+  const a = Math.abs(off);
+  t = { base, zone: off === 0 ? 'Z' : `${off < 0 ? '-' : '+'}${pad(Math.floor(a / 60))}:${pad(a % 60)}` };
+  if (cacheable) {
+    if (seconds.size >= 4096) seconds.clear();
+    seconds.set(key, t);
+  }
+  return t;
+}
+
+/**
  * Go's time.Time JSON encoding: RFC 3339 with nanoseconds, trailing zeros of the fraction trimmed,
  * the zone as `Z` or `±hh:mm`. restic writes local time, so the default offset is the machine's at
  * that instant.
  */
 export function formatTime(ns: bigint, offsetMinutes?: number): string {
-  let sec = ns / 1_000_000_000n;
-  let frac = ns - sec * 1_000_000_000n;
-  if (frac < 0n) {
-    frac += 1_000_000_000n;
+  let sec = ns / NS;
+  let frac = Number(ns - sec * NS);
+  if (frac < 0) {
+    frac += 1_000_000_000;
     sec -= 1n;
   }
-  const ms = Number(sec) * 1000;
-  const off = offsetMinutes ?? localOffset(ms);
-  const d = new Date(ms + off * 60_000);
-  const year = d.getUTCFullYear();
-  let s = year >= 0 && year <= 9999 ? d.toISOString().slice(0, 19) : `${pad(year, 4)}${d.toISOString().slice(-20, -5)}`;
-  if (frac !== 0n) s += `.${frac.toString().padStart(9, '0').replace(/0+$/, '')}`;
-  if (off === 0) return `${s}Z`;
-  const a = Math.abs(off);
-  return `${s}${off < 0 ? '-' : '+'}${pad(Math.floor(a / 60))}:${pad(a % 60)}`;
+  const s = Number(sec);
+  const { base, zone } = secondText(s, offsetMinutes ?? localOffset(s * 1000));
+  if (frac === 0) return base + zone;
+  let digits = String(frac).padStart(9, '0');
+  let end = 9;
+  while (digits.charCodeAt(end - 1) === 48) end--;
+  if (end < 9) digits = digits.slice(0, end);
+  return `${base}.${digits}${zone}`;
 }
 
-const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+/** The value of the `n` decimal digits of `s` at `at`, or -1 when one is not a digit. */
+function digitsAt(s: string, at: number, n: number): number {
+  let v = 0;
+  for (let i = at; i < at + n; i++) {
+    const d = s.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
 
-/** Nanoseconds since the epoch of an RFC 3339 time (any fraction length, `Z` or an offset). */
+/** Nanoseconds since the epoch of an RFC 3339 time (any fraction length up to 9, `Z` or an offset). */
 export function parseTime(s: string): bigint {
-  const m = RFC3339.exec(s);
-  if (!m) throw new CairnError('BAD_INPUT', `invalid time ${JSON.stringify(s)}: expected RFC 3339`);
-  const secs = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +m[6]) / 1000;
-  const offset = m[8] ? 0 : (m[9] === '-' ? -1 : 1) * (+m[10] * 60 + +m[11]);
-  const frac = m[7] ? BigInt(m[7].padEnd(9, '0')) : 0n;
-  return (BigInt(secs) - BigInt(offset * 60)) * 1_000_000_000n + frac;
+  const ns = parseNs(s);
+  if (ns === null) throw new CairnError('BAD_INPUT', `invalid time ${JSON.stringify(s)}: expected RFC 3339`);
+  return ns;
+}
+
+/** YYYY-MM-DD[Tt]HH:MM:SS[.F{1,9}](Z|z|±HH:MM), read without a regular expression (trees hold three per node). */
+function parseNs(s: string): bigint | null {
+  if (s.length < 20 || s[4] !== '-' || s[7] !== '-' || (s[10] !== 'T' && s[10] !== 't') || s[13] !== ':' || s[16] !== ':') return null;
+  const year = digitsAt(s, 0, 4);
+  const month = digitsAt(s, 5, 2);
+  const day = digitsAt(s, 8, 2);
+  const hour = digitsAt(s, 11, 2);
+  const minute = digitsAt(s, 14, 2);
+  const second = digitsAt(s, 17, 2);
+  if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0) return null;
+  let i = 19;
+  let frac = 0;
+  if (s[i] === '.') {
+    const start = ++i;
+    while (i < s.length && i - start < 10 && s.charCodeAt(i) >= 48 && s.charCodeAt(i) <= 57) frac = frac * 10 + (s.charCodeAt(i++) - 48);
+    const n = i - start;
+    if (n === 0 || n > 9) return null;
+    frac *= 10 ** (9 - n);
+  }
+  let offset: number;
+  if ((s[i] === 'Z' || s[i] === 'z') && i + 1 === s.length) offset = 0;
+  else if ((s[i] === '+' || s[i] === '-') && i + 6 === s.length && s[i + 3] === ':') {
+    const h = digitsAt(s, i + 1, 2);
+    const m = digitsAt(s, i + 4, 2);
+    if (h < 0 || m < 0) return null;
+    offset = (s[i] === '-' ? -1 : 1) * (h * 60 + m);
+  } else return null;
+  let ms = Date.UTC(year, month - 1, day, hour, minute, second);
+  // Date.UTC reads years 0-99 as 1900-1999; Go's zero time is year 1.
+  if (year < 100) ms = new Date(ms).setUTCFullYear(year);
+  const secs = ms / 1000 - offset * 60;
+  return BigInt(secs) * NS + BigInt(frac);
 }
