@@ -28,6 +28,9 @@ const CREDIT = 50_000;
 
 type Outcome = { listing: Listing } | { error: Error };
 
+/** Told of each folder read ahead, with its listing. */
+export type ListingWatcher = (dir: FsPath, listing: Listing) => void;
+
 /**
  * Reads folders ahead of the backup walk on a thread of its own, so that readdir and lstat run
  * beside the walk instead of in it. The thread walks the same tree in the same order, skipping
@@ -42,6 +45,9 @@ export class Scout {
   #seq = 0;
   /** Read ahead, not yet taken. */
   readonly #ready = new Map<string, Outcome>();
+  /** Listings read ahead and not yet taken, by folder, in the order they came. */
+  readonly #readyDirs = new Map<string, FsPath>();
+  #watcher: ListingWatcher | null = null;
   /** The walk's own requests, by sequence number. */
   readonly #asked = new Map<number, { resolve: (l: Listing) => void; reject: (e: Error) => void; dir: FsPath }>();
   /** Credit to give back once enough has been taken. */
@@ -63,12 +69,25 @@ export class Scout {
     this.#worker?.on('exit', () => this.#fallBack());
   }
 
+  /**
+   * Calls `watch` with every listing read ahead, from now on and first with those waiting to be
+   * taken, in the order the walk will take them (for reading files ahead of the walk).
+   */
+  watch(watch: ListingWatcher): void {
+    this.#watcher = watch;
+    for (const [key, dir] of this.#readyDirs) {
+      const ready = this.#ready.get(key);
+      if (ready && 'listing' in ready) watch(dir, ready.listing);
+    }
+  }
+
   /** The folder's listing; throws as readdir does when the folder cannot be read. */
   list(dir: FsPath, rootDev: bigint): Promise<Listing> {
     const key = pathKey(dir);
     const ready = this.#ready.get(key);
     if (ready) {
       this.#ready.delete(key);
+      this.#readyDirs.delete(key);
       this.#giveBack('listing' in ready ? ready.listing.names.length + 1 : 1);
       return 'listing' in ready ? Promise.resolve(ready.listing) : Promise.reject(ready.error);
     }
@@ -83,6 +102,8 @@ export class Scout {
     const w = this.#worker;
     this.#worker = null;
     this.#ready.clear();
+    this.#readyDirs.clear();
+    this.#watcher = null;
     for (const [seq, p] of this.#asked) {
       this.#asked.delete(seq);
       p.reject(new Error('folder listing stopped'));
@@ -100,7 +121,11 @@ export class Scout {
   #onReply(r: ScoutReply): void {
     const outcome: Outcome = r.listing ? { listing: r.listing } : { error: errorFromWire(r.error ?? { message: 'cannot read folder' }) };
     if (r.seq === 0) {
-      this.#ready.set(pathKey(fromWire(r.dir)), outcome);
+      const dir = fromWire(r.dir);
+      const key = pathKey(dir);
+      this.#ready.set(key, outcome);
+      if (!this.#watcher) this.#readyDirs.set(key, dir);
+      else if ('listing' in outcome) this.#watcher(dir, outcome.listing);
       return;
     }
     const w = this.#asked.get(r.seq);
@@ -108,6 +133,7 @@ export class Scout {
     this.#asked.delete(r.seq);
     // Read ahead and asked for at once: the walk got it from whichever came first.
     this.#ready.delete(pathKey(w.dir));
+    this.#readyDirs.delete(pathKey(w.dir));
     if ('listing' in outcome) w.resolve(outcome.listing);
     else w.reject(outcome.error);
   }
