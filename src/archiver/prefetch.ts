@@ -110,6 +110,10 @@ export class Prefetcher {
     };
     fs.open(path, this.#flags, (err, fd) => {
       if (err) return done();
+      if (this.#closed) {
+        fs.close(fd, done);
+        return;
+      }
       const buf = this.#spare.pop() ?? Buffer.allocUnsafeSlow(PREFETCH_MAX);
       // The whole file in one read: the kernel reads ahead as far as the request, in one I/O.
       fs.read(fd, buf, 0, o.size, 0, () => {
