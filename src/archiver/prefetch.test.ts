@@ -66,6 +66,15 @@ describe('reading small files ahead of the workers', () => {
     p.close();
   });
 
+  it('holds no more than so many offered files: later ones are left to the workers', async () => {
+    const paths = await files(6);
+    const p = new Prefetcher({ noatime: false, maxOffered: 4 });
+    for (const f of paths) p.offer(f, SIZE);
+    await p.whenIdle();
+    expect(paths.map(wasRead)).toEqual([true, true, true, true, false, false]);
+    p.close();
+  });
+
   it('reads without moving access times when asked to (O_NOATIME, as the workers read as root)', async () => {
     const paths = await files(4);
     const before = readBytes();

@@ -11,6 +11,12 @@ import { pathKey, type FsPath } from '../fs/fspath.js';
 const PREFETCH_DEPTH = 8;
 /** Bytes read ahead of the walk at most: enough to stay ahead, little of the page cache. */
 const WINDOW = 32 * 1024 * 1024;
+/**
+ * Files offered and not yet taken at most (~200 bytes each): the scout reads ahead at most 50,000
+ * entries, but a single folder of a million files comes as one listing. Beyond this, files are
+ * left to the workers.
+ */
+const MAX_OFFERED = 100_000;
 /** The largest file read here; larger files are read by the workers, helped by the kernel's read-ahead. */
 export const PREFETCH_MAX = 64 * 1024;
 
@@ -40,11 +46,13 @@ export class Prefetcher {
   readonly #spare: Buffer[] = [];
   #closed = false;
   readonly #window: number;
+  readonly #maxOffered: number;
   readonly #idle: (() => void)[] = [];
 
-  constructor(opts: { noatime: boolean; window?: number }) {
+  constructor(opts: { noatime: boolean; window?: number; maxOffered?: number }) {
     this.#flags = fs.constants.O_RDONLY | (opts.noatime ? fs.constants.O_NOATIME : 0);
     this.#window = opts.window ?? WINDOW;
+    this.#maxOffered = opts.maxOffered ?? MAX_OFFERED;
   }
 
   /** Resolves once no read is in flight (all offered files are read, or the window is full). */
@@ -55,7 +63,7 @@ export class Prefetcher {
 
   /** A file of `size` bytes (as listed) that the walk will read; empty and larger files are left out. */
   offer(path: FsPath, size: number): void {
-    if (this.#closed || size === 0 || size > PREFETCH_MAX) return;
+    if (this.#closed || size === 0 || size > PREFETCH_MAX || this.#offered.size >= this.#maxOffered) return;
     const key = pathKey(path);
     if (this.#offered.has(key)) return;
     this.#offered.set(key, { size, started: false });
