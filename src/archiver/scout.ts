@@ -27,6 +27,8 @@ export interface ScoutReply {
 const CREDIT = 50_000;
 
 type Outcome = { listing: Listing } | { error: Error };
+/** A folder read ahead, and what came of it. */
+type Ready = Outcome & { dir: FsPath };
 
 /** Told of each folder read ahead, with its listing. */
 export type ListingWatcher = (dir: FsPath, listing: Listing) => void;
@@ -43,10 +45,8 @@ export class Scout {
   #worker: Worker | null;
   readonly #loaded: Promise<void>;
   #seq = 0;
-  /** Read ahead, not yet taken. */
-  readonly #ready = new Map<string, Outcome>();
-  /** Listings read ahead and not yet taken, by folder, in the order they came. */
-  readonly #readyDirs = new Map<string, FsPath>();
+  /** Read ahead, not yet taken, in the order they came. */
+  readonly #ready = new Map<string, Ready>();
   #watcher: ListingWatcher | null = null;
   /** The walk's own requests, by sequence number. */
   readonly #asked = new Map<number, { resolve: (l: Listing) => void; reject: (e: Error) => void; dir: FsPath }>();
@@ -75,10 +75,7 @@ export class Scout {
    */
   watch(watch: ListingWatcher): void {
     this.#watcher = watch;
-    for (const [key, dir] of this.#readyDirs) {
-      const ready = this.#ready.get(key);
-      if (ready && 'listing' in ready) watch(dir, ready.listing);
-    }
+    for (const ready of this.#ready.values()) if ('listing' in ready) watch(ready.dir, ready.listing);
   }
 
   /** The folder's listing; throws as readdir does when the folder cannot be read. */
@@ -87,7 +84,6 @@ export class Scout {
     const ready = this.#ready.get(key);
     if (ready) {
       this.#ready.delete(key);
-      this.#readyDirs.delete(key);
       this.#giveBack('listing' in ready ? ready.listing.names.length + 1 : 1);
       return 'listing' in ready ? Promise.resolve(ready.listing) : Promise.reject(ready.error);
     }
@@ -102,7 +98,6 @@ export class Scout {
     const w = this.#worker;
     this.#worker = null;
     this.#ready.clear();
-    this.#readyDirs.clear();
     this.#watcher = null;
     for (const [seq, p] of this.#asked) {
       this.#asked.delete(seq);
@@ -122,10 +117,8 @@ export class Scout {
     const outcome: Outcome = r.listing ? { listing: r.listing } : { error: errorFromWire(r.error ?? { message: 'cannot read folder' }) };
     if (r.seq === 0) {
       const dir = fromWire(r.dir);
-      const key = pathKey(dir);
-      this.#ready.set(key, outcome);
-      if (!this.#watcher) this.#readyDirs.set(key, dir);
-      else if ('listing' in outcome) this.#watcher(dir, outcome.listing);
+      this.#ready.set(pathKey(dir), { ...outcome, dir });
+      if ('listing' in outcome) this.#watcher?.(dir, outcome.listing);
       return;
     }
     const w = this.#asked.get(r.seq);
@@ -133,7 +126,6 @@ export class Scout {
     this.#asked.delete(r.seq);
     // Read ahead and asked for at once: the walk got it from whichever came first.
     this.#ready.delete(pathKey(w.dir));
-    this.#readyDirs.delete(pathKey(w.dir));
     if ('listing' in outcome) w.resolve(outcome.listing);
     else w.reject(outcome.error);
   }
