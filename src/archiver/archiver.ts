@@ -8,8 +8,7 @@ import { nameKey, nodeFromStat, nodeCompare, sameNode, utf8Compare, type EntrySt
 import { isUtf8 } from '../fs/goquote.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
 import { readXattrs } from '../fs/xattr.js';
-import { listedEntry, listedFileSize, lstatOrError, readNames, type Listing } from './listing.js';
-import { PREFETCH_MAX, Prefetcher } from './prefetch.js';
+import { listedEntry, lstatOrError, readNames, type Listing } from './listing.js';
 import { Scout } from './scout.js';
 import { formatTime, parseTime } from '../fs/time.js';
 import type { Id } from '../repository/id.js';
@@ -164,8 +163,6 @@ export class Archiver {
   readonly #scope: Scope | null;
   /** Lists folders ahead of a whole walk (a changed-paths walk stats only what changed, here). */
   #scout: Scout | null = null;
-  /** Reads the small files about to be read into the page cache, many at once (see Prefetcher). */
-  #prefetcher: Prefetcher | null = null;
 
   constructor(repo: Repository, pool: WorkerPool, opts: BackupOptions) {
     this.#repo = repo;
@@ -210,30 +207,6 @@ export class Archiver {
   }
 
   async #run(): Promise<BackupResult> {
-    const prefetcher = new Prefetcher({ noatime: process.getuid?.() === 0 });
-    this.#prefetcher = prefetcher;
-    // Without a parent every file is read: its small files are fetched as soon as its folder is
-    // listed. With one, only what changed is read, and that is known once the walk gets there.
-    if (!this.#opts.parent || this.#opts.force) {
-      const excluded = this.#opts.excluded;
-      this.#scout?.watch((dir, listing) => {
-        for (let i = 0; i < listing.names.length; i++) {
-          const size = listedFileSize(listing, i);
-          if (size === undefined || size === 0 || size > PREFETCH_MAX) continue;
-          const p = joinPath(dir, listing.names[i], listing.raws?.[i] ? Buffer.from(listing.raws[i]!) : undefined);
-          if (!excluded?.(showPath(p))) prefetcher.offer(p, size);
-        }
-      });
-    }
-    try {
-      return await this.#walk();
-    } finally {
-      prefetcher.close();
-      this.#prefetcher = null;
-    }
-  }
-
-  async #walk(): Promise<BackupResult> {
     const startNs = BigInt(Date.now()) * 1_000_000n;
     const root = this.#buildTargets();
     const parentRoot = this.#opts.parent ? this.#opts.parent.tree : undefined;
@@ -545,48 +518,25 @@ export class Archiver {
       });
     }
     const parent = await parentP;
-    const olds = entries.map((e) => parent.byName.get(nameKey(e)));
-    this.#prefetch(entries, olds);
     const pending: Promise<Node | null>[] = [];
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i];
-      const old = olds[i];
+      const old = parent.byName.get(nameKey(e));
       let st = e.stat;
-      try {
-        if (st === undefined) {
-          if (old) {
-            pending.push(Promise.resolve(this.#reuse(old)));
-            continue;
-          }
-          // Not reported as changed, yet not in the parent either: look at it after all.
-          st = lstatOrError(e.path);
-        }
-        if (st instanceof Error) {
-          this.#error(e.path, st);
+      if (st === undefined) {
+        if (old) {
+          pending.push(Promise.resolve(this.#reuse(old)));
           continue;
         }
-        pending.push((await this.#saveEntry(e.path, e.name, e.nameRaw, st, old, rootDev, scopes[i] ?? null)).node);
-      } finally {
-        // Handed to a worker or left out: a file read ahead no longer counts against the window.
-        this.#prefetcher?.taken(e.path);
+        // Not reported as changed, yet not in the parent either: look at it after all.
+        st = lstatOrError(e.path);
       }
+      if (st instanceof Error) {
+        this.#error(e.path, st);
+        continue;
+      }
+      pending.push((await this.#saveEntry(e.path, e.name, e.nameRaw, st, old, rootDev, scopes[i] ?? null)).node);
     }
     return { done: guard(this.#finishTree(pending, parent)) };
-  }
-
-  /**
-   * Offers the prefetcher the small files of a folder that will be read (not in the parent, or of
-   * another size or inode there); without a parent they were offered when the folder was listed.
-   */
-  #prefetch(entries: { path: FsPath; stat: EntryStat | Error | undefined }[], olds: (Node | undefined)[]): void {
-    const p = this.#prefetcher;
-    if (!p) return;
-    for (let i = 0; i < entries.length; i++) {
-      const st = entries[i].stat;
-      if (!st || st instanceof Error || !st.isFile() || st.size > BigInt(PREFETCH_MAX)) continue;
-      const old = olds[i];
-      if (old && !this.#opts.force && old.type === 'file' && old.size === Number(st.size) && old.inode === Number(st.ino)) continue;
-      p.offer(entries[i].path, Number(st.size));
-    }
   }
 }

@@ -112,12 +112,6 @@ export function listedIsDir(l: Listing, i: number): boolean {
   return !l.errors?.[i] && (Number(l.stats[i * FIELDS + 1]) & S_IFMT) === 0o040000;
 }
 
-/** The size of entry `i` of a listing when it is a regular file, read without building the entry. */
-export function listedFileSize(l: Listing, i: number): number | undefined {
-  if (l.errors?.[i] || (Number(l.stats[i * FIELDS + 1]) & S_IFMT) !== 0o100000) return undefined;
-  return Number(l.stats[i * FIELDS + 7]);
-}
-
 /** Entry `i` of a listing: its name, its name's bytes when not UTF-8, and its lstat or the error. */
 export function listedEntry(l: Listing, i: number): { name: string; nameRaw?: Buffer; stat: EntryStat | Error } {
   const raw = l.raws?.[i];

@@ -67,33 +67,4 @@ describe('folder listings for the backup walk', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
-
-  it('tells a watcher of every folder read ahead and not taken, in walk order, whether it was waiting or came later', async () => {
-    const dir = tree();
-    for (const d of ['a', 'a/deep', 'c']) fs.mkdirSync(path.join(dir, d));
-    const stat = fs.lstatSync(dir, { bigint: true });
-    const scout = new Scout({ exclude: [], iexclude: [], oneFileSystem: false }, [dir]);
-    try {
-      // Taken by the walk before the watch begins: never reported.
-      expect((await scout.list(path.join(dir, 'sub'), stat.dev)).names).toEqual(['inner']);
-      await new Promise((r) => setTimeout(r, 100));
-      const seen: string[] = [];
-      scout.watch((d, listing) => seen.push(`${path.relative(dir, d as string) || '.'}:${listing.names.length}`));
-      const want = ['.:7', 'a:1', 'a/deep:0', 'c:0'];
-      for (let i = 0; i < 100 && seen.length < want.length; i++) await new Promise((r) => setTimeout(r, 10));
-      expect(seen).toEqual(want);
-      expect((await scout.list(path.join(dir, 'a'), stat.dev)).names).toEqual(['deep']);
-
-      // Watched from the start: each folder is told of as it comes, sub too this time.
-      const early = new Scout({ exclude: [], iexclude: [], oneFileSystem: false }, [dir]);
-      const told: string[] = [];
-      early.watch((d) => told.push(path.relative(dir, d as string) || '.'));
-      for (let i = 0; i < 100 && told.length < 5; i++) await new Promise((r) => setTimeout(r, 10));
-      await early.close();
-      expect(told).toEqual(['.', 'a', 'a/deep', 'c', 'sub']);
-    } finally {
-      await scout.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
-  });
 });

@@ -27,11 +27,6 @@ export interface ScoutReply {
 const CREDIT = 50_000;
 
 type Outcome = { listing: Listing } | { error: Error };
-/** A folder read ahead, and what came of it. */
-type Ready = Outcome & { dir: FsPath };
-
-/** Told of each folder read ahead, with its listing. */
-export type ListingWatcher = (dir: FsPath, listing: Listing) => void;
 
 /**
  * Reads folders ahead of the backup walk on a thread of its own, so that readdir and lstat run
@@ -45,9 +40,8 @@ export class Scout {
   #worker: Worker | null;
   readonly #loaded: Promise<void>;
   #seq = 0;
-  /** Read ahead, not yet taken, in the order they came. */
-  readonly #ready = new Map<string, Ready>();
-  #watcher: ListingWatcher | null = null;
+  /** Read ahead, not yet taken. */
+  readonly #ready = new Map<string, Outcome>();
   /** The walk's own requests, by sequence number. */
   readonly #asked = new Map<number, { resolve: (l: Listing) => void; reject: (e: Error) => void; dir: FsPath }>();
   /** Credit to give back once enough has been taken. */
@@ -67,15 +61,6 @@ export class Scout {
     });
     this.#worker?.on('error', () => this.#fallBack());
     this.#worker?.on('exit', () => this.#fallBack());
-  }
-
-  /**
-   * Calls `watch` with every listing read ahead, from now on and first with those waiting to be
-   * taken, in the order the walk will take them (for reading files ahead of the walk).
-   */
-  watch(watch: ListingWatcher): void {
-    this.#watcher = watch;
-    for (const ready of this.#ready.values()) if ('listing' in ready) watch(ready.dir, ready.listing);
   }
 
   /** The folder's listing; throws as readdir does when the folder cannot be read. */
@@ -98,7 +83,6 @@ export class Scout {
     const w = this.#worker;
     this.#worker = null;
     this.#ready.clear();
-    this.#watcher = null;
     for (const [seq, p] of this.#asked) {
       this.#asked.delete(seq);
       p.reject(new Error('folder listing stopped'));
@@ -116,9 +100,7 @@ export class Scout {
   #onReply(r: ScoutReply): void {
     const outcome: Outcome = r.listing ? { listing: r.listing } : { error: errorFromWire(r.error ?? { message: 'cannot read folder' }) };
     if (r.seq === 0) {
-      const dir = fromWire(r.dir);
-      this.#ready.set(pathKey(dir), { ...outcome, dir });
-      if ('listing' in outcome) this.#watcher?.(dir, outcome.listing);
+      this.#ready.set(pathKey(fromWire(r.dir)), outcome);
       return;
     }
     const w = this.#asked.get(r.seq);

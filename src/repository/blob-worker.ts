@@ -13,6 +13,7 @@ import { Key } from '../crypto/crypto.js';
 import { ScratchCompressor, ScratchDecompressor } from '../compress/zstd.js';
 import { LOADED } from '../util/worker.js';
 import { CairnError } from '../errors.js';
+import { SMALL_FILE } from './worker-protocol.js';
 import { PackFileWriter, parsePackTail } from './pack.js';
 import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { applyMetadataSync } from '../fs/apply.js';
@@ -97,9 +98,8 @@ function openFlags(): number {
   return fs.constants.O_RDONLY | (init.noatime ? fs.constants.O_NOATIME : 0);
 }
 
-async function saveFile(at: string | Uint8Array): Promise<SaveResult> {
-  const path = fromWire(at);
-  const r: SaveResult = { content: [], size: 0, blobsNew: 0, bytesNew: 0, bytesPacked: 0 };
+/** Opens a source file for reading, without moving its access time when root (O_NOATIME where the file system allows it). */
+function openSource(path: string | Buffer): number {
   let fd: number;
   try {
     fd = fs.openSync(path, openFlags());
@@ -107,6 +107,12 @@ async function saveFile(at: string | Uint8Array): Promise<SaveResult> {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') throw err;
     fd = fs.openSync(path, fs.constants.O_RDONLY);
   }
+  return fd;
+}
+
+async function saveFile(at: string | Uint8Array): Promise<SaveResult> {
+  const r: SaveResult = { content: [], size: 0, blobsNew: 0, bytesNew: 0, bytesPacked: 0 };
+  const fd = openSource(fromWire(at));
   try {
     chunker.reset();
     // `start` is where the current chunk begins in readBuf; `end` is how much of readBuf is filled.
@@ -146,26 +152,121 @@ async function saveFile(at: string | Uint8Array): Promise<SaveResult> {
   return r;
 }
 
+/** Room for a small file and one byte more, which tells a file that grew past SMALL_FILE. */
+const SLOT = SMALL_FILE + 1;
+/** Buffers for batches whose reads are under way, kept for the next ones. */
+const spareSlabs: Buffer[] = [];
+
+/** A small file opened when its batch arrived, with its read under way on libuv's threads. */
+type Started = { fd: number; read: Promise<number> } | { error: NodeJS.ErrnoException };
+
+/** A batch of small files whose reads started when it arrived (see `startBatch`). */
+interface StartedBatch {
+  slab: Buffer;
+  files: Started[];
+}
+
 /**
- * Saves small files one after another and answers once for all of them. A file that cannot be
- * read gets its error in its place; a failure of the pack (the repository's) fails the batch.
+ * Opens the small files of a batch and reads them into one buffer. From a cold cache a small file
+ * read one at a time is a disk round trip with the core idle, so while reads are slow, a batch's
+ * reads all start when it arrives, on libuv's threads, and run while earlier files are hashed and
+ * compressed (two batches are queued per worker); from the page cache a read through libuv's
+ * threads costs several times a read made here, so then they are made here, each timed. Opening
+ * does not wait for the disk (the walk has just read the folder and its inodes); an open or read
+ * that fails is reported in the file's place.
  */
-async function saveFiles(paths: (string | Uint8Array)[]): Promise<BatchFileResult[]> {
-  const out: BatchFileResult[] = [];
-  for (const p of paths) {
+function startBatch(paths: (string | Uint8Array)[]): StartedBatch {
+  const size = paths.length * SLOT;
+  const i = spareSlabs.findIndex((b) => b.length >= size);
+  const slab = i >= 0 ? spareSlabs.splice(i, 1)[0] : Buffer.allocUnsafeSlow(Math.max(BATCH_SLAB, size));
+  const ahead = init.readAhead === 'always' || coldBatches > 0;
+  if (coldBatches > 0) coldBatches--;
+  let slow = 0;
+  const files = paths.map((at, k): Started => {
+    let fd: number;
     try {
-      out.push(await saveFile(p));
+      fd = openSource(fromWire(at));
     } catch (err) {
-      if (err instanceof CairnError) throw err;
-      out.push({ error: (err as Error).message, errno: (err as NodeJS.ErrnoException).code });
+      return { error: err as NodeJS.ErrnoException };
     }
+    if (ahead) {
+      const read = new Promise<number>((resolve, reject) => fs.read(fd, slab, k * SLOT, SLOT, 0, (err, n) => (err ? reject(err) : resolve(n))));
+      read.catch(() => undefined);
+      return { fd, read };
+    }
+    const t = performance.now();
+    try {
+      const n = fs.readSync(fd, slab, k * SLOT, SLOT, 0);
+      if (performance.now() - t > SLOW_READ_MS) slow++;
+      return { fd, read: Promise.resolve(n) };
+    } catch (err) {
+      fs.closeSync(fd);
+      return { error: err as NodeJS.ErrnoException };
+    }
+  });
+  if (!ahead && slow >= Math.max(2, paths.length / 8)) coldBatches = COLD_BATCHES;
+  return { slab, files };
+}
+/** A read from the page cache takes a few microseconds; one from a disk, a tenth of a millisecond or more. */
+const SLOW_READ_MS = 0.2;
+/** Batches read ahead once reads were found slow, before a batch is read here again to see. */
+const COLD_BATCHES = 128;
+let coldBatches = 0;
+/** The usual batch's buffer: 32 files. */
+const BATCH_SLAB = 32 * SLOT;
+
+/**
+ * Saves small files one after another, as their reads (started by `startBatch`) complete, and
+ * answers once for all of them. A file that cannot be read gets its error in its place; one that
+ * grew past SMALL_FILE is read again whole; a failure of the pack (the repository's) fails the
+ * batch. Every file is closed, whatever happens.
+ */
+async function saveFiles(paths: (string | Uint8Array)[], started: StartedBatch): Promise<BatchFileResult[]> {
+  const out: BatchFileResult[] = [];
+  const closed = new Array<boolean>(paths.length).fill(false);
+  try {
+    for (let k = 0; k < paths.length; k++) {
+      const f = started.files[k];
+      try {
+        if ('error' in f) throw f.error;
+        let n: number;
+        try {
+          n = await f.read;
+        } finally {
+          fs.closeSync(f.fd);
+          closed[k] = true;
+        }
+        if (n > SMALL_FILE) out.push(await saveFile(paths[k]));
+        else if (n === 0) out.push({ content: [], size: 0, blobsNew: 0, bytesNew: 0, bytesPacked: 0 });
+        else out.push(await saveBytes(started.slab.subarray(k * SLOT, k * SLOT + n)));
+      } catch (err) {
+        if (err instanceof CairnError) throw err;
+        out.push({ error: (err as Error).message, errno: (err as NodeJS.ErrnoException).code });
+      }
+    }
+  } finally {
+    // A failed batch leaves files it did not get to: each is closed once its read is done, and
+    // the buffer is lent again only then.
+    for (let k = 0; k < paths.length; k++) {
+      const f = started.files[k];
+      if (closed[k] || 'error' in f) continue;
+      await f.read.catch(() => 0);
+      fs.closeSync(f.fd);
+    }
+    spareSlabs.push(started.slab);
+    if (spareSlabs.length > 2) spareSlabs.shift();
   }
   return out;
 }
 
 async function saveBuffer(data: ArrayBuffer): Promise<SaveResult> {
-  const r: SaveResult = { content: [], size: data.byteLength, blobsNew: 0, bytesNew: 0, bytesPacked: 0 };
-  await saveChunk(Buffer.from(data), r);
+  return saveBytes(Buffer.from(data));
+}
+
+/** One chunk, cut by the caller, or a whole file smaller than a chunk: one blob. */
+async function saveBytes(data: Buffer): Promise<SaveResult> {
+  const r: SaveResult = { content: [], size: data.length, blobsNew: 0, bytesNew: 0, bytesPacked: 0 };
+  await saveChunk(data, r);
   return r;
 }
 
@@ -346,7 +447,8 @@ async function handle(m: Request): Promise<void> {
     case 'file':
       return reply(m.seq, () => saveFile(m.path));
     case 'files':
-      return reply(m.seq, () => saveFiles(m.paths));
+      // Started when the batch arrived (see the message handler).
+      return;
     case 'buffer':
       return reply(m.seq, () => saveBuffer(m.data));
     case 'flush':
@@ -398,6 +500,16 @@ port.on('message', (m: Request) => {
     const w = packSavedWaiter;
     packSavedWaiter = null;
     w?.();
+    return;
+  }
+  if (m.op === 'files') {
+    // Read ahead (from a cold cache) as the batch arrives, while earlier jobs run; else when its turn comes.
+    if (init.readAhead === 'always' || coldBatches > 0) {
+      const started = startBatch(m.paths);
+      queue = queue.then(() => reply(m.seq, () => saveFiles(m.paths, started)));
+    } else {
+      queue = queue.then(() => reply(m.seq, () => saveFiles(m.paths, startBatch(m.paths))));
+    }
     return;
   }
   // Jobs run one after another: the pack and the read buffer belong to one job at a time.

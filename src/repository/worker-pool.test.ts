@@ -19,16 +19,23 @@ describe('worker pool', () => {
     const repo = await Repository.init(new LocalBackend(paths.dir), password, { kdf: { N: 1024, r: 8, p: 1 } });
     const src = await tempDir();
     for (let i = 0; i < 6; i++) await fsp.writeFile(path.join(src, `big${i}`), seededBytes(i, 24 * 1024 * 1024));
+    // Small files too, in folders before and after the large ones: their batches hold files open.
+    for (const d of ['a', 'z']) {
+      await fsp.mkdir(path.join(src, d));
+      for (let i = 0; i < 300; i++) await fsp.writeFile(path.join(src, d, `s${i}`), seededBytes(1000 + i, 20_000));
+    }
     const before = openFds();
-    for (let round = 0; round < 3; round++) {
-      const pool = new WorkerPool(repo);
+    for (let round = 0; round < 4; round++) {
+      const pool = new WorkerPool(repo, { readAhead: round % 2 === 0 ? 'auto' : 'always' });
       const abort = new AbortController();
       const run = new Archiver(repo, pool, { paths: [src], signal: abort.signal }).run();
       run.catch(() => undefined);
       // Wait until a worker holds a source file open (not the folder, which the walk's scout reads
       // first), then stop everything, as a shutdown that cannot wait does.
       const t0 = Date.now();
-      while (!fs.readdirSync('/proc/self/fd').some((f) => { try { return fs.readlinkSync(`/proc/self/fd/${f}`).startsWith(`${src}/big`); } catch { return false; } }) && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 5));
+      // Rounds 1 and 3 read ahead: z's batches are opened as they arrive, behind the large files.
+      const prefix = round === 0 ? `${src}/a/` : round === 2 ? `${src}/big` : `${src}/z/`;
+      while (!fs.readdirSync('/proc/self/fd').some((f) => { try { return fs.readlinkSync(`/proc/self/fd/${f}`).startsWith(prefix); } catch { return false; } }) && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 1));
       abort.abort();
       await pool.close();
       await expect(run).rejects.toThrow(/interrupted|closed/);
@@ -38,36 +45,55 @@ describe('worker pool', () => {
     await repo.close();
   });
 
-  it('saves small files in batches: each file gets its own content or its own error, in any mix', async () => {
-    const paths = await makeRepoPaths();
-    const password = (await fsp.readFile(paths.passwordFile, 'utf8')).split('\n')[0];
-    const repo = await Repository.init(new LocalBackend(paths.dir), password, { kdf: { N: 1024, r: 8, p: 1 } });
-    const src = await tempDir();
-    const pool = new WorkerPool(repo, { workers: 2 });
-    try {
-      // 100 files (more than a batch holds), every seventh missing; sizes 0 B to 64 KiB.
-      const files = Array.from({ length: 100 }, (_, i) => ({ path: path.join(src, `f${i}`), data: seededBytes(i, (i * 661) % (64 * 1024 + 1)), missing: i % 7 === 3 }));
-      for (const f of files) if (!f.missing) await fsp.writeFile(f.path, f.data);
-      const results = await Promise.allSettled(files.map((f) => pool.saveSmallFile(f.path, f.data.length)));
-      results.forEach((r, i) => {
-        const f = files[i];
-        if (f.missing) {
-          expect(r.status).toBe('rejected');
-          const err = (r as PromiseRejectedResult).reason as SourceError;
-          expect(err).toBeInstanceOf(SourceError);
-          expect(err.errno).toBe('ENOENT');
-          expect(err.message).toContain(`f${i}`);
-        } else {
-          expect(r.status).toBe('fulfilled');
-          const saved = (r as PromiseFulfilledResult<{ size: number; content: string[] }>).value;
-          expect(saved.size).toBe(f.data.length);
-          expect(saved.content).toEqual(f.data.length === 0 ? [] : [hashId(f.data)]);
+  for (const readAhead of ['auto', 'always'] as const) {
+    it(`saves small files in batches (reads ${readAhead === 'auto' ? 'in turn, as from a warm cache' : 'ahead, as from a cold cache'}): each file gets its own content or its own error, in any mix`, async () => {
+      const paths = await makeRepoPaths();
+      const password = (await fsp.readFile(paths.passwordFile, 'utf8')).split('\n')[0];
+      const repo = await Repository.init(new LocalBackend(paths.dir), password, { kdf: { N: 1024, r: 8, p: 1 } });
+      const src = await tempDir();
+      const pool = new WorkerPool(repo, { workers: 2, readAhead });
+      try {
+        // 100 files (more than a batch holds), every seventh missing, every eleventh grown to
+        // 200 KiB since it was listed, one a folder; sizes 0 B to 64 KiB as listed.
+        const files = Array.from({ length: 100 }, (_, i) => {
+          const listed = (i * 661) % (64 * 1024 + 1);
+          const data = seededBytes(i, i % 11 === 5 ? 200 * 1024 : listed);
+          return { path: path.join(src, `f${i}`), listed, data, missing: i % 7 === 3, folder: i === 50 };
+        });
+        for (const f of files) {
+          if (f.folder) await fsp.mkdir(f.path);
+          else if (!f.missing) await fsp.writeFile(f.path, f.data);
         }
-      });
-      await pool.flush();
-    } finally {
-      await pool.close();
-      await repo.close();
-    }
-  });
+        const results = await Promise.allSettled(files.map((f) => pool.saveSmallFile(f.path, f.listed)));
+        results.forEach((r, i) => {
+          const f = files[i];
+          if (f.missing || f.folder) {
+            expect(r.status).toBe('rejected');
+            const err = (r as PromiseRejectedResult).reason as SourceError;
+            expect(err).toBeInstanceOf(SourceError);
+            expect(err.errno).toBe(f.folder ? 'EISDIR' : 'ENOENT');
+            if (f.missing) expect(err.message).toContain(`f${i}`);
+          } else {
+            expect(r.status).toBe('fulfilled');
+            const saved = (r as PromiseFulfilledResult<{ size: number; content: string[] }>).value;
+            expect(saved.size).toBe(f.data.length);
+            expect(saved.content).toEqual(f.data.length === 0 ? [] : [hashId(f.data)]);
+          }
+        });
+        await pool.flush();
+        // Every source file was closed, those that failed too.
+        const open = fs.readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            return fs.readlinkSync(`/proc/self/fd/${fd}`).startsWith(`${src}/`);
+          } catch {
+            return false;
+          }
+        });
+        expect(open).toEqual([]);
+      } finally {
+        await pool.close();
+        await repo.close();
+      }
+    });
+  }
 });

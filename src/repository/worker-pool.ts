@@ -7,6 +7,7 @@ import type { PackedBlob } from './pack.js';
 import type { Repository } from './repository.js';
 import { PACK_SIZE } from './repository.js';
 import { terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
+import { SMALL_FILE } from './worker-protocol.js';
 import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { transferable } from '../util/transfer.js';
 import { polynomialToHex } from '../chunker/polynomial.js';
@@ -34,13 +35,11 @@ interface Pending {
 export interface PoolOptions {
   workers?: number;
   packSize?: number;
+  /** How workers read batches of small files (see WorkerInit.readAhead). */
+  readAhead?: 'auto' | 'always';
 }
 
-/**
- * Files up to this size are saved in batches: one message to a worker and one answer for many
- * files, where a message each cost the main thread and the workers more than reading the file.
- */
-export const SMALL_FILE = 64 * 1024;
+export { SMALL_FILE };
 /** A batch goes out at this many files or bytes, or when the main thread has nothing else to do. */
 const BATCH_FILES = 32;
 const BATCH_BYTES = 1024 * 1024;
@@ -108,6 +107,7 @@ export class WorkerPool {
       packSize: opts.packSize ?? PACK_SIZE,
       noatime: process.getuid?.() === 0,
       staging: this.#staging,
+      readAhead: opts.readAhead ?? 'auto',
     };
   }
 

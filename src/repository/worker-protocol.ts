@@ -4,6 +4,12 @@ import type { Id } from './id.js';
 import type { PackedBlob } from './pack.js';
 
 /** Everything a blob worker needs; posted once as workerData. */
+/**
+ * Files up to this size are saved in batches: one message to a worker and one answer for many
+ * files, where a message each cost the main thread and the workers more than reading the file.
+ */
+export const SMALL_FILE = 64 * 1024;
+
 export interface WorkerInit {
   key: KeyRaw;
   polynomial: string;
@@ -13,6 +19,11 @@ export interface WorkerInit {
   staging: { folder: string; prefix: string };
   /** Ask the kernel not to update atime while reading sources (needs ownership or root). */
   noatime: boolean;
+  /**
+   * `always`: a batch's small files are read on libuv's threads as it arrives (tests use it to
+   * exercise that path); `auto` (default): only while reads are found slow (a cold cache).
+   */
+  readAhead?: 'auto' | 'always';
 }
 
 /** A blob to open out of a loaded pack range; `offset` is relative to the range. */
