@@ -154,6 +154,8 @@ async function saveFile(at: string | Uint8Array): Promise<SaveResult> {
 
 /** Room for a small file and one byte more, which tells a file that grew past SMALL_FILE. */
 const SLOT = SMALL_FILE + 1;
+/** One byte past what was read, to see that a file ends there. */
+const eofProbe = Buffer.alloc(1);
 /** Buffers for batches whose reads are under way, kept for the next ones. */
 const spareSlabs: Buffer[] = [];
 
@@ -218,8 +220,8 @@ const BATCH_SLAB = 32 * SLOT;
 /**
  * Saves small files one after another, as their reads (started by `startBatch`) complete, and
  * answers once for all of them. A file that cannot be read gets its error in its place; one that
- * grew past SMALL_FILE is read again whole; a failure of the pack (the repository's) fails the
- * batch. Every file is closed, whatever happens.
+ * grew past SMALL_FILE, or whose read stopped short, is read again whole; a failure of the pack
+ * (the repository's) fails the batch. Every file is closed, whatever happens.
  */
 async function saveFiles(paths: (string | Uint8Array)[], started: StartedBatch): Promise<BatchFileResult[]> {
   const out: BatchFileResult[] = [];
@@ -232,6 +234,9 @@ async function saveFiles(paths: (string | Uint8Array)[], started: StartedBatch):
         let n: number;
         try {
           n = await f.read;
+          // A read may stop short of the end (network and FUSE file systems may): only a read
+          // that finds nothing more says the file is whole.
+          if (n > 0 && n <= SMALL_FILE && fs.readSync(f.fd, eofProbe, 0, 1, n) > 0) n = SLOT;
         } finally {
           fs.closeSync(f.fd);
           closed[k] = true;
