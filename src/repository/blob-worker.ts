@@ -110,8 +110,13 @@ function openSource(path: string | Buffer): number {
   return fd;
 }
 
+/** What saving a file of `size` bytes produced, before anything is saved. */
+function newResult(size: number): SaveResult {
+  return { content: [], size, blobsNew: 0, bytesNew: 0, bytesPacked: 0 };
+}
+
 async function saveFile(at: string | Uint8Array): Promise<SaveResult> {
-  const r: SaveResult = { content: [], size: 0, blobsNew: 0, bytesNew: 0, bytesPacked: 0 };
+  const r = newResult(0);
   const fd = openSource(fromWire(at));
   try {
     chunker.reset();
@@ -181,7 +186,7 @@ function startBatch(paths: (string | Uint8Array)[]): StartedBatch {
   const size = paths.length * SLOT;
   const i = spareSlabs.findIndex((b) => b.length >= size);
   const slab = i >= 0 ? spareSlabs.splice(i, 1)[0] : Buffer.allocUnsafeSlow(Math.max(BATCH_SLAB, size));
-  const ahead = init.readAhead === 'always' || coldBatches > 0;
+  const ahead = readingAhead();
   if (coldBatches > 0) coldBatches--;
   let slow = 0;
   const files = paths.map((at, k): Started => {
@@ -214,6 +219,11 @@ const SLOW_READ_MS = 0.2;
 /** Batches read ahead once reads were found slow, before a batch is read here again to see. */
 const COLD_BATCHES = 128;
 let coldBatches = 0;
+
+/** Whether batches are read ahead now (see `startBatch`). */
+function readingAhead(): boolean {
+  return init.readAhead === 'always' || coldBatches > 0;
+}
 /** The usual batch's buffer: 32 files. */
 const BATCH_SLAB = 32 * SLOT;
 
@@ -242,7 +252,7 @@ async function saveFiles(paths: (string | Uint8Array)[], started: StartedBatch):
           closed[k] = true;
         }
         if (n > SMALL_FILE) out.push(await saveFile(paths[k]));
-        else if (n === 0) out.push({ content: [], size: 0, blobsNew: 0, bytesNew: 0, bytesPacked: 0 });
+        else if (n === 0) out.push(newResult(0));
         else out.push(await saveBytes(started.slab.subarray(k * SLOT, k * SLOT + n)));
       } catch (err) {
         if (err instanceof CairnError) throw err;
@@ -264,13 +274,9 @@ async function saveFiles(paths: (string | Uint8Array)[], started: StartedBatch):
   return out;
 }
 
-async function saveBuffer(data: ArrayBuffer): Promise<SaveResult> {
-  return saveBytes(Buffer.from(data));
-}
-
 /** One chunk, cut by the caller, or a whole file smaller than a chunk: one blob. */
 async function saveBytes(data: Buffer): Promise<SaveResult> {
-  const r: SaveResult = { content: [], size: data.length, blobsNew: 0, bytesNew: 0, bytesPacked: 0 };
+  const r = newResult(data.length);
   await saveChunk(data, r);
   return r;
 }
@@ -451,11 +457,8 @@ async function handle(m: Request): Promise<void> {
   switch (m.op) {
     case 'file':
       return reply(m.seq, () => saveFile(m.path));
-    case 'files':
-      // Started when the batch arrived (see the message handler).
-      return;
     case 'buffer':
-      return reply(m.seq, () => saveBuffer(m.data));
+      return reply(m.seq, () => saveBytes(Buffer.from(m.data)));
     case 'flush':
       return reply(m.seq, async () => {
         await emitPack();
@@ -509,7 +512,7 @@ port.on('message', (m: Request) => {
   }
   if (m.op === 'files') {
     // Read ahead (from a cold cache) as the batch arrives, while earlier jobs run; else when its turn comes.
-    if (init.readAhead === 'always' || coldBatches > 0) {
+    if (readingAhead()) {
       const started = startBatch(m.paths);
       queue = queue.then(() => reply(m.seq, () => saveFiles(m.paths, started)));
     } else {
