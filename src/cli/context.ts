@@ -142,14 +142,18 @@ export class Context {
 
   /**
    * Locks the repository. With `overlap`, returns once our lock file is written and lets the
-   * caller read and compute while the lock settles; the repository holds writes until then.
+   * caller read and compute while the lock settles (restic's wait and look again, 200 ms); the
+   * repository holds writes until then, and the caller awaits `confirmed` before it reports
+   * anything or touches anything outside the repository (it rejects with LOCKED when a racing
+   * client holds the repository).
    */
-  async lock(repo: Repository, exclusive: boolean, opts: { overlap?: boolean } = {}): Promise<void> {
-    if (this.opts.noLock) return;
+  async lock(repo: Repository, exclusive: boolean, opts: { overlap?: boolean } = {}): Promise<{ confirmed: Promise<void> }> {
+    if (this.opts.noLock) return { confirmed: Promise.resolve() };
     const lock = await Lock.begin(repo, exclusive);
     this.#cleanups.unshift(() => lock.release());
-    if (opts.overlap) repo.gateWrites(lock.confirmed);
-    else await lock.confirmed;
+    if (!opts.overlap) await lock.confirmed;
+    else repo.gateWrites(lock.confirmed);
+    return { confirmed: lock.confirmed };
   }
 
   pool(repo: Repository): WorkerPool {

@@ -31,6 +31,12 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   const res: CheckResult = { errors: [], warnings: [], packs: 0, snapshots: 0 };
   const expected = new Map<Id, Map<string, PackedBlob>>();
 
+  // The index loads while the packs are listed (a listing is one request per folder on a remote).
+  const onDisk = new Map<Id, number>();
+  const listing = (async () => {
+    for await (const f of repo.backend.list('data')) onDisk.set(f.name, f.size);
+  })();
+  listing.catch(() => undefined);
   await repo.loadIndex({
     onFile: (_id, j) => {
       for (const p of j.packs) {
@@ -45,8 +51,7 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   });
   const index = repo.index;
 
-  const onDisk = new Map<Id, number>();
-  for await (const f of repo.backend.list('data')) onDisk.set(f.name, f.size);
+  await listing;
   for (const id of onDisk.keys()) if (!expected.has(id)) res.warnings.push(`pack ${id}: not referenced in any index`);
   res.packs = onDisk.size;
 

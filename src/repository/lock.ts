@@ -85,6 +85,7 @@ export class Lock {
     const lock = new Lock(repo, exclusive, id);
     lock.confirmed = (async () => {
       await new Promise((r) => setTimeout(r, SETTLE_MS));
+      if (lock.#released) return;
       try {
         await Lock.#checkConflicts(repo, exclusive, id);
       } catch (err) {

@@ -111,8 +111,18 @@ export class WorkerPool {
     };
   }
 
-  /** Workers start with the first job: a backup that reads no file (nothing changed) never pays for them. */
-  #start(): void {
+  /**
+   * Starts the workers now rather than with the first job, so that they boot while the caller
+   * loads what it needs (restore and check): they know no blobs of the index then, which only
+   * backups use. Without it workers start with the first job, and a backup that reads no file
+   * (nothing changed) never pays for them.
+   */
+  start(): this {
+    if (this.#slots.length === 0 && !this.#closed) this.#boot();
+    return this;
+  }
+
+  #boot(): void {
     const script = blobWorkerScript();
     for (let i = 0; i < this.#size; i++) {
       const workerData: WorkerInit = { ...this.#init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` } };
@@ -173,7 +183,7 @@ export class WorkerPool {
   #call<T>(req: Request, transfer: ArrayBuffer[] = [], slot?: Slot): Promise<T> {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#closed) return Promise.reject(new CairnError('INTERNAL', 'worker pool is closed'));
-    if (this.#slots.length === 0) this.#start();
+    if (this.#slots.length === 0) this.#boot();
     const s = slot ?? this.#slots.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
     s.inFlight++;
     return new Promise<T>((resolve, reject) => {

@@ -64,6 +64,49 @@ describe('locks', () => {
     expect(await fs.readdir(path.join(repo.dir, 'locks'))).toEqual([racer]);
   });
 
+  it('check, restore and dump read while their lock settles, but a racing exclusive lock still stops them with 11 and nothing restored', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'f'), seededBytes(1, 100_000));
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'backup');
+    const r = await openRepo(repo);
+    const locksDir = path.join(repo.dir, 'locks');
+    // Another client's exclusive lock appears as soon as the command's own lock does (inside restic's 200 ms settle).
+    const raced = async (args: string[]) => {
+      const run = cairn(repo, args);
+      let racer: string | null = null;
+      const started = Date.now();
+      while (Date.now() - started < 20_000) {
+        if ((await fs.readdir(locksDir)).some((n) => !n.startsWith('.'))) {
+          racer = await writeLock(r, { hostname: 'racer-host' });
+          break;
+        }
+        await new Promise((res) => setTimeout(res, 2));
+      }
+      const result = await run;
+      expect(racer).not.toBeNull();
+      await r.backend.remove({ type: 'lock', name: racer! });
+      return result;
+    };
+    const check = await raced(['check', '--read-data']);
+    expect(check.code).toBe(11);
+    expect(check.stderr).toMatch(/already locked: exclusive lock .* held by PID \d+ on racer-host/);
+    expect(check.out).not.toContain('no errors were found');
+    const target = path.join(await tempDir(), 'restored');
+    const restore = await raced(['restore', 'latest', '--target', target]);
+    expect(restore.code).toBe(11);
+    await expect(fs.stat(target)).rejects.toMatchObject({ code: 'ENOENT' });
+    const dump = await raced(['dump', 'latest', path.join(src, 'f')]);
+    expect(dump.code).toBe(11);
+    expect(dump.out).toBe('');
+    // Each left no lock of its own behind, and without a racer all three succeed.
+    expect(await fs.readdir(locksDir)).toEqual([]);
+    ok(await cairn(repo, ['check', '--read-data']), 'check');
+    ok(await cairn(repo, ['restore', 'latest', '--target', target]), 'restore');
+    expect(await fs.readFile(path.join(target, src, 'f'))).toEqual(await fs.readFile(path.join(src, 'f')));
+  });
+
   it('locks older than 30 minutes are stale; unlock --remove-all removes live ones too', async () => {
     const repo = await makeRepoPaths();
     ok(await cairn(repo, ['init']), 'init');

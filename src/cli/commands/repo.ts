@@ -4,7 +4,7 @@ import { CairnError } from '../../errors.js';
 import { Repository } from '../../repository/repository.js';
 import { addKey, listKeys, parseKeyFile } from '../../repository/keyfile.js';
 import { removeLocks } from '../../repository/lock.js';
-import { checkRepository } from '../../maintenance/check.js';
+import { checkRepository, type CheckResult } from '../../maintenance/check.js';
 import { parsePackTail } from '../../repository/pack.js';
 import { shortId } from '../../repository/id.js';
 import { findSnapshot } from '../../repository/find.js';
@@ -40,15 +40,22 @@ export function registerRepoCommands(program: Command, run: Run): void {
     .action((o: { readData?: boolean }) =>
       run(async (ctx) => {
         const repo = await ctx.openRepository();
-        await ctx.lock(repo, false);
-        const pool = o.readData ? ctx.pool(repo) : null;
+        // Workers boot while the lock settles and the index loads; check only reads until it reports.
+        const pool = o.readData ? ctx.pool(repo).start() : null;
+        const lock = await ctx.lock(repo, false, { overlap: true });
         const progress = ctx.progress();
         ctx.print('load indexes\ncheck all packs\ncheck snapshots, trees and blobs' + (o.readData ? '\nread all data' : ''));
-        const r = await checkRepository(repo, pool, {
-          readData: o.readData,
-          signal: ctx.signal,
-          onProgress: (p) => progress.update({ filesDone: p.done, filesTotal: p.total, bytesDone: 0, errors: 0, phase: p.phase }),
-        });
+        let r: CheckResult;
+        try {
+          r = await checkRepository(repo, pool, {
+            readData: o.readData,
+            signal: ctx.signal,
+            onProgress: (p) => progress.update({ filesDone: p.done, filesTotal: p.total, bytesDone: 0, errors: 0, phase: p.phase }),
+          });
+        } finally {
+          // A client that held the repository first wins over whatever this check found meanwhile.
+          await lock.confirmed;
+        }
         progress.done({ filesDone: r.packs, bytesDone: 0, errors: r.errors.length });
         if (ctx.opts.json) ctx.json({ message_type: 'summary', errors: r.errors, warnings: r.warnings, packs: r.packs, snapshots: r.snapshots });
         for (const w of r.warnings) ctx.warn(w);

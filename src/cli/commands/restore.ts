@@ -39,10 +39,12 @@ export function registerRestore(program: Command, run: Run): void {
         const inc = await buildExcluder({ exclude: o.include, iexclude: o.iinclude });
         const exc = await buildExcluder({ exclude: o.exclude, iexclude: o.iexclude });
         const repo = await ctx.openRepository();
-        await ctx.lock(repo, false);
+        // Workers boot and the snapshot and index load while the lock settles; nothing is written before.
+        const pool = ctx.pool(repo).start();
+        const lock = await ctx.lock(repo, false, { overlap: true });
         const snap = await findSnapshot(repo, snapRef, filterOf(o));
         await repo.loadIndex();
-        const pool = ctx.pool(repo);
+        await lock.confirmed;
         ctx.print(`restoring snapshot ${shortId(snap.id)} of [${snap.paths.join(' ')}] at ${snap.time} to ${o.target}`);
         const progress = ctx.progress();
         const r = await restoreTree(repo, pool, snap.tree, subPath, {
@@ -76,10 +78,11 @@ export function registerRestore(program: Command, run: Run): void {
     .action((ref: string, file: string, o: FilterFlags) =>
       run(async (ctx) => {
         const repo = await ctx.openRepository();
-        await ctx.lock(repo, false);
+        const lock = await ctx.lock(repo, false, { overlap: true });
         const snap = await findSnapshot(repo, ref, filterOf(o));
         await repo.loadIndex();
         const node = await findFileNode(repo, snap, file);
+        await lock.confirmed;
         for await (const data of fileContent(repo, node)) {
           if (!ctx.out.write(data)) await new Promise((r) => ctx.out.once('drain', r));
         }
