@@ -15,6 +15,8 @@ import { LOADED } from '../util/worker.js';
 import { CairnError } from '../errors.js';
 import { SMALL_FILE } from './worker-protocol.js';
 import { PackFileWriter, parsePackTail } from './pack.js';
+import { SharedBlobView } from './master-index.js';
+import type { Id } from './id.js';
 import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { applyMetadataSync } from '../fs/apply.js';
 import { fromWire, showPath } from '../fs/fspath.js';
@@ -24,7 +26,11 @@ const init = workerData as WorkerInit;
 const port = parentPort!;
 const key = Key.fromRaw(init.key);
 const chunker = new Chunker(BigInt(`0x${init.polynomial}`));
-const known = new Set<string>();
+/** Blobs the repository holds (the main thread's index, shared) ... */
+let stored = new SharedBlobView(init.index);
+/** ... and blobs in this worker's packs that are not saved yet: the one being written and those handed over (by id). */
+const mine = new Set<string>();
+const unsavedPacks = new Map<Id, string[]>();
 /** Packs handed over but not yet saved; past this many the worker waits, so staged files stay few. */
 const MAX_UNSAVED_PACKS = 1;
 let unsaved = 0;
@@ -62,6 +68,7 @@ async function emitPack(): Promise<void> {
   const file = pack.path;
   pack = null;
   unsaved++;
+  unsavedPacks.set(done.id, done.blobs.map((b) => b.id));
   post({ op: 'pack', id: done.id, path: file, length: done.length, blobs: done.blobs });
   while (unsaved > MAX_UNSAVED_PACKS) await new Promise<void>((r) => (packSavedWaiter = r));
 }
@@ -70,8 +77,8 @@ async function emitPack(): Promise<void> {
 async function saveChunk(chunk: Buffer, r: SaveResult): Promise<void> {
   const id = createHash('sha256').update(chunk).digest('hex');
   r.content.push(id);
-  if (known.has(id)) return;
-  known.add(id);
+  if (mine.has(id) || stored.has('data', id)) return;
+  mine.add(id);
   let plain = chunk;
   let uncompressedLength: number | undefined;
   if (compressor) {
@@ -499,11 +506,14 @@ async function reply(seq: number, fn: () => Promise<unknown>, lent?: ArrayBuffer
 }
 
 port.on('message', (m: Request) => {
-  if (m.op === 'known') {
-    for (const id of m.ids) known.add(id);
+  if (m.op === 'index') {
+    stored = new SharedBlobView(m.table);
     return;
   }
   if (m.op === 'packSaved') {
+    // The main thread added the pack to the shared table before it said so.
+    for (const id of unsavedPacks.get(m.id) ?? []) mine.delete(id);
+    unsavedPacks.delete(m.id);
     unsaved--;
     const w = packSavedWaiter;
     packSavedWaiter = null;

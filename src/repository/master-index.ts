@@ -24,51 +24,135 @@ export interface IndexJSON {
 export const MAX_BLOBS_PER_INDEX = 50_000;
 
 /**
- * Every blob the repository's index files describe. A blob may sit in several packs (concurrent
- * backups, interrupted prunes); lookups return the first location that was added.
+ * The blob table's layout: one slot of 12 32-bit words per blob: the id's 32 bytes, then the
+ * pack's number plus one with the tree bit on top (0 marks an empty slot, and is written last),
+ * the offset, the length, and the uncompressed length plus one (0: not compressed).
+ */
+const SLOT_WORDS = 12;
+const ID_WORDS = 8;
+const PACK = 8;
+const OFFSET = 9;
+const LENGTH = 10;
+const ULEN = 11;
+const TREE_BIT = 0x8000_0000;
+/** Linear probing stays short below this load; the table doubles past it (48 bytes a slot, 60-120 a blob). */
+const MAX_LOAD = 0.8;
+const INITIAL_SLOTS = 1024;
+
+/** The binary form of a hex id, in a scratch buffer; false when `id` is not 64 hex digits. */
+const idBytes = Buffer.alloc(32);
+const idWords = new Uint32Array(idBytes.buffer, idBytes.byteOffset, ID_WORDS);
+function parseId(id: string): boolean {
+  return id.length === 64 && idBytes.write(id, 'hex') === 32;
+}
+
+function isU32(n: number): boolean {
+  return Number.isInteger(n) && n >= 0 && n <= 0xffff_ffff;
+}
+
+/** The slot index holding (tree?, the id in idWords), or the empty slot where it would go (negative - 1). */
+function probe(table: Uint32Array, tree: boolean, atomic: boolean): number {
+  const mask = table.length / SLOT_WORDS - 1;
+  for (let i = idWords[0] & mask; ; i = (i + 1) & mask) {
+    const base = i * SLOT_WORDS;
+    // Workers read while the main thread adds: the pack word is stored last, so a slot that has
+    // one has its whole id.
+    const packWord = atomic ? Atomics.load(table, base + PACK) : table[base + PACK];
+    if (packWord === 0) return -i - 1;
+    if (((packWord & TREE_BIT) !== 0) !== tree) continue;
+    let k = 0;
+    while (k < ID_WORDS && table[base + k] === idWords[k]) k++;
+    if (k === ID_WORDS) return i;
+  }
+}
+
+/**
+ * A read-only view of the index's blob table from another thread (the blob workers): whether a
+ * blob is stored. The main thread only adds to the table it shares; when it outgrows it, it
+ * shares a new one (see MasterIndex.table), and a view of the old one may miss the newest blobs,
+ * which costs a duplicate blob at worst, never a missing one.
+ */
+export class SharedBlobView {
+  readonly #table: Uint32Array;
+
+  constructor(table: SharedArrayBuffer) {
+    this.#table = new Uint32Array(table);
+  }
+
+  has(type: BlobType, id: Id): boolean {
+    return parseId(id) && probe(this.#table, type === 'tree', true) >= 0;
+  }
+}
+
+/**
+ * Every blob the repository's index files describe, in a compact table (about 60-120 bytes a
+ * blob, a third of what a Map of objects costs) in shared memory that the blob workers read
+ * without copies. A blob may sit in several packs (concurrent backups, interrupted prunes);
+ * lookups return the first location that was added.
  */
 export class MasterIndex {
-  readonly #blobs = new Map<string, BlobLocation>();
-  readonly #packs = new Map<Id, { type: BlobType; blobs: number }>();
+  #table = new Uint32Array(new SharedArrayBuffer(INITIAL_SLOTS * SLOT_WORDS * 4));
+  #count = 0;
+  readonly #packIds: Id[] = [];
+  readonly #packNumbers = new Map<Id, number>();
 
   static key(type: BlobType, id: Id): string {
     return type === 'tree' ? `t${id}` : id;
   }
 
   get size(): number {
-    return this.#blobs.size;
+    return this.#count;
+  }
+
+  /** The shared blob table, for a SharedBlobView; a new one after the table grows or is cleared. */
+  get table(): SharedArrayBuffer {
+    return this.#table.buffer as SharedArrayBuffer;
   }
 
   /** Forgets everything, before the index files are read again. */
   clear(): void {
-    this.#blobs.clear();
-    this.#packs.clear();
+    this.#table = new Uint32Array(new SharedArrayBuffer(INITIAL_SLOTS * SLOT_WORDS * 4));
+    this.#count = 0;
+    this.#packIds.length = 0;
+    this.#packNumbers.clear();
   }
 
   has(type: BlobType, id: Id): boolean {
-    return this.#blobs.has(MasterIndex.key(type, id));
+    return parseId(id) && probe(this.#table, type === 'tree', false) >= 0;
   }
 
   lookup(type: BlobType, id: Id): BlobLocation | undefined {
-    return this.#blobs.get(MasterIndex.key(type, id));
+    if (!parseId(id)) return undefined;
+    const i = probe(this.#table, type === 'tree', false);
+    return i < 0 ? undefined : this.#location(i * SLOT_WORDS);
   }
 
   hasPack(packId: Id): boolean {
-    return this.#packs.has(packId);
+    return this.#packNumbers.has(packId);
   }
 
   packIds(): IterableIterator<Id> {
-    return this.#packs.keys();
+    return this.#packNumbers.keys();
   }
 
   addPack(packId: Id, blobs: readonly PackedBlob[]): void {
     if (blobs.length === 0) return;
-    this.#packs.set(packId, { type: blobs[0].type, blobs: blobs.length });
+    let n = this.#packNumbers.get(packId);
+    if (n === undefined) {
+      n = this.#packIds.length;
+      this.#packIds.push(packId);
+      this.#packNumbers.set(packId, n);
+    }
     for (const b of blobs) {
-      const k = MasterIndex.key(b.type, b.id);
-      if (!this.#blobs.has(k)) {
-        this.#blobs.set(k, { packId, type: b.type, offset: b.offset, length: b.length, uncompressedLength: b.uncompressedLength });
+      if (!parseId(b.id)) throw new CairnError('INTEGRITY', `pack ${packId} lists a blob with the invalid id ${JSON.stringify(String(b.id).slice(0, 80))}`);
+      if (!isU32(b.offset) || !isU32(b.length) || (b.uncompressedLength !== undefined && !isU32(b.uncompressedLength + 1))) {
+        throw new CairnError('INTEGRITY', `pack ${packId} lists blob ${b.id} with an invalid offset or length`);
       }
+      if (this.#count + 1 > MAX_LOAD * (this.#table.length / SLOT_WORDS)) this.#grow();
+      const i = probe(this.#table, b.type === 'tree', false);
+      if (i >= 0) continue;
+      this.#write(-i - 1, n, b.type, b.offset, b.length, b.uncompressedLength);
+      this.#count++;
     }
   }
 
@@ -88,9 +172,56 @@ export class MasterIndex {
     }
   }
 
-  /** Every blob, grouped by pack, for writing fresh index files or checking. */
+  /** Every blob with its location (for checks and tests; lookups go through `lookup`). */
   *entries(): IterableIterator<[string, BlobLocation]> {
-    yield* this.#blobs.entries();
+    const t = this.#table;
+    const id = Buffer.alloc(32);
+    const words = new Uint32Array(id.buffer, id.byteOffset, ID_WORDS);
+    for (let base = 0; base < t.length; base += SLOT_WORDS) {
+      if (t[base + PACK] === 0) continue;
+      for (let k = 0; k < ID_WORDS; k++) words[k] = t[base + k];
+      const loc = this.#location(base);
+      yield [MasterIndex.key(loc.type, id.toString('hex')), loc];
+    }
+  }
+
+  #location(base: number): BlobLocation {
+    const t = this.#table;
+    const packWord = t[base + PACK];
+    const ulen = t[base + ULEN];
+    return {
+      packId: this.#packIds[(packWord & ~TREE_BIT) - 1],
+      type: packWord & TREE_BIT ? 'tree' : 'data',
+      offset: t[base + OFFSET],
+      length: t[base + LENGTH],
+      uncompressedLength: ulen === 0 ? undefined : ulen - 1,
+    };
+  }
+
+  /** Writes the id in idWords into the empty slot `i`, the pack word last (see probe). */
+  #write(i: number, pack: number, type: BlobType, offset: number, length: number, uncompressedLength: number | undefined): void {
+    const t = this.#table;
+    const base = i * SLOT_WORDS;
+    t.set(idWords, base);
+    t[base + OFFSET] = offset;
+    t[base + LENGTH] = length;
+    t[base + ULEN] = uncompressedLength === undefined ? 0 : uncompressedLength + 1;
+    Atomics.store(t, base + PACK, ((pack + 1) | (type === 'tree' ? TREE_BIT : 0)) >>> 0);
+  }
+
+  /** Doubles the table into new shared memory; views of the old one keep reading it unchanged. */
+  #grow(): void {
+    const old = this.#table;
+    const saved = Uint32Array.from(idWords);
+    this.#table = new Uint32Array(new SharedArrayBuffer(old.byteLength * 2));
+    for (let base = 0; base < old.length; base += SLOT_WORDS) {
+      const packWord = old[base + PACK];
+      if (packWord === 0) continue;
+      idWords.set(old.subarray(base, base + ID_WORDS));
+      const i = -probe(this.#table, (packWord & TREE_BIT) !== 0, false) - 1;
+      this.#table.set(old.subarray(base, base + SLOT_WORDS), i * SLOT_WORDS);
+    }
+    idWords.set(saved);
   }
 }
 

@@ -89,7 +89,9 @@ export class WorkerPool {
   /** Set by the first backup job: stale staged files are swept before this pool stages any. */
   #stagingReady: Promise<void> | null = null;
   readonly #size: number;
-  readonly #init: WorkerInit;
+  readonly #init: Omit<WorkerInit, 'index'>;
+  /** The index table the workers read (see MasterIndex.table). */
+  #sharedIndex: SharedArrayBuffer | null = null;
   /** Buffers back from workers, to load the next ranges into. */
   readonly #spare: ArrayBuffer[] = [];
   /** Small files waiting to go to a worker together (see SMALL_FILE). */
@@ -113,9 +115,8 @@ export class WorkerPool {
 
   /**
    * Starts the workers now rather than with the first job, so that they boot while the caller
-   * loads what it needs (restore and check): they know no blobs of the index then, which only
-   * backups use. Without it workers start with the first job, and a backup that reads no file
-   * (nothing changed) never pays for them.
+   * loads what it needs (restore and check). Without it workers start with the first job, and a
+   * backup that reads no file (nothing changed) never pays for them.
    */
   start(): this {
     if (this.#slots.length === 0 && !this.#closed) this.#boot();
@@ -124,25 +125,27 @@ export class WorkerPool {
 
   #boot(): void {
     const script = blobWorkerScript();
+    this.#sharedIndex = this.#repo.index.table;
     for (let i = 0; i < this.#size; i++) {
-      const workerData: WorkerInit = { ...this.#init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` } };
+      const workerData: WorkerInit = { ...this.#init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` }, index: this.#sharedIndex };
       const worker = new Worker(script, { workerData });
       const slot: Slot = { worker, inFlight: 0, loaded: whenLoaded(worker) };
       worker.on('message', (m: Reply) => this.#onMessage(slot, m));
       worker.on('error', (err) => this.#fail(err));
       this.#slots.push(slot);
     }
-    this.#broadcastKnown();
   }
 
   get size(): number {
     return this.#size;
   }
 
-  #broadcastKnown(): void {
-    const ids: Id[] = [];
-    for (const [k, loc] of this.#repo.index.entries()) if (loc.type === 'data') ids.push(k);
-    if (ids.length > 0) for (const s of this.#slots) s.worker.postMessage({ op: 'known', ids } satisfies Request);
+  /** Shares the index's blob table again once it is a new one (it grew, or the index was read again). */
+  #shareIndex(): void {
+    const table = this.#repo.index.table;
+    if (this.#slots.length === 0 || table === this.#sharedIndex) return;
+    this.#sharedIndex = table;
+    for (const s of this.#slots) s.worker.postMessage({ op: 'index', table } satisfies Request);
   }
 
   #onMessage(slot: Slot, m: Reply): void {
@@ -165,9 +168,9 @@ export class WorkerPool {
   async #savePack(from: Slot, id: Id, path: string, blobs: PackedBlob[]): Promise<void> {
     try {
       await this.#repo.savePackFile(id, path, blobs);
-      const ids = blobs.map((b) => b.id);
-      for (const s of this.#slots) if (s !== from) s.worker.postMessage({ op: 'known', ids } satisfies Request);
-      from.worker.postMessage({ op: 'packSaved' } satisfies Request);
+      // The pack's blobs are in the index's table now, which the workers read.
+      this.#shareIndex();
+      from.worker.postMessage({ op: 'packSaved', id } satisfies Request);
     } catch (err) {
       this.#fail(err);
     }
@@ -184,6 +187,7 @@ export class WorkerPool {
     if (this.#failure) return Promise.reject(this.#failure);
     if (this.#closed) return Promise.reject(new CairnError('INTERNAL', 'worker pool is closed'));
     if (this.#slots.length === 0) this.#boot();
+    else this.#shareIndex();
     const s = slot ?? this.#slots.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
     s.inFlight++;
     return new Promise<T>((resolve, reject) => {

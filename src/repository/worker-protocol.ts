@@ -24,6 +24,8 @@ export interface WorkerInit {
    * exercise that path); `auto` (default): only while reads are found slow (a cold cache).
    */
   readAhead?: 'auto' | 'always';
+  /** The index's blob table (MasterIndex.table): blobs already stored are not stored again. */
+  index: SharedArrayBuffer;
 }
 
 /** A blob to open out of a loaded pack range; `offset` is relative to the range. */
@@ -39,8 +41,8 @@ export type Request =
   | { op: 'files'; seq: number; paths: (string | Uint8Array)[] }
   | { op: 'buffer'; seq: number; data: ArrayBuffer }
   | { op: 'flush'; seq: number }
-  | { op: 'known'; ids: Id[] }
-  | { op: 'packSaved' }
+  | { op: 'index'; table: SharedArrayBuffer }
+  | { op: 'packSaved'; id: Id }
   | { op: 'open'; seq: number; data: ArrayBuffer; blobs: OpenBlob[] }
   | { op: 'checkPack'; seq: number; id: Id; data: ArrayBuffer; length: number }
   | { op: 'verifyFile'; seq: number; path: string; blobs: { id: Id; size: number }[] }
