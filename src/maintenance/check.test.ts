@@ -1,9 +1,12 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LocalBackend } from '../backend/local.js';
 import { Repository } from '../repository/repository.js';
+import { WorkerPool } from '../repository/worker-pool.js';
+import { hashId } from '../repository/id.js';
 import { encodeTree } from '../repository/tree.js';
 import { formatTime } from '../fs/time.js';
 import { checkRepository } from './check.js';
@@ -30,5 +33,42 @@ describe('check', () => {
     expect(r.errors).toContain(`snapshot ${sa}: references damaged or missing data`);
     expect(r.errors).toContain(`snapshot ${sb}: references damaged or missing data`);
     expect(r.errors.filter((e) => e.includes(missing))).toHaveLength(1);
+  });
+
+  it('holds the index against the packs, with and without reading data: a listed pack that is gone, a pack no index lists, a blob listed in a pack that lacks it', async () => {
+    process.env.CAIRN_KDF_N ??= '1024';
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-'));
+    const backend = new LocalBackend(path.join(dir, 'repo'));
+    const repo = await Repository.init(backend, 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
+    const pool = new WorkerPool(repo, { workers: 2, packSize: 1024 * 1024 });
+    try {
+      for (let i = 0; i < 3; i++) await pool.saveBuffer(randomBytes(1536 * 1024));
+      await pool.flush();
+    } finally {
+      await pool.close();
+    }
+    await repo.flush();
+    const packs = [...repo.index.packIds()].sort();
+    expect(packs.length).toBeGreaterThanOrEqual(3);
+    const [gone, short] = packs;
+    await backend.remove({ type: 'data', name: gone });
+    const phantom = hashId(Buffer.from('never stored'));
+    await repo.saveJSON('index', JSON.stringify({ packs: [{ id: short, blobs: [{ id: phantom, type: 'data', offset: 0, length: 64 }] }] }));
+    const strayBytes = Buffer.from('not a pack');
+    const stray = hashId(strayBytes);
+    await backend.save({ type: 'data', name: stray }, strayBytes);
+
+    for (const readData of [false, true]) {
+      const fresh = await Repository.open(backend, 'pw');
+      const checkPool = readData ? new WorkerPool(fresh) : null;
+      try {
+        const r = await checkRepository(fresh, checkPool, { readData });
+        expect(r.errors.sort()).toEqual([`pack ${gone}: does not exist (listed in the index)`, `pack ${short}: data blob ${phantom} listed in the index is not in the pack`].sort());
+        expect(r.warnings).toEqual([`pack ${stray}: not referenced in any index`]);
+        expect(r.packs).toBe(packs.length);
+      } finally {
+        await checkPool?.close();
+      }
+    }
   });
 });
