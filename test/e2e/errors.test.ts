@@ -3,6 +3,10 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { cairn, makeRepoPaths, ok, runCommand, tempDir, type TestRepo } from '../support/tools.js';
 import { seededBytes } from '../support/trees.js';
+import { LocalBackend } from '../../src/backend/local.js';
+import { hashId } from '../../src/repository/id.js';
+import type { IndexJSON } from '../../src/repository/master-index.js';
+import { Repository } from '../../src/repository/repository.js';
 
 async function packFiles(repo: TestRepo): Promise<string[]> {
   const out: string[] = [];
@@ -122,6 +126,36 @@ describe('damage', () => {
     expect(r.stderr).toContain('/victim');
     expect(await fs.readFile(path.join(target, src, 'good'))).toEqual(seededBytes(1, 100_000));
     await expect(fs.access(path.join(target, src, 'victim'))).rejects.toThrow();
+  });
+
+  it('a blob no index lists: check names it, restore names that file, restores the rest and exits non-zero', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    const lost = seededBytes(4, 120_000);
+    await fs.writeFile(path.join(src, 'good'), seededBytes(3, 100_000));
+    await fs.writeFile(path.join(src, 'lost'), lost);
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'backup');
+    // Rewrite the index without the lost file's blob (one blob: the file is under the smallest chunk).
+    const r0 = await Repository.open(new LocalBackend(repo.dir), (await fs.readFile(repo.passwordFile, 'utf8')).split('\n')[0]);
+    const lostId = hashId(lost);
+    for (const id of await r0.listIds('index')) {
+      const j = await r0.loadJSON<IndexJSON>('index', id);
+      for (const p of j.packs) p.blobs = p.blobs.filter((b) => b.id !== lostId);
+      await r0.backend.remove({ type: 'index', name: id });
+      await r0.saveJSON('index', JSON.stringify(j));
+    }
+
+    const check = await cairn(repo, ['check']);
+    expect(check.code).not.toBe(0);
+    expect(check.stderr).toContain(`file ${src}/lost`);
+    expect(check.stderr).toContain(`data blob ${lostId} not in the index`);
+    const target = await tempDir();
+    const r = await cairn(repo, ['restore', 'latest', '--target', target]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(`${src}/lost: data blob ${lostId} is missing from the index`);
+    expect(await fs.readFile(path.join(target, src, 'good'))).toEqual(seededBytes(3, 100_000));
+    await expect(fs.access(path.join(target, src, 'lost'))).rejects.toThrow();
   });
 
   it('a truncated pack and a truncated index are reported by check', async () => {
