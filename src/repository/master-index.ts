@@ -172,7 +172,7 @@ export class MasterIndex {
     }
   }
 
-  /** Every blob with its location (for checks and tests; lookups go through `lookup`). */
+  /** Every blob with its location, in no order (tests read the index through it; lookups go through `lookup`). */
   *entries(): IterableIterator<[string, BlobLocation]> {
     const t = this.#table;
     const id = Buffer.alloc(32);

@@ -136,13 +136,15 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
         // Arrays made at their size: grown by push, each would reserve room for 17 (a restore of
         // 200,000 small files held ~25 MiB more that way).
         let offset = 0;
-        const missing = (node.content ?? []).find((id) => !repo.index.has('data', id));
-        if (missing !== undefined) {
+        const content = node.content ?? [];
+        const locs = content.map((id) => repo.index.lookup('data', id));
+        const missing = locs.indexOf(undefined);
+        if (missing >= 0) {
           f.failed = true;
-          fail(snapPath, `data blob ${missing} is missing from the index`);
+          fail(snapPath, `data blob ${content[missing]} is missing from the index`);
         } else {
-          f.blobs = (node.content ?? []).map((id) => {
-            const size = plainSize(repo.index.lookup('data', id)!);
+          f.blobs = content.map((id, i) => {
+            const size = plainSize(locs[i]!);
             offset += size;
             return { id, size, offset: offset - size };
           });
