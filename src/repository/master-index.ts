@@ -39,6 +39,10 @@ const TREE_BIT = 0x8000_0000;
 const MAX_LOAD = 0.8;
 const INITIAL_SLOTS = 1024;
 
+function emptyTable(): Uint32Array {
+  return new Uint32Array(new SharedArrayBuffer(INITIAL_SLOTS * SLOT_WORDS * 4));
+}
+
 /** The binary form of a hex id, in a scratch buffer; false when `id` is not 64 hex digits. */
 const idBytes = Buffer.alloc(32);
 const idWords = new Uint32Array(idBytes.buffer, idBytes.byteOffset, ID_WORDS);
@@ -91,7 +95,7 @@ export class SharedBlobView {
  * lookups return the first location that was added.
  */
 export class MasterIndex {
-  #table = new Uint32Array(new SharedArrayBuffer(INITIAL_SLOTS * SLOT_WORDS * 4));
+  #table = emptyTable();
   #count = 0;
   readonly #packIds: Id[] = [];
   readonly #packNumbers = new Map<Id, number>();
@@ -111,7 +115,7 @@ export class MasterIndex {
 
   /** Forgets everything, before the index files are read again. */
   clear(): void {
-    this.#table = new Uint32Array(new SharedArrayBuffer(INITIAL_SLOTS * SLOT_WORDS * 4));
+    this.#table = emptyTable();
     this.#count = 0;
     this.#packIds.length = 0;
     this.#packNumbers.clear();
@@ -144,11 +148,12 @@ export class MasterIndex {
       this.#packNumbers.set(packId, n);
     }
     for (const b of blobs) {
+      // Grown first: growing rehashes through the id scratch that parseId fills.
+      if (this.#count + 1 > MAX_LOAD * (this.#table.length / SLOT_WORDS)) this.#grow();
       if (!parseId(b.id)) throw new CairnError('INTEGRITY', `pack ${packId} lists a blob with the invalid id ${JSON.stringify(String(b.id).slice(0, 80))}`);
       if (!isU32(b.offset) || !isU32(b.length) || (b.uncompressedLength !== undefined && !isU32(b.uncompressedLength + 1))) {
         throw new CairnError('INTEGRITY', `pack ${packId} lists blob ${b.id} with an invalid offset or length`);
       }
-      if (this.#count + 1 > MAX_LOAD * (this.#table.length / SLOT_WORDS)) this.#grow();
       const i = probe(this.#table, b.type === 'tree', false);
       if (i >= 0) continue;
       this.#write(-i - 1, n, b.type, b.offset, b.length, b.uncompressedLength);
@@ -212,7 +217,6 @@ export class MasterIndex {
   /** Doubles the table into new shared memory; views of the old one keep reading it unchanged. */
   #grow(): void {
     const old = this.#table;
-    const saved = Uint32Array.from(idWords);
     this.#table = new Uint32Array(new SharedArrayBuffer(old.byteLength * 2));
     for (let base = 0; base < old.length; base += SLOT_WORDS) {
       const packWord = old[base + PACK];
@@ -221,7 +225,6 @@ export class MasterIndex {
       const i = -probe(this.#table, (packWord & TREE_BIT) !== 0, false) - 1;
       this.#table.set(old.subarray(base, base + SLOT_WORDS), i * SLOT_WORDS);
     }
-    idWords.set(saved);
   }
 }
 
