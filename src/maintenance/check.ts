@@ -5,7 +5,7 @@ import type { BlobType, PackedBlob } from '../repository/pack.js';
 import { readPackHeader } from './repair.js';
 import type { Repository } from '../repository/repository.js';
 import type { WorkerPool } from '../repository/worker-pool.js';
-import { Limiter, mapLimit } from '../util/limit.js';
+import { Limiter, mapLimit, Yielder } from '../util/limit.js';
 
 export interface CheckOptions {
   readData?: boolean;
@@ -101,6 +101,10 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   // verdict covers its whole subtree and is remembered, so each snapshot that reaches damage is named.
   const verdicts = new Map<Id, Promise<boolean>>();
   const limiter = new Limiter(8);
+  // Trees come from cached tree packs, so the walk would hold the thread until it ends, and
+  // packs loaded meanwhile would wait to be handed to the workers. It pauses inside the limiter,
+  // so that a pause holds every turn and the trees waiting for one do not run meanwhile.
+  const yielder = new Yielder();
   const walkTree = (id: Id, where: string): Promise<boolean> => {
     let v = verdicts.get(id);
     if (!v) {
@@ -116,7 +120,12 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
     }
     let nodes;
     try {
-      nodes = (await limiter.run(() => repo.loadTree(id))).nodes;
+      nodes = (
+        await limiter.run(async () => {
+          await yielder.maybe();
+          return repo.loadTree(id);
+        })
+      ).nodes;
     } catch (err) {
       treeErrors.push(`tree ${id} (${where}): ${(err as Error).message}`);
       return false;

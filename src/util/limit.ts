@@ -52,3 +52,34 @@ export async function mapLimit<T, R>(items: readonly T[], n: number, fn: (item: 
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));
   return out;
 }
+
+/**
+ * Lets the event loop run once the caller has held the thread for `ms`. A chain of promises
+ * that settle at once (blobs from a cache, say) never returns to the loop by itself, and I/O
+ * that finished meanwhile (a pack loaded for a worker, a worker's reply) waits until it ends.
+ * Every chain that asks while a pause is pending waits for the same one, so the loop gets its
+ * turn once for all of them rather than after each in turn.
+ */
+export class Yielder {
+  readonly #ms: number;
+  #since = performance.now();
+  #pending: Promise<void> | null = null;
+
+  constructor(ms = 4) {
+    this.#ms = ms;
+  }
+
+  /** A promise to await when it is time to let the loop run; otherwise nothing. */
+  maybe(): Promise<void> | undefined {
+    if (this.#pending) return this.#pending;
+    if (performance.now() - this.#since < this.#ms) return undefined;
+    this.#pending = new Promise<void>((resolve) =>
+      setImmediate(() => {
+        this.#pending = null;
+        this.#since = performance.now();
+        resolve();
+      }),
+    );
+    return this.#pending;
+  }
+}
