@@ -64,8 +64,15 @@ export async function applyMetadata(path: string, node: Node, opts: { owner: boo
   else await fs.utimes(path, atime, mtime);
 }
 
+/** What setting a node's metadata reads: a restore keeps this much of each file and folder, not the whole node. */
+export type NodeMeta = Pick<Node, 'type' | 'mode' | 'uid' | 'gid' | 'atime' | 'mtime' | 'extended_attributes'>;
+
+export function nodeMeta({ type, mode, uid, gid, atime, mtime, extended_attributes }: Node): NodeMeta {
+  return { type, mode, uid, gid, atime, mtime, extended_attributes };
+}
+
 /** applyMetadata with synchronous calls, for worker threads that restore many files in a batch. */
-export function applyMetadataSync(path: string | Buffer, node: Node, opts: { owner: boolean }): void {
+export function applyMetadataSync(path: string | Buffer, node: NodeMeta, opts: { owner: boolean }): void {
   const link = node.type === 'symlink';
   if (opts.owner) fsSync.lchownSync(path, node.uid, node.gid);
   if (!link && node.mode !== undefined) fsSync.chmodSync(path, unixPermFromGoMode(node.mode));

@@ -68,7 +68,7 @@ export interface RestoreBlob extends OpenBlob {
 export type FsOp =
   | { op: 'create'; path: string | Uint8Array; size: number }
   | { op: 'check'; path: string | Uint8Array; size: number; blobs: { id: Id; size: number }[] }
-  | { op: 'meta'; path: string | Uint8Array; node: import('../fs/node.js').Node; owner: boolean };
+  | { op: 'meta'; path: string | Uint8Array; node: import('../fs/apply.js').NodeMeta; owner: boolean };
 
 /** What saving one file or buffer produced. */
 export interface SaveResult {

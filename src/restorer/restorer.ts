@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CairnError } from '../errors.js';
 import { loadRange } from '../backend/backend.js';
-import { createSpecial } from '../fs/apply.js';
+import { createSpecial, nodeMeta, type NodeMeta } from '../fs/apply.js';
 import type { Node } from '../fs/node.js';
 import type { Id } from '../repository/id.js';
 import type { BlobLocation } from '../repository/master-index.js';
@@ -37,7 +37,8 @@ export interface RestoreResult {
 interface FileItem {
   snapPath: string;
   dest: FsPath;
-  blobs: { id: Id; size: number; offset: number }[];
+  /** The node's content list itself: the blobs in order. */
+  content: Id[];
   size: number;
   remaining: number;
   failed: boolean;
@@ -46,7 +47,11 @@ interface FileItem {
 interface Item {
   snapPath: string;
   dest: FsPath;
-  node: Node;
+  /**
+   * Symlinks and special files keep their node; files and folders only what setting their
+   * metadata needs (a file's node with its content list and times is most of a plan's memory).
+   */
+  node: Node | NodeMeta;
   file?: FileItem;
   /** For the second and later names of a hardlinked file: the first one. */
   linkTo?: Item;
@@ -106,6 +111,9 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
 
   // Walk the snapshot's trees; directories are kept only when they hold something selected.
   const items: Item[] = [];
+  // Every file's blobs, in the order the walk meets them (see BlobRefs).
+  const fileList: FileItem[] = [];
+  const refs = new BlobRefs();
   const firstLink = new Map<string, Item>();
   const walk = async (treeId: Id, snapDir: string, destDir: FsPath): Promise<boolean> => {
     aborted();
@@ -118,7 +126,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       if (opts.exclude?.(snapPath)) continue;
       if (node.type === 'dir') {
         const idx = items.length;
-        items.push({ snapPath, dest, node });
+        items.push({ snapPath, dest, node: nodeMeta(node) });
         const inside = node.subtree ? await walk(node.subtree, snapPath, dest) : false;
         if (!inside && opts.include && !opts.include(snapPath)) items.splice(idx, 1);
         else any = true;
@@ -126,30 +134,25 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       }
       if (opts.include && !opts.include(snapPath)) continue;
       any = true;
-      const item: Item = { snapPath, dest, node };
+      const item: Item = { snapPath, dest, node: node.type === 'file' ? nodeMeta(node) : node };
       const linkKey = node.type === 'file' && (node.links ?? 1) > 1 && node.inode ? `${node.device_id ?? 0}:${node.inode}` : null;
       const first = linkKey ? firstLink.get(linkKey) : undefined;
       if (first) item.linkTo = first;
       else if (node.type === 'file') {
         if (linkKey) firstLink.set(linkKey, item);
-        const f: FileItem = { snapPath, dest, blobs: [], size: 0, remaining: 0, failed: false };
-        // Arrays made at their size: grown by push, each would reserve room for 17 (a restore of
-        // 200,000 small files held ~25 MiB more that way).
-        let offset = 0;
-        const content = node.content ?? [];
-        const locs = content.map((id) => repo.index.lookup('data', id));
-        const missing = locs.indexOf(undefined);
-        if (missing >= 0) {
-          f.failed = true;
-          fail(snapPath, `data blob ${content[missing]} is missing from the index`);
-        } else {
-          f.blobs = content.map((id, i) => {
-            const size = plainSize(locs[i]!);
-            offset += size;
-            return { id, size, offset: offset - size };
-          });
+        const f: FileItem = { snapPath, dest, content: node.content ?? [], size: 0, remaining: 0, failed: false };
+        const n = fileList.push(f) - 1;
+        for (let k = 0; k < f.content.length; k++) {
+          const loc = repo.index.lookup('data', f.content[k]);
+          if (!loc) {
+            f.failed = true;
+            fail(snapPath, `data blob ${f.content[k]} is missing from the index`);
+            break;
+          }
+          refs.add(n, k, f.size, loc);
+          f.size += plainSize(loc);
         }
-        f.size = offset;
+        f.remaining = f.content.length;
         item.file = f;
       }
       items.push(item);
@@ -159,7 +162,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   const { tree: start } = await findSubtree(repo, rootTree, rootPath);
   await walk(start, rootPath === '/' ? '/' : rootPath, target);
 
-  const files = items.filter((i) => i.file && !i.file.failed).map((i) => i.file!);
+  const files = fileList.filter((f) => !f.failed);
   const progress = { filesDone: 0, bytesDone: 0, filesTotal: files.length, bytesTotal: files.reduce((s, f) => s + f.size, 0), errors: 0 };
   const report = (): void => {
     progress.errors = result.errors.length;
@@ -174,7 +177,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   if (!fresh) {
     todo = [];
     const checks = await mapLimit(chunks(files, BATCH), pool.size * 2, (batch) =>
-      pool.fsBatch(batch.map((f): FsOp => ({ op: 'check', path: f.dest, size: f.size, blobs: f.blobs }))),
+      pool.fsBatch(batch.map((f) => checkOp(repo, f))),
     );
     checks.flat().forEach((right, i) => {
       const f = files[i];
@@ -191,8 +194,8 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   }
 
   // Files of one blob are created by the write of that blob; others are created first, at full size.
-  const empty = todo.filter((f) => f.blobs.length === 0);
-  const multi = todo.filter((f) => f.blobs.length > 1);
+  const empty = todo.filter((f) => f.content.length === 0);
+  const multi = todo.filter((f) => f.content.length > 1);
   const created = await mapLimit(chunks([...empty, ...multi], BATCH), pool.size * 2, (batch) =>
     pool.fsBatch(batch.map((f): FsOp => ({ op: 'create', path: f.dest, size: f.size }))),
   );
@@ -207,63 +210,57 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   result.filesRestored += emptyOk;
   progress.filesDone += emptyOk;
 
-  // Group the needed blobs by pack: every place each blob goes.
-  const byPack = new Map<Id, Map<Id, { id: Id; loc: BlobLocation; dests: { file: FileItem; offset: number }[] }>>();
-  for (const f of todo) {
-    if (f.failed) continue;
-    f.remaining = f.blobs.length;
-    for (const b of f.blobs) {
-      const loc = repo.index.lookup('data', b.id)!;
-      let pack = byPack.get(loc.packId);
-      if (!pack) byPack.set(loc.packId, (pack = new Map()));
-      const e = pack.get(b.id);
-      if (e) e.dests.push({ file: f, offset: b.offset });
-      else pack.set(b.id, { id: b.id, loc, dests: [{ file: f, offset: b.offset }] });
-    }
-  }
+  // Every place each needed blob goes, ordered by pack and offset, then cut into ranges to read.
   const markFailed = (file: FileItem, message: string): void => {
     if (file.failed) return;
     file.failed = true;
     fail(file.snapPath, message);
   };
-
-  const ranges: { packId: Id; range: { id: Id; loc: BlobLocation; dests: { file: FileItem; offset: number }[] }[] }[] = [];
-  for (const [packId, blobs] of byPack) {
-    for (const range of splitRanges([...blobs.values()].sort((a, b) => a.loc.offset - b.loc.offset))) ranges.push({ packId, range });
-  }
+  const wanted = new Set(todo);
+  const order = refs.order((n) => wanted.has(fileList[n]) && !fileList[n].failed);
   // One range per worker plus one loading: enough to keep the workers busy, little in memory.
-  await mapLimit(ranges, pool.size + 1, async ({ packId, range }) => {
+  await mapLimit(refs.ranges(order), pool.size + 1, async ({ packId, from, to }) => {
     aborted();
-    const start = range[0].loc.offset;
-    const end = range[range.length - 1].loc.offset + range[range.length - 1].loc.length;
+    const start = refs.offset[order[from]];
+    const last = order[to - 1];
+    const end = refs.offset[last] + refs.length[last];
+    // Each blob once, with the references that need it (refs of one blob follow each other).
+    const groups: number[] = [];
+    for (let j = from; j < to; j++) if (j === from || !refs.sameBlob(order[j], order[j - 1])) groups.push(j);
+    groups.push(to);
+    const eachDest = (g: number, fn: (file: FileItem, r: number) => void): void => {
+      for (let j = groups[g]; j < groups[g + 1]; j++) fn(fileList[refs.file[order[j]]], order[j]);
+    };
     let data: Buffer;
     const buf = pool.buffer(end - start);
     try {
       data = await loadRange(repo.backend, { type: 'data', name: packId }, start, end - start, buf);
     } catch (err) {
       pool.recycle(buf);
-      for (const e of range) for (const d of e.dests) markFailed(d.file, `pack ${packId}: ${(err as Error).message}`);
+      for (let g = 0; g + 1 < groups.length; g++) eachDest(g, (file) => markFailed(file, `pack ${packId}: ${(err as Error).message}`));
       return;
     }
     if (data.buffer !== buf.buffer) pool.recycle(buf);
-    const blobs: RestoreBlob[] = range.map((e) => ({
-      id: e.id,
-      offset: e.loc.offset - start,
-      length: e.loc.length,
-      uncompressedLength: e.loc.uncompressedLength,
-      dests: e.dests.filter((d) => !d.file.failed).map((d) => ({ path: d.file.dest, offset: d.offset, create: d.file.blobs.length === 1 ? d.file.size : undefined })),
-    }));
+    const blobs: RestoreBlob[] = [];
+    for (let g = 0; g + 1 < groups.length; g++) {
+      const r = order[groups[g]];
+      const dests: RestoreBlob['dests'] = [];
+      eachDest(g, (file, d) => {
+        if (!file.failed) dests.push({ path: file.dest, offset: refs.fileOffset[d], create: file.content.length === 1 ? file.size : undefined });
+      });
+      blobs.push({ id: fileList[refs.file[r]].content[refs.index[r]], offset: refs.offset[r] - start, length: refs.length[r], uncompressedLength: refs.uncompressedLength(r), dests });
+    }
     const { errors, written } = await pool.restoreBlobs(data, blobs);
     result.bytesWritten += written;
     progress.bytesDone += written;
-    range.forEach((e, i) => {
-      for (const d of e.dests) {
-        if (errors[i]) markFailed(d.file, `pack ${packId}: ${errors[i]}`);
-        else if (--d.file.remaining === 0 && !d.file.failed) {
+    errors.forEach((error, g) => {
+      eachDest(g, (file) => {
+        if (error) markFailed(file, `pack ${packId}: ${error}`);
+        else if (--file.remaining === 0 && !file.failed) {
           result.filesRestored++;
           progress.filesDone++;
         }
-      }
+      });
     });
     report();
   });
@@ -279,13 +276,14 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
         fs.rmSync(it.dest, { force: true });
         fs.linkSync(it.linkTo.dest, it.dest);
       } else if (it.node.type === 'symlink') {
+        const node = it.node as Node;
         fs.rmSync(it.dest, { force: true });
-        const target = it.node.linktarget_raw ? Buffer.from(it.node.linktarget_raw, 'base64') : (it.node.linktarget ?? '');
+        const target = node.linktarget_raw ? Buffer.from(node.linktarget_raw, 'base64') : (node.linktarget ?? '');
         fs.symlinkSync(target, it.dest);
       } else if (it.node.type !== 'file' && it.node.type !== 'dir') {
         if (typeof it.dest !== 'string') throw new CairnError('BAD_INPUT', 'special files whose path is not UTF-8 are not restored');
         fs.rmSync(it.dest, { force: true });
-        await createSpecial(it.dest, it.node);
+        await createSpecial(it.dest, it.node as Node);
       }
     } catch (err) {
       fail(it.snapPath, (err as Error).message);
@@ -307,7 +305,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
 
   if (opts.verify) {
     const ok = files.filter((f) => !f.failed);
-    const res = await mapLimit(chunks(ok, BATCH), pool.size * 2, (b) => pool.fsBatch(b.map((f): FsOp => ({ op: 'check', path: f.dest, size: f.size, blobs: f.blobs }))));
+    const res = await mapLimit(chunks(ok, BATCH), pool.size * 2, (b) => pool.fsBatch(b.map((f) => checkOp(repo, f))));
     res.flat().forEach((right, i) => {
       if (right !== true) fail(ok[i].snapPath, 'verification after restore failed: content differs');
     });
@@ -316,23 +314,104 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   return result;
 }
 
-function splitRanges<T extends { loc: BlobLocation }>(sorted: T[]): T[][] {
-  const out: T[][] = [];
-  let cur: T[] = [];
-  let curStart = 0;
-  let curEnd = 0;
-  for (const e of sorted) {
-    const end = e.loc.offset + e.loc.length;
-    if (cur.length > 0 && (e.loc.offset - curEnd > MAX_GAP || end - curStart > MAX_RANGE)) {
-      out.push(cur);
-      cur = [];
+/** The check a resumed or verified restore makes of a file: its size and its blobs' ids and sizes. */
+function checkOp(repo: Repository, f: FileItem): FsOp {
+  return { op: 'check', path: f.dest, size: f.size, blobs: f.content.map((id) => ({ id, size: plainSize(repo.index.lookup('data', id)!) })) };
+}
+
+/**
+ * Every place a blob goes: the file (its number in the restore's list), which of its
+ * blobs, where in the file, and where the blob sits in which pack, in growable typed arrays. A
+ * restore of many small files kept several objects for each (~200 bytes); this keeps 29 bytes.
+ */
+class BlobRefs {
+  count = 0;
+  file = new Uint32Array(1024);
+  /** Which of the file's blobs (its index in the content list). */
+  index = new Uint32Array(1024);
+  fileOffset = new Float64Array(1024);
+  pack = new Uint32Array(1024);
+  offset = new Uint32Array(1024);
+  length = new Uint32Array(1024);
+  /** The uncompressed length plus one; 0 for a blob stored uncompressed. */
+  #ulen = new Uint32Array(1024);
+  readonly #packIds: Id[] = [];
+  readonly #packNumbers = new Map<Id, number>();
+
+  add(file: number, index: number, fileOffset: number, loc: BlobLocation): void {
+    if (this.count === this.file.length) this.#grow();
+    let pack = this.#packNumbers.get(loc.packId);
+    if (pack === undefined) {
+      pack = this.#packIds.push(loc.packId) - 1;
+      this.#packNumbers.set(loc.packId, pack);
     }
-    if (cur.length === 0) curStart = e.loc.offset;
-    cur.push(e);
-    curEnd = Math.max(curEnd, end);
+    const r = this.count++;
+    this.file[r] = file;
+    this.index[r] = index;
+    this.fileOffset[r] = fileOffset;
+    this.pack[r] = pack;
+    this.offset[r] = loc.offset;
+    this.length[r] = loc.length;
+    this.#ulen[r] = loc.uncompressedLength === undefined ? 0 : loc.uncompressedLength + 1;
   }
-  if (cur.length > 0) out.push(cur);
-  return out;
+
+  uncompressedLength(r: number): number | undefined {
+    return this.#ulen[r] === 0 ? undefined : this.#ulen[r] - 1;
+  }
+
+  sameBlob(a: number, b: number): boolean {
+    return this.pack[a] === this.pack[b] && this.offset[a] === this.offset[b];
+  }
+
+  /** The references of the files `keep` takes (by number), sorted by pack and offset. */
+  order(keep: (file: number) => boolean): Uint32Array {
+    let n = 0;
+    const order = new Uint32Array(this.count);
+    for (let r = 0; r < this.count; r++) if (keep(this.file[r])) order[n++] = r;
+    return order.subarray(0, n).sort((a, b) => this.pack[a] - this.pack[b] || this.offset[a] - this.offset[b]);
+  }
+
+  /**
+   * Cuts `order` into ranges to read: one pack each, no longer than MAX_RANGE unless one blob is,
+   * and without gaps of unneeded bytes over MAX_GAP; the references to one blob stay together.
+   */
+  ranges(order: Uint32Array): { packId: Id; from: number; to: number }[] {
+    const out: { packId: Id; from: number; to: number }[] = [];
+    let from = 0;
+    let start = 0;
+    let end = 0;
+    for (let j = 0; j < order.length; j++) {
+      const r = order[j];
+      const blobEnd = this.offset[r] + this.length[r];
+      const cut = this.pack[r] !== this.pack[order[from]] || this.offset[r] - end > MAX_GAP || blobEnd - start > MAX_RANGE;
+      if (j > from && cut && !this.sameBlob(r, order[j - 1])) {
+        out.push({ packId: this.#packIds[this.pack[order[from]]], from, to: j });
+        from = j;
+      }
+      if (j === from) {
+        start = this.offset[r];
+        end = 0;
+      }
+      end = Math.max(end, blobEnd);
+    }
+    if (order.length > from) out.push({ packId: this.#packIds[this.pack[order[from]]], from, to: order.length });
+    return out;
+  }
+
+  #grow(): void {
+    const grow = <T extends Uint32Array | Float64Array>(a: T): T => {
+      const b = new (a.constructor as new (n: number) => T)(a.length * 2);
+      b.set(a);
+      return b;
+    };
+    this.file = grow(this.file);
+    this.index = grow(this.index);
+    this.fileOffset = grow(this.fileOffset);
+    this.pack = grow(this.pack);
+    this.offset = grow(this.offset);
+    this.length = grow(this.length);
+    this.#ulen = grow(this.#ulen);
+  }
 }
 
 /** Follows `subPath` (e.g. /home/a) from a snapshot's root tree to the tree of that folder. */

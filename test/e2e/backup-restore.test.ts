@@ -33,6 +33,12 @@ describe('backup and restore round trips', () => {
     }
     await fs.mkdir(path.join(src, 'a/b/c'), { recursive: true });
     await fs.writeFile(path.join(src, 'a/b/c/nested'), seededBytes(99, 12345));
+    // Blobs that several files need: whole copies, and a file that holds another twice over.
+    await fs.copyFile(path.join(src, 'random-3000001'), path.join(src, 'a/copy-of-random'));
+    await fs.copyFile(path.join(src, 'text-1048576'), path.join(src, 'a/b/copy-of-text'));
+    const twice = seededBytes(5, 1_500_000);
+    await fs.writeFile(path.join(src, 'twice'), Buffer.concat([twice, twice]));
+    await fs.writeFile(path.join(src, 'a/b/c/once'), twice);
     ok(await cairn(repo, ['init']), 'init');
     ok(await cairn(repo, ['backup', src]), 'backup');
     const target = await tempDir();
