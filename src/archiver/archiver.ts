@@ -68,8 +68,6 @@ export interface BackupResult {
 const FILES_PER_WORKER = 8;
 /** Small files in flight per worker: they travel in batches (see SMALL_FILE), two batches each. */
 const SMALL_FILES_PER_WORKER = 64;
-/** Index files are written along the way so an interrupted backup's packs are still found later. */
-const INDEX_EVERY_PACKS = 64;
 
 /**
  * The part of the tree a changed-paths backup must look at. `all` covers a changed path and
@@ -435,7 +433,7 @@ export class Archiver {
       )
       .finally(() => {
         slots.release();
-        if (this.#repo.unindexedPacks >= INDEX_EVERY_PACKS) void this.#repo.writeIndex().catch(() => undefined);
+        if (this.#repo.indexDue) void this.#repo.writeIndex().catch(() => undefined);
       });
     return { node: guard(job) };
   }

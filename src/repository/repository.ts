@@ -7,7 +7,7 @@ import { mapLimit } from '../util/limit.js';
 import { configFromJSON, configToJSON, newConfig, type ConfigJSON, type RepoConfig } from './config.js';
 import { hashId, ID_PATTERN, type Id } from './id.js';
 import { addKey, openMasterKey } from './keyfile.js';
-import { buildIndexFiles, MasterIndex, type IndexJSON } from './master-index.js';
+import { buildIndexFiles, MasterIndex, MAX_BLOBS_PER_INDEX, type IndexJSON } from './master-index.js';
 import { PackBuilder, type BlobType, type PackedBlob } from './pack.js';
 import { decodeUnpacked, encodeUnpacked, parseJSON } from './unpacked.js';
 import type { Snapshot, SnapshotJSON } from './snapshot.js';
@@ -20,6 +20,8 @@ export const PACK_SIZE = 8 * 1024 * 1024;
 const TREE_PACK_SIZE = 4 * 1024 * 1024;
 /** Whole tree packs kept in memory while walking snapshots (least recently used go first). */
 const TREE_CACHE_BYTES = 24 * 1024 * 1024;
+/** A backup writes index files along the way at least this often (see `indexDue`). */
+const INDEX_EVERY_PACKS = 64;
 
 export interface OpenOptions {
   compression?: CompressionMode;
@@ -41,6 +43,7 @@ export class Repository {
   #treePack: PackBuilder | null = null;
   #pendingBlobs = new Map<string, true>();
   #unindexed: { id: Id; blobs: PackedBlob[] }[] = [];
+  #unindexedBlobs = 0;
   #indexLoaded = false;
   #writeGate: Promise<void> = Promise.resolve();
   readonly #treePacks = new Map<Id, Buffer>();
@@ -252,6 +255,7 @@ export class Repository {
     this.index.addPack(id, blobs);
     for (const b of blobs) this.#pendingBlobs.delete(MasterIndex.key(b.type, b.id));
     this.#unindexed.push({ id, blobs });
+    this.#unindexedBlobs += blobs.length;
   }
 
   async #flushTreePack(): Promise<void> {
@@ -262,9 +266,13 @@ export class Repository {
     await this.savePack(id, bytes, blobs);
   }
 
-  /** Number of packs saved since the last index file was written. */
-  get unindexedPacks(): number {
-    return this.#unindexed.length;
+  /**
+   * Whether the packs saved since the last index file was written should get theirs now: every
+   * INDEX_EVERY_PACKS packs, so that an interrupted backup's packs are found later, or once they
+   * hold a full index file's blobs, so that many small files do not keep a long list in memory.
+   */
+  get indexDue(): boolean {
+    return this.#unindexed.length >= INDEX_EVERY_PACKS || this.#unindexedBlobs >= MAX_BLOBS_PER_INDEX;
   }
 
   /** Writes the pending tree pack and index files for every pack saved so far. */
@@ -277,6 +285,7 @@ export class Repository {
   async writeIndex(): Promise<Id[]> {
     const packs = this.#unindexed;
     this.#unindexed = [];
+    this.#unindexedBlobs = 0;
     if (packs.length === 0) return [];
     const ids: Id[] = [];
     for (const f of buildIndexFiles(packs)) ids.push(await this.saveJSON('index', JSON.stringify(f)));
