@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
 import fsSync from 'node:fs';
-import fs from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { CairnError } from '../errors.js';
 import { unixPermFromGoMode } from './filemode.js';
@@ -48,22 +47,6 @@ export async function createSpecial(path: string, node: Node): Promise<void> {
   }
 }
 
-/**
- * Sets ownership (when `owner`), mode and times from a node. Ownership goes first because chown
- * clears setuid and setgid bits. Node passes times as a double of seconds and libuv keeps whole
- * microseconds, so restored times are exact to the microsecond, not to the nanosecond the snapshot holds.
- */
-export async function applyMetadata(path: string, node: Node, opts: { owner: boolean }): Promise<void> {
-  const link = node.type === 'symlink';
-  if (opts.owner) await fs.lchown(path, node.uid, node.gid);
-  if (!link && node.mode !== undefined) await fs.chmod(path, unixPermFromGoMode(node.mode));
-  if (!link) writeXattrs(path, node.extended_attributes);
-  const atime = toSeconds(node.atime);
-  const mtime = toSeconds(node.mtime);
-  if (link) await fs.lutimes(path, atime, mtime);
-  else await fs.utimes(path, atime, mtime);
-}
-
 /** What setting a node's metadata reads: a restore keeps this much of each file and folder, not the whole node. */
 export type NodeMeta = Pick<Node, 'type' | 'mode' | 'uid' | 'gid' | 'atime' | 'mtime' | 'extended_attributes'>;
 
@@ -71,7 +54,12 @@ export function nodeMeta({ type, mode, uid, gid, atime, mtime, extended_attribut
   return { type, mode, uid, gid, atime, mtime, extended_attributes };
 }
 
-/** applyMetadata with synchronous calls, for worker threads that restore many files in a batch. */
+/**
+ * Sets ownership (when `owner`), mode and times from a node. Ownership goes first because chown
+ * clears setuid and setgid bits. Node passes times as a double of seconds and libuv keeps whole
+ * microseconds, so restored times are exact to the microsecond, not to the nanosecond the snapshot holds.
+ * Synchronous calls: worker threads restore many files in a batch.
+ */
 export function applyMetadataSync(path: string | Buffer, node: NodeMeta, opts: { owner: boolean }): void {
   const link = node.type === 'symlink';
   if (opts.owner) fsSync.lchownSync(path, node.uid, node.gid);
