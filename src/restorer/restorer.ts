@@ -11,7 +11,7 @@ import type { WorkerPool } from '../repository/worker-pool.js';
 import type { FsOp, RestoreBlob } from '../repository/worker-protocol.js';
 import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
 import { mapLimit } from '../util/limit.js';
-import { joinPath, type FsPath } from '../fs/fspath.js';
+import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
 
 export interface RestoreOptions {
   target: string;
@@ -34,8 +34,8 @@ export interface RestoreResult {
   errors: { path: string; message: string }[];
 }
 
+/** A file to restore; its path inside the snapshot, for messages, comes from `dest` (see snapPathOf). */
 interface FileItem {
-  snapPath: string;
   dest: FsPath;
   /** The node's content list itself: the blobs in order. */
   content: Id[];
@@ -45,7 +45,6 @@ interface FileItem {
 }
 
 interface Item {
-  snapPath: string;
   dest: FsPath;
   /**
    * Symlinks and special files keep their node; files and folders only what setting their
@@ -99,6 +98,10 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   const aborted = (): void => {
     if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'restore interrupted');
   };
+  // A node's path inside the snapshot is its path under the target with the snapshot's folder in
+  // front; computed for messages rather than kept for every file.
+  const snapBase = rootPath === '/' ? '' : rootPath;
+  const snapPathOf = (dest: FsPath): string => snapBase + showPath(dest).slice(target === '/' ? 0 : target.length);
 
   let fresh = true;
   try {
@@ -126,7 +129,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       if (opts.exclude?.(snapPath)) continue;
       if (node.type === 'dir') {
         const idx = items.length;
-        items.push({ snapPath, dest, node: nodeMeta(node) });
+        items.push({ dest, node: nodeMeta(node) });
         const inside = node.subtree ? await walk(node.subtree, snapPath, dest) : false;
         if (!inside && opts.include && !opts.include(snapPath)) items.splice(idx, 1);
         else any = true;
@@ -134,13 +137,13 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       }
       if (opts.include && !opts.include(snapPath)) continue;
       any = true;
-      const item: Item = { snapPath, dest, node: node.type === 'file' ? nodeMeta(node) : node };
+      const item: Item = { dest, node: node.type === 'file' ? nodeMeta(node) : node };
       const linkKey = node.type === 'file' && (node.links ?? 1) > 1 && node.inode ? `${node.device_id ?? 0}:${node.inode}` : null;
       const first = linkKey ? firstLink.get(linkKey) : undefined;
       if (first) item.linkTo = first;
       else if (node.type === 'file') {
         if (linkKey) firstLink.set(linkKey, item);
-        const f: FileItem = { snapPath, dest, content: node.content ?? [], size: 0, remaining: 0, failed: false };
+        const f: FileItem = { dest, content: node.content ?? [], size: 0, remaining: 0, failed: false };
         const n = fileList.push(f) - 1;
         for (let k = 0; k < f.content.length; k++) {
           const loc = repo.index.lookup('data', f.content[k]);
@@ -203,7 +206,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     const f = [...empty, ...multi][i];
     if (typeof err === 'string') {
       f.failed = true;
-      fail(f.snapPath, err);
+      fail(snapPathOf(f.dest), err);
     }
   });
   const emptyOk = empty.filter((f) => !f.failed).length;
@@ -214,7 +217,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   const markFailed = (file: FileItem, message: string): void => {
     if (file.failed) return;
     file.failed = true;
-    fail(file.snapPath, message);
+    fail(snapPathOf(file.dest), message);
   };
   const wanted = new Set(todo);
   const order = refs.order((n) => wanted.has(fileList[n]) && !fileList[n].failed);
@@ -286,7 +289,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
         await createSpecial(it.dest, it.node as Node);
       }
     } catch (err) {
-      fail(it.snapPath, (err as Error).message);
+      fail(snapPathOf(it.dest), (err as Error).message);
     }
   }
 
@@ -297,7 +300,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   const metaErrors = async (list: Item[], batches: number): Promise<void> => {
     const res = await mapLimit(chunks(list, BATCH), batches, (b) => pool.fsBatch(meta(b)));
     res.flat().forEach((err, i) => {
-      if (typeof err === 'string') fail(list[i].snapPath, `setting metadata: ${err}`);
+      if (typeof err === 'string') fail(snapPathOf(list[i].dest), `setting metadata: ${err}`);
     });
   };
   await metaErrors(leaves, pool.size * 2);
@@ -307,7 +310,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     const ok = files.filter((f) => !f.failed);
     const res = await mapLimit(chunks(ok, BATCH), pool.size * 2, (b) => pool.fsBatch(b.map((f) => checkOp(repo, f))));
     res.flat().forEach((right, i) => {
-      if (right !== true) fail(ok[i].snapPath, 'verification after restore failed: content differs');
+      if (right !== true) fail(snapPathOf(ok[i].dest), 'verification after restore failed: content differs');
     });
   }
   report();

@@ -123,9 +123,15 @@ describe('damage', () => {
     const target = await tempDir();
     const r = await cairn(repo, ['restore', 'latest', '--target', target]);
     expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain('/victim');
+    expect(r.stderr).toContain(`${src}/victim: pack ${path.basename(victimPack)}`);
     expect(await fs.readFile(path.join(target, src, 'good'))).toEqual(seededBytes(1, 100_000));
     await expect(fs.access(path.join(target, src, 'victim'))).rejects.toThrow();
+    // Restoring the folder alone: the file lands at the target's top, and is named by its path in the snapshot.
+    const sub = await tempDir();
+    const rs = await cairn(repo, ['restore', `latest:${src}`, '--target', sub]);
+    expect(rs.code).not.toBe(0);
+    expect(rs.stderr).toContain(`${src}/victim: pack ${path.basename(victimPack)}`);
+    expect(await fs.readFile(path.join(sub, 'good'))).toEqual(seededBytes(1, 100_000));
   });
 
   it('a blob no index lists: check names it, restore names that file, restores the rest and exits non-zero', async () => {
