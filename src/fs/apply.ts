@@ -47,11 +47,23 @@ export async function createSpecial(path: string, node: Node): Promise<void> {
   }
 }
 
-/** What setting a node's metadata reads: a restore keeps this much of each file and folder, not the whole node. */
-export type NodeMeta = Pick<Node, 'type' | 'mode' | 'uid' | 'gid' | 'atime' | 'mtime' | 'extended_attributes'>;
+/**
+ * What setting a node's metadata reads: a restore keeps this much of each file and folder, not
+ * the whole node. Times are seconds, as utimes takes them (see toSeconds); a time that does not
+ * parse stays text, so that setting it fails with the parser's message.
+ */
+export type NodeMeta = Pick<Node, 'type' | 'mode' | 'uid' | 'gid' | 'extended_attributes'> & { atime: number | string; mtime: number | string };
 
 export function nodeMeta({ type, mode, uid, gid, atime, mtime, extended_attributes }: Node): NodeMeta {
-  return { type, mode, uid, gid, atime, mtime, extended_attributes };
+  return { type, mode, uid, gid, atime: secondsOf(atime), mtime: secondsOf(mtime), extended_attributes };
+}
+
+function secondsOf(time: string): number | string {
+  try {
+    return toSeconds(time);
+  } catch {
+    return time;
+  }
 }
 
 /**
@@ -65,8 +77,8 @@ export function applyMetadataSync(path: string | Buffer, node: NodeMeta, opts: {
   if (opts.owner) fsSync.lchownSync(path, node.uid, node.gid);
   if (!link && node.mode !== undefined) fsSync.chmodSync(path, unixPermFromGoMode(node.mode));
   if (!link) writeXattrs(path, node.extended_attributes);
-  const atime = toSeconds(node.atime);
-  const mtime = toSeconds(node.mtime);
+  const atime = typeof node.atime === 'number' ? node.atime : toSeconds(node.atime);
+  const mtime = typeof node.mtime === 'number' ? node.mtime : toSeconds(node.mtime);
   if (link) fsSync.lutimesSync(path, atime, mtime);
   else fsSync.utimesSync(path, atime, mtime);
 }

@@ -1,8 +1,11 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { tempDir } from '../../test/support/tools.js';
 import { goModeFromUnix, goModeString, unixPermFromGoMode, nodeTypeFromUnix, GoMode } from './filemode.js';
 import { formatTime, parseTime } from './time.js';
 import { goQuote, goUnquote } from './goquote.js';
-import { splitDevice } from './apply.js';
+import { applyMetadataSync, nodeMeta, splitDevice } from './apply.js';
 import { nodeToJSON, sameNode, utf8Compare, type Node } from './node.js';
 
 describe('Go file modes', () => {
@@ -127,5 +130,28 @@ describe('byte order of names', () => {
         expect(Math.sign(utf8Compare(a, b)), `${a} / ${b}`).toBe(Buffer.compare(Buffer.from(a), Buffer.from(b)));
       }
     }
+  });
+});
+
+describe('metadata a restore keeps', () => {
+  const node = (atime: string, mtime: string): Node => ({ name: 'f', type: 'file', mode: 0o640, mtime, atime, ctime: mtime, uid: 0, gid: 0 });
+
+  it('sets the times and mode the node has, to the microsecond', async () => {
+    const file = path.join(await tempDir(), 'f');
+    fs.writeFileSync(file, 'x');
+    applyMetadataSync(file, nodeMeta(node('2021-02-03T04:05:06.123456789Z', '2020-01-02T03:04:05.987654321+02:00')), { owner: false });
+    const st = fs.statSync(file, { bigint: true });
+    expect(st.atimeNs).toBe(1612325106123456000n);
+    expect(st.mtimeNs).toBe(1577927045987654000n);
+    expect(Number(st.mode) & 0o777).toBe(0o640);
+  });
+
+  it('keeps a time that does not parse as text, and setting it fails with the parser\'s message', async () => {
+    const file = path.join(await tempDir(), 'f');
+    fs.writeFileSync(file, 'x');
+    const meta = nodeMeta(node('garbage', '2020-01-02T03:04:05Z'));
+    expect(meta.atime).toBe('garbage');
+    expect(meta.mtime).toBe(1577934245.0000005);
+    expect(() => applyMetadataSync(file, meta, { owner: false })).toThrow('invalid time "garbage": expected RFC 3339');
   });
 });
