@@ -213,12 +213,12 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   result.filesRestored += emptyOk;
   progress.filesDone += emptyOk;
 
-  // Every place each needed blob goes, ordered by pack and offset, then cut into ranges to read.
   const markFailed = (file: FileItem, message: string): void => {
     if (file.failed) return;
     file.failed = true;
     fail(snapPathOf(file.dest), message);
   };
+  // Every place each needed blob goes, ordered by pack and offset, then cut into ranges to read.
   const wanted = new Set(todo);
   const order = refs.order((n) => wanted.has(fileList[n]) && !fileList[n].failed);
   // One range per worker plus one loading: enough to keep the workers busy, little in memory.
