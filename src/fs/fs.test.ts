@@ -134,7 +134,7 @@ describe('byte order of names', () => {
 });
 
 describe('metadata a restore keeps', () => {
-  const node = (atime: string, mtime: string): Node => ({ name: 'f', type: 'file', mode: 0o640, mtime, atime, ctime: mtime, uid: 0, gid: 0 });
+  const node = (atime: string, mtime: string): Node => ({ name: 'f', type: 'file', mode: 0o640, mtime, atime, ctime: mtime, uid: 0, gid: 0, content: [] });
 
   it('sets the times and mode the node has, to the microsecond', async () => {
     const file = path.join(await tempDir(), 'f');
