@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { ScratchCompressor, ScratchDecompressor, compress } from './zstd.js';
+import { getFrameContentSize } from 'zstd-napi/binding.js';
+import { ScratchCompressor, ScratchDecompressor, compress, compressText, decompress } from './zstd.js';
 
 describe('scratch decompressor', () => {
   it('decompresses into its reused buffer and checks the recorded size', () => {
@@ -15,5 +16,27 @@ describe('scratch decompressor', () => {
     expect(() => d.decompress(compress(a), a.length - 1)).toThrow(expect.objectContaining({ code: 'INTEGRITY' }));
     expect(() => d.decompress(compress(a), a.length + 1)).toThrow(expect.objectContaining({ code: 'INTEGRITY' }));
     expect(() => d.decompress(randomBytes(100), 100)).toThrow(expect.objectContaining({ code: 'INTEGRITY' }));
+  });
+});
+
+describe('compressText', () => {
+  it('makes one frame of parts that records the whole size, past many output pieces', () => {
+    // Random hex compresses to about half: ~1 MiB of output, several streaming pieces.
+    const parts = Array.from({ length: 64 }, (_, i) => (i === 5 ? '' : `${i}:${randomBytes(16_384).toString('hex')}`));
+    const text = parts.join('');
+    const framed = compressText(() => parts, Buffer.of(9, 8));
+    expect([...framed.subarray(0, 2)]).toEqual([9, 8]);
+    const frame = framed.subarray(2);
+    expect(getFrameContentSize(frame)).toBe(text.length);
+    expect(frame.length).toBeGreaterThan(512 * 1024);
+    expect(frame.length).toBeLessThan(text.length);
+    expect(decompress(frame).toString('utf8')).toBe(text);
+    expect(new ScratchDecompressor().decompress(frame, text.length).toString('utf8')).toBe(text);
+  });
+
+  it('makes a valid empty frame of no parts', () => {
+    const frame = compressText(() => [], Buffer.alloc(0));
+    expect(getFrameContentSize(frame)).toBe(0);
+    expect(decompress(frame).length).toBe(0);
   });
 });

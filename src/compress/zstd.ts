@@ -56,7 +56,10 @@ export function parseCompressionMode(s: string): CompressionMode {
 
 interface CCtx {
   setParameter(param: number, value: number): void;
+  setPledgedSrcSize(size: number): void;
   compress2(dst: Uint8Array, src: Uint8Array): number;
+  /** [bytes left to flush, bytes written to dst, bytes read from src] */
+  compressStream2(dst: Uint8Array, src: Uint8Array, end: number): [number, number, number];
 }
 interface DCtx {
   decompress(dst: Uint8Array, src: Uint8Array): number;
@@ -65,12 +68,52 @@ interface ZstdBinding {
   CCtx: new () => CCtx;
   DCtx: new () => DCtx;
   CParameter: { compressionLevel: number };
+  EndDirective: { continue: number; end: number };
   compressBound(size: number): number;
 }
 
 /** zstd-napi's native binding: contexts that are reused, and output into buffers we own. */
 function binding(): ZstdBinding {
   return createRequire(import.meta.url)('zstd-napi/binding.js') as ZstdBinding;
+}
+
+/** Output pieces of a streamed frame: zstd's recommended output size for streaming. */
+const STREAM_OUT = 128 * 1024;
+
+/**
+ * Compresses UTF-8 text given in parts into one zstd frame, as `compress` would the joined text
+ * (the frame records the text's size), without ever joining it: a large index file is never one
+ * string. `parts` is called twice, once to measure. The result starts with `head` (the encoding
+ * byte of restic's unpacked files).
+ */
+export function compressText(parts: () => Iterable<string>, head: Uint8Array, mode: Exclude<CompressionMode, 'off'> = 'auto'): Buffer {
+  const b = binding();
+  const cctx = new b.CCtx();
+  cctx.setParameter(b.CParameter.compressionLevel, LEVELS[mode]);
+  let size = 0;
+  for (const part of parts()) size += Buffer.byteLength(part);
+  cctx.setPledgedSrcSize(size);
+  const pieces: Buffer[] = [Buffer.from(head)];
+  let room = Buffer.allocUnsafe(STREAM_OUT);
+  let used = 0;
+  const run = (src: Buffer, end: number): void => {
+    let input = src;
+    for (;;) {
+      const [left, produced, consumed] = cctx.compressStream2(room.subarray(used), input, end);
+      used += produced;
+      input = input.subarray(consumed);
+      if (used === room.length) {
+        pieces.push(room);
+        room = Buffer.allocUnsafe(STREAM_OUT);
+        used = 0;
+      }
+      if (input.length === 0 && (end === b.EndDirective.continue || left === 0)) return;
+    }
+  };
+  for (const part of parts()) run(Buffer.from(part, 'utf8'), b.EndDirective.continue);
+  run(Buffer.alloc(0), b.EndDirective.end);
+  pieces.push(room.subarray(0, used));
+  return Buffer.concat(pieces);
 }
 
 /**

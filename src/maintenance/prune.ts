@@ -2,7 +2,7 @@ import { CairnError } from '../errors.js';
 import { parseSize } from '../util/size.js';
 import { decompress } from '../compress/zstd.js';
 import { hashId, type Id } from '../repository/id.js';
-import { buildIndexFiles, MasterIndex } from '../repository/master-index.js';
+import { MasterIndex } from '../repository/master-index.js';
 import { PackBuilder, type BlobType, type PackedBlob } from '../repository/pack.js';
 import { PACK_SIZE, type Repository } from '../repository/repository.js';
 
@@ -187,9 +187,7 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
   // The new index lists every pack that stays, and supersedes all the old index files.
   const gone = new Set([...removeWhole, ...repack].map((p) => p.id));
   const staying = packs.filter((p) => !gone.has(p.id)).map((p) => ({ id: p.id, blobs: p.blobs }));
-  const files = buildIndexFiles([...staying, ...newPacks], oldIndexIds);
-  if (files.length === 0 && oldIndexIds.length > 0) files.push({ supersedes: oldIndexIds, packs: [] });
-  for (const f of files) await repo.saveJSON('index', JSON.stringify(f));
+  await repo.saveIndex([...staying, ...newPacks], oldIndexIds);
   for (const id of oldIndexIds) await repo.backend.remove({ type: 'index', name: id });
   for (const id of [...gone, ...unreferenced]) await repo.backend.remove({ type: 'data', name: id });
   return stats;

@@ -1,6 +1,5 @@
 import { CairnError } from '../errors.js';
 import type { Id } from '../repository/id.js';
-import { buildIndexFiles } from '../repository/master-index.js';
 import { parsePackTail, type PackedBlob } from '../repository/pack.js';
 import type { Repository } from '../repository/repository.js';
 import { mapLimit } from '../util/limit.js';
@@ -53,14 +52,13 @@ export async function repairIndex(repo: Repository, opts: { signal?: AbortSignal
       }
     })
   ).filter((p): p is { id: Id; blobs: PackedBlob[] } => p !== null && p.blobs.length > 0);
-  const files = buildIndexFiles(indexed, oldIndexIds);
-  for (const f of files) await repo.saveJSON('index', JSON.stringify(f));
+  const written = await repo.saveIndex(indexed, oldIndexIds);
   for (const id of oldIndexIds) await repo.backend.remove({ type: 'index', name: id });
   return {
     packs: indexed.length,
     blobs: indexed.reduce((n, p) => n + p.blobs.length, 0),
     damaged,
-    indexFilesWritten: files.length,
+    indexFilesWritten: written.length,
     indexFilesRemoved: oldIndexIds.length,
   };
 }

@@ -228,28 +228,47 @@ export class MasterIndex {
   }
 }
 
+/** What one index file lists: packs with their blobs, and the index files it replaces. */
+export interface IndexFileContent {
+  supersedes?: Id[];
+  packs: readonly { id: Id; blobs: readonly PackedBlob[] }[];
+}
+
 /** Index files for the given packs, split so that none grows past MAX_BLOBS_PER_INDEX blobs. */
-export function buildIndexFiles(packs: readonly { id: Id; blobs: readonly PackedBlob[] }[], supersedes: Id[] = []): IndexJSON[] {
-  const files: IndexJSON[] = [];
-  let current: IndexJSON = { packs: [] };
+export function splitIndexFiles(packs: readonly { id: Id; blobs: readonly PackedBlob[] }[], supersedes: Id[] = []): IndexFileContent[] {
+  const files: IndexFileContent[] = [];
+  let current: { id: Id; blobs: readonly PackedBlob[] }[] = [];
   let count = 0;
   for (const p of packs) {
     if (count > 0 && count + p.blobs.length > MAX_BLOBS_PER_INDEX) {
-      files.push(current);
-      current = { packs: [] };
+      files.push({ packs: current });
+      current = [];
       count = 0;
     }
-    current.packs.push({
-      id: p.id,
-      blobs: p.blobs.map((b) => {
-        const e: IndexJSON['packs'][number]['blobs'][number] = { id: b.id, type: b.type, offset: b.offset, length: b.length };
-        if (b.uncompressedLength !== undefined) e.uncompressed_length = b.uncompressedLength;
-        return e;
-      }),
-    });
+    current.push(p);
     count += p.blobs.length;
   }
-  if (current.packs.length > 0 || (files.length === 0 && supersedes.length > 0)) files.push(current);
+  if (current.length > 0 || (files.length === 0 && supersedes.length > 0)) files.push({ packs: current });
   if (supersedes.length > 0) files[0] = { supersedes, packs: files[0].packs };
   return files;
+}
+
+/**
+ * An index file's JSON text in restic's shape, exactly as JSON.stringify would write it, a pack
+ * at a time: an index of many blobs is never one string, nor a second copy of every entry.
+ */
+export function* indexText(f: IndexFileContent): Generator<string> {
+  yield f.supersedes ? `{"supersedes":${JSON.stringify(f.supersedes)},"packs":[` : '{"packs":[';
+  let sep = '';
+  for (const p of f.packs) {
+    let s = `${sep}{"id":${JSON.stringify(p.id)},"blobs":[`;
+    for (let i = 0; i < p.blobs.length; i++) {
+      const b = p.blobs[i];
+      const ulen = b.uncompressedLength === undefined ? '' : `,"uncompressed_length":${JSON.stringify(b.uncompressedLength)}`;
+      s += `${i === 0 ? '' : ','}{"id":${JSON.stringify(b.id)},"type":${JSON.stringify(b.type)},"offset":${JSON.stringify(b.offset)},"length":${JSON.stringify(b.length)}${ulen}}`;
+    }
+    yield `${s}]}`;
+    sep = ',';
+  }
+  yield ']}';
 }

@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { Key } from '../crypto/crypto.js';
 import { hashId } from './id.js';
 import { PackBuilder, PackFileWriter, encodePackHeader, parsePackHeader, parsePackTail } from './pack.js';
-import { buildIndexFiles, MasterIndex, MAX_BLOBS_PER_INDEX } from './master-index.js';
-import { decodeUnpacked, encodeUnpacked } from './unpacked.js';
+import { indexText, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, type IndexJSON } from './master-index.js';
+import { decodeUnpacked, encodeUnpacked, encodeUnpackedText } from './unpacked.js';
 
 describe('packs', () => {
   const key = Key.random();
@@ -101,11 +101,12 @@ describe('index', () => {
       id: hashId(Buffer.from(`pack${p}`)),
       blobs: Array.from({ length: 30_000 }, (_, i) => ({ id: hashId(Buffer.from(`${p}-${i}`)), type: 'data' as const, offset: i * 100, length: 100 })),
     }));
-    const files = buildIndexFiles(packs, ['f'.repeat(64)]);
+    const files = splitIndexFiles(packs, ['f'.repeat(64)]).map((f) => JSON.parse([...indexText(f)].join('')) as IndexJSON);
     expect(files.length).toBe(3);
     for (const f of files) expect(f.packs.reduce((n, p) => n + p.blobs.length, 0)).toBeLessThanOrEqual(MAX_BLOBS_PER_INDEX);
     expect(files[0].supersedes).toEqual(['f'.repeat(64)]);
     expect(files[1].supersedes).toBeUndefined();
+    expect(files.map((f) => f.packs.map((p) => p.id))).toEqual(packs.map((p) => [p.id]));
 
     const idx = new MasterIndex();
     for (const f of files) idx.addIndexJSON(f, 'x');
@@ -117,8 +118,24 @@ describe('index', () => {
   });
 
   it('writes uncompressed_length only for compressed blobs', () => {
-    const [f] = buildIndexFiles([{ id: 'a'.repeat(64), blobs: [{ id: 'b'.repeat(64), type: 'tree', offset: 0, length: 50, uncompressedLength: 80 }, { id: 'c'.repeat(64), type: 'tree', offset: 50, length: 40 }] }]);
-    expect(JSON.stringify(f)).toBe(`{"packs":[{"id":"${'a'.repeat(64)}","blobs":[{"id":"${'b'.repeat(64)}","type":"tree","offset":0,"length":50,"uncompressed_length":80},{"id":"${'c'.repeat(64)}","type":"tree","offset":50,"length":40}]}]}`);
+    const [f] = splitIndexFiles([{ id: 'a'.repeat(64), blobs: [{ id: 'b'.repeat(64), type: 'tree', offset: 0, length: 50, uncompressedLength: 80 }, { id: 'c'.repeat(64), type: 'tree', offset: 50, length: 40 }] }]);
+    expect([...indexText(f)].join('')).toBe(`{"packs":[{"id":"${'a'.repeat(64)}","blobs":[{"id":"${'b'.repeat(64)}","type":"tree","offset":0,"length":50,"uncompressed_length":80},{"id":"${'c'.repeat(64)}","type":"tree","offset":50,"length":40}]}]}`);
+  });
+
+  it('writes the text JSON.stringify writes, an empty file that only supersedes, and none for nothing', () => {
+    const packs = Array.from({ length: 4 }, (_, p) => ({
+      id: hashId(Buffer.from(`p${p}`)),
+      blobs: Array.from({ length: p * 3 }, (_, i) => ({ id: hashId(Buffer.from(`${p}/${i}`)), type: i % 2 ? ('tree' as const) : ('data' as const), offset: i * 1000, length: 999 + i, ...(i % 3 ? { uncompressedLength: 5000 + i } : {}) })),
+    }));
+    const [f] = splitIndexFiles(packs, ['e'.repeat(64), 'd'.repeat(64)]);
+    const expected = {
+      supersedes: ['e'.repeat(64), 'd'.repeat(64)],
+      packs: packs.map((p) => ({ id: p.id, blobs: p.blobs.map((b) => ({ id: b.id, type: b.type, offset: b.offset, length: b.length, ...(b.uncompressedLength === undefined ? {} : { uncompressed_length: b.uncompressedLength }) })) })),
+    };
+    expect([...indexText(f)].join('')).toBe(JSON.stringify(expected));
+    const onlySupersedes = splitIndexFiles([], ['e'.repeat(64)]);
+    expect(onlySupersedes.map((x) => [...indexText(x)].join(''))).toEqual([`{"supersedes":["${'e'.repeat(64)}"],"packs":[]}`]);
+    expect(splitIndexFiles([])).toEqual([]);
   });
 });
 
@@ -131,5 +148,14 @@ describe('unpacked files', () => {
     expect(decodeUnpacked(v2, 't')).toBe(json);
     expect(decodeUnpacked(encodeUnpacked(json, false), 't')).toBe(json);
     expect(() => decodeUnpacked(Buffer.from([9, 1, 2]), 'thing')).toThrow(/thing has unknown encoding version 9/);
+  });
+
+  it('encodes text in parts as the joined text, in both versions', () => {
+    const parts = Array.from({ length: 300 }, (_, i) => `{"n":${i},"s":"${'é'.repeat(i % 7)}${randomBytes(600).toString('hex')}"},`);
+    const joined = parts.join('');
+    const v2 = encodeUnpackedText(() => parts, true);
+    expect(v2[0]).toBe(2);
+    expect(decodeUnpacked(v2, 't')).toBe(joined);
+    expect(decodeUnpacked(encodeUnpackedText(() => parts, false), 't')).toBe(joined);
   });
 });

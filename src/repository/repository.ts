@@ -7,9 +7,9 @@ import { mapLimit } from '../util/limit.js';
 import { configFromJSON, configToJSON, newConfig, type ConfigJSON, type RepoConfig } from './config.js';
 import { hashId, ID_PATTERN, type Id } from './id.js';
 import { addKey, openMasterKey } from './keyfile.js';
-import { buildIndexFiles, MasterIndex, MAX_BLOBS_PER_INDEX, type IndexJSON } from './master-index.js';
+import { indexText, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, type IndexJSON } from './master-index.js';
 import { PackBuilder, type BlobType, type PackedBlob } from './pack.js';
-import { decodeUnpacked, encodeUnpacked, parseJSON } from './unpacked.js';
+import { decodeUnpacked, encodeUnpacked, encodeUnpackedText, parseJSON } from './unpacked.js';
 import type { Snapshot, SnapshotJSON } from './snapshot.js';
 import { snapshotToJSON } from './snapshot.js';
 import { decodeTree, type Tree } from './tree.js';
@@ -108,8 +108,23 @@ export class Repository {
 
   /** Encrypts and saves an unpacked file, compressed in format v2; returns its id. */
   async saveJSON(type: Exclude<FileType, 'data' | 'key' | 'config'>, json: string): Promise<Id> {
+    return this.#saveUnpacked(type, encodeUnpacked(json, this.config.version >= 2));
+  }
+
+  /**
+   * Writes index files listing `packs`, as many as MAX_BLOBS_PER_INDEX asks for, the first also
+   * superseding `supersedes`; their ids. Each file's JSON is compressed as it is written out, a
+   * pack at a time (see indexText).
+   */
+  async saveIndex(packs: readonly { id: Id; blobs: readonly PackedBlob[] }[], supersedes: Id[] = []): Promise<Id[]> {
+    const ids: Id[] = [];
+    for (const f of splitIndexFiles(packs, supersedes)) ids.push(await this.#saveUnpacked('index', encodeUnpackedText(() => indexText(f), this.config.version >= 2)));
+    return ids;
+  }
+
+  async #saveUnpacked(type: Exclude<FileType, 'data' | 'key' | 'config'>, plain: Buffer): Promise<Id> {
     if (type !== 'lock') await this.#writeGate;
-    const sealed = this.key.encrypt(encodeUnpacked(json, this.config.version >= 2));
+    const sealed = this.key.encrypt(plain);
     const id = hashId(sealed);
     await this.backend.save({ type, name: id }, sealed);
     return id;
@@ -287,9 +302,7 @@ export class Repository {
     this.#unindexed = [];
     this.#unindexedBlobs = 0;
     if (packs.length === 0) return [];
-    const ids: Id[] = [];
-    for (const f of buildIndexFiles(packs)) ids.push(await this.saveJSON('index', JSON.stringify(f)));
-    return ids;
+    return this.saveIndex(packs);
   }
 
   async saveSnapshot(s: SnapshotJSON): Promise<Id> {

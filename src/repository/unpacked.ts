@@ -1,5 +1,5 @@
 import { CairnError } from '../errors.js';
-import { compress, decompress } from '../compress/zstd.js';
+import { compress, compressText, decompress } from '../compress/zstd.js';
 
 /**
  * restic's "unpacked" files (index, snapshots, locks, config) are one JSON document each. Format
@@ -17,6 +17,12 @@ export function encodeUnpacked(json: string, compressed: boolean): Buffer {
   out[0] = ENCODING_ZSTD;
   packed.copy(out, 1);
   return out;
+}
+
+/** Like encodeUnpacked, for JSON text in parts (see compressText): large index files are never one string. */
+export function encodeUnpackedText(parts: () => Iterable<string>, compressed: boolean): Buffer {
+  if (!compressed) return Buffer.from([...parts()].join(''), 'utf8');
+  return compressText(parts, Buffer.of(ENCODING_ZSTD));
 }
 
 /** The JSON text of an unpacked file's plaintext, whichever encoding it has. */
