@@ -5,6 +5,7 @@
 import { createCipheriv, randomBytes, randomFillSync, timingSafeEqual, type Cipher } from 'node:crypto';
 import { CairnError } from '../errors.js';
 import { poly1305Into } from './poly1305.js';
+import { madeGarbage } from '../util/gc.js';
 
 /** Bytes of the random IV that starts every sealed message. */
 export const IV_SIZE = 16;
@@ -193,6 +194,7 @@ export class Key {
       ctr.update(src.subarray(off, off + CTR_SLICE)).copy(dst, dstOffset + off);
     }
     ctr.final();
+    madeGarbage(src.length);
   }
 
   /** Poly1305-AES: r from the key, s = AES-128_k(nonce). */
