@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
 import { getFrameContentSize } from 'zstd-napi/binding.js';
+import { describe, expect, it } from 'vitest';
 import { ScratchCompressor, ScratchDecompressor, compress, compressText, decompress } from './zstd.js';
 
 describe('scratch decompressor', () => {
@@ -20,18 +20,19 @@ describe('scratch decompressor', () => {
 });
 
 describe('compressText', () => {
-  it('makes one frame of parts that records the whole size, past many output pieces', () => {
+  it('makes one frame of many parts, past its gathering and output pieces, that records the size of the joined text', () => {
     // Random hex compresses to about half: ~1 MiB of output, several streaming pieces.
-    const parts = Array.from({ length: 64 }, (_, i) => (i === 5 ? '' : `${i}:${randomBytes(16_384).toString('hex')}`));
+    const parts = Array.from({ length: 64 }, (_, i) => (i === 5 ? '' : `${i}:é😀${randomBytes(16_384).toString('hex')}`));
+    parts.splice(9, 0, randomBytes(150_000).toString('hex'), 'ü'.repeat(50_000));
     const text = parts.join('');
     const framed = compressText(() => parts, Buffer.of(9, 8));
     expect([...framed.subarray(0, 2)]).toEqual([9, 8]);
     const frame = framed.subarray(2);
-    expect(getFrameContentSize(frame)).toBe(text.length);
+    expect(getFrameContentSize(frame)).toBe(Buffer.byteLength(text));
     expect(frame.length).toBeGreaterThan(512 * 1024);
-    expect(frame.length).toBeLessThan(text.length);
+    expect(frame.length).toBeLessThan(Buffer.byteLength(text));
     expect(decompress(frame).toString('utf8')).toBe(text);
-    expect(new ScratchDecompressor().decompress(frame, text.length).toString('utf8')).toBe(text);
+    expect(new ScratchDecompressor().decompress(frame, Buffer.byteLength(text)).toString('utf8')).toBe(text);
   });
 
   it('makes a valid empty frame of no parts', () => {

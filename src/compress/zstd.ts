@@ -77,42 +77,56 @@ function binding(): ZstdBinding {
   return createRequire(import.meta.url)('zstd-napi/binding.js') as ZstdBinding;
 }
 
-/** Output pieces of a streamed frame: zstd's recommended output size for streaming. */
-const STREAM_OUT = 128 * 1024;
+/** Streaming input and output go in pieces of this size (zstd's recommended sizes are ~128 KiB). */
+const STREAM_PIECE = 128 * 1024;
 
 /**
- * Compresses UTF-8 text given in parts into one zstd frame, as `compress` would the joined text
- * (the frame records the text's size), without ever joining it: a large index file is never one
- * string. `parts` is called twice, once to measure. The result starts with `head` (the encoding
- * byte of restic's unpacked files).
+ * Compresses UTF-8 text given in many small parts into one zstd frame without ever joining it: a
+ * large index file is never one string. The parts are gathered into a reused input buffer.
+ * `parts` is called twice: first to measure, so that the frame records the text's size as
+ * one-shot frames do (readers then allocate the result once). The result starts with `head` (the
+ * encoding byte of restic's unpacked files).
  */
 export function compressText(parts: () => Iterable<string>, head: Uint8Array, mode: Exclude<CompressionMode, 'off'> = 'auto'): Buffer {
   const b = binding();
   const cctx = new b.CCtx();
   cctx.setParameter(b.CParameter.compressionLevel, LEVELS[mode]);
   let size = 0;
-  for (const part of parts()) size += Buffer.byteLength(part);
+  for (const part of parts()) size += Buffer.byteLength(part, 'utf8');
   cctx.setPledgedSrcSize(size);
   const pieces: Buffer[] = [Buffer.from(head)];
-  let room = Buffer.allocUnsafe(STREAM_OUT);
+  let out = Buffer.allocUnsafe(STREAM_PIECE);
   let used = 0;
-  const run = (src: Buffer, end: number): void => {
+  const feed = (src: Buffer, end: number): void => {
     let input = src;
     for (;;) {
-      const [left, produced, consumed] = cctx.compressStream2(room.subarray(used), input, end);
+      const [left, produced, consumed] = cctx.compressStream2(out.subarray(used), input, end);
       used += produced;
       input = input.subarray(consumed);
-      if (used === room.length) {
-        pieces.push(room);
-        room = Buffer.allocUnsafe(STREAM_OUT);
+      if (used === out.length) {
+        pieces.push(out);
+        out = Buffer.allocUnsafe(STREAM_PIECE);
         used = 0;
       }
       if (input.length === 0 && (end === b.EndDirective.continue || left === 0)) return;
     }
   };
-  for (const part of parts()) run(Buffer.from(part, 'utf8'), b.EndDirective.continue);
-  run(Buffer.alloc(0), b.EndDirective.end);
-  pieces.push(room.subarray(0, used));
+  const gather = Buffer.allocUnsafe(STREAM_PIECE);
+  let gathered = 0;
+  for (const part of parts()) {
+    // Worst case three bytes a UTF-16 unit; a part that might not fit goes on its own.
+    if (gathered + part.length * 3 > gather.length) {
+      feed(gather.subarray(0, gathered), b.EndDirective.continue);
+      gathered = 0;
+      if (part.length * 3 > gather.length) {
+        feed(Buffer.from(part, 'utf8'), b.EndDirective.continue);
+        continue;
+      }
+    }
+    gathered += gather.write(part, gathered, 'utf8');
+  }
+  feed(gather.subarray(0, gathered), b.EndDirective.end);
+  pieces.push(out.subarray(0, used));
   return Buffer.concat(pieces);
 }
 

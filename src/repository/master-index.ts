@@ -254,21 +254,20 @@ export function splitIndexFiles(packs: readonly { id: Id; blobs: readonly Packed
 }
 
 /**
- * An index file's JSON text in restic's shape, exactly as JSON.stringify would write it, a pack
+ * An index file's JSON text in restic's shape, exactly as JSON.stringify would write it, a blob
  * at a time: an index of many blobs is never one string, nor a second copy of every entry.
  */
 export function* indexText(f: IndexFileContent): Generator<string> {
   yield f.supersedes ? `{"supersedes":${JSON.stringify(f.supersedes)},"packs":[` : '{"packs":[';
-  let sep = '';
-  for (const p of f.packs) {
-    let s = `${sep}{"id":${JSON.stringify(p.id)},"blobs":[`;
-    for (let i = 0; i < p.blobs.length; i++) {
-      const b = p.blobs[i];
+  for (let p = 0; p < f.packs.length; p++) {
+    const { id, blobs } = f.packs[p];
+    yield `${p === 0 ? '' : ','}{"id":${JSON.stringify(id)},"blobs":[`;
+    for (let i = 0; i < blobs.length; i++) {
+      const b = blobs[i];
       const ulen = b.uncompressedLength === undefined ? '' : `,"uncompressed_length":${JSON.stringify(b.uncompressedLength)}`;
-      s += `${i === 0 ? '' : ','}{"id":${JSON.stringify(b.id)},"type":${JSON.stringify(b.type)},"offset":${JSON.stringify(b.offset)},"length":${JSON.stringify(b.length)}${ulen}}`;
+      yield `${i === 0 ? '' : ','}{"id":${JSON.stringify(b.id)},"type":${JSON.stringify(b.type)},"offset":${JSON.stringify(b.offset)},"length":${JSON.stringify(b.length)}${ulen}}`;
     }
-    yield `${s}]}`;
-    sep = ',';
+    yield ']}';
   }
   yield ']}';
 }

@@ -114,7 +114,7 @@ export class Repository {
   /**
    * Writes index files listing `packs`, as many as MAX_BLOBS_PER_INDEX asks for, the first also
    * superseding `supersedes`; their ids. Each file's JSON is compressed as it is written out, a
-   * pack at a time (see indexText).
+   * blob at a time (see indexText).
    */
   async saveIndex(packs: readonly { id: Id; blobs: readonly PackedBlob[] }[], supersedes: Id[] = []): Promise<Id[]> {
     const ids: Id[] = [];
