@@ -36,7 +36,8 @@ export interface PruneStats {
   unusedAfter: number;
 }
 
-interface PackInfo {
+/** A pack as prune sees it: its blobs, those it keeps (`used`), and their bytes. */
+export interface PackInfo {
   id: Id;
   blobs: PackedBlob[];
   used: PackedBlob[];
@@ -44,9 +45,51 @@ interface PackInfo {
   unusedBytes: number;
 }
 
+/** Packs below this size are small: many of them are merged (restic's rule, a 25th of a pack). */
+const SMALL_PACK = PACK_SIZE / 25;
+/** Fewer small packs than this stay as they are: merging them gains little, and a lone small pack would be repacked forever. */
+const SMALL_PACKS_WORTH_MERGING = 10;
+
+/** What a pack holds; restic never mixes trees and data in one pack, but an old or foreign pack may. */
+function kind(p: PackInfo): BlobType | 'mixed' {
+  const first = p.blobs[0]?.type ?? 'data';
+  return p.blobs.every((b) => b.type === first) ? first : 'mixed';
+}
+
+/**
+ * Which of the packs that hold needed blobs to repack, as restic 0.14 decides, so that both tools
+ * leave a repository alike:
+ * - packs with trees that hold unused blobs, and packs that mix trees and data: always (tree
+ *   packs are small, and every walk reads them);
+ * - fully used small packs (each backup ends with one or two), once there are at least ten;
+ * - other partly used packs, the largest unused share first, while more than `limit` unused
+ *   bytes would stay.
+ * Tree packs come first, then small packs; a pack that would take the repacked total to
+ * `maxRepack` bytes is kept. Returns the packs to repack and the unused bytes left in the others.
+ */
+export function planRepack(packs: readonly PackInfo[], limit: number, maxRepack: number): { repack: PackInfo[]; unusedLeft: number } {
+  const size = (p: PackInfo): number => p.usedBytes + p.unusedBytes;
+  const candidates = packs.filter((p) => p.unusedBytes > 0 || kind(p) === 'mixed');
+  const small = packs.filter((p) => p.unusedBytes === 0 && kind(p) !== 'mixed' && size(p) < SMALL_PACK);
+  if (small.length >= SMALL_PACKS_WORTH_MERGING) candidates.push(...small);
+  const rank = (p: PackInfo): number => (kind(p) !== 'data' ? 0 : size(p) < SMALL_PACK ? 1 : 2);
+  candidates.sort((a, b) => rank(a) - rank(b) || b.unusedBytes * size(a) - a.unusedBytes * size(b));
+  let unusedLeft = packs.reduce((s, p) => s + p.unusedBytes, 0);
+  let repackBytes = 0;
+  const repack: PackInfo[] = [];
+  for (const p of candidates) {
+    if (repackBytes + size(p) >= maxRepack) continue;
+    if (kind(p) === 'data' && unusedLeft <= limit && size(p) >= SMALL_PACK) continue;
+    repack.push(p);
+    repackBytes += size(p);
+    unusedLeft -= p.unusedBytes;
+  }
+  return { repack, unusedLeft };
+}
+
 /**
  * restic's prune: find the blobs every snapshot still needs, delete packs that hold none of them,
- * repack partly used packs while more than `maxUnused` would stay unused, and replace the index.
+ * repack packs as restic does (see planRepack), and replace the index.
  * Order for crash safety: new packs, then the new index (superseding the old), then old index
  * files, then old packs; a crash at any point leaves a repository restic check accepts.
  * Refuses to run when a snapshot or tree cannot be read: it could not know what is in use.
@@ -122,22 +165,14 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
   }
   const unreferenced = [...onDisk.keys()].filter((id) => !packBlobs.has(id));
   const removeWhole = packs.filter((p) => p.used.length === 0);
-  const partial = packs.filter((p) => p.used.length > 0 && p.unusedBytes > 0).sort((a, b) => b.unusedBytes / (a.usedBytes + a.unusedBytes) - a.unusedBytes / (b.usedBytes + b.unusedBytes) || b.unusedBytes - a.unusedBytes);
   const usedTotal = packs.reduce((s, p) => s + p.usedBytes, 0);
   const unusedBefore = packs.reduce((s, p) => s + p.unusedBytes, 0);
   const limit = maxUnused === 'unlimited' ? Infinity : 'percent' in maxUnused ? (usedTotal * maxUnused.percent) / 100 : maxUnused.bytes;
-  let unusedLeft = partial.reduce((s, p) => s + p.unusedBytes, 0);
-  const repack: PackInfo[] = [];
-  // As restic's --max-repack-size: a pack that would take the repacked total to the limit is kept.
-  const maxRepack = opts.maxRepackBytes ?? Infinity;
-  let repackBytes = 0;
-  for (const p of partial) {
-    if (unusedLeft <= limit) break;
-    if (repackBytes + p.usedBytes + p.unusedBytes >= maxRepack) continue;
-    repack.push(p);
-    repackBytes += p.usedBytes + p.unusedBytes;
-    unusedLeft -= p.unusedBytes;
-  }
+  const { repack, unusedLeft } = planRepack(
+    packs.filter((p) => p.used.length > 0),
+    limit,
+    opts.maxRepackBytes ?? Infinity,
+  );
 
   const stats: PruneStats = {
     packs: onDisk.size,

@@ -63,6 +63,33 @@ describe('prune', () => {
     }
   });
 
+  it.runIf(HAVE_RESTIC)("leaves what restic's prune leaves: tree packs with unused trees and many small packs are repacked under the default limit", async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    ok(await cairn(repo, ['init']), 'init');
+    await fs.writeFile(path.join(src, 'steady.txt'), textBytes(7, 200_000));
+    // Twelve small backups: each ends with a small data pack and a small tree pack.
+    for (let round = 0; round < 12; round++) {
+      await fs.writeFile(path.join(src, `r${round}.bin`), seededBytes(round, 300_000));
+      await fs.appendFile(path.join(src, 'steady.txt'), `round ${round}\n`);
+      if (round >= 2) await fs.rm(path.join(src, `r${round - 2}.bin`));
+      ok(await cairn(repo, ['backup', src]), `backup ${round}`);
+    }
+    ok(await cairn(repo, ['forget', '--keep-last', '5']), 'forget');
+    const stats = JSON.parse(ok(await cairn(repo, ['--json', 'prune']), 'prune').out) as { packsRepacked: number; unusedAfter: number };
+    expect(stats.packsRepacked).toBeGreaterThanOrEqual(10);
+    expect(stats.unusedAfter).toBe(0);
+    const theirs = ok(await restic(repo, ['prune', '--dry-run', '-v']), 'restic prune --dry-run').out;
+    expect(theirs).toMatch(/to repack:\s+0 blobs/);
+    expect(theirs).toMatch(/to delete:\s+0 blobs/);
+    ok(await restic(repo, ['check', '--read-data']), 'restic check --read-data');
+    const again = JSON.parse(ok(await cairn(repo, ['--json', 'prune']), 'prune again').out) as { packsRepacked: number };
+    expect(again.packsRepacked).toBe(0);
+    const t = await tempDir();
+    ok(await cairn(repo, ['restore', 'latest', '--target', t]), 'restore');
+    expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
+  });
+
   it('removes the packs of an interrupted backup and refuses when a snapshot cannot be read', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();
