@@ -10,6 +10,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { uploadArchive } from '../receiver/client.js';
 import { writeStoredZip } from './stored-zip.js';
+import { cairnArgv } from './cli.js';
 
 const ARCHIVE = 'mysql-2026-01-01-00-00-00-bench-00000000-0000-4000-8000-000000000000.sql.zip';
 
@@ -24,7 +25,7 @@ async function timed(fn: () => Promise<unknown>, bytes: number): Promise<{ wall_
   return { wall_s: round(wall), mib_per_s: round(bytes / 1048576 / wall) };
 }
 
-export async function benchReceiver(benchDir: string, cli: string): Promise<Record<string, unknown>> {
+export async function benchReceiver(benchDir: string): Promise<Record<string, unknown>> {
   const mib = Number(process.env.CAIRN_BENCH_RECEIVER_MIB ?? 1024);
   const dir = path.join(benchDir, 'receiver');
   const input = path.join(dir, 'input', ARCHIVE);
@@ -42,7 +43,7 @@ export async function benchReceiver(benchDir: string, cli: string): Promise<Reco
 
   const storage = path.join(dir, 'store');
   await fs.rm(storage, { recursive: true, force: true });
-  const child = spawn(process.execPath, [cli, 'receiver', '--port', '0', '--storage', storage, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, cairnArgv('receiver', '--port', '0', '--storage', storage, '--log-level', 'warn'), { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise((resolve) => child.on('exit', resolve));
   try {
     const url = await new Promise<string>((resolve, reject) => {

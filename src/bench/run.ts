@@ -8,18 +8,18 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchReceiver } from './receiver.js';
+import { cairnArgv } from './cli.js';
 import { benchDbDump } from './db-dump.js';
 import { startChildServer } from '../util/child-server.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCH = process.env.CAIRN_BENCH_DIR ?? path.join(ROOT, '.bench');
 const SHARED = process.env.CAIRN_SHARED_DIR ?? path.resolve(ROOT, '../shared');
-const CLI = path.join(ROOT, 'dist/cli/main.js');
 
 interface Measure {
   wall_s: number;
@@ -72,13 +72,6 @@ async function dropCaches(): Promise<void> {
   await fs.writeFile('/proc/sys/vm/drop_caches', '3').catch(() => undefined);
 }
 
-/** The node options in a script's `#!/usr/bin/env -S node …` line: what the installed `cairn` runs with. */
-function shebangOptions(script: string): string[] {
-  const first = readFileSync(script, 'utf8').split('\n', 1)[0];
-  const m = /^#!\/usr\/bin\/env -S node (.+)$/.exec(first);
-  return m ? m[1].trim().split(/\s+/) : [];
-}
-
 async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number): Promise<Record<string, Measure | number>> {
   const repo = path.join(BENCH, `${tool}-repo`);
   const work = path.join(BENCH, `${tool}-corpus`);
@@ -89,7 +82,7 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
   await fs.writeFile(pw, 'benchmark password\n', { mode: 0o600 });
   const env = { CAIRN_REPOSITORY: repo, CAIRN_PASSWORD_FILE: pw, RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: pw, RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache') };
   const exe = tool === 'cairn' ? process.execPath : 'restic';
-  const pre = tool === 'cairn' ? [...shebangOptions(CLI), CLI] : [];
+  const pre = tool === 'cairn' ? cairnArgv() : [];
   await sh(exe, [...pre, 'init'], env);
   const out: Record<string, Measure | number> = {};
   await dropCaches();
@@ -124,7 +117,7 @@ async function backupAndRestore(tool: 'cairn' | 'restic', location: string, corp
   await fs.writeFile(pw, 'benchmark password\n', { mode: 0o600 });
   const all = { ...env, CAIRN_REPOSITORY: location, CAIRN_PASSWORD_FILE: pw, RESTIC_REPOSITORY: location, RESTIC_PASSWORD_FILE: pw, RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache') };
   const exe = tool === 'cairn' ? process.execPath : 'restic';
-  const pre = tool === 'cairn' ? [CLI] : [];
+  const pre = tool === 'cairn' ? cairnArgv() : [];
   await sh(exe, [...pre, 'init'], all);
   await dropCaches();
   const initial_backup = await measure(exe, [...pre, 'backup', '-q', corpus], all, bytes);
@@ -190,7 +183,7 @@ function benchDaemon(): unknown {
 
 async function main(): Promise<void> {
   if (process.argv[2] === 'receiver') {
-    process.stdout.write(`${JSON.stringify({ receiver: await benchReceiver(BENCH, CLI) }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ receiver: await benchReceiver(BENCH) }, null, 2)}\n`);
     return;
   }
   if (process.argv[2] === 'db-dump') {
@@ -233,7 +226,7 @@ async function main(): Promise<void> {
     ratios.restore_vs_cp_a = round((cairn.restore as Measure).wall_s / cp.wall_s);
     result.cairn_over_restic = ratios;
   }
-  if (only !== 'restic') result.receiver = await benchReceiver(BENCH, CLI);
+  if (only !== 'restic') result.receiver = await benchReceiver(BENCH);
   if (only !== 'restic') {
     // Needs MariaDB; a machine without it still gets the repository figures.
     result.db_dump = await benchDbDump().catch((err: Error) => ({ skipped: err.message.split('\n')[0] }));
