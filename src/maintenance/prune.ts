@@ -69,17 +69,20 @@ function kind(p: PackInfo): BlobType | 'mixed' {
  */
 export function planRepack(packs: readonly PackInfo[], limit: number, maxRepack: number): { repack: PackInfo[]; unusedLeft: number } {
   const size = (p: PackInfo): number => p.usedBytes + p.unusedBytes;
-  const candidates = packs.filter((p) => p.unusedBytes > 0 || kind(p) === 'mixed');
-  const small = packs.filter((p) => p.unusedBytes === 0 && kind(p) !== 'mixed' && size(p) < SMALL_PACK);
+  // Looked at once per pack: the sort below compares packs many times.
+  const kinds = new Map(packs.map((p) => [p, kind(p)]));
+  const kindOf = (p: PackInfo): BlobType | 'mixed' => kinds.get(p)!;
+  const candidates = packs.filter((p) => p.unusedBytes > 0 || kindOf(p) === 'mixed');
+  const small = packs.filter((p) => p.unusedBytes === 0 && kindOf(p) !== 'mixed' && size(p) < SMALL_PACK);
   if (small.length >= SMALL_PACKS_WORTH_MERGING) candidates.push(...small);
-  const rank = (p: PackInfo): number => (kind(p) !== 'data' ? 0 : size(p) < SMALL_PACK ? 1 : 2);
+  const rank = (p: PackInfo): number => (kindOf(p) !== 'data' ? 0 : size(p) < SMALL_PACK ? 1 : 2);
   candidates.sort((a, b) => rank(a) - rank(b) || b.unusedBytes * size(a) - a.unusedBytes * size(b));
   let unusedLeft = packs.reduce((s, p) => s + p.unusedBytes, 0);
   let repackBytes = 0;
   const repack: PackInfo[] = [];
   for (const p of candidates) {
     if (repackBytes + size(p) >= maxRepack) continue;
-    if (kind(p) === 'data' && unusedLeft <= limit && size(p) >= SMALL_PACK) continue;
+    if (kindOf(p) === 'data' && unusedLeft <= limit && size(p) >= SMALL_PACK) continue;
     repack.push(p);
     repackBytes += size(p);
     unusedLeft -= p.unusedBytes;
