@@ -21,6 +21,22 @@ async function dirSize(dir: string): Promise<number> {
   return n;
 }
 
+interface TreeJSON {
+  nodes: { name: string; type: string; subtree?: string; content?: string[] | null }[];
+}
+
+/** The tree of folder `dir` in the latest snapshot, read with `cairn cat`. */
+async function latestTreeOf(repo: TestRepo, dir: string): Promise<TreeJSON> {
+  const snap = JSON.parse(ok(await cairn(repo, ['cat', 'snapshot', 'latest']), 'cat snapshot').out) as { tree: string };
+  let tree = JSON.parse(ok(await cairn(repo, ['cat', 'tree', snap.tree]), 'cat tree').out) as TreeJSON;
+  for (const part of dir.split('/').filter(Boolean)) {
+    const sub = tree.nodes.find((n) => n.name === part)?.subtree;
+    if (!sub) throw new Error(`${dir}: no folder ${part} in the snapshot`);
+    tree = JSON.parse(ok(await cairn(repo, ['cat', 'tree', sub]), 'cat tree').out) as TreeJSON;
+  }
+  return tree;
+}
+
 describe('backup and restore round trips', () => {
   it('restores generated trees byte-identical (0 B to 20 MiB, random and compressible)', async () => {
     const repo = await makeRepoPaths();
@@ -67,16 +83,24 @@ describe('backup and restore round trips', () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();
     for (let i = 0; i < 5; i++) await fs.writeFile(path.join(src, `f${i}`), seededBytes(i + 10, 700_000));
+    // Files of several blobs each (chunks end at 8 MiB at the latest): one left right, one with a changed byte in its middle.
+    await fs.writeFile(path.join(src, 'big-right'), seededBytes(20, 10_000_000));
+    await fs.writeFile(path.join(src, 'big-changed'), seededBytes(21, 10_000_000));
     ok(await cairn(repo, ['init']), 'init');
     ok(await cairn(repo, ['backup', src]), 'backup');
+    const listing = await latestTreeOf(repo, src);
+    expect(listing.nodes.find((n) => n.name === 'big-changed')!.content!.length).toBeGreaterThan(1);
     const target = await tempDir();
     ok(await cairn(repo, ['restore', 'latest', '--target', target]), 'restore');
     await fs.rm(path.join(target, src, 'f1'));
     await fs.writeFile(path.join(target, src, 'f2'), seededBytes(1234, 700_000));
     await fs.truncate(path.join(target, src, 'f3'), 1000);
+    const changed = await fs.open(path.join(target, src, 'big-changed'), 'r+');
+    await changed.write(Buffer.from([0x55]), 0, 1, 5_000_000);
+    await changed.close();
     const r = ok(await cairn(repo, ['--json', 'restore', 'latest', '--target', target]), 'restore again');
     const summary = JSON.parse(r.out.trim().split('\n').pop()!) as { files_restored: number; files_skipped: number };
-    expect(summary).toMatchObject({ files_restored: 3, files_skipped: 2 });
+    expect(summary).toMatchObject({ files_restored: 4, files_skipped: 3 });
     expect(compareTrees(await describeTree(src), await describeTree(path.join(target, src)), 1000n)).toEqual([]);
   });
 
