@@ -63,10 +63,6 @@ const MAX_RANGE = 8 * 1024 * 1024;
 /** Files per file-system batch sent to a worker. */
 const BATCH = 512;
 
-function plainSize(loc: BlobLocation): number {
-  return loc.uncompressedLength ?? loc.length - CRYPTO_OVERHEAD;
-}
-
 function safeName(node: Node, where: string): void {
   const name = node.name;
   const raw = node.nameRaw;
@@ -155,7 +151,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
             break;
           }
           refs.add(n, id, f.size, loc);
-          f.size += plainSize(loc);
+          f.size += refs.plainSize(refs.count - 1);
         }
         item.file = f;
       }
