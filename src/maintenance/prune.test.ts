@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { BlobType, PackedBlob } from '../repository/pack.js';
+import type { BlobType } from '../repository/pack.js';
 import { parseMaxUnused, planRepack, type PackInfo } from './prune.js';
 
 describe('prune --max-unused', () => {
@@ -14,16 +14,9 @@ describe('prune --max-unused', () => {
 });
 
 /** A pack of `used` and `unused` blobs of `type` (sizes in KiB), named `id`. */
-function pack(id: string, type: BlobType | 'mixed', usedKiB: number[], unusedKiB: number[] = []): PackInfo {
-  let offset = 0;
-  const blob = (kib: number, i: number): PackedBlob => {
-    const b: PackedBlob = { id: `${id}-${offset}`, type: type === 'mixed' ? (i % 2 ? 'tree' : 'data') : type, offset, length: kib * 1024 };
-    offset += b.length;
-    return b;
-  };
-  const used = usedKiB.map(blob);
-  const unused = unusedKiB.map((k, i) => blob(k, i + used.length));
-  return { id, blobs: [...used, ...unused], used, usedBytes: used.reduce((s, b) => s + b.length, 0), unusedBytes: unused.reduce((s, b) => s + b.length, 0) };
+function pack(id: string, kind: BlobType | 'mixed', usedKiB: number[], unusedKiB: number[] = []): PackInfo {
+  const sum = (kib: number[]): number => kib.reduce((s, k) => s + k * 1024, 0);
+  return { id, kind, blobs: usedKiB.length + unusedKiB.length, usedBlobs: usedKiB.length, usedBytes: sum(usedKiB), unusedBytes: sum(unusedKiB) };
 }
 
 const ids = (r: { repack: PackInfo[] }): string[] => r.repack.map((p) => p.id);

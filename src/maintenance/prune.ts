@@ -2,8 +2,8 @@ import { CairnError } from '../errors.js';
 import { parseSize } from '../util/size.js';
 import { decompress } from '../compress/zstd.js';
 import { hashId, type Id } from '../repository/id.js';
-import { MasterIndex } from '../repository/master-index.js';
 import { PackBuilder, type BlobType, type PackedBlob } from '../repository/pack.js';
+import { PackListing } from './pack-listing.js';
 import { PACK_SIZE, type Repository } from '../repository/repository.js';
 
 /** How much unused space may stay in packs after pruning: a share of the used data, bytes, or no limit. */
@@ -36,11 +36,13 @@ export interface PruneStats {
   unusedAfter: number;
 }
 
-/** A pack as prune sees it: its blobs, those it keeps (`used`), and their bytes. */
+/** A pack as prune sees it: what it holds, how many of its blobs it keeps (`usedBlobs`), and their bytes. */
 export interface PackInfo {
   id: Id;
-  blobs: PackedBlob[];
-  used: PackedBlob[];
+  /** restic never mixes trees and data in one pack, but an old or foreign pack may. */
+  kind: BlobType | 'mixed';
+  blobs: number;
+  usedBlobs: number;
   usedBytes: number;
   unusedBytes: number;
 }
@@ -49,12 +51,6 @@ export interface PackInfo {
 const SMALL_PACK = PACK_SIZE / 25;
 /** Fewer small packs than this stay as they are: merging them gains little, and a lone small pack would be repacked forever. */
 const SMALL_PACKS_WORTH_MERGING = 10;
-
-/** What a pack holds; restic never mixes trees and data in one pack, but an old or foreign pack may. */
-function kind(p: PackInfo): BlobType | 'mixed' {
-  const first = p.blobs[0]?.type ?? 'data';
-  return p.blobs.every((b) => b.type === first) ? first : 'mixed';
-}
 
 /**
  * Which of the packs that hold needed blobs to repack, as restic 0.14 decides, so that both tools
@@ -69,20 +65,17 @@ function kind(p: PackInfo): BlobType | 'mixed' {
  */
 export function planRepack(packs: readonly PackInfo[], limit: number, maxRepack: number): { repack: PackInfo[]; unusedLeft: number } {
   const size = (p: PackInfo): number => p.usedBytes + p.unusedBytes;
-  // Looked at once per pack: the sort below compares packs many times.
-  const kinds = new Map(packs.map((p) => [p, kind(p)]));
-  const kindOf = (p: PackInfo): BlobType | 'mixed' => kinds.get(p)!;
-  const candidates = packs.filter((p) => p.unusedBytes > 0 || kindOf(p) === 'mixed');
-  const small = packs.filter((p) => p.unusedBytes === 0 && kindOf(p) !== 'mixed' && size(p) < SMALL_PACK);
+  const candidates = packs.filter((p) => p.unusedBytes > 0 || p.kind === 'mixed');
+  const small = packs.filter((p) => p.unusedBytes === 0 && p.kind !== 'mixed' && size(p) < SMALL_PACK);
   if (small.length >= SMALL_PACKS_WORTH_MERGING) candidates.push(...small);
-  const rank = (p: PackInfo): number => (kindOf(p) !== 'data' ? 0 : size(p) < SMALL_PACK ? 1 : 2);
+  const rank = (p: PackInfo): number => (p.kind !== 'data' ? 0 : size(p) < SMALL_PACK ? 1 : 2);
   candidates.sort((a, b) => rank(a) - rank(b) || b.unusedBytes * size(a) - a.unusedBytes * size(b));
   let unusedLeft = packs.reduce((s, p) => s + p.unusedBytes, 0);
   let repackBytes = 0;
   const repack: PackInfo[] = [];
   for (const p of candidates) {
     if (repackBytes + size(p) >= maxRepack) continue;
-    if (kindOf(p) === 'data' && unusedLeft <= limit && size(p) >= SMALL_PACK) continue;
+    if (p.kind === 'data' && unusedLeft <= limit && size(p) >= SMALL_PACK) continue;
     repack.push(p);
     repackBytes += size(p);
     unusedLeft -= p.unusedBytes;
@@ -100,34 +93,30 @@ export function planRepack(packs: readonly PackInfo[], limit: number, maxRepack:
 export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; maxRepackBytes?: number; dryRun?: boolean; signal?: AbortSignal } = {}): Promise<PruneStats> {
   const maxUnused = opts.maxUnused ?? { percent: 5 };
   const oldIndexIds = await repo.listIds('index');
-  // A pack may be listed by several index files (an interrupted prune); each blob counts once.
-  const packBlobs = new Map<Id, PackedBlob[]>();
-  const seenOffsets = new Map<Id, Set<number>>();
-  await repo.loadIndex({
-    onFile: (_id, j) => {
-      for (const p of j.packs) {
-        const list = packBlobs.get(p.id) ?? [];
-        const offsets = seenOffsets.get(p.id) ?? new Set<number>();
-        for (const b of p.blobs) {
-          if (offsets.has(b.offset)) continue;
-          offsets.add(b.offset);
-          list.push({ id: b.id, type: b.type, offset: b.offset, length: b.length, uncompressedLength: b.uncompressed_length });
-        }
-        packBlobs.set(p.id, list);
-        seenOffsets.set(p.id, offsets);
-      }
-    },
-  });
+  const listing = new PackListing();
+  await repo.loadIndex({ onFile: (_id, j) => j.packs.forEach((p) => listing.add(p.id, p.blobs ?? [])) });
+  const index = repo.index;
+  listing.resolve(index);
 
-  // Everything the snapshots reach.
-  const used = new Set<string>();
+  // Everything the snapshots reach, marked in the index's table (a byte a slot).
+  const used = new Uint8Array(index.slots);
+  const unindexed: string[] = [];
+  /** Marks a blob used; false when it was already (or is not in the index). */
+  const mark = (type: BlobType, id: Id): boolean => {
+    const s = index.slot(type, id);
+    if (s < 0) {
+      unindexed.push(`${type} blob ${id}`);
+      return false;
+    }
+    if (used[s]) return false;
+    used[s] = 1;
+    return true;
+  };
   const walk = async (tree: Id): Promise<void> => {
-    const key = MasterIndex.key('tree', tree);
-    if (used.has(key)) return;
-    used.add(key);
+    if (!mark('tree', tree)) return;
     const t = await repo.loadTree(tree);
     for (const n of t.nodes) {
-      if (n.type === 'file') for (const b of n.content ?? []) used.add(MasterIndex.key('data', b));
+      if (n.type === 'file') for (const b of n.content ?? []) mark('data', b);
       else if (n.type === 'dir' && n.subtree) await walk(n.subtree);
     }
   };
@@ -140,39 +129,39 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
       throw new CairnError('INTEGRITY', `snapshot ${s.id} cannot be read completely (${(err as Error).message}); run "cairn check" first: prune stops rather than guess what is in use`);
     }
   }
-  for (const k of used) {
-    const type: BlobType = k.startsWith('t') ? 'tree' : 'data';
-    if (!repo.index.has(type, type === 'tree' ? k.slice(1) : k)) throw new CairnError('INTEGRITY', `a snapshot needs ${type} blob ${type === 'tree' ? k.slice(1) : k}, which no index lists; run "cairn check"`);
-  }
+  if (unindexed.length > 0) throw new CairnError('INTEGRITY', `a snapshot needs ${unindexed[0]}, which no index lists; run "cairn check"`);
 
   const onDisk = new Map<Id, number>();
   for await (const f of repo.backend.list('data')) onDisk.set(f.name, f.size);
-  for (const id of packBlobs.keys()) {
+  for (const id of listing.packIds) {
     if (!onDisk.has(id)) throw new CairnError('INTEGRITY', `pack ${id} is listed in the index but missing; run "cairn check"`);
   }
 
-  // Each needed blob is kept once: in the first pack that has it; other copies are unused.
-  const kept = new Set<string>();
-  const packs: PackInfo[] = [];
-  for (const [id, blobs] of packBlobs) {
-    const info: PackInfo = { id, blobs, used: [], usedBytes: 0, unusedBytes: 0 };
-    for (const b of blobs) {
-      const k = MasterIndex.key(b.type, b.id);
-      if (used.has(k) && !kept.has(k)) {
-        kept.add(k);
-        info.used.push(b);
-        info.usedBytes += b.length;
-      } else info.unusedBytes += b.length;
+  // Each needed blob is kept once: where the index looks it up (the first pack listed with it); other copies are unused.
+  const kept = new Uint8Array(listing.size);
+  const packs: PackInfo[] = listing.packIds.map((id, p) => {
+    const info: PackInfo = { id, kind: 'data', blobs: 0, usedBlobs: 0, usedBytes: 0, unusedBytes: 0 };
+    let trees = 0;
+    for (const e of listing.blobsOf(p)) {
+      const s = listing.slot(e);
+      info.blobs++;
+      if (index.slotType(s) === 'tree') trees++;
+      if (used[s] && index.locatedAt(s, id, listing.offset(e))) {
+        kept[e] = 1;
+        info.usedBlobs++;
+        info.usedBytes += listing.length(e);
+      } else info.unusedBytes += listing.length(e);
     }
-    packs.push(info);
-  }
-  const unreferenced = [...onDisk.keys()].filter((id) => !packBlobs.has(id));
-  const removeWhole = packs.filter((p) => p.used.length === 0);
+    if (trees > 0) info.kind = trees === info.blobs ? 'tree' : 'mixed';
+    return info;
+  });
+  const unreferenced = [...onDisk.keys()].filter((id) => !listing.has(id));
+  const removeWhole = packs.filter((p) => p.usedBlobs === 0);
   const usedTotal = packs.reduce((s, p) => s + p.usedBytes, 0);
   const unusedBefore = packs.reduce((s, p) => s + p.unusedBytes, 0);
   const limit = maxUnused === 'unlimited' ? Infinity : 'percent' in maxUnused ? (usedTotal * maxUnused.percent) / 100 : maxUnused.bytes;
   const { repack, unusedLeft } = planRepack(
-    packs.filter((p) => p.used.length > 0),
+    packs.filter((p) => p.usedBlobs > 0),
     limit,
     opts.maxRepackBytes ?? Infinity,
   );
@@ -182,7 +171,7 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
     packsRemoved: removeWhole.length + unreferenced.length,
     packsRepacked: repack.length,
     packsWritten: 0,
-    blobsRemoved: [...removeWhole, ...repack].reduce((s, p) => s + p.blobs.length - p.used.length, 0),
+    blobsRemoved: [...removeWhole, ...repack].reduce((s, p) => s + p.blobs - p.usedBlobs, 0),
     bytesFreed: removeWhole.reduce((s, p) => s + (onDisk.get(p.id) ?? 0), 0) + unreferenced.reduce((s, id) => s + (onDisk.get(id) ?? 0), 0) + repack.reduce((s, p) => s + p.unusedBytes, 0),
     unusedBefore,
     unusedAfter: unusedLeft,
@@ -191,6 +180,7 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
 
   // Repack: verify each needed blob, then copy its sealed bytes as they are into new packs.
   const newPacks: { id: Id; blobs: PackedBlob[] }[] = [];
+  let written = 0;
   const builders: Record<BlobType, PackBuilder | null> = { data: null, tree: null };
   const flush = async (type: BlobType): Promise<void> => {
     const b = builders[type];
@@ -199,11 +189,14 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
     const { id, bytes, blobs } = b.finish();
     await repo.backend.save({ type: 'data', name: id }, bytes);
     newPacks.push({ id, blobs });
+    written += bytes.length;
   };
   for (const p of repack) {
     if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'prune interrupted');
     const bytes = await repo.backend.load({ type: 'data', name: p.id });
-    for (const b of p.used) {
+    for (const e of listing.blobsOf(listing.packNumber(p.id))) {
+      if (!kept[e]) continue;
+      const b = listing.blob(e, index);
       const sealed = bytes.subarray(b.offset, b.offset + b.length);
       let plain: Buffer;
       try {
@@ -224,9 +217,11 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
 
   // The new index lists every pack that stays, and supersedes all the old index files.
   const gone = new Set([...removeWhole, ...repack].map((p) => p.id));
-  const staying = packs.filter((p) => !gone.has(p.id)).map((p) => ({ id: p.id, blobs: p.blobs }));
+  const staying = listing.packIds.flatMap((id, p) => (gone.has(id) ? [] : [listing.forIndex(p, index)]));
   await repo.saveIndex([...staying, ...newPacks], oldIndexIds);
   for (const id of oldIndexIds) await repo.backend.remove({ type: 'index', name: id });
   for (const id of [...gone, ...unreferenced]) await repo.backend.remove({ type: 'data', name: id });
+  // Exact now: the estimate could not know the new packs' headers.
+  stats.bytesFreed = [...gone, ...unreferenced].reduce((s, id) => s + (onDisk.get(id) ?? 0), 0) - written;
   return stats;
 }

@@ -139,6 +139,41 @@ export class MasterIndex {
     return this.#packNumbers.keys();
   }
 
+  /** The slots in the table: every slot number is below this. */
+  get slots(): number {
+    return this.#table.length / SLOT_WORDS;
+  }
+
+  /**
+   * The slot that holds a blob (id in hex or as its 32 bytes), or -1: a small handle for work that
+   * marks or visits every blob (prune) without a string or object per blob. Slots move when the
+   * table grows, so a slot is good only while nothing is added.
+   */
+  slot(type: BlobType, id: Id | Uint8Array): number {
+    if (typeof id === 'string') {
+      if (!parseId(id)) return -1;
+    } else {
+      if (id.length !== 32) return -1;
+      idBytes.set(id);
+    }
+    return Math.max(-1, probe(this.#table, type === 'tree', false));
+  }
+
+  slotId(slot: number): Id {
+    return Buffer.from(this.#table.buffer, slot * SLOT_WORDS * 4, 32).toString('hex');
+  }
+
+  slotType(slot: number): BlobType {
+    return this.#table[slot * SLOT_WORDS + PACK] & TREE_BIT ? 'tree' : 'data';
+  }
+
+  /** Whether the blob in `slot` is looked up at this pack and offset: its first location, the copy that counts. */
+  locatedAt(slot: number, packId: Id, offset: number): boolean {
+    const base = slot * SLOT_WORDS;
+    const n = this.#packNumbers.get(packId);
+    return n !== undefined && (this.#table[base + PACK] & ~TREE_BIT) === n + 1 && this.#table[base + OFFSET] === offset;
+  }
+
   addPack(packId: Id, blobs: readonly PackedBlob[]): void {
     if (blobs.length === 0) return;
     let n = this.#packNumbers.get(packId);

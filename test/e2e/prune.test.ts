@@ -90,6 +90,49 @@ describe('prune', () => {
     expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
   });
 
+  it('keeps one copy of blobs stored twice (by backups that did not see each other), and restic agrees', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'big.bin'), seededBytes(11, 2_500_000));
+    await fs.writeFile(path.join(src, 'text.txt'), textBytes(12, 400_000));
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'first backup');
+    // A second backup that cannot see the first one's index or snapshot stores every blob again.
+    const aside = await tempDir();
+    for (const dir of ['index', 'snapshots']) await fs.rename(path.join(repo.dir, dir), path.join(aside, dir));
+    await fs.mkdir(path.join(repo.dir, 'index'));
+    await fs.mkdir(path.join(repo.dir, 'snapshots'));
+    ok(await cairn(repo, ['backup', src]), 'second backup');
+    for (const dir of ['index', 'snapshots']) {
+      for (const f of await fs.readdir(path.join(aside, dir))) await fs.rename(path.join(aside, dir, f), path.join(repo.dir, dir, f));
+    }
+    const before = await repoBytes(repo);
+
+    const stats = JSON.parse(ok(await cairn(repo, ['--json', 'prune']), 'prune').out) as { packsRemoved: number; blobsRemoved: number; bytesFreed: number; unusedBefore: number; unusedAfter: number };
+    expect(stats.packsRemoved).toBeGreaterThan(0);
+    expect(stats.blobsRemoved).toBeGreaterThanOrEqual(3);
+    expect(stats.unusedAfter).toBe(0);
+    const after = await repoBytes(repo);
+    // The blobs' bytes and the packs' headers, less the repacked pack's new header.
+    expect(before - after).toBe(stats.bytesFreed);
+    expect(stats.bytesFreed).toBeGreaterThan(stats.unusedBefore);
+    expect(after).toBeLessThan(before / 2 + 100_000);
+
+    ok(await cairn(repo, ['check', '--read-data']), 'cairn check --read-data');
+    expect(JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out)).toHaveLength(2);
+    if (HAVE_RESTIC) {
+      ok(await restic(repo, ['check', '--read-data']), 'restic check --read-data');
+      const theirs = ok(await restic(repo, ['prune', '--dry-run', '-v']), 'restic prune --dry-run').out;
+      expect(theirs).toMatch(/to repack:\s+0 blobs/);
+      expect(theirs).toMatch(/to delete:\s+0 blobs/);
+    }
+    for (const id of ['latest', (JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out) as { id: string }[])[0].id]) {
+      const t = await tempDir();
+      ok(await cairn(repo, ['restore', id, '--target', t]), `restore ${id}`);
+      expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
+    }
+  });
+
   it('removes the packs of an interrupted backup and refuses when a snapshot cannot be read', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();
