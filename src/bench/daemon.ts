@@ -13,7 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cairnArgv } from './cli.js';
+import { CAIRN_ENV, cairnArgv } from './cli.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BENCH = process.env.CAIRN_BENCH_DIR ?? path.join(ROOT, '.bench');
@@ -50,7 +50,7 @@ async function makeTree(dir: string, files: number): Promise<boolean> {
 async function startDaemon(dataDir: string): Promise<Daemon> {
   await fs.rm(dataDir, { recursive: true, force: true });
   await fs.mkdir(dataDir, { recursive: true });
-  const child = spawn(process.execPath, cairnArgv('daemon', '--data-dir', dataDir, '--listen', '127.0.0.1:0'), { stdio: ['ignore', 'ignore', 'ignore'], env: { ...process.env, CAIRN_LOG_LEVEL: 'warn' } });
+  const child = spawn(process.execPath, cairnArgv('daemon', '--data-dir', dataDir, '--listen', '127.0.0.1:0'), { stdio: ['ignore', 'ignore', 'ignore'], env: { ...process.env, ...CAIRN_ENV, CAIRN_LOG_LEVEL: 'warn' } });
   const info = path.join(dataDir, 'daemon.json');
   for (let i = 0; i < 300 && !existsSync(info); i++) await sleep(TICK);
   const { url } = JSON.parse(readFileSync(info, 'utf8')) as { url: string };

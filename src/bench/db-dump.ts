@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cairnArgv } from './cli.js';
+import { CAIRN_ENV, cairnArgv } from './cli.js';
 
 const DATABASES = 5;
 const ROWS = Number(process.env.CAIRN_BENCH_DB_ROWS ?? 300_000);
@@ -37,7 +37,7 @@ async function sink(): Promise<{ url: string; bytes: () => number; close: () => 
 async function timed(args: string[]): Promise<{ wall_s: number; summary: { databases: { dump_bytes: number; zip_bytes: number; status: string }[] } }> {
   const start = process.hrtime.bigint();
   const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn(process.execPath, cairnArgv('--json', ...args), { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(process.execPath, cairnArgv('--json', ...args), { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, ...CAIRN_ENV } });
     let text = '';
     child.stdout.on('data', (d: Buffer) => (text += d.toString()));
     child.on('error', reject);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { uploadArchive } from '../receiver/client.js';
 import { writeStoredZip } from './stored-zip.js';
-import { cairnArgv } from './cli.js';
+import { CAIRN_ENV, cairnArgv } from './cli.js';
 
 const ARCHIVE = 'mysql-2026-01-01-00-00-00-bench-00000000-0000-4000-8000-000000000000.sql.zip';
 
@@ -43,7 +43,7 @@ export async function benchReceiver(benchDir: string): Promise<Record<string, un
 
   const storage = path.join(dir, 'store');
   await fs.rm(storage, { recursive: true, force: true });
-  const child = spawn(process.execPath, cairnArgv('receiver', '--port', '0', '--storage', storage, '--log-level', 'warn'), { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, cairnArgv('receiver', '--port', '0', '--storage', storage, '--log-level', 'warn'), { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...CAIRN_ENV } });
   const exited = new Promise((resolve) => child.on('exit', resolve));
   try {
     const url = await new Promise<string>((resolve, reject) => {

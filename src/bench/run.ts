@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { benchReceiver } from './receiver.js';
-import { cairnArgv } from './cli.js';
+import { CAIRN_ENV, cairnArgv } from './cli.js';
 import { benchDbDump } from './db-dump.js';
 import { startChildServer } from '../util/child-server.js';
 
@@ -80,7 +80,7 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
   await sh('cp', ['-a', corpus, work]);
   const pw = path.join(BENCH, 'password');
   await fs.writeFile(pw, 'benchmark password\n', { mode: 0o600 });
-  const env = { CAIRN_REPOSITORY: repo, CAIRN_PASSWORD_FILE: pw, RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: pw, RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache') };
+  const env = { ...(tool === 'cairn' ? CAIRN_ENV : {}), CAIRN_REPOSITORY: repo, CAIRN_PASSWORD_FILE: pw, RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: pw, RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache') };
   const exe = tool === 'cairn' ? process.execPath : 'restic';
   const pre = tool === 'cairn' ? cairnArgv() : [];
   await sh(exe, [...pre, 'init'], env);
@@ -115,7 +115,7 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
 async function backupAndRestore(tool: 'cairn' | 'restic', location: string, corpus: string, bytes: number, env: NodeJS.ProcessEnv): Promise<Record<string, Measure>> {
   const pw = path.join(BENCH, 'password');
   await fs.writeFile(pw, 'benchmark password\n', { mode: 0o600 });
-  const all = { ...env, CAIRN_REPOSITORY: location, CAIRN_PASSWORD_FILE: pw, RESTIC_REPOSITORY: location, RESTIC_PASSWORD_FILE: pw, RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache') };
+  const all = { ...env, ...(tool === 'cairn' ? CAIRN_ENV : {}), CAIRN_REPOSITORY: location, CAIRN_PASSWORD_FILE: pw, RESTIC_REPOSITORY: location, RESTIC_PASSWORD_FILE: pw, RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache') };
   const exe = tool === 'cairn' ? process.execPath : 'restic';
   const pre = tool === 'cairn' ? cairnArgv() : [];
   await sh(exe, [...pre, 'init'], all);

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=4 --heap-growing-percent=30 --expose-gc
+#!/usr/bin/env -S MALLOC_TRIM_THRESHOLD_=33554432 node --max-semi-space-size=4 --heap-growing-percent=30 --expose-gc
 // The young generation is capped at 4 MiB per semi-space (V8's default grows to 16): a backup
 // or restore makes many short-lived objects, and a larger nursery only holds more garbage
 // (unchanged backup of the benchmark corpus: peak RSS -28 MB, CPU unchanged). The old
@@ -7,7 +7,11 @@
 // ~230 rather than ~315 MiB, for ~0.3 s more of full collections. --expose-gc lets the threads
 // that encrypt and decrypt collect the cipher's dead buffers as they go (see util/gc.ts). They
 // must be command-line options: V8 sizes each heap when it creates it, and they apply to the
-// worker threads too.
+// worker threads too. MALLOC_TRIM_THRESHOLD_ lets glibc keep up to 32 MiB of freed memory at the
+// top of each arena rather than hand it back past 128 KiB: the cipher's buffers, freed by the
+// thousand at each young collection, were handed back and faulted in again, zeroed page by page
+// (benchmark backup: ~120,000 -> ~75,000 page faults, ~6% less CPU, peak RSS unchanged). Like the
+// V8 options it must be set before the process starts; glibc reads it once.
 import { Command, CommanderError } from 'commander';
 import { CairnError, exitCodeFor } from '../errors.js';
 import { Context, type GlobalOptions } from './context.js';
