@@ -19,6 +19,23 @@ describe('scratch decompressor', () => {
   });
 });
 
+describe('scratch compressor', () => {
+  it('makes the same frames as one-shot compression for inputs of every size class, interleaved', () => {
+    const text = (n: number, seed: number): Buffer => Buffer.from(Array.from({ length: Math.ceil(n / 9) }, (_, i) => `${(i * seed) % 9973} `).join('').slice(0, n));
+    const sizes = [0, 1, 4000, 16 * 1024, 16 * 1024 + 1, 100_000, 128 * 1024 + 1, 256 * 1024, 256 * 1024 + 1, 3_000_000];
+    const inputs = [...sizes, ...sizes.slice().reverse()].map((n, i) => (i % 3 === 0 ? Buffer.concat([randomBytes(n >> 2), text(n - (n >> 2), i + 7)]) : text(n, i + 3)));
+    const c = new ScratchCompressor('auto');
+    const d = new ScratchDecompressor();
+    for (let k = 0; k < 3; k++) {
+      for (const input of inputs) {
+        const frame = Buffer.from(c.compress(input));
+        expect(frame.equals(compress(input))).toBe(true);
+        expect(d.decompress(frame, input.length).equals(input)).toBe(true);
+      }
+    }
+  });
+});
+
 describe('compressText', () => {
   it('makes one frame of many parts, past its gathering and output pieces, that records the size of the joined text', () => {
     // Random hex compresses to about half: ~1 MiB of output, several streaming pieces.

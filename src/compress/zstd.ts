@@ -131,26 +131,49 @@ export function compressText(parts: () => Iterable<string>, head: Uint8Array, mo
 }
 
 /**
+ * Where zstd changes its parameters with the input's size (its tables of compression parameters
+ * have rows for inputs up to 16 KiB, 128 KiB and 256 KiB, and one for larger ones).
+ */
+const SIZE_CLASSES = [16 * 1024, 128 * 1024, 256 * 1024];
+
+/**
  * A compressor that writes into one scratch buffer it keeps: backups compress every chunk, and a
  * fresh output buffer per chunk is garbage the JavaScript heap frees late. The result is a view
  * into the scratch buffer, valid until the next call.
+ *
+ * One zstd context per size class: a context sizes its tables for the input, and after 128 small
+ * inputs in a row it gives back a workspace that is too large, so one context for small files and
+ * large chunks alike was freed and allocated again (fresh pages, zeroed as they fault in) each
+ * time a run of small files met a large file.
  */
 export class ScratchCompressor {
   readonly #binding: ZstdBinding;
-  readonly #cctx: CCtx;
+  readonly #level: number;
+  readonly #cctx: CCtx[] = [];
   #scratch: Buffer = Buffer.alloc(0);
 
   constructor(mode: Exclude<CompressionMode, 'off'>) {
     this.#binding = binding();
-    this.#cctx = new this.#binding.CCtx();
-    this.#cctx.setParameter(this.#binding.CParameter.compressionLevel, LEVELS[mode]);
+    this.#level = LEVELS[mode];
   }
 
   compress(data: Uint8Array): Buffer {
     const bound = this.#binding.compressBound(data.length);
     if (this.#scratch.length < bound) this.#scratch = Buffer.allocUnsafe(bound);
-    const n = this.#cctx.compress2(this.#scratch, data);
+    const n = this.#context(data.length).compress2(this.#scratch, data);
     return this.#scratch.subarray(0, n);
+  }
+
+  #context(size: number): CCtx {
+    let c = SIZE_CLASSES.findIndex((limit) => size <= limit);
+    if (c < 0) c = SIZE_CLASSES.length;
+    let cctx = this.#cctx[c];
+    if (!cctx) {
+      cctx = new this.#binding.CCtx();
+      cctx.setParameter(this.#binding.CParameter.compressionLevel, this.#level);
+      this.#cctx[c] = cctx;
+    }
+    return cctx;
   }
 }
 
