@@ -2,6 +2,7 @@ import { CairnError } from '../errors.js';
 import type { Id } from '../repository/id.js';
 import type { IndexJSON, MasterIndex } from '../repository/master-index.js';
 import type { BlobType, PackedBlob } from '../repository/pack.js';
+import { doubled } from '../util/typed.js';
 
 /** Per listed blob: its pack's number (with the tree bit), offset, length, uncompressed length plus one (0: not compressed). */
 const WORDS = 4;
@@ -147,9 +148,7 @@ export class PackListing {
   }
 
   #grow(): void {
-    const words = new Uint32Array(this.#words.length * 2);
-    words.set(this.#words);
-    this.#words = words;
+    this.#words = doubled(this.#words);
     const ids = Buffer.allocUnsafe(this.#ids!.length * 2);
     this.#ids!.copy(ids);
     this.#ids = ids;

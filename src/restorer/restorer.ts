@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CairnError } from '../errors.js';
 import { loadRange } from '../backend/backend.js';
-import { createSpecial, nodeMeta, type NodeMeta } from '../fs/apply.js';
+import { createSpecial } from '../fs/apply.js';
 import type { Node } from '../fs/node.js';
 import type { Id } from '../repository/id.js';
 import type { BlobLocation } from '../repository/master-index.js';
@@ -12,6 +12,8 @@ import type { FsOp, RestoreBlob } from '../repository/worker-protocol.js';
 import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
 import { mapLimit } from '../util/limit.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
+import { doubled } from '../util/typed.js';
+import { RestorePlan } from './plan.js';
 
 export interface RestoreOptions {
   target: string;
@@ -32,29 +34,6 @@ export interface RestoreResult {
   filesSkipped: number;
   bytesWritten: number;
   errors: { path: string; message: string }[];
-}
-
-/** A file to restore; its path inside the snapshot, for messages, comes from `dest` (see snapPathOf). */
-interface FileItem {
-  dest: FsPath;
-  /** Its blobs are the BlobRefs from `firstRef`, `blobs` of them, in order (the content list's ids are not kept). */
-  firstRef: number;
-  blobs: number;
-  size: number;
-  remaining: number;
-  failed: boolean;
-}
-
-interface Item {
-  dest: FsPath;
-  /**
-   * Symlinks and special files keep their node; files and folders only what setting their
-   * metadata needs (a file's node with its content list and times is most of a plan's memory).
-   */
-  node: Node | NodeMeta;
-  file?: FileItem;
-  /** For the second and later names of a hardlinked file: the first one. */
-  linkTo?: Item;
 }
 
 /** Gaps between needed blobs up to this size are read through rather than split into two reads. */
@@ -110,11 +89,11 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   }
 
   // Walk the snapshot's trees; directories are kept only when they hold something selected.
-  const items: Item[] = [];
-  // Every file's blobs, in the order the walk meets them (see BlobRefs).
-  const fileList: FileItem[] = [];
+  const plan = new RestorePlan();
+  // The files whose content is restored (not later names of a hardlinked file), in walk order: BlobRefs refer to them by number.
+  const fileList: number[] = [];
   const refs = new BlobRefs();
-  const firstLink = new Map<string, Item>();
+  const firstLink = new Map<string, number>();
   const walk = async (treeId: Id, snapDir: string, destDir: FsPath): Promise<boolean> => {
     aborted();
     const tree = await repo.loadTree(treeId);
@@ -125,99 +104,97 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       const dest = joinPath(destDir, node.name, node.nameRaw);
       if (opts.exclude?.(snapPath)) continue;
       if (node.type === 'dir') {
-        const idx = items.length;
-        items.push({ dest, node: nodeMeta(node) });
+        const i = plan.add(dest, node);
         const inside = node.subtree ? await walk(node.subtree, snapPath, dest) : false;
-        if (!inside && opts.include && !opts.include(snapPath)) items.splice(idx, 1);
+        // Nothing inside was kept either.
+        if (!inside && opts.include && !opts.include(snapPath)) plan.truncate(i);
         else any = true;
         continue;
       }
       if (opts.include && !opts.include(snapPath)) continue;
       any = true;
-      const item: Item = { dest, node: node.type === 'file' ? nodeMeta(node) : node };
+      const i = plan.add(dest, node);
       const linkKey = node.type === 'file' && (node.links ?? 1) > 1 && node.inode ? `${node.device_id ?? 0}:${node.inode}` : null;
       const first = linkKey ? firstLink.get(linkKey) : undefined;
-      if (first) item.linkTo = first;
+      if (first !== undefined) plan.linkTo.set(i, first);
       else if (node.type === 'file') {
-        if (linkKey) firstLink.set(linkKey, item);
+        if (linkKey) firstLink.set(linkKey, i);
         const content = node.content ?? [];
-        const f: FileItem = { dest, firstRef: refs.count, blobs: content.length, size: 0, remaining: content.length, failed: false };
-        const n = fileList.push(f) - 1;
+        plan.firstRef[i] = refs.count;
+        plan.blobs[i] = content.length;
+        plan.remaining[i] = content.length;
+        fileList.push(i);
         for (const id of content) {
           const loc = repo.index.lookup('data', id);
           if (!loc) {
-            f.failed = true;
+            plan.failed[i] = 1;
             fail(snapPath, `data blob ${id} is missing from the index`);
             break;
           }
-          refs.add(n, id, f.size, loc);
-          f.size += refs.plainSize(refs.count - 1);
+          refs.add(i, id, plan.size[i], loc);
+          plan.size[i] += refs.plainSize(refs.count - 1);
         }
-        item.file = f;
       }
-      items.push(item);
     }
     return any;
   };
   const { tree: start } = await findSubtree(repo, rootTree, rootPath);
   await walk(start, rootPath === '/' ? '/' : rootPath, target);
 
-  const files = fileList.filter((f) => !f.failed);
-  const progress = { filesDone: 0, bytesDone: 0, filesTotal: files.length, bytesTotal: files.reduce((s, f) => s + f.size, 0), errors: 0 };
+  const files = fileList.filter((f) => !plan.failed[f]);
+  const progress = { filesDone: 0, bytesDone: 0, filesTotal: files.length, bytesTotal: files.reduce((s, f) => s + plan.size[f], 0), errors: 0 };
   const report = (): void => {
     progress.errors = result.errors.length;
     opts.onProgress?.(progress);
   };
 
   fs.mkdirSync(target, { recursive: true });
-  for (const it of items) if (it.node.type === 'dir') fs.mkdirSync(it.dest, { recursive: true });
+  for (let i = 0; i < plan.count; i++) if (plan.type(i) === 'dir') fs.mkdirSync(plan.dest[i], { recursive: true });
 
   // A resumed restore: files that already hold the right content are left alone.
   let todo = files;
   if (!fresh) {
     todo = [];
     const checks = await mapLimit(chunks(files, BATCH), pool.size * 2, (batch) =>
-      pool.fsBatch(batch.map((f) => checkOp(refs, f))),
+      pool.fsBatch(batch.map((f) => checkOp(refs, plan, f))),
     );
-    checks.flat().forEach((right, i) => {
-      const f = files[i];
+    checks.flat().forEach((right, k) => {
+      const f = files[k];
       if (right === true) {
         result.filesSkipped++;
         progress.filesDone++;
-        progress.bytesDone += f.size;
+        progress.bytesDone += plan.size[f];
       } else {
         // Replace rather than rewrite in place: the old file may be a hardlink whose other names must keep their content.
-        fs.rmSync(f.dest, { recursive: true, force: true });
+        fs.rmSync(plan.dest[f], { recursive: true, force: true });
         todo.push(f);
       }
     });
   }
 
   // Files of one blob are created by the write of that blob; others are created first, at full size.
-  const empty = todo.filter((f) => f.blobs === 0);
-  const multi = todo.filter((f) => f.blobs > 1);
-  const created = await mapLimit(chunks([...empty, ...multi], BATCH), pool.size * 2, (batch) =>
-    pool.fsBatch(batch.map((f): FsOp => ({ op: 'create', path: f.dest, size: f.size }))),
+  const toCreate = [...todo.filter((f) => plan.blobs[f] === 0), ...todo.filter((f) => plan.blobs[f] > 1)];
+  const created = await mapLimit(chunks(toCreate, BATCH), pool.size * 2, (batch) =>
+    pool.fsBatch(batch.map((f): FsOp => ({ op: 'create', path: plan.dest[f], size: plan.size[f] }))),
   );
-  created.flat().forEach((err, i) => {
-    const f = [...empty, ...multi][i];
-    if (typeof err === 'string') {
-      f.failed = true;
-      fail(snapPathOf(f.dest), err);
-    }
+  created.flat().forEach((err, k) => {
+    if (typeof err !== 'string') return;
+    plan.failed[toCreate[k]] = 1;
+    fail(snapPathOf(plan.dest[toCreate[k]]), err);
   });
-  const emptyOk = empty.filter((f) => !f.failed).length;
+  const emptyOk = todo.filter((f) => plan.blobs[f] === 0 && !plan.failed[f]).length;
   result.filesRestored += emptyOk;
   progress.filesDone += emptyOk;
 
-  const markFailed = (file: FileItem, message: string): void => {
-    if (file.failed) return;
-    file.failed = true;
-    fail(snapPathOf(file.dest), message);
+  const markFailed = (f: number, message: string): void => {
+    if (plan.failed[f]) return;
+    plan.failed[f] = 1;
+    fail(snapPathOf(plan.dest[f]), message);
   };
   // Every place each needed blob goes, ordered by pack and offset, then cut into ranges to read.
-  const wanted = new Set(todo);
-  const order = refs.order((n) => wanted.has(fileList[n]) && !fileList[n].failed);
+  const wanted = new Uint8Array(plan.count);
+  for (const f of todo) wanted[f] = 1;
+  const order = refs.order((f) => wanted[f] === 1 && !plan.failed[f]);
   // One range per worker plus one loading: enough to keep the workers busy, little in memory.
   await mapLimit(refs.ranges(order), pool.size + 1, async ({ packId, from, to }) => {
     aborted();
@@ -228,8 +205,8 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     const groups: number[] = [];
     for (let j = from; j < to; j++) if (j === from || !refs.sameBlob(order[j], order[j - 1])) groups.push(j);
     groups.push(to);
-    const eachDest = (g: number, fn: (file: FileItem, r: number) => void): void => {
-      for (let j = groups[g]; j < groups[g + 1]; j++) fn(fileList[refs.file[order[j]]], order[j]);
+    const eachDest = (g: number, fn: (file: number, r: number) => void): void => {
+      for (let j = groups[g]; j < groups[g + 1]; j++) fn(refs.file[order[j]], order[j]);
     };
     let data: Buffer;
     const buf = pool.buffer(end - start);
@@ -237,7 +214,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       data = await loadRange(repo.backend, { type: 'data', name: packId }, start, end - start, buf);
     } catch (err) {
       pool.recycle(buf);
-      for (let g = 0; g + 1 < groups.length; g++) eachDest(g, (file) => markFailed(file, `pack ${packId}: ${(err as Error).message}`));
+      for (let g = 0; g + 1 < groups.length; g++) eachDest(g, (f) => markFailed(f, `pack ${packId}: ${(err as Error).message}`));
       return;
     }
     if (data.buffer !== buf.buffer) pool.recycle(buf);
@@ -245,8 +222,8 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     for (let g = 0; g + 1 < groups.length; g++) {
       const r = order[groups[g]];
       const dests: RestoreBlob['dests'] = [];
-      eachDest(g, (file, d) => {
-        if (!file.failed) dests.push({ path: file.dest, offset: refs.fileOffset[d], create: file.blobs === 1 ? file.size : undefined });
+      eachDest(g, (f, d) => {
+        if (!plan.failed[f]) dests.push({ path: plan.dest[f], offset: refs.fileOffset[d], create: plan.blobs[f] === 1 ? plan.size[f] : undefined });
       });
       blobs.push({ id: refs.id(r), offset: refs.offset[r] - start, length: refs.length[r], uncompressedLength: refs.uncompressedLength(r), dests });
     }
@@ -254,9 +231,9 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     result.bytesWritten += written;
     progress.bytesDone += written;
     errors.forEach((error, g) => {
-      eachDest(g, (file) => {
-        if (error) markFailed(file, `pack ${packId}: ${error}`);
-        else if (--file.remaining === 0 && !file.failed) {
+      eachDest(g, (f) => {
+        if (error) markFailed(f, `pack ${packId}: ${error}`);
+        else if (--plan.remaining[f] === 0 && !plan.failed[f]) {
           result.filesRestored++;
           progress.filesDone++;
         }
@@ -266,48 +243,57 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   });
 
   // Damaged files are removed rather than left looking complete.
-  for (const f of todo) if (f.failed) fs.rmSync(f.dest, { force: true });
+  for (const f of todo) if (plan.failed[f]) fs.rmSync(plan.dest[f], { force: true });
 
-  // Hardlinks, symlinks and special files.
-  for (const it of items) {
+  // Hardlinks, symlinks and special files, in walk order.
+  const linked = (i: number): number | undefined => plan.linkTo.get(i);
+  for (const i of [...plan.linkTo.keys(), ...plan.special.keys()].sort((a, b) => a - b)) {
+    const dest = plan.dest[i];
     try {
-      if (it.linkTo) {
-        if (it.linkTo.file?.failed) continue;
-        fs.rmSync(it.dest, { force: true });
-        fs.linkSync(it.linkTo.dest, it.dest);
-      } else if (it.node.type === 'symlink') {
-        const node = it.node as Node;
-        fs.rmSync(it.dest, { force: true });
-        const target = node.linktarget_raw ? Buffer.from(node.linktarget_raw, 'base64') : (node.linktarget ?? '');
-        fs.symlinkSync(target, it.dest);
-      } else if (it.node.type !== 'file' && it.node.type !== 'dir') {
-        if (typeof it.dest !== 'string') throw new CairnError('BAD_INPUT', 'special files whose path is not UTF-8 are not restored');
-        fs.rmSync(it.dest, { force: true });
-        await createSpecial(it.dest, it.node as Node);
+      const to = linked(i);
+      if (to !== undefined) {
+        if (plan.failed[to]) continue;
+        fs.rmSync(dest, { force: true });
+        fs.linkSync(plan.dest[to], dest);
+        continue;
+      }
+      const node = plan.special.get(i)!;
+      fs.rmSync(dest, { force: true });
+      if (node.type === 'symlink') {
+        fs.symlinkSync(node.linktarget_raw ? Buffer.from(node.linktarget_raw, 'base64') : (node.linktarget ?? ''), dest);
+      } else {
+        if (typeof dest !== 'string') throw new CairnError('BAD_INPUT', 'special files whose path is not UTF-8 are not restored');
+        await createSpecial(dest, node);
       }
     } catch (err) {
-      fail(snapPathOf(it.dest), (err as Error).message);
+      fail(snapPathOf(dest), (err as Error).message);
     }
   }
 
   // Metadata last: everything but folders in parallel batches, then folders deepest first.
-  const meta = (list: Item[]): FsOp[] => list.map((it) => ({ op: 'meta', path: it.dest, node: it.node, owner }));
-  const leaves = items.filter((it) => it.node.type !== 'dir' && it.node.type !== 'socket' && !it.file?.failed && !it.linkTo?.file?.failed);
-  const dirs = items.filter((it) => it.node.type === 'dir').reverse();
-  const metaErrors = async (list: Item[], batches: number): Promise<void> => {
-    const res = await mapLimit(chunks(list, BATCH), batches, (b) => pool.fsBatch(meta(b)));
-    res.flat().forEach((err, i) => {
-      if (typeof err === 'string') fail(snapPathOf(list[i].dest), `setting metadata: ${err}`);
+  const leaves: number[] = [];
+  const dirs: number[] = [];
+  for (let i = 0; i < plan.count; i++) {
+    const type = plan.type(i);
+    const to = linked(i);
+    if (type === 'dir') dirs.push(i);
+    else if (type !== 'socket' && !plan.failed[i] && !(to !== undefined && plan.failed[to])) leaves.push(i);
+  }
+  dirs.reverse();
+  const metaErrors = async (list: number[], batches: number): Promise<void> => {
+    const res = await mapLimit(chunks(list, BATCH), batches, (b) => pool.fsBatch(b.map((i): FsOp => ({ op: 'meta', path: plan.dest[i], node: plan.meta(i), owner }))));
+    res.flat().forEach((err, k) => {
+      if (typeof err === 'string') fail(snapPathOf(plan.dest[list[k]]), `setting metadata: ${err}`);
     });
   };
   await metaErrors(leaves, pool.size * 2);
   await metaErrors(dirs, 1);
 
   if (opts.verify) {
-    const ok = files.filter((f) => !f.failed);
-    const res = await mapLimit(chunks(ok, BATCH), pool.size * 2, (b) => pool.fsBatch(b.map((f) => checkOp(refs, f))));
-    res.flat().forEach((right, i) => {
-      if (right !== true) fail(snapPathOf(ok[i].dest), 'verification after restore failed: content differs');
+    const ok = files.filter((f) => !plan.failed[f]);
+    const res = await mapLimit(chunks(ok, BATCH), pool.size * 2, (b) => pool.fsBatch(b.map((f) => checkOp(refs, plan, f))));
+    res.flat().forEach((right, k) => {
+      if (right !== true) fail(snapPathOf(plan.dest[ok[k]]), 'verification after restore failed: content differs');
     });
   }
   report();
@@ -315,14 +301,14 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
 }
 
 /** The check a resumed or verified restore makes of a file: its size and its blobs' ids and sizes. */
-function checkOp(refs: BlobRefs, f: FileItem): FsOp {
+function checkOp(refs: BlobRefs, plan: RestorePlan, f: number): FsOp {
   const blobs: { id: Id; size: number }[] = [];
-  for (let r = f.firstRef; r < f.firstRef + f.blobs; r++) blobs.push({ id: refs.id(r), size: refs.plainSize(r) });
-  return { op: 'check', path: f.dest, size: f.size, blobs };
+  for (let r = plan.firstRef[f]; r < plan.firstRef[f] + plan.blobs[f]; r++) blobs.push({ id: refs.id(r), size: refs.plainSize(r) });
+  return { op: 'check', path: plan.dest[f], size: plan.size[f], blobs };
 }
 
 /**
- * Every place a blob goes: the file (its number in the restore's list), the blob's id, where in
+ * Every place a blob goes: the file (its number in the restore plan), the blob's id, where in
  * the file, and where the blob sits in which pack, in growable typed arrays. A restore of many
  * small files kept several objects for each (~200 bytes), then each file's list of ids (~120
  * bytes a blob); this keeps 57 bytes. A file's blobs are added in order, one after another.
@@ -411,20 +397,15 @@ class BlobRefs {
   }
 
   #grow(): void {
-    const grow = <T extends Uint32Array | Float64Array>(a: T): T => {
-      const b = new (a.constructor as new (n: number) => T)(a.length * 2);
-      b.set(a);
-      return b;
-    };
-    this.file = grow(this.file);
+    this.file = doubled(this.file);
     const ids = Buffer.alloc(this.#ids.length * 2);
     this.#ids.copy(ids);
     this.#ids = ids;
-    this.fileOffset = grow(this.fileOffset);
-    this.pack = grow(this.pack);
-    this.offset = grow(this.offset);
-    this.length = grow(this.length);
-    this.#ulen = grow(this.#ulen);
+    this.fileOffset = doubled(this.fileOffset);
+    this.pack = doubled(this.pack);
+    this.offset = doubled(this.offset);
+    this.length = doubled(this.length);
+    this.#ulen = doubled(this.#ulen);
   }
 }
 
