@@ -100,12 +100,12 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
 
   // Everything the snapshots reach, marked in the index's table (a byte a slot).
   const used = new Uint8Array(index.slots);
-  const unindexed: string[] = [];
-  /** Marks a blob used; false when it was already (or is not in the index). */
+  let unindexed: string | null = null;
+  /** Marks a blob used; false when it was already (or is not in the index: the first such is named). */
   const mark = (type: BlobType, id: Id): boolean => {
     const s = index.slot(type, id);
     if (s < 0) {
-      unindexed.push(`${type} blob ${id}`);
+      unindexed ??= `${type} blob ${id}`;
       return false;
     }
     if (used[s]) return false;
@@ -129,7 +129,7 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
       throw new CairnError('INTEGRITY', `snapshot ${s.id} cannot be read completely (${(err as Error).message}); run "cairn check" first: prune stops rather than guess what is in use`);
     }
   }
-  if (unindexed.length > 0) throw new CairnError('INTEGRITY', `a snapshot needs ${unindexed[0]}, which no index lists; run "cairn check"`);
+  if (unindexed) throw new CairnError('INTEGRITY', `a snapshot needs ${unindexed}, which no index lists; run "cairn check"`);
 
   const onDisk = new Map<Id, number>();
   for await (const f of repo.backend.list('data')) onDisk.set(f.name, f.size);

@@ -133,6 +133,28 @@ describe('prune', () => {
     }
   });
 
+  it('refuses, and deletes nothing, when a snapshot needs blobs that no index lists', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'a'), seededBytes(21, 700_000));
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'first backup');
+    const firstIndex = new Set(await fs.readdir(path.join(repo.dir, 'index')));
+    await fs.writeFile(path.join(src, 'b'), seededBytes(22, 700_000));
+    ok(await cairn(repo, ['backup', src]), 'second backup');
+    // The second backup's index file is lost: its packs look unreferenced, but its snapshot needs them.
+    for (const f of await fs.readdir(path.join(repo.dir, 'index'))) if (!firstIndex.has(f)) await fs.rm(path.join(repo.dir, 'index', f));
+    const before = await repoBytes(repo);
+    const r = await cairn(repo, ['prune']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/a snapshot needs tree blob [0-9a-f]{64}, which no index lists; run "cairn check"/);
+    expect(await repoBytes(repo)).toBe(before);
+    ok(await cairn(repo, ['repair', 'index']), 'repair index');
+    const t = await tempDir();
+    ok(await cairn(repo, ['restore', 'latest', '--target', t]), 'restore');
+    expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
+  });
+
   it('removes the packs of an interrupted backup and refuses when a snapshot cannot be read', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();
