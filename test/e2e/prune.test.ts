@@ -12,6 +12,13 @@ async function repoBytes(repo: TestRepo): Promise<number> {
   return n;
 }
 
+/** Restores snapshot `id` and compares the restored copy of `src` with `src`, content and metadata. */
+async function restoresExactly(repo: TestRepo, id: string, src: string): Promise<void> {
+  const t = await tempDir();
+  ok(await cairn(repo, ['restore', id, '--target', t]), `restore ${id}`);
+  expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
+}
+
 /** Ten snapshots of a folder that changes: each round adds files, changes one, deletes one. */
 async function tenSnapshots(repo: TestRepo, src: string): Promise<void> {
   for (let round = 0; round < 10; round++) {
@@ -50,9 +57,7 @@ describe('prune', () => {
 
     ok(await cairn(repo, ['check', '--read-data']), 'cairn check --read-data');
     if (HAVE_RESTIC) ok(await restic(repo, ['check', '--read-data']), 'restic check --read-data');
-    const t = await tempDir();
-    ok(await cairn(repo, ['restore', 'latest', '--target', t]), 'restore');
-    expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
+    await restoresExactly(repo, 'latest', src);
 
     // Nothing left to do: a second prune changes nothing.
     const again = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--max-unused', '0%']), 'prune again').out) as { packsRemoved: number; packsRepacked: number };
@@ -85,9 +90,7 @@ describe('prune', () => {
     ok(await restic(repo, ['check', '--read-data']), 'restic check --read-data');
     const again = JSON.parse(ok(await cairn(repo, ['--json', 'prune']), 'prune again').out) as { packsRepacked: number };
     expect(again.packsRepacked).toBe(0);
-    const t = await tempDir();
-    ok(await cairn(repo, ['restore', 'latest', '--target', t]), 'restore');
-    expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
+    await restoresExactly(repo, 'latest', src);
   });
 
   it('keeps one copy of blobs stored twice (by backups that did not see each other), and restic agrees', async () => {
@@ -127,9 +130,7 @@ describe('prune', () => {
       expect(theirs).toMatch(/to delete:\s+0 blobs/);
     }
     for (const id of ['latest', (JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out) as { id: string }[])[0].id]) {
-      const t = await tempDir();
-      ok(await cairn(repo, ['restore', id, '--target', t]), `restore ${id}`);
-      expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
+      await restoresExactly(repo, id, src);
     }
   });
 
@@ -150,9 +151,7 @@ describe('prune', () => {
     expect(r.stderr).toMatch(/a snapshot needs tree blob [0-9a-f]{64}, which no index lists; run "cairn check"/);
     expect(await repoBytes(repo)).toBe(before);
     ok(await cairn(repo, ['repair', 'index']), 'repair index');
-    const t = await tempDir();
-    ok(await cairn(repo, ['restore', 'latest', '--target', t]), 'restore');
-    expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
+    await restoresExactly(repo, 'latest', src);
   });
 
   it('removes the packs of an interrupted backup and refuses when a snapshot cannot be read', async () => {
@@ -192,9 +191,7 @@ describe('repair index', () => {
     expect(r.damaged).toEqual([]);
     ok(await cairn(repo, ['check', '--read-data']), 'check after repair');
     if (HAVE_RESTIC) ok(await restic(repo, ['check', '--read-data']), 'restic check after repair');
-    const t = await tempDir();
-    ok(await cairn(repo, ['restore', 'latest', '--target', t]), 'restore');
-    expect(compareTrees(await describeTree(src), await describeTree(path.join(t, src)), 1000n)).toEqual([]);
+    await restoresExactly(repo, 'latest', src);
   });
 
   it('leaves a pack with a damaged header out, names it, and supersedes the old index', async () => {
