@@ -176,40 +176,42 @@ export class MasterIndex {
 
   addPack(packId: Id, blobs: readonly PackedBlob[]): void {
     if (blobs.length === 0) return;
+    const n = this.#packNumber(packId);
+    for (const b of blobs) this.#add(packId, n, b.id, b.type, b.offset, b.length, b.uncompressedLength);
+  }
+
+  addIndexJSON(json: IndexJSON, indexId: Id): void {
+    if (!json || !Array.isArray(json.packs)) throw new CairnError('INTEGRITY', `index ${indexId} has no packs list`);
+    for (const p of json.packs) {
+      const blobs = p.blobs ?? [];
+      if (blobs.length === 0) continue;
+      const n = this.#packNumber(p.id);
+      // Straight from the parsed JSON: no second object per blob.
+      for (const b of blobs) this.#add(p.id, n, b.id, b.type, b.offset, b.length, b.uncompressed_length);
+    }
+  }
+
+  #packNumber(packId: Id): number {
     let n = this.#packNumbers.get(packId);
     if (n === undefined) {
       n = this.#packIds.length;
       this.#packIds.push(packId);
       this.#packNumbers.set(packId, n);
     }
-    for (const b of blobs) {
-      // Grown first: growing rehashes through the id scratch that parseId fills.
-      if (this.#count + 1 > MAX_LOAD * (this.#table.length / SLOT_WORDS)) this.#grow();
-      if (!parseId(b.id)) throw new CairnError('INTEGRITY', `pack ${packId} lists a blob with the invalid id ${JSON.stringify(String(b.id).slice(0, 80))}`);
-      if (!isU32(b.offset) || !isU32(b.length) || (b.uncompressedLength !== undefined && !isU32(b.uncompressedLength + 1))) {
-        throw new CairnError('INTEGRITY', `pack ${packId} lists blob ${b.id} with an invalid offset or length`);
-      }
-      const i = probe(this.#table, b.type === 'tree', false);
-      if (i >= 0) continue;
-      this.#write(-i - 1, n, b.type, b.offset, b.length, b.uncompressedLength);
-      this.#count++;
-    }
+    return n;
   }
 
-  addIndexJSON(json: IndexJSON, indexId: Id): void {
-    if (!json || !Array.isArray(json.packs)) throw new CairnError('INTEGRITY', `index ${indexId} has no packs list`);
-    for (const p of json.packs) {
-      this.addPack(
-        p.id,
-        (p.blobs ?? []).map((b) => ({
-          id: b.id,
-          type: b.type,
-          offset: b.offset,
-          length: b.length,
-          uncompressedLength: b.uncompressed_length,
-        })),
-      );
+  #add(packId: Id, n: number, id: Id, type: BlobType, offset: number, length: number, uncompressedLength: number | undefined): void {
+    // Grown first: growing rehashes through the id scratch that parseId fills.
+    if (this.#count + 1 > MAX_LOAD * (this.#table.length / SLOT_WORDS)) this.#grow();
+    if (!parseId(id)) throw new CairnError('INTEGRITY', `pack ${packId} lists a blob with the invalid id ${JSON.stringify(String(id).slice(0, 80))}`);
+    if (!isU32(offset) || !isU32(length) || (uncompressedLength !== undefined && !isU32(uncompressedLength + 1))) {
+      throw new CairnError('INTEGRITY', `pack ${packId} lists blob ${id} with an invalid offset or length`);
     }
+    const i = probe(this.#table, type === 'tree', false);
+    if (i >= 0) return;
+    this.#write(-i - 1, n, type, offset, length, uncompressedLength);
+    this.#count++;
   }
 
   /** Every blob with its location, in no order (tests read the index through it; lookups go through `lookup`). */
