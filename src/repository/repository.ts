@@ -137,10 +137,6 @@ export class Repository {
   }
 
   /**
-   * Reads every index file into memory (once). `onFile` sees each file's JSON; with `onError`, an
-   * index file that fails to load is reported there and skipped instead of failing the call.
-   */
-  /**
    * Forgets the loaded index, so the next `loadIndex` reads every index file again: for a repository
    * object others may have written to since (the daemon pruning after a job), and for work that must
    * see each index file as it loads (prune). Only with nothing pending to save.
@@ -151,6 +147,10 @@ export class Repository {
     this.#indexLoaded = false;
   }
 
+  /**
+   * Reads every index file into memory (once). `onFile` sees each file's JSON; with `onError`, an
+   * index file that fails to load is reported there and skipped instead of failing the call.
+   */
   async loadIndex(opts: { onFile?: (id: Id, json: IndexJSON) => void; onError?: (id: Id, err: unknown) => void } = {}): Promise<void> {
     if (this.#indexLoaded) return;
     const ids = await this.listIds('index');

@@ -246,11 +246,10 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   for (const f of todo) if (plan.failed[f]) fs.rmSync(plan.dest[f], { force: true });
 
   // Hardlinks, symlinks and special files, in walk order.
-  const linked = (i: number): number | undefined => plan.linkTo.get(i);
   for (const i of [...plan.linkTo.keys(), ...plan.special.keys()].sort((a, b) => a - b)) {
     const dest = plan.dest[i];
     try {
-      const to = linked(i);
+      const to = plan.linkTo.get(i);
       if (to !== undefined) {
         if (plan.failed[to]) continue;
         fs.rmSync(dest, { force: true });
@@ -275,7 +274,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   const dirs: number[] = [];
   for (let i = 0; i < plan.count; i++) {
     const type = plan.type(i);
-    const to = linked(i);
+    const to = plan.linkTo.get(i);
     if (type === 'dir') dirs.push(i);
     else if (type !== 'socket' && !plan.failed[i] && !(to !== undefined && plan.failed[to])) leaves.push(i);
   }
