@@ -69,7 +69,8 @@ async function emitPack(): Promise<void> {
   pack = null;
   unsaved++;
   unsavedPacks.set(done.id, done.blobs.map((b) => b.id));
-  post({ op: 'pack', id: done.id, path: file, length: done.length, blobs: done.blobs });
+  const header = transferable(done.header);
+  post({ op: 'pack', id: done.id, path: file, length: done.length, header, count: done.blobs.length }, [header]);
   while (unsaved > MAX_UNSAVED_PACKS) await new Promise<void>((r) => (packSavedWaiter = r));
 }
 

@@ -1,6 +1,6 @@
 import { CairnError } from '../errors.js';
 import type { Id } from './id.js';
-import type { BlobType, PackedBlob } from './pack.js';
+import type { BlobList, BlobType } from './pack.js';
 
 /** Where a blob lives. */
 export interface BlobLocation {
@@ -174,7 +174,7 @@ export class MasterIndex {
     return n !== undefined && (this.#table[base + PACK] & ~TREE_BIT) === n + 1 && this.#table[base + OFFSET] === offset;
   }
 
-  addPack(packId: Id, blobs: readonly PackedBlob[]): void {
+  addPack(packId: Id, blobs: BlobList): void {
     if (blobs.length === 0) return;
     const n = this.#packNumber(packId);
     for (const b of blobs) this.#add(packId, n, b.id, b.type, b.offset, b.length, b.uncompressedLength);
@@ -268,13 +268,13 @@ export class MasterIndex {
 /** What one index file lists: packs with their blobs, and the index files it replaces. */
 export interface IndexFileContent {
   supersedes?: Id[];
-  packs: readonly { id: Id; blobs: readonly PackedBlob[] }[];
+  packs: readonly { id: Id; blobs: BlobList }[];
 }
 
 /** Index files for the given packs, split so that none grows past MAX_BLOBS_PER_INDEX blobs. */
-export function splitIndexFiles(packs: readonly { id: Id; blobs: readonly PackedBlob[] }[], supersedes: Id[] = []): IndexFileContent[] {
+export function splitIndexFiles(packs: readonly { id: Id; blobs: BlobList }[], supersedes: Id[] = []): IndexFileContent[] {
   const files: IndexFileContent[] = [];
-  let current: { id: Id; blobs: readonly PackedBlob[] }[] = [];
+  let current: { id: Id; blobs: BlobList }[] = [];
   let count = 0;
   for (const p of packs) {
     if (count > 0 && count + p.blobs.length > MAX_BLOBS_PER_INDEX) {
@@ -299,10 +299,11 @@ export function* indexText(f: IndexFileContent): Generator<string> {
   for (let p = 0; p < f.packs.length; p++) {
     const { id, blobs } = f.packs[p];
     yield `${p === 0 ? '' : ','}{"id":${JSON.stringify(id)},"blobs":[`;
-    for (let i = 0; i < blobs.length; i++) {
-      const b = blobs[i];
+    let first = true;
+    for (const b of blobs) {
       const ulen = b.uncompressedLength === undefined ? '' : `,"uncompressed_length":${JSON.stringify(b.uncompressedLength)}`;
-      yield `${i === 0 ? '' : ','}{"id":${JSON.stringify(b.id)},"type":${JSON.stringify(b.type)},"offset":${JSON.stringify(b.offset)},"length":${JSON.stringify(b.length)}${ulen}}`;
+      yield `${first ? '' : ','}{"id":${JSON.stringify(b.id)},"type":${JSON.stringify(b.type)},"offset":${JSON.stringify(b.offset)},"length":${JSON.stringify(b.length)}${ulen}}`;
+      first = false;
     }
     yield ']}';
   }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Key } from '../crypto/crypto.js';
 import { hashId } from './id.js';
-import { PackBuilder, PackFileWriter, encodePackHeader, parsePackHeader, parsePackTail } from './pack.js';
+import { HeaderBlobs, PackBuilder, PackFileWriter, encodePackHeader, parsePackHeader, parsePackTail, type PackedBlob } from './pack.js';
 import { indexText, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, type IndexJSON } from './master-index.js';
 import { decodeUnpacked, encodeUnpacked, encodeUnpackedText } from './unpacked.js';
 
@@ -120,6 +120,25 @@ describe('index', () => {
   it('writes uncompressed_length only for compressed blobs', () => {
     const [f] = splitIndexFiles([{ id: 'a'.repeat(64), blobs: [{ id: 'b'.repeat(64), type: 'tree', offset: 0, length: 50, uncompressedLength: 80 }, { id: 'c'.repeat(64), type: 'tree', offset: 50, length: 40 }] }]);
     expect([...indexText(f)].join('')).toBe(`{"packs":[{"id":"${'a'.repeat(64)}","blobs":[{"id":"${'b'.repeat(64)}","type":"tree","offset":0,"length":50,"uncompressed_length":80},{"id":"${'c'.repeat(64)}","type":"tree","offset":50,"length":40}]}]}`);
+  });
+
+  it('keeps a pack\'s blobs as header bytes that give back the same blobs, index text and lookups', () => {
+    let offset = 0;
+    const blobs: PackedBlob[] = Array.from({ length: 5 }, (_, i) => {
+      const b = { id: hashId(Buffer.from(`h${i}`)), type: i === 4 ? ('tree' as const) : ('data' as const), offset, length: 40 + i * 7, ...(i % 2 ? { uncompressedLength: 900 + i } : {}) };
+      offset += b.length;
+      return b;
+    });
+    const compact = HeaderBlobs.of(blobs);
+    expect(compact.length).toBe(5);
+    expect(compact.header.length).toBe(3 * 37 + 2 * 41);
+    expect([...compact]).toEqual(blobs.map((b) => ({ uncompressedLength: undefined, ...b })));
+    const id = hashId(Buffer.from('pack'));
+    const text = (list: PackedBlob[] | HeaderBlobs) => [...indexText(splitIndexFiles([{ id, blobs: list }])[0])].join('');
+    expect(text(compact)).toBe(text(blobs));
+    const idx = new MasterIndex();
+    idx.addPack(id, compact);
+    for (const b of blobs) expect(idx.lookup(b.type, b.id)).toEqual({ packId: id, type: b.type, offset: b.offset, length: b.length, uncompressedLength: b.uncompressedLength });
   });
 
   it('writes the text JSON.stringify writes, an empty file that only supersedes, and none for nothing', () => {

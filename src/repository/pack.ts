@@ -50,7 +50,10 @@ export function encodePackHeader(blobs: readonly PackedBlob[]): Buffer {
 
 /** Parses a decrypted pack header; offsets follow from the lengths. */
 export function parsePackHeader(plain: Buffer, packId: Id): PackedBlob[] {
-  const blobs: PackedBlob[] = [];
+  return Array.from(headerEntries(plain, packId));
+}
+
+function* headerEntries(plain: Buffer, packId: Id): Generator<PackedBlob> {
   let p = 0;
   let offset = 0;
   while (p < plain.length) {
@@ -63,16 +66,45 @@ export function parsePackHeader(plain: Buffer, packId: Id): PackedBlob[] {
     const uncompressedLength = compressed ? plain.readUInt32LE(p + 5) : undefined;
     const id = plain.toString('hex', p + need - 32, p + need);
     if (length < CRYPTO_OVERHEAD) throw new CairnError('INTEGRITY', `pack ${packId}: blob ${id} too short`);
-    blobs.push({ id, type: (t & 1) === 1 ? 'tree' : 'data', offset, length, uncompressedLength });
+    yield { id, type: (t & 1) === 1 ? 'tree' : 'data', offset, length, uncompressedLength };
     offset += length;
     p += need;
   }
-  return blobs;
 }
+
+/**
+ * A pack's blobs kept as its header's plaintext (37 or 41 bytes a blob) rather than as an object
+ * and an id string per blob (some 150 bytes of heap each): what a backup holds for every saved
+ * pack until an index file lists it, and what a worker hands over with a pack it filled.
+ */
+export class HeaderBlobs implements Iterable<PackedBlob> {
+  readonly header: Buffer;
+  readonly length: number;
+
+  constructor(header: Buffer, length: number) {
+    this.header = header;
+    this.length = length;
+  }
+
+  static of(blobs: readonly PackedBlob[]): HeaderBlobs {
+    return new HeaderBlobs(encodePackHeader(blobs), blobs.length);
+  }
+
+  [Symbol.iterator](): Iterator<PackedBlob> {
+    return headerEntries(this.header, 'in memory');
+  }
+}
+
+/** A pack's blobs, as objects or compactly. */
+export type BlobList = readonly PackedBlob[] | HeaderBlobs;
 
 /** The encrypted header and its length field, as appended to a pack. */
 export function sealPackHeader(key: Key, blobs: readonly PackedBlob[]): Buffer {
-  const sealed = key.encrypt(encodePackHeader(blobs));
+  return sealHeader(key, encodePackHeader(blobs));
+}
+
+function sealHeader(key: Key, header: Buffer): Buffer {
+  const sealed = key.encrypt(header);
   const tail = Buffer.allocUnsafe(4);
   tail.writeUInt32LE(sealed.length, 0);
   return Buffer.concat([sealed, tail]);
@@ -204,14 +236,18 @@ export class PackFileWriter {
     return length;
   }
 
-  /** Appends the header and closes the file; the pack is named by the hash of its bytes. */
-  finish(): { id: Id; length: number; blobs: PackedBlob[] } {
+  /**
+   * Appends the header and closes the file; the pack is named by the hash of its bytes. `header`
+   * is the header's plaintext (see HeaderBlobs).
+   */
+  finish(): { id: Id; length: number; blobs: PackedBlob[]; header: Buffer } {
     this.#flush();
-    const tail = sealPackHeader(this.#key, this.#blobs);
+    const header = encodePackHeader(this.#blobs);
+    const tail = sealHeader(this.#key, header);
     this.#write([tail]);
     this.#open = false;
     fs.closeSync(this.#fd);
-    return { id: this.#hash.digest('hex'), length: this.#size + tail.length, blobs: this.#blobs };
+    return { id: this.#hash.digest('hex'), length: this.#size + tail.length, blobs: this.#blobs, header };
   }
 
   /** Closes and removes the unfinished file. */

@@ -8,7 +8,7 @@ import { configFromJSON, configToJSON, newConfig, type ConfigJSON, type RepoConf
 import { hashId, ID_PATTERN, type Id } from './id.js';
 import { addKey, openMasterKey } from './keyfile.js';
 import { indexText, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, type IndexJSON } from './master-index.js';
-import { PackBuilder, type BlobType, type PackedBlob } from './pack.js';
+import { HeaderBlobs, PackBuilder, type BlobList, type BlobType, type PackedBlob } from './pack.js';
 import { decodeUnpacked, encodeUnpacked, encodeUnpackedText, parseJSON } from './unpacked.js';
 import type { Snapshot, SnapshotJSON } from './snapshot.js';
 import { snapshotToJSON } from './snapshot.js';
@@ -42,7 +42,8 @@ export class Repository {
 
   #treePack: PackBuilder | null = null;
   #pendingBlobs = new Map<string, true>();
-  #unindexed: { id: Id; blobs: PackedBlob[] }[] = [];
+  /** Packs saved since the last index file, with their blobs kept compactly. */
+  #unindexed: { id: Id; blobs: HeaderBlobs }[] = [];
   #unindexedBlobs = 0;
   #indexLoaded = false;
   #writeGate: Promise<void> = Promise.resolve();
@@ -116,7 +117,7 @@ export class Repository {
    * superseding `supersedes`; their ids. Each file's JSON is compressed as it is written out, a
    * blob at a time (see indexText).
    */
-  async saveIndex(packs: readonly { id: Id; blobs: readonly PackedBlob[] }[], supersedes: Id[] = []): Promise<Id[]> {
+  async saveIndex(packs: readonly { id: Id; blobs: BlobList }[], supersedes: Id[] = []): Promise<Id[]> {
     const ids: Id[] = [];
     for (const f of splitIndexFiles(packs, supersedes)) ids.push(await this.#saveUnpacked('index', encodeUnpackedText(() => indexText(f), this.config.version >= 2)));
     return ids;
@@ -257,19 +258,19 @@ export class Repository {
     await this.#writeGate;
     await this.backend.save({ type: 'data', name: id }, bytes);
     this.#packSaved(id, blobs);
+    for (const b of blobs) this.#pendingBlobs.delete(MasterIndex.key(b.type, b.id));
   }
 
   /** Saves a finished pack that a worker wrote to the local file `path` (moved or removed once saved). */
-  async savePackFile(id: Id, path: string, blobs: PackedBlob[]): Promise<void> {
+  async savePackFile(id: Id, path: string, blobs: HeaderBlobs): Promise<void> {
     await this.#writeGate;
     await saveLocalFile(this.backend, { type: 'data', name: id }, path);
     this.#packSaved(id, blobs);
   }
 
-  #packSaved(id: Id, blobs: PackedBlob[]): void {
+  #packSaved(id: Id, blobs: BlobList): void {
     this.index.addPack(id, blobs);
-    for (const b of blobs) this.#pendingBlobs.delete(MasterIndex.key(b.type, b.id));
-    this.#unindexed.push({ id, blobs });
+    this.#unindexed.push({ id, blobs: blobs instanceof HeaderBlobs ? blobs : HeaderBlobs.of(blobs) });
     this.#unindexedBlobs += blobs.length;
   }
 

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import { Worker } from 'node:worker_threads';
 import { CairnError, type ErrorCode } from '../errors.js';
 import type { Id } from './id.js';
-import type { PackedBlob } from './pack.js';
+import { HeaderBlobs } from './pack.js';
 import type { Repository } from './repository.js';
 import { PACK_SIZE } from './repository.js';
 import { terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
@@ -151,7 +151,7 @@ export class WorkerPool {
   #onMessage(slot: Slot, m: Reply): void {
     if (m.op === 'loaded') return;
     if (m.op === 'pack') {
-      const save = this.#savePack(slot, m.id, m.path, m.blobs);
+      const save = this.#savePack(slot, m.id, m.path, new HeaderBlobs(Buffer.from(m.header), m.count));
       this.#packSaves.push(save);
       return;
     }
@@ -165,7 +165,7 @@ export class WorkerPool {
     else p.reject(new SourceError(m.message, m.errno));
   }
 
-  async #savePack(from: Slot, id: Id, path: string, blobs: PackedBlob[]): Promise<void> {
+  async #savePack(from: Slot, id: Id, path: string, blobs: HeaderBlobs): Promise<void> {
     try {
       await this.#repo.savePackFile(id, path, blobs);
       // The pack's blobs are in the index's table now, which the workers read.

@@ -98,5 +98,6 @@ export interface CheckPackResult {
 export type Reply =
   | { op: 'done'; seq: number; result: unknown; lent?: ArrayBuffer }
   | { op: 'error'; seq: number; message: string; code?: string; errno?: string; lent?: ArrayBuffer }
-  | { op: 'pack'; id: Id; path: string; length: number; blobs: PackedBlob[] }
+  /** A filled pack, staged at `path`; its blobs as its header's plaintext (see HeaderBlobs). */
+  | { op: 'pack'; id: Id; path: string; length: number; header: ArrayBuffer; count: number }
   | { op: 'loaded' };
