@@ -1,4 +1,6 @@
 import { CairnError } from '../errors.js';
+import { ROW_LENGTH, ROW_OFFSET, ROW_PACK, ROW_TREE, ROW_ULEN, ROW_WORDS, scanIndex } from './index-scan.js';
+import { parseJSON } from './unpacked.js';
 import type { Id } from './id.js';
 import type { BlobList, BlobType } from './pack.js';
 
@@ -191,6 +193,36 @@ export class MasterIndex {
     }
   }
 
+  /**
+   * Adds an index file from its JSON bytes: read straight into the table when it is in the shape
+   * restic and Cairn write (see index-scan.ts), parsed as JSON otherwise.
+   */
+  addIndexText(json: Buffer, indexId: Id): void {
+    const scanned = scanIndex(json);
+    if (!scanned) {
+      this.addIndexJSON(parseJSON<IndexJSON>(json.toString('utf8'), `index ${indexId}`), indexId);
+      return;
+    }
+    // As addIndexJSON: a pack gets its number with its first blob (packs without blobs get none).
+    const numbers = new Array<number>(scanned.packs.length).fill(-1);
+    const { rows } = scanned;
+    // Room for every blob at once: one rehash rather than one per doubling.
+    let slots = this.slots;
+    while (this.#count + scanned.count > MAX_LOAD * slots) slots *= 2;
+    if (slots > this.slots) this.#grow(slots);
+    for (let r = 0; r < scanned.count * ROW_WORDS; r += ROW_WORDS) {
+      const p = rows[r + ROW_PACK];
+      if (numbers[p] < 0) numbers[p] = this.#packNumber(scanned.packs[p]);
+      for (let k = 0; k < ID_WORDS; k++) idWords[k] = rows[r + k];
+      const tree = rows[r + ROW_TREE] === 1;
+      const i = probe(this.#table, tree, false);
+      if (i >= 0) continue;
+      const ulen = rows[r + ROW_ULEN];
+      this.#write(-i - 1, numbers[p], tree ? 'tree' : 'data', rows[r + ROW_OFFSET], rows[r + ROW_LENGTH], ulen === 0 ? undefined : ulen - 1);
+      this.#count++;
+    }
+  }
+
   #packNumber(packId: Id): number {
     let n = this.#packNumbers.get(packId);
     if (n === undefined) {
@@ -251,10 +283,10 @@ export class MasterIndex {
     Atomics.store(t, base + PACK, ((pack + 1) | (type === 'tree' ? TREE_BIT : 0)) >>> 0);
   }
 
-  /** Doubles the table into new shared memory; views of the old one keep reading it unchanged. */
-  #grow(): void {
+  /** Moves the table into new shared memory twice the size (or `slots`); views of the old one keep reading it unchanged. */
+  #grow(slots = 2 * this.slots): void {
     const old = this.#table;
-    this.#table = new Uint32Array(new SharedArrayBuffer(old.byteLength * 2));
+    this.#table = new Uint32Array(new SharedArrayBuffer(slots * SLOT_WORDS * 4));
     for (let base = 0; base < old.length; base += SLOT_WORDS) {
       const packWord = old[base + PACK];
       if (packWord === 0) continue;

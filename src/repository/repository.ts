@@ -9,7 +9,7 @@ import { hashId, ID_PATTERN, type Id } from './id.js';
 import { addKey, openMasterKey } from './keyfile.js';
 import { indexText, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, type IndexJSON } from './master-index.js';
 import { HeaderBlobs, PackBuilder, type BlobList, type BlobType, type PackedBlob } from './pack.js';
-import { decodeUnpacked, encodeUnpacked, encodeUnpackedText, parseJSON } from './unpacked.js';
+import { decodeUnpacked, decodeUnpackedBytes, encodeUnpacked, encodeUnpackedText, parseJSON } from './unpacked.js';
 import type { Snapshot, SnapshotJSON } from './snapshot.js';
 import { snapshotToJSON } from './snapshot.js';
 import { decodeTree, type Tree } from './tree.js';
@@ -93,10 +93,15 @@ export class Repository {
 
   /** Loads, verifies and decodes an unpacked file (index, snapshot, lock). */
   async loadJSON<T>(type: Exclude<FileType, 'data' | 'key' | 'config'>, id: Id): Promise<T> {
+    return parseJSON<T>((await this.#loadUnpacked(type, id)).toString('utf8'), `${type} ${id}`);
+  }
+
+  /** An unpacked file's JSON bytes, checked against its name and decrypted. */
+  async #loadUnpacked(type: Exclude<FileType, 'data' | 'key' | 'config'>, id: Id): Promise<Buffer> {
     const bytes = await this.backend.load({ type, name: id });
     if (hashId(bytes) !== id) throw new CairnError('INTEGRITY', `${type} ${id}: file content does not match its name`);
     const plain = this.key.decrypt(bytes);
-    return parseJSON<T>(decodeUnpacked(plain, `${type} ${id}`), `${type} ${id}`);
+    return decodeUnpackedBytes(plain, `${type} ${id}`);
   }
 
   /**
@@ -156,16 +161,21 @@ export class Repository {
     if (this.#indexLoaded) return;
     const ids = await this.listIds('index');
     await mapLimit(ids, 8, async (id) => {
-      let j: IndexJSON;
+      let j: IndexJSON | undefined;
       try {
-        j = await this.loadJSON<IndexJSON>('index', id);
-        this.index.addIndexJSON(j, id);
+        if (opts.onFile) {
+          j = await this.loadJSON<IndexJSON>('index', id);
+          this.index.addIndexJSON(j, id);
+        } else {
+          // Without an object per blob (see MasterIndex.addIndexText).
+          this.index.addIndexText(await this.#loadUnpacked('index', id), id);
+        }
       } catch (err) {
         if (!opts.onError) throw err;
         opts.onError(id, err);
         return;
       }
-      opts.onFile?.(id, j);
+      if (j) opts.onFile?.(id, j);
     });
     this.#indexLoaded = true;
   }

@@ -27,10 +27,15 @@ export function encodeUnpackedText(parts: () => Iterable<string>, compressed: bo
 
 /** The JSON text of an unpacked file's plaintext, whichever encoding it has. */
 export function decodeUnpacked(plain: Buffer, what: string): string {
+  return decodeUnpackedBytes(plain, what).toString('utf8');
+}
+
+/** Like decodeUnpacked, as UTF-8 bytes. */
+export function decodeUnpackedBytes(plain: Buffer, what: string): Buffer {
   if (plain.length === 0) throw new CairnError('INTEGRITY', `${what} is empty`);
   const first = plain[0];
-  if (first === 0x7b || first === 0x5b) return plain.toString('utf8');
-  if (first === ENCODING_ZSTD) return decompress(plain.subarray(1)).toString('utf8');
+  if (first === 0x7b || first === 0x5b) return plain;
+  if (first === ENCODING_ZSTD) return decompress(plain.subarray(1));
   throw new CairnError('INTEGRITY', `${what} has unknown encoding version ${first}`);
 }
 
