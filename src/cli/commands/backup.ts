@@ -89,13 +89,16 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
     const repo = await ctx.openRepository();
     // A lock waits a moment for racing clients before it counts; walk and hash meanwhile.
     await ctx.lock(repo, false, { overlap: true });
+    // The parent snapshot is looked for while the index loads: neither needs the other.
+    const parentP = o.stdin || (o.force && !o.parent) ? Promise.resolve(null) : o.parent ? findSnapshot(repo, o.parent) : findParent(repo, host, paths);
+    parentP.catch(() => undefined);
     await repo.loadIndex();
     const pool = ctx.pool(repo);
     started = Date.now();
     if (o.stdin) {
       result = await backupStream(repo, pool, process.stdin, o.stdinFilename, { host, tags, signal: ctx.signal });
     } else {
-      const parent = o.force && !o.parent ? null : o.parent ? await findSnapshot(repo, o.parent) : await findParent(repo, host, paths);
+      const parent = await parentP;
       if (parent && !ctx.opts.json) ctx.print(`using parent snapshot ${shortId(parent.id)}`);
       const progress = ctx.progress();
       const totals = { files: 0, bytes: 0 };
