@@ -214,12 +214,8 @@ export class MasterIndex {
       const p = rows[r + ROW_PACK];
       if (numbers[p] < 0) numbers[p] = this.#packNumber(scanned.packs[p]);
       for (let k = 0; k < ID_WORDS; k++) idWords[k] = rows[r + k];
-      const tree = rows[r + ROW_TREE] === 1;
-      const i = probe(this.#table, tree, false);
-      if (i >= 0) continue;
       const ulen = rows[r + ROW_ULEN];
-      this.#write(-i - 1, numbers[p], tree ? 'tree' : 'data', rows[r + ROW_OFFSET], rows[r + ROW_LENGTH], ulen === 0 ? undefined : ulen - 1);
-      this.#count++;
+      this.#insert(numbers[p], rows[r + ROW_TREE] === 1 ? 'tree' : 'data', rows[r + ROW_OFFSET], rows[r + ROW_LENGTH], ulen === 0 ? undefined : ulen - 1);
     }
   }
 
@@ -240,6 +236,11 @@ export class MasterIndex {
     if (!isU32(offset) || !isU32(length) || (uncompressedLength !== undefined && !isU32(uncompressedLength + 1))) {
       throw new CairnError('INTEGRITY', `pack ${packId} lists blob ${id} with an invalid offset or length`);
     }
+    this.#insert(n, type, offset, length, uncompressedLength);
+  }
+
+  /** Adds the blob whose id is in idWords, unless the table has it; the table must have room. */
+  #insert(n: number, type: BlobType, offset: number, length: number, uncompressedLength: number | undefined): void {
     const i = probe(this.#table, type === 'tree', false);
     if (i >= 0) return;
     this.#write(-i - 1, n, type, offset, length, uncompressedLength);
