@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { gearScan, scannedHash } from './gear-scan.js';
 import { polynomialToHex } from './polynomial.js';
 
 /** Smallest chunk the chunker emits, except for the final chunk of a stream. Same as restic. */
@@ -90,20 +91,16 @@ export class Chunker {
         for (; i < end; i++) h = ((h << 1) + gear[data[i]]) | 0;
       } else if (pos < AVG_CHUNK) {
         const end = Math.min(n, start + AVG_CHUNK);
-        for (; i < end; i++) {
-          h = ((h << 1) + gear[data[i]]) | 0;
-          if ((h & MASK_STRICT) === 0) break;
-        }
+        i = gearScan(gear, data, i, end, h, MASK_STRICT);
+        h = scannedHash;
         if (i < end) {
           i++;
           cut = true;
         }
       } else {
         const end = Math.min(n, start + MAX_CHUNK);
-        for (; i < end; i++) {
-          h = ((h << 1) + gear[data[i]]) | 0;
-          if ((h & MASK_LOOSE) === 0) break;
-        }
+        i = gearScan(gear, data, i, end, h, MASK_LOOSE);
+        h = scannedHash;
         if (i < end) {
           i++;
           cut = true;

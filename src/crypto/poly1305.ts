@@ -9,6 +9,8 @@
  * final reduction happen once per message and stay in JavaScript.
  */
 
+import { OP, instantiateWasm, sleb, uleb, type WasmFunction } from '../util/wasm.js';
+
 /** Size of a Poly1305 tag in bytes. */
 export const TAG_SIZE = 16;
 
@@ -28,33 +30,6 @@ const STATE_WORDS = 14;
 const BUF = 64;
 const CHUNK = 65536;
 const PAGES = 2;
-
-// WebAssembly opcodes used by the block function.
-const OP = {
-  block: 0x02,
-  loop: 0x03,
-  brIf: 0x0d,
-  end: 0x0b,
-  localGet: 0x20,
-  localSet: 0x21,
-  i64Load32U: 0x35,
-  i64Store32: 0x3e,
-  i32Const: 0x41,
-  i64Const: 0x42,
-  i32LtU: 0x49,
-  i32GeU: 0x4f,
-  i32Add: 0x6a,
-  i64Add: 0x7c,
-  i64Mul: 0x7e,
-  i64And: 0x83,
-  i64Or: 0x84,
-  i64Shl: 0x86,
-  i64ShrU: 0x88,
-  i64ExtendI32U: 0xad,
-  void: 0x40,
-  i32: 0x7f,
-  i64: 0x7e,
-} as const;
 
 const { blocks, mem, state } = instantiate();
 
@@ -184,12 +159,6 @@ function putU32le(b: Uint8Array, i: number, v: number): void {
   b[i + 3] = v >>> 24;
 }
 
-// The project's lib settings carry no WebAssembly typings; this is the part used here.
-declare const WebAssembly: {
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> };
-};
-
 interface Poly1305Wasm {
   /** Processes the 16-byte blocks in [ptr, end); `hibit` is 1 for full blocks, 0 for the padded tail. */
   blocks: (ptr: number, end: number, hibit: number) => void;
@@ -198,20 +167,12 @@ interface Poly1305Wasm {
 }
 
 function instantiate(): Poly1305Wasm {
-  const module = new WebAssembly.Module(assembleModule());
-  const instance = new WebAssembly.Instance(module, {});
-  const memory = instance.exports.memory as { buffer: ArrayBuffer };
-  return {
-    blocks: instance.exports.blocks as Poly1305Wasm['blocks'],
-    // The memory never grows, so these views stay valid.
-    mem: new Uint8Array(memory.buffer),
-    state: new Uint32Array(memory.buffer, 0, STATE_WORDS),
-  };
+  const { call, buffer } = instantiateWasm<Poly1305Wasm['blocks']>(blockFunction());
+  return { blocks: call, mem: new Uint8Array(buffer), state: new Uint32Array(buffer, 0, STATE_WORDS) };
 }
 
-
-/** Builds the module: `memory` (exported) and `blocks(ptr: i32, end: i32, hibit: i32)`. */
-function assembleModule(): Uint8Array {
+/** The block function `blocks(ptr: i32, end: i32, hibit: i32)` over a memory laid out as above. */
+function blockFunction(): WasmFunction {
   // Locals: params 0..2, then i64 h0..h4, r0..r4, s1..s4, d0..d4, carry, hibit << 24.
   const PTR = 0, END = 1, HIBIT = 2;
   const H = 3, R = 8, S = 13, D = 17, C = 22, HI = 23;
@@ -331,39 +292,11 @@ function assembleModule(): Uint8Array {
   }
   emit(OP.end);
 
-  const body = [1, I64_LOCALS, OP.i64, ...code];
-  const section = (id: number, payload: number[]): number[] => [id, ...uleb(payload.length), ...payload];
-  const name = (s: string): number[] => [s.length, ...Array.from(s, (ch) => ch.charCodeAt(0))];
-  return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
-    ...section(1, [1, 0x60, 3, OP.i32, OP.i32, OP.i32, 0]),
-    ...section(3, [1, 0]),
-    ...section(5, [1, 0x01, PAGES, PAGES]),
-    ...section(7, [2, ...name('memory'), 0x02, 0, ...name('blocks'), 0x00, 0]),
-    ...section(10, [1, ...uleb(body.length), ...body]),
-  ]);
-}
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-function sleb(n: number): number[] {
-  const out: number[] = [];
-  while (true) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && (b & 0x40) === 0) || (n === -1 && (b & 0x40) !== 0)) {
-      out.push(b);
-      return out;
-    }
-    out.push(b | 0x80);
-  }
+  return {
+    params: [OP.i32, OP.i32, OP.i32],
+    results: [],
+    locals: [[I64_LOCALS, OP.i64]],
+    code,
+    pages: PAGES,
+  };
 }
