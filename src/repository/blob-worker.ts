@@ -4,7 +4,6 @@
  * the repository does not have yet into its own data pack, which it hands to the main thread
  * when full. For restore and check it opens blobs out of pack bytes the main thread loaded.
  */
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parentPort, workerData } from 'node:worker_threads';
@@ -16,7 +15,7 @@ import { CairnError } from '../errors.js';
 import { SMALL_FILE } from './worker-protocol.js';
 import { PackFileWriter, parsePackTail } from './pack.js';
 import { SharedBlobView } from './master-index.js';
-import type { Id } from './id.js';
+import { hashId, type Id } from './id.js';
 import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { applyMetadataSync } from '../fs/apply.js';
 import { fromWire, showPath } from '../fs/fspath.js';
@@ -76,7 +75,7 @@ async function emitPack(): Promise<void> {
 
 /** Hashes a chunk and, when new, seals it into the current pack (the chunk's bytes are encrypted in place). */
 async function saveChunk(chunk: Buffer, r: SaveResult): Promise<void> {
-  const id = createHash('sha256').update(chunk).digest('hex');
+  const id = hashId(chunk);
   r.content.push(id);
   if (mine.has(id) || stored.has('data', id)) return;
   mine.add(id);
@@ -323,14 +322,14 @@ function openBlob(sealed: Buffer, b: OpenBlob): Buffer {
     throw new CairnError('INTEGRITY', `blob ${b.id} fails verification (damaged ciphertext)`);
   }
   if (b.uncompressedLength !== undefined) plain = decompressor.decompress(plain, b.uncompressedLength);
-  if (createHash('sha256').update(plain).digest('hex') !== b.id) throw new CairnError('INTEGRITY', `blob ${b.id} has the wrong content hash`);
+  if (hashId(plain) !== b.id) throw new CairnError('INTEGRITY', `blob ${b.id} has the wrong content hash`);
   return plain;
 }
 
 function checkPack(id: string, data: ArrayBuffer, length: number): CheckPackResult {
   const buf = Buffer.from(data, 0, length);
   const errors: string[] = [];
-  const actual = createHash('sha256').update(buf).digest('hex');
+  const actual = hashId(buf);
   if (actual !== id) errors.push(`pack ${id}: content hash is ${actual}, the file is damaged`);
   let header;
   try {
@@ -374,7 +373,7 @@ function verifyFile(path: string | Buffer, blobs: { id: string; size: number }[]
         if (n === 0) return false;
         got += n;
       }
-      if (createHash('sha256').update(view).digest('hex') !== b.id) return false;
+      if (hashId(view) !== b.id) return false;
       pos += b.size;
     }
     return true;

@@ -23,6 +23,8 @@ export function decodeTree(plain: Buffer, id: string): Tree {
   if (!t || !Array.isArray(t.nodes)) throw new CairnError('INTEGRITY', `tree ${id} has no nodes list`);
   for (const n of t.nodes) {
     if (typeof n?.name !== 'string') throw new CairnError('INTEGRITY', `tree ${id} has a node without a name`);
+    // Most names have no escapes: their bytes are their UTF-8, which the string already is.
+    if (!n.name.includes('\\') && n.name.isWellFormed()) continue;
     const raw = goUnquoteBytes(n.name);
     n.name = raw.toString('utf8');
     if (!isUtf8(raw)) n.nameRaw = raw;
