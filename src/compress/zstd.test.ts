@@ -58,3 +58,15 @@ describe('compressText', () => {
     expect(decompress(frame).length).toBe(0);
   });
 });
+
+describe('levels by content', () => {
+  it('compresses index-shaped JSON smaller as json than as file data, and both round-trip', () => {
+    const blobs = Array.from({ length: 4000 }, (_, i) => `{"id":"${randomBytes(32).toString('hex')}","type":"data","offset":${i * 4096},"length":${4000 + (i % 97)},"uncompressed_length":${8000 + i}}`);
+    const json = Buffer.from(`{"packs":[{"id":"${randomBytes(32).toString('hex')}","blobs":[${blobs.join(',')}]}]}`);
+    const asJson = compress(json, 'auto', 'json');
+    const asData = compress(json, 'auto', 'data');
+    expect(asJson.length).toBeLessThan(asData.length);
+    expect(decompress(asJson, json.length).equals(json)).toBe(true);
+    expect(decompress(asData, json.length).equals(json)).toBe(true);
+  });
+});

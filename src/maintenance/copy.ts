@@ -47,7 +47,7 @@ export async function copySnapshots(src: Repository, dst: Repository, snapshots:
     if (queued.has(id) || dst.hasBlob('data', id)) return;
     queued.add(id);
     const plain = await src.loadBlob('data', id);
-    const sealed = dst.sealBlob(plain);
+    const sealed = dst.sealBlob(plain, 'data');
     dataPack ??= new PackBuilder(dst.key);
     dataPack.add('data', id, sealed.bytes, sealed.uncompressedLength);
     result.blobsCopied++;

@@ -247,7 +247,7 @@ export class Repository {
   /** Seals a blob (compressing in v2) into the main thread's pack; used for trees and small writes. */
   async saveBlob(type: BlobType, plain: Uint8Array, id: Id = hashId(plain)): Promise<{ id: Id; added: boolean; packedSize: number }> {
     if (this.hasBlob(type, id)) return { id, added: false, packedSize: 0 };
-    const sealed = this.sealBlob(plain);
+    const sealed = this.sealBlob(plain, type);
     this.#treePack ??= new PackBuilder(this.key);
     this.#treePack.add(type, id, sealed.bytes, sealed.uncompressedLength);
     this.#pendingBlobs.set(MasterIndex.key(type, id), true);
@@ -255,9 +255,10 @@ export class Repository {
     return { id, added: true, packedSize: sealed.bytes.length };
   }
 
-  sealBlob(plain: Uint8Array): { bytes: Buffer; uncompressedLength?: number } {
+  /** Compresses (unless compression is off or it does not help) and encrypts a blob of `type`. */
+  sealBlob(plain: Uint8Array, type: BlobType): { bytes: Buffer; uncompressedLength?: number } {
     if (this.compression !== 'off') {
-      const packed = compress(plain, this.compression);
+      const packed = compress(plain, this.compression, type === 'tree' ? 'json' : 'data');
       if (packed.length < plain.length) return { bytes: this.key.encrypt(packed), uncompressedLength: plain.length };
     }
     return { bytes: this.key.encrypt(plain) };

@@ -12,7 +12,7 @@ const ENCODING_ZSTD = 2;
 export function encodeUnpacked(json: string, compressed: boolean): Buffer {
   const plain = Buffer.from(json, 'utf8');
   if (!compressed) return plain;
-  const packed = compress(plain);
+  const packed = compress(plain, 'auto', 'json');
   const out = Buffer.allocUnsafe(packed.length + 1);
   out[0] = ENCODING_ZSTD;
   packed.copy(out, 1);
