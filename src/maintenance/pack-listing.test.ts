@@ -13,10 +13,7 @@ const asPacked = (b: Listed): PackedBlob => ({ id: b.id, type: b.type, offset: b
 function load(files: IndexJSON[]): { index: MasterIndex; listing: PackListing } {
   const index = new MasterIndex();
   const listing = new PackListing();
-  files.forEach((f, i) => {
-    index.addIndexJSON(f, `index-${i}`);
-    for (const p of f.packs) listing.add(p.id, p.blobs);
-  });
+  files.forEach((f, i) => listing.addListed(index.addIndexText(Buffer.from(JSON.stringify(f)), `index-${i}`)));
   listing.resolve(index);
   return { index, listing };
 }
@@ -82,7 +79,7 @@ describe('the pack listing', () => {
 
   it('refuses to grow after it is resolved', () => {
     const { listing } = load([]);
-    expect(() => listing.add(newId(), [])).toThrow(/after resolve/);
+    expect(() => listing.addListed({ packs: [newId()], rows: new Uint32Array(0), count: 0 })).toThrow(/after resolve/);
   });
 });
 

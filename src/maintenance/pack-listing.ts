@@ -1,6 +1,7 @@
 import { CairnError } from '../errors.js';
 import type { Id } from '../repository/id.js';
-import type { IndexJSON, MasterIndex } from '../repository/master-index.js';
+import { ROW_LENGTH, ROW_OFFSET, ROW_PACK, ROW_TREE, ROW_ULEN, ROW_WORDS, type ScannedIndex } from '../repository/index-scan.js';
+import type { MasterIndex } from '../repository/master-index.js';
 import type { BlobType, PackedBlob } from '../repository/pack.js';
 import { doubled } from '../util/typed.js';
 
@@ -43,23 +44,27 @@ export class PackListing {
     return n;
   }
 
-  /** Adds one index file's listing of a pack (the index has checked its ids, offsets and lengths). */
-  add(packId: Id, blobs: IndexJSON['packs'][number]['blobs']): void {
-    if (!this.#ids) throw new CairnError('INTERNAL', 'PackListing.add after resolve');
-    let p = this.#packNumbers.get(packId);
-    if (p === undefined) {
-      p = this.packIds.length;
-      this.packIds.push(packId);
-      this.#packNumbers.set(packId, p);
-    }
-    for (const b of blobs) {
+  /** Adds what one index file lists (MasterIndex.addIndexText has checked its ids, offsets and lengths). */
+  addListed(listed: ScannedIndex): void {
+    if (!this.#ids) throw new CairnError('INTERNAL', 'PackListing.addListed after resolve');
+    const numbers = listed.packs.map((packId) => {
+      let p = this.#packNumbers.get(packId);
+      if (p === undefined) {
+        p = this.packIds.length;
+        this.packIds.push(packId);
+        this.#packNumbers.set(packId, p);
+      }
+      return p;
+    });
+    const { rows } = listed;
+    for (let r = 0; r < listed.count * ROW_WORDS; r += ROW_WORDS) {
       if (this.#count * WORDS === this.#words.length) this.#grow();
       const w = this.#count * WORDS;
-      this.#words[w] = (p | (b.type === 'tree' ? TREE_BIT : 0)) >>> 0;
-      this.#words[w + 1] = b.offset;
-      this.#words[w + 2] = b.length;
-      this.#words[w + 3] = b.uncompressed_length === undefined ? 0 : b.uncompressed_length + 1;
-      this.#ids.write(b.id, this.#count * 32, 'hex');
+      this.#words[w] = (numbers[rows[r + ROW_PACK]] | (rows[r + ROW_TREE] === 1 ? TREE_BIT : 0)) >>> 0;
+      this.#words[w + 1] = rows[r + ROW_OFFSET];
+      this.#words[w + 2] = rows[r + ROW_LENGTH];
+      this.#words[w + 3] = rows[r + ROW_ULEN];
+      for (let k = 0; k < 8; k++) this.#ids!.writeUInt32LE(rows[r + k], this.#count * 32 + 4 * k);
       this.#count++;
     }
   }

@@ -94,7 +94,7 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
   const maxUnused = opts.maxUnused ?? { percent: 5 };
   const oldIndexIds = await repo.listIds('index');
   const listing = new PackListing();
-  await repo.loadIndex({ onFile: (_id, j) => j.packs.forEach((p) => listing.add(p.id, p.blobs ?? [])) });
+  await repo.loadIndex({ onFile: (_id, listed) => listing.addListed(listed) });
   const index = repo.index;
   listing.resolve(index);
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CairnError } from '../errors.js';
 import { hashId } from './id.js';
-import { scanIndex } from './index-scan.js';
+import { ROW_WORDS, scanIndex } from './index-scan.js';
 import { MasterIndex, type IndexJSON } from './master-index.js';
 
 const id = (s: string) => hashId(Buffer.from(s));
@@ -127,5 +127,19 @@ describe('index files read without JSON.parse', () => {
     expect(fast).toEqual(viaJSON);
     const distinct = new Set(packs.flatMap((p) => p.blobs.map((b) => `${b.type}:${b.id}`)));
     expect((fast as { size: number }).size).toBe(1 + distinct.size);
+  });
+});
+
+describe('rows of an index file', () => {
+  it('are the same whether the file was scanned or, in another spelling, parsed as JSON', () => {
+    const canonical = Buffer.from(JSON.stringify(sample()));
+    const spaced = Buffer.from(JSON.stringify(sample(), null, 1));
+    expect(scanIndex(spaced)).toBeNull();
+    const scanned = new MasterIndex().addIndexText(canonical, 'a');
+    const parsed = new MasterIndex().addIndexText(spaced, 'b');
+    expect(parsed.packs).toEqual(scanned.packs);
+    expect(parsed.count).toBe(scanned.count);
+    expect(Array.from(parsed.rows.subarray(0, parsed.count * ROW_WORDS))).toEqual(Array.from(scanned.rows.subarray(0, scanned.count * ROW_WORDS)));
+    expect(scanned.count).toBe(5);
   });
 });

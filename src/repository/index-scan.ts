@@ -1,4 +1,5 @@
 import type { Id } from './id.js';
+import type { IndexJSON } from './master-index.js';
 
 /**
  * A fast reader for index files in the exact shape restic and Cairn write them (Go's
@@ -193,5 +194,32 @@ export function scanIndex(json: Uint8Array): ScannedIndex | null {
     }
   }
   if (!s.takeByte(CLOSE_OBJECT) || !s.atEnd()) return null;
+  return { packs, rows, count };
+}
+
+/**
+ * The rows `scanIndex` gives, from an index file parsed as JSON (one that `scanIndex` gave up
+ * on), so that readers of index files see one form. The file must have passed
+ * MasterIndex.addIndexJSON, which checks its ids, offsets and lengths.
+ */
+export function rowsFromIndexJSON(json: IndexJSON): ScannedIndex {
+  const packs = json.packs.map((p) => p.id);
+  const count = json.packs.reduce((n, p) => n + (p.blobs?.length ?? 0), 0);
+  const rows = new Uint32Array(count * ROW_WORDS);
+  const id = Buffer.alloc(32);
+  const idWords = new Uint32Array(id.buffer, id.byteOffset, 8);
+  let r = 0;
+  json.packs.forEach((p, pack) => {
+    for (const b of p.blobs ?? []) {
+      id.write(b.id, 'hex');
+      rows.set(idWords, r);
+      rows[r + ROW_PACK] = pack;
+      rows[r + ROW_TREE] = b.type === 'tree' ? 1 : 0;
+      rows[r + ROW_OFFSET] = b.offset;
+      rows[r + ROW_LENGTH] = b.length;
+      rows[r + ROW_ULEN] = b.uncompressed_length === undefined ? 0 : b.uncompressed_length + 1;
+      r += ROW_WORDS;
+    }
+  });
   return { packs, rows, count };
 }

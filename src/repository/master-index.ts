@@ -1,5 +1,5 @@
 import { CairnError } from '../errors.js';
-import { ROW_LENGTH, ROW_OFFSET, ROW_PACK, ROW_TREE, ROW_ULEN, ROW_WORDS, scanIndex } from './index-scan.js';
+import { ROW_LENGTH, ROW_OFFSET, ROW_PACK, ROW_TREE, ROW_ULEN, ROW_WORDS, rowsFromIndexJSON, scanIndex, type ScannedIndex } from './index-scan.js';
 import { parseJSON } from './unpacked.js';
 import type { Id } from './id.js';
 import type { BlobList, BlobType } from './pack.js';
@@ -195,13 +195,15 @@ export class MasterIndex {
 
   /**
    * Adds an index file from its JSON bytes: read straight into the table when it is in the shape
-   * restic and Cairn write (see index-scan.ts), parsed as JSON otherwise.
+   * restic and Cairn write (see index-scan.ts), parsed as JSON otherwise. Returns what the file
+   * lists, as rows.
    */
-  addIndexText(json: Buffer, indexId: Id): void {
+  addIndexText(json: Buffer, indexId: Id): ScannedIndex {
     const scanned = scanIndex(json);
     if (!scanned) {
-      this.addIndexJSON(parseJSON<IndexJSON>(json.toString('utf8'), `index ${indexId}`), indexId);
-      return;
+      const parsed = parseJSON<IndexJSON>(json.toString('utf8'), `index ${indexId}`);
+      this.addIndexJSON(parsed, indexId);
+      return rowsFromIndexJSON(parsed);
     }
     // As addIndexJSON: a pack gets its number with its first blob (packs without blobs get none).
     const numbers = new Array<number>(scanned.packs.length).fill(-1);
@@ -217,6 +219,7 @@ export class MasterIndex {
       const ulen = rows[r + ROW_ULEN];
       this.#insert(numbers[p], rows[r + ROW_TREE] === 1 ? 'tree' : 'data', rows[r + ROW_OFFSET], rows[r + ROW_LENGTH], ulen === 0 ? undefined : ulen - 1);
     }
+    return scanned;
   }
 
   #packNumber(packId: Id): number {

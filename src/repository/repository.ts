@@ -6,8 +6,9 @@ import { compress, decompress, type CompressionMode } from '../compress/zstd.js'
 import { mapLimit } from '../util/limit.js';
 import { configFromJSON, configToJSON, newConfig, type ConfigJSON, type RepoConfig } from './config.js';
 import { hashId, ID_PATTERN, type Id } from './id.js';
+import type { ScannedIndex } from './index-scan.js';
 import { addKey, openMasterKey } from './keyfile.js';
-import { indexText, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, type IndexJSON } from './master-index.js';
+import { indexText, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles } from './master-index.js';
 import { HeaderBlobs, PackBuilder, type BlobList, type BlobType, type PackedBlob } from './pack.js';
 import { decodeUnpacked, decodeUnpackedBytes, encodeUnpacked, encodeUnpackedText, parseJSON } from './unpacked.js';
 import type { Snapshot, SnapshotJSON } from './snapshot.js';
@@ -154,28 +155,24 @@ export class Repository {
   }
 
   /**
-   * Reads every index file into memory (once). `onFile` sees each file's JSON; with `onError`, an
+   * Reads every index file into memory (once). `onFile` sees what each file lists, as rows (see
+   * index-scan.ts); with `onError`, an
    * index file that fails to load is reported there and skipped instead of failing the call.
    */
-  async loadIndex(opts: { onFile?: (id: Id, json: IndexJSON) => void; onError?: (id: Id, err: unknown) => void } = {}): Promise<void> {
+  async loadIndex(opts: { onFile?: (id: Id, listed: ScannedIndex) => void; onError?: (id: Id, err: unknown) => void } = {}): Promise<void> {
     if (this.#indexLoaded) return;
     const ids = await this.listIds('index');
     await mapLimit(ids, 8, async (id) => {
-      let j: IndexJSON | undefined;
+      let listed: ScannedIndex;
       try {
-        if (opts.onFile) {
-          j = await this.loadJSON<IndexJSON>('index', id);
-          this.index.addIndexJSON(j, id);
-        } else {
-          // Without an object per blob (see MasterIndex.addIndexText).
-          this.index.addIndexText(await this.#loadUnpacked('index', id), id);
-        }
+        // Without an object per blob (see MasterIndex.addIndexText).
+        listed = this.index.addIndexText(await this.#loadUnpacked('index', id), id);
       } catch (err) {
         if (!opts.onError) throw err;
         opts.onError(id, err);
         return;
       }
-      if (j) opts.onFile?.(id, j);
+      opts.onFile?.(id, listed);
     });
     this.#indexLoaded = true;
   }
