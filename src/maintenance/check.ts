@@ -1,7 +1,7 @@
 import { CairnError } from '../errors.js';
 import { loadRange } from '../backend/backend.js';
 import type { Id } from '../repository/id.js';
-import { ROW_OFFSET, ROW_PACK, ROW_TREE, ROW_WORDS, type ScannedIndex } from '../repository/index-scan.js';
+import { ROW_OFFSET, ROW_PACK, ROW_TREE, ROW_WORDS, writeRowId, type ScannedIndex } from '../repository/index-scan.js';
 import type { BlobType, PackedBlob } from '../repository/pack.js';
 import { readPackHeader } from './repair.js';
 import type { Repository } from '../repository/repository.js';
@@ -215,7 +215,7 @@ function encodeListings(listed: ScannedIndex): Buffer[] {
   for (let r = 0; r < end; r += ROW_WORDS) {
     const p = rows[r + ROW_PACK];
     const o = at[p]++ * LISTED;
-    for (let k = 0; k < 8; k++) out[p].writeUInt32LE(rows[r + k], o + 4 * k);
+    writeRowId(rows, r, out[p], o);
     out[p][o + 32] = rows[r + ROW_TREE];
     out[p].writeUInt32LE(rows[r + ROW_OFFSET], o + 33);
   }

@@ -1,6 +1,6 @@
 import { CairnError } from '../errors.js';
 import type { Id } from '../repository/id.js';
-import { ROW_LENGTH, ROW_OFFSET, ROW_PACK, ROW_TREE, ROW_ULEN, ROW_WORDS, type ScannedIndex } from '../repository/index-scan.js';
+import { ROW_LENGTH, ROW_OFFSET, ROW_PACK, ROW_TREE, ROW_ULEN, ROW_WORDS, writeRowId, type ScannedIndex } from '../repository/index-scan.js';
 import type { MasterIndex } from '../repository/master-index.js';
 import type { BlobType, PackedBlob } from '../repository/pack.js';
 import { doubled } from '../util/typed.js';
@@ -64,7 +64,7 @@ export class PackListing {
       this.#words[w + 1] = rows[r + ROW_OFFSET];
       this.#words[w + 2] = rows[r + ROW_LENGTH];
       this.#words[w + 3] = rows[r + ROW_ULEN];
-      for (let k = 0; k < 8; k++) this.#ids!.writeUInt32LE(rows[r + k], this.#count * 32 + 4 * k);
+      writeRowId(rows, r, this.#ids!, this.#count * 32);
       this.#count++;
     }
   }

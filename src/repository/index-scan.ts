@@ -197,6 +197,11 @@ export function scanIndex(json: Uint8Array): ScannedIndex | null {
   return { packs, rows, count };
 }
 
+/** Writes the id of the row at word `r` as its 32 bytes into `out` at `at`. */
+export function writeRowId(rows: Uint32Array, r: number, out: Buffer, at: number): void {
+  for (let k = 0; k < 8; k++) out.writeUInt32LE(rows[r + k], at + 4 * k);
+}
+
 /**
  * The rows `scanIndex` gives, from an index file parsed as JSON (one that `scanIndex` gave up
  * on), so that readers of index files see one form. The file must have passed

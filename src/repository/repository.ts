@@ -156,8 +156,8 @@ export class Repository {
 
   /**
    * Reads every index file into memory (once). `onFile` sees what each file lists, as rows (see
-   * index-scan.ts); with `onError`, an
-   * index file that fails to load is reported there and skipped instead of failing the call.
+   * index-scan.ts); with `onError`, an index file that fails to load is reported there and skipped
+   * instead of failing the call.
    */
   async loadIndex(opts: { onFile?: (id: Id, listed: ScannedIndex) => void; onError?: (id: Id, err: unknown) => void } = {}): Promise<void> {
     if (this.#indexLoaded) return;
