@@ -8,9 +8,9 @@ import { nameKey, nodeFromStat, nodeCompare, sameNode, utf8Compare, type EntrySt
 import { isUtf8 } from '../fs/goquote.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
 import { readXattrs } from '../fs/xattr.js';
-import { listedEntry, lstatOrError, readNames, type Listing } from './listing.js';
+import { listedEntry, lstatOrError, readNames, statTimeIs, type Listing } from './listing.js';
 import { Scout } from './scout.js';
-import { formatTime, parseTime } from '../fs/time.js';
+import { formatTime } from '../fs/time.js';
 import type { Id } from '../repository/id.js';
 import { Limiter } from '../util/limit.js';
 import type { Repository } from '../repository/repository.js';
@@ -134,11 +134,7 @@ function guard<T>(p: Promise<T>): Promise<T> {
  */
 function sameXattrs(old: Node | undefined, st: EntryStat): boolean {
   if (!old || old.inode !== Number(st.ino) || old.type !== (st.isDirectory() ? 'dir' : 'file')) return false;
-  try {
-    return parseTime(old.ctime) === st.ctimeNs;
-  } catch {
-    return false;
-  }
+  return statTimeIs(st, 'ctime', old.ctime);
 }
 
 /**
@@ -400,10 +396,9 @@ export class Archiver {
         this.#report(showPath(abs));
         // Same size, mtime, ctime and inode: mode, owner and links are unchanged too (they move
         // ctime), so only the access time and the device number may differ from the parent's node.
-        const atime = formatTime(st.atimeNs);
         const deviceId = Number(st.dev);
-        if (old.atime === atime && old.device_id === deviceId) return { node: Promise.resolve(old) };
-        return { node: Promise.resolve({ ...old, atime, device_id: deviceId }) };
+        if (statTimeIs(st, 'atime', old.atime) && old.device_id === deviceId) return { node: Promise.resolve(old) };
+        return { node: Promise.resolve({ ...old, atime: formatTime(st.atimeNs), device_id: deviceId }) };
       }
     }
     const node = named(nodeFromStat(name, st));
@@ -463,11 +458,7 @@ export class Archiver {
   #unchanged(old: Node, st: EntryStat): boolean {
     if (old.type !== 'file' || !old.content) return false;
     if (old.size !== Number(st.size) || old.inode !== Number(st.ino)) return false;
-    try {
-      if (parseTime(old.mtime) !== st.mtimeNs || parseTime(old.ctime) !== st.ctimeNs) return false;
-    } catch {
-      return false;
-    }
+    if (!statTimeIs(st, 'mtime', old.mtime) || !statTimeIs(st, 'ctime', old.ctime)) return false;
     for (const id of old.content) if (!this.#repo.hasBlob('data', id)) return false;
     return true;
   }

@@ -3,6 +3,7 @@ import type { BigIntStats } from 'node:fs';
 import { isUtf8 } from '../fs/goquote.js';
 import { joinPath, type FsPath } from '../fs/fspath.js';
 import { utf8Compare, type EntryStat } from '../fs/node.js';
+import { parseTime, timeIsNs } from '../fs/time.js';
 
 /** An error as it crosses between threads: its message and errno code. */
 export interface WireError {
@@ -79,16 +80,36 @@ export function listDir(dir: FsPath): Listing {
 
 const S_IFMT = 0o170000;
 
+/** The listing whose stats `lastWords` views (the entries of one listing are made together). */
+let lastStats: BigInt64Array | null = null;
+let lastWords: Int32Array = new Int32Array(0);
+
+/** Where each time is among an entry's FIELDS. */
+const TIME_FIELD = { atime: 8, mtime: 9, ctime: 10 } as const;
+
 /** An entry's lstat read from a listing. */
 class ListedStat implements EntryStat {
   readonly #s: BigInt64Array;
+  /** The same numbers as 32-bit halves (little-endian), to read without making a BigInt. */
+  readonly #w: Int32Array;
   readonly #o: number;
   readonly #type: number;
 
   constructor(s: BigInt64Array, i: number) {
+    if (s !== lastStats) {
+      lastStats = s;
+      lastWords = new Int32Array(s.buffer, s.byteOffset, s.length * 2);
+    }
     this.#s = s;
+    this.#w = lastWords;
     this.#o = i * FIELDS;
     this.#type = Number(s[this.#o + 1]) & S_IFMT;
+  }
+
+  /** Whether the time `which` is the instant RFC 3339 `text` names. */
+  timeIs(which: keyof typeof TIME_FIELD, text: string): boolean {
+    const at = (this.#o + TIME_FIELD[which]) * 2;
+    return timeIsNs(text, this.#w[at + 1], this.#w[at] >>> 0);
   }
 
   get dev(): bigint { return this.#s[this.#o]; }
@@ -119,4 +140,17 @@ export function listedEntry(l: Listing, i: number): { name: string; nameRaw?: Bu
   const e = l.errors?.[i];
   const stat = e ? errorFromWire(e) : new ListedStat(l.stats, i);
   return { name: l.names[i], nameRaw, stat };
+}
+
+/**
+ * Whether an entry's time `which` is the instant RFC 3339 `text` names (false for text that is
+ * not a time): without a BigInt for entries from a listing.
+ */
+export function statTimeIs(st: EntryStat, which: keyof typeof TIME_FIELD, text: string): boolean {
+  if (st instanceof ListedStat) return st.timeIs(which, text);
+  try {
+    return parseTime(text) === st[`${which}Ns`];
+  } catch {
+    return false;
+  }
 }

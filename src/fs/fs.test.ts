@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { tempDir } from '../../test/support/tools.js';
 import { goModeFromUnix, goModeString, unixPermFromGoMode, nodeTypeFromUnix, GoMode } from './filemode.js';
-import { formatTime, parseTime } from './time.js';
+import { formatTime, parseTime, timeIsNs } from './time.js';
 import { goQuote, goUnquote } from './goquote.js';
 import { applyMetadataSync, nodeMeta, splitDevice } from './apply.js';
 import { nodeToJSON, sameNode, utf8Compare, type Node } from './node.js';
@@ -53,6 +53,25 @@ describe('Go time encoding', () => {
       expect(() => parseTime(bad)).toThrow(`invalid time ${JSON.stringify(bad)}: expected RFC 3339`);
     }
     expect(() => parseTime('yesterday')).toThrow(/invalid time/);
+  });
+  it('tells whether a time names the instant given as two 32-bit halves, without BigInt, exactly', () => {
+    const halves = (ns: bigint): [number, number] => [Number(BigInt.asIntN(32, ns >> 32n)), Number(BigInt.asUintN(32, ns))];
+    const cases = [0n, 1n, 999_999_999n, 4_294_967_295n, 4_294_967_296n, 1_614_834_367_122_999_000n, 1_700_000_000_999_999_999n, 9_223_372_036_854_775_807n - 999_999_999n, -1n, -1_000_000_000_000_000_001n];
+    let x = 0x9e3779b97f4a7c15n;
+    for (let i = 0; i < 300; i++) {
+      x = (x * 6364136223846793005n + 1442695040888963407n) & ((1n << 64n) - 1n);
+      cases.push((x >> 2n) % 4_102_444_800_000_000_000n);
+    }
+    for (const ns of cases) {
+      for (const off of [0, 60, -330]) {
+        const text = formatTime(ns, off);
+        expect(timeIsNs(text, ...halves(ns))).toBe(true);
+        expect(timeIsNs(text, ...halves(ns + 1n))).toBe(false);
+        expect(timeIsNs(text, ...halves(ns - 1n))).toBe(false);
+        expect(timeIsNs(text, ...halves(ns + (1n << 32n)))).toBe(false);
+      }
+    }
+    expect(timeIsNs('yesterday', 0, 0)).toBe(false);
   });
 });
 

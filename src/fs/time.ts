@@ -76,28 +76,53 @@ function digitsAt(s: string, at: number, n: number): number {
 
 /** Nanoseconds since the epoch of an RFC 3339 time (any fraction length up to 9, `Z` or an offset). */
 export function parseTime(s: string): bigint {
-  const ns = parseNs(s);
-  if (ns === null) throw new CairnError('BAD_INPUT', `invalid time ${JSON.stringify(s)}: expected RFC 3339`);
-  return ns;
+  if (!parseParts(s)) throw new CairnError('BAD_INPUT', `invalid time ${JSON.stringify(s)}: expected RFC 3339`);
+  return BigInt(parsedSeconds) * NS + BigInt(parsedNanos);
 }
 
-/** YYYY-MM-DD[Tt]HH:MM:SS[.F{1,9}](Z|z|±HH:MM), read without a regular expression (trees hold three per node). */
-function parseNs(s: string): bigint | null {
-  if (s.length < 20 || s[4] !== '-' || s[7] !== '-' || (s[10] !== 'T' && s[10] !== 't') || s[13] !== ':' || s[16] !== ':') return null;
+/**
+ * Whether RFC 3339 `s` is the instant whose nanoseconds since the epoch, as a 64-bit integer,
+ * have the 32-bit halves `hi` (signed) and `lo` (unsigned): the backup compares three times per
+ * file with its parent's, and this needs no BigInt. False for text that is not a time.
+ */
+export function timeIsNs(s: string, hi: number, lo: number): boolean {
+  if (!parseParts(s)) return false;
+  const secs = parsedSeconds;
+  const nanos = parsedNanos;
+  // Before 1970 (rare): the exact way.
+  if (secs < 0) return BigInt(secs) * NS + BigInt(nanos) === (BigInt(hi) << 32n) + BigInt(lo);
+  // secs * 1e9 + nanos exceeds 2^53: split secs at 2^16 so that every product and sum is exact.
+  const secsHi = Math.floor(secs / 65536);
+  const x = secsHi * 1e9;
+  const xHi = Math.floor(x / 65536);
+  const z = (x - xHi * 65536) * 65536 + (secs - secsHi * 65536) * 1e9 + nanos;
+  return xHi + Math.floor(z / 4294967296) === hi && z % 4294967296 === lo;
+}
+
+/** What the last successful `parseParts` read: whole seconds since the epoch, and nanoseconds. */
+let parsedSeconds = 0;
+let parsedNanos = 0;
+
+/**
+ * Reads YYYY-MM-DD[Tt]HH:MM:SS[.F{1,9}](Z|z|±HH:MM) without a regular expression (trees hold three
+ * per node) into parsedSeconds and parsedNanos; false when `s` is not such a time.
+ */
+function parseParts(s: string): boolean {
+  if (typeof s !== 'string' || s.length < 20 || s[4] !== '-' || s[7] !== '-' || (s[10] !== 'T' && s[10] !== 't') || s[13] !== ':' || s[16] !== ':') return false;
   const year = digitsAt(s, 0, 4);
   const month = digitsAt(s, 5, 2);
   const day = digitsAt(s, 8, 2);
   const hour = digitsAt(s, 11, 2);
   const minute = digitsAt(s, 14, 2);
   const second = digitsAt(s, 17, 2);
-  if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0) return null;
+  if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0) return false;
   let i = 19;
   let frac = 0;
   if (s[i] === '.') {
     const start = ++i;
     while (i < s.length && i - start < 10 && s.charCodeAt(i) >= 48 && s.charCodeAt(i) <= 57) frac = frac * 10 + (s.charCodeAt(i++) - 48);
     const n = i - start;
-    if (n === 0 || n > 9) return null;
+    if (n === 0 || n > 9) return false;
     frac *= 10 ** (9 - n);
   }
   let offset: number;
@@ -105,12 +130,13 @@ function parseNs(s: string): bigint | null {
   else if ((s[i] === '+' || s[i] === '-') && i + 6 === s.length && s[i + 3] === ':') {
     const h = digitsAt(s, i + 1, 2);
     const m = digitsAt(s, i + 4, 2);
-    if (h < 0 || m < 0) return null;
+    if (h < 0 || m < 0) return false;
     offset = (s[i] === '-' ? -1 : 1) * (h * 60 + m);
-  } else return null;
+  } else return false;
   let ms = Date.UTC(year, month - 1, day, hour, minute, second);
   // Date.UTC reads years 0-99 as 1900-1999; Go's zero time is year 1.
   if (year < 100) ms = new Date(ms).setUTCFullYear(year);
-  const secs = ms / 1000 - offset * 60;
-  return BigInt(secs) * NS + BigInt(frac);
+  parsedSeconds = ms / 1000 - offset * 60;
+  parsedNanos = frac;
+  return true;
 }
