@@ -73,6 +73,20 @@ describe('Go time encoding', () => {
     }
     expect(timeIsNs('yesterday', 0, 0)).toBe(false);
   });
+  it('reads dates as Date.UTC does, days past the end of a month included, and refuses a month out of range', () => {
+    let x = 12345;
+    const rnd = (n: number): number => {
+      x = (x * 1103515245 + 12345) % 2147483648;
+      return x % n;
+    };
+    const p = (v: number, w = 2): string => String(v).padStart(w, '0');
+    for (let i = 0; i < 20000; i++) {
+      const [y, m, d, h, mi, se] = [100 + rnd(9900), 1 + rnd(12), 1 + rnd(31), rnd(24), rnd(60), rnd(60)];
+      expect(parseTime(`${p(y, 4)}-${p(m)}-${p(d)}T${p(h)}:${p(mi)}:${p(se)}Z`)).toBe(BigInt(Date.UTC(y, m - 1, d, h, mi, se) / 1000) * 1_000_000_000n);
+    }
+    expect(() => parseTime('2015-13-02T18:10:13Z')).toThrow(/invalid time/);
+    expect(() => parseTime('2015-00-02T18:10:13Z')).toThrow(/invalid time/);
+  });
 });
 
 describe('Go string quoting of names', () => {
