@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { CairnError } from '../errors.js';
 import type { Key } from '../crypto/crypto.js';
 import { CRYPTO_OVERHEAD, IV_SIZE, MAC_SIZE } from '../crypto/crypto.js';
-import type { Id } from './id.js';
+import { hashId, type Id } from './id.js';
 
 /**
  * Pack files: EncryptedBlob1 || … || EncryptedBlobN || EncryptedHeader || HeaderLength (uint32 LE).
@@ -170,7 +170,7 @@ export class PackBuilder {
   finish(): { id: Id; bytes: Buffer; blobs: PackedBlob[] } {
     this.#parts.push(sealPackHeader(this.#key, this.#blobs));
     const bytes = Buffer.concat(this.#parts);
-    const id = createHash('sha256').update(bytes).digest('hex');
+    const id = hashId(bytes);
     return { id, bytes, blobs: this.#blobs };
   }
 }
