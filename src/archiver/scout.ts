@@ -1,7 +1,7 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { fromWire, pathKey, type FsPath } from '../fs/fspath.js';
 import { errorFromWire, listDir, type Listing, type WireError } from './listing.js';
-import { LOADED, terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
+import { LOADED, startWorker, terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
 
 export interface ScoutInit {
   exclude: string[];
@@ -54,7 +54,7 @@ export class Scout {
    */
   constructor(opts: Omit<ScoutInit, 'credit' | 'seeds'>, seeds: string[] = []) {
     const script = workerScript('scout-worker.js', import.meta.url, '../../dist/archiver/scout-worker.js');
-    this.#worker = script ? new Worker(script, { workerData: { ...opts, seeds, credit: CREDIT } satisfies ScoutInit }) : null;
+    this.#worker = script ? startWorker(script, { workerData: { ...opts, seeds, credit: CREDIT } satisfies ScoutInit }) : null;
     this.#loaded = this.#worker ? whenLoaded(this.#worker) : Promise.resolve();
     this.#worker?.on('message', (batch: ScoutReply[] | typeof LOADED) => {
       if (Array.isArray(batch)) for (const r of batch) this.#onReply(r);

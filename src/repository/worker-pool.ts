@@ -1,12 +1,12 @@
 import os from 'node:os';
 import fs from 'node:fs/promises';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { CairnError, type ErrorCode } from '../errors.js';
 import type { Id } from './id.js';
 import { HeaderBlobs } from './pack.js';
 import type { Repository } from './repository.js';
 import { PACK_SIZE } from './repository.js';
-import { terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
+import { startWorker, terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
 import { SMALL_FILE } from './worker-protocol.js';
 import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { transferable } from '../util/transfer.js';
@@ -128,7 +128,7 @@ export class WorkerPool {
     this.#sharedIndex = this.#repo.index.table;
     for (let i = 0; i < this.#size; i++) {
       const workerData: WorkerInit = { ...this.#init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` }, index: this.#sharedIndex };
-      const worker = new Worker(script, { workerData });
+      const worker = startWorker(script, { workerData });
       const slot: Slot = { worker, inFlight: 0, loaded: whenLoaded(worker) };
       worker.on('message', (m: Reply) => this.#onMessage(slot, m));
       worker.on('error', (err) => this.#fail(err));

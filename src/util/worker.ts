@@ -1,6 +1,29 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Worker } from 'node:worker_threads';
+import v8 from 'node:v8';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
+
+/**
+ * A worker's young generation, in MiB per semi-space. Workers keep few objects alive (their data
+ * is in buffers), so a small nursery costs them no time: corpus backups, check and restore ran as
+ * fast as with the main thread's 4 MiB, and 10-17 MiB lighter.
+ */
+export const WORKER_SEMI_SPACE_MB = 1;
+let workerHeapSized = false;
+
+/**
+ * Starts a worker thread with WORKER_SEMI_SPACE_MB of young generation. V8 reads
+ * --max-semi-space-size when an isolate is created and lets it override a Worker's
+ * resourceLimits, so the flag is set here, before the first worker starts; the main thread keeps
+ * the size it was started with.
+ */
+export function startWorker(script: URL | string, options: WorkerOptions): Worker {
+  if (!workerHeapSized) {
+    v8.setFlagsFromString(`--max-semi-space-size=${WORKER_SEMI_SPACE_MB}`);
+    workerHeapSized = true;
+  }
+  return new Worker(script, options);
+}
 
 /** What a worker posts once its modules are loaded and its top level has run. */
 export const LOADED = { op: 'loaded' } as const;
