@@ -1,7 +1,9 @@
 /**
  * `npm run bench`: Cairn beside restic on the shared corpus. Prints one JSON document with wall
  * seconds, CPU seconds, peak RSS and MiB/s for each step, restic's figures for the same work and
- * the ratios. The corpus (~1.1 GB) is built once under .bench/ and reused. After the local steps
+ * the ratios. Every step but prune runs CAIRN_BENCH_RUNS times (3) and reports its median run,
+ * with every run's wall time.
+ * The corpus (~1.1 GB) is built once under .bench/ and reused. After the local steps
  * come remote repositories (s3rver, rclone serve restic; CAIRN_BENCH_REMOTE=0 skips them), the
  * receiver, db-dump and the service (CAIRN_BENCH_DAEMON=0 skips it). `npm run bench -- remote|
  * receiver|db-dump` runs one part alone; `npm run bench:daemon` the service's.
@@ -26,6 +28,26 @@ interface Measure {
   cpu_s: number;
   peak_rss_mib: number;
   mib_per_s?: number;
+  /** For a step run several times (RUNS): every run's wall time, in order; the other figures are the median run's. */
+  runs_wall_s?: number[];
+}
+
+/**
+ * Steps that leave the repository as they found it (or start afresh) run this many times, and
+ * the run of median wall time is reported: one run on a noisy machine can be 15% off either way.
+ */
+const RUNS = Math.max(1, Math.floor(Number(process.env.CAIRN_BENCH_RUNS) || 3));
+
+/** Runs a step RUNS times, `before` each run; the run of median wall time, with every run's wall time. */
+async function repeated(step: () => Promise<Measure>, before?: () => Promise<void>): Promise<Measure> {
+  const all: Measure[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    await before?.();
+    all.push(await step());
+  }
+  if (all.length === 1) return all[0];
+  const median = [...all].sort((a, b) => a.wall_s - b.wall_s)[Math.floor((all.length - 1) / 2)];
+  return { ...median, runs_wall_s: all.map((m) => m.wall_s) };
 }
 
 /** Runs a command under GNU time, which reports the child's CPU time and peak RSS. */
@@ -67,6 +89,21 @@ async function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Pro
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed`);
 }
 
+/** Folders `<name>-1`, `<name>-2`, … under BENCH, one per run, none there yet (leftovers of an earlier bench are removed). */
+async function freshFolders(name: string): Promise<{ next: () => string; removeAll: () => Promise<void> }> {
+  let runs = 0;
+  const removeAll = async (): Promise<void> => {
+    for (const entry of await fs.readdir(BENCH)) {
+      if (entry.startsWith(`${name}-`)) await fs.rm(path.join(BENCH, entry), { recursive: true, force: true });
+    }
+  };
+  await removeAll();
+  return {
+    next: () => path.join(BENCH, `${name}-${++runs}`),
+    removeAll,
+  };
+}
+
 async function dropCaches(): Promise<void> {
   // Only root may; elsewhere every tool reads from a warm cache alike.
   await fs.writeFile('/proc/sys/vm/drop_caches', '3').catch(() => undefined);
@@ -83,24 +120,36 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
   const env = { ...(tool === 'cairn' ? CAIRN_ENV : {}), CAIRN_REPOSITORY: repo, CAIRN_PASSWORD_FILE: pw, RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: pw, RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache') };
   const exe = tool === 'cairn' ? process.execPath : 'restic';
   const pre = tool === 'cairn' ? cairnArgv() : [];
-  await sh(exe, [...pre, 'init'], env);
   const out: Record<string, Measure | number> = {};
-  await dropCaches();
-  out.initial_backup = await measure(exe, [...pre, 'backup', '-q', work], env, bytes);
+  // Each initial backup goes into a new repository, from a cold cache.
+  out.initial_backup = await repeated(
+    () => measure(exe, [...pre, 'backup', '-q', work], env, bytes),
+    async () => {
+      await fs.rm(repo, { recursive: true, force: true });
+      await sh(exe, [...pre, 'init'], env);
+      await dropCaches();
+    },
+  );
   out.repository_mib = round((await duBytes(repo)) / 1048576);
-  out.unchanged_backup = await measure(exe, [...pre, 'backup', '-q', work], env, bytes);
-  await sh('bash', [path.join(SHARED, 'bench/mutate-corpus.sh'), work, '1']);
-  out.mutated_backup = await measure(exe, [...pre, 'backup', '-q', work], env, bytes);
-  const target = path.join(BENCH, `${tool}-restore`);
-  await fs.rm(target, { recursive: true, force: true });
-  await dropCaches();
-  out.restore = await measure(exe, [...pre, 'restore', '-q', 'latest', '--target', target], env, bytes);
-  await fs.rm(target, { recursive: true, force: true });
-  await dropCaches();
-  out.check_read_data = await measure(exe, [...pre, 'check', '-q', '--read-data'], env);
-  // Ten snapshots in all (three so far), each after a mutation; forget half, then prune.
-  for (let seed = 2; seed <= 8; seed++) {
-    await sh('bash', [path.join(SHARED, 'bench/mutate-corpus.sh'), work, String(seed)]);
+  out.unchanged_backup = await repeated(() => measure(exe, [...pre, 'backup', '-q', work], env, bytes));
+  // Each backup after a mutation of its own (seeds 1, 2, …), written out before the backup starts.
+  let seed = 0;
+  const mutate = async (): Promise<void> => {
+    await sh('bash', [path.join(SHARED, 'bench/mutate-corpus.sh'), work, String(++seed)]);
+    await sh('sync', []);
+  };
+  out.mutated_backup = await repeated(() => measure(exe, [...pre, 'backup', '-q', work], env, bytes), mutate);
+  // Each restore into a folder of its own, all removed together afterwards: a tree of many files
+  // made right where one was just removed can send ext4's inode allocator into long scans.
+  const targets = await freshFolders(`${tool}-restore`);
+  out.restore = await repeated(() => measure(exe, [...pre, 'restore', '-q', 'latest', '--target', targets.next()], env, bytes), dropCaches);
+  await targets.removeAll();
+  out.check_read_data = await repeated(() => measure(exe, [...pre, 'check', '-q', '--read-data'], env), dropCaches);
+  // More backups after mutations, up to the eighth; forget all but the last five (those after
+  // mutations 4-8), then prune. Whatever RUNS is, prune finds the same data unused: the extra
+  // snapshots of the repeated steps hold only what the ones before them do.
+  while (seed < 8) {
+    await mutate();
     await sh(exe, [...pre, 'backup', '-q', work], env);
   }
   await sh(exe, [...pre, 'forget', '-q', '--keep-last', '5'], env);
@@ -204,11 +253,9 @@ async function main(): Promise<void> {
     return;
   }
 
-  const cpTarget = path.join(BENCH, 'cp-copy');
-  await fs.rm(cpTarget, { recursive: true, force: true });
-  await dropCaches();
-  result.cp_a = await measure('cp', ['-a', corpus, cpTarget], {}, bytes);
-  await fs.rm(cpTarget, { recursive: true, force: true });
+  const copies = await freshFolders('cp-copy');
+  result.cp_a = await repeated(() => measure('cp', ['-a', corpus, copies.next()], {}, bytes), dropCaches);
+  await copies.removeAll();
 
   const cairn = only === 'restic' ? null : await runTool('cairn', corpus, bytes);
   const restic = only === 'cairn' || !haveRestic ? null : await runTool('restic', corpus, bytes);
