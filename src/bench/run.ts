@@ -2,11 +2,11 @@
  * `npm run bench`: Cairn beside restic on the shared corpus. Prints one JSON document with wall
  * seconds, CPU seconds, peak RSS and MiB/s for each step, restic's figures for the same work and
  * the ratios. Every step but prune runs CAIRN_BENCH_RUNS times (3) and reports its median run,
- * with every run's wall time.
- * The corpus (~1.1 GB) is built once under .bench/ and reused. After the local steps
- * come remote repositories (s3rver, rclone serve restic; CAIRN_BENCH_REMOTE=0 skips them), the
- * receiver, db-dump and the service (CAIRN_BENCH_DAEMON=0 skips it). `npm run bench -- remote|
- * receiver|db-dump` runs one part alone; `npm run bench:daemon` the service's.
+ * with every run's wall time. The corpus (~1.1 GB) is built once under .bench/ and reused. After
+ * the local steps come remote repositories (s3rver, rclone serve restic; CAIRN_BENCH_REMOTE=0
+ * skips them), the receiver, db-dump and the service (CAIRN_BENCH_DAEMON=0 skips it).
+ * `npm run bench -- remote|receiver|db-dump` runs one part alone; `npm run bench:daemon` the
+ * service's.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -33,8 +33,8 @@ interface Measure {
 }
 
 /**
- * Steps that leave the repository as they found it (or start afresh) run this many times, and
- * the run of median wall time is reported: one run on a noisy machine can be 15% off either way.
+ * Every step but prune runs this many times, and the run of median wall time is reported: one
+ * run on a noisy machine can be 15% off either way.
  */
 const RUNS = Math.max(1, Math.floor(Number(process.env.CAIRN_BENCH_RUNS) || 3));
 
