@@ -3,6 +3,7 @@ import { readPasswordFile } from '../util/secret-file.js';
 import type { Backend } from '../backend/backend.js';
 import { openBackend, parseBackendOptions } from '../backend/location.js';
 import { parseCompressionMode } from '../compress/zstd.js';
+import { defaultCacheDir, IndexCache } from '../repository/index-cache.js';
 import { Repository } from '../repository/repository.js';
 import { Lock } from '../repository/lock.js';
 import { WorkerPool } from '../repository/worker-pool.js';
@@ -16,6 +17,9 @@ export interface GlobalOptions {
   quiet?: boolean;
   compression?: string;
   noLock?: boolean;
+  /** `--cache-dir`, and `--no-cache` (see index-cache.ts). */
+  cacheDir?: string;
+  noCache?: boolean;
   /** `-o backend.name=value`, as often as given. */
   option?: string[];
 }
@@ -26,6 +30,7 @@ export class Context {
   readonly err: NodeJS.WritableStream;
   readonly signal: AbortSignal;
   #cleanups: (() => Promise<void>)[] = [];
+  #indexCache: IndexCache | undefined;
 
   constructor(opts: GlobalOptions, signal: AbortSignal, out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr) {
     this.opts = opts;
@@ -95,6 +100,13 @@ export class Context {
     return first;
   }
 
+  /** The local index cache, unless --no-cache; its warnings go to stderr. */
+  indexCache(): IndexCache | undefined {
+    if (this.opts.noCache) return undefined;
+    this.#indexCache ??= new IndexCache(this.opts.cacheDir ?? defaultCacheDir(), (line) => this.warn(`Warning: ${line}`));
+    return this.#indexCache;
+  }
+
   /** The repository's backend, with the `-o` options. */
   backend(): Backend {
     return openBackend(this.repoLocation(), parseBackendOptions(this.opts.option ?? []));
@@ -104,7 +116,7 @@ export class Context {
     const backend = this.backend();
     const compression = this.opts.compression ? parseCompressionMode(this.opts.compression) : undefined;
     try {
-      const repo = await Repository.open(backend, await this.password(), { compression });
+      const repo = await Repository.open(backend, await this.password(), { compression, cache: this.indexCache() });
       this.#cleanups.push(() => repo.close());
       return repo;
     } catch (err) {
@@ -131,7 +143,7 @@ export class Context {
     }
     const backend = openBackend(location, parseBackendOptions(this.opts.option ?? []));
     try {
-      const repo = await Repository.open(backend, password);
+      const repo = await Repository.open(backend, password, { cache: this.indexCache() });
       this.#cleanups.push(() => repo.close());
       return repo;
     } catch (err) {

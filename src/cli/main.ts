@@ -63,13 +63,15 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'print nothing but errors and requested output')
     .option('--compression <mode>', 'compression for new data: auto, off or max')
     .option('--no-lock', 'do not lock the repository (read-only commands)')
+    .option('--cache-dir <dir>', 'where the local index cache lives (env CAIRN_CACHE_DIR; default ~/.cache/cairn)')
+    .option('--no-cache', 'do not use or write the local index cache')
     .option('-o, --option <backend.name=value>', 'set a backend option, e.g. -o s3.storage-class=STANDARD_IA (repeatable)', (v: string, all: string[] = []) => [...all, v])
     .showHelpAfterError()
     .exitOverride();
 
   const run: Run = async (fn) => {
-    const g = program.opts<GlobalOptions & { lock?: boolean }>();
-    const ctx = new Context({ ...g, noLock: g.lock === false }, controller.signal);
+    const g = program.opts<GlobalOptions & { lock?: boolean; cache?: boolean }>();
+    const ctx = new Context({ ...g, noLock: g.lock === false, noCache: g.cache === false }, controller.signal);
     try {
       await fn(ctx);
     } catch (err) {

@@ -98,4 +98,32 @@ describe('the master index', () => {
       await worker.terminate();
     }
   });
+  it('takes a table it exported back whole, goes on adding to it, and refuses one that is not whole', () => {
+    const idx = new MasterIndex();
+    const packs = Array.from({ length: 30 }, () => hex());
+    for (const [p, packId] of packs.entries()) {
+      idx.addPack(packId, Array.from({ length: 100 }, (_, i) => ({ id: hex(), type: i % 4 ? 'data' : 'tree', offset: i, length: 10 + p, uncompressedLength: i % 2 ? 7 : undefined })));
+    }
+    const t = idx.exportTable();
+    const again = new MasterIndex();
+    again.importTable(t);
+    const all = (m: MasterIndex): unknown[] => [...m.entries()].sort((a, b) => a[0].localeCompare(b[0]));
+    expect(all(again)).toEqual(all(idx));
+    expect(again.size).toBe(3000);
+    expect([...again.packIds()]).toEqual(packs);
+    // The copy is its own: neither sees what the other adds.
+    const extra = hex();
+    again.addPack(hex(), [{ id: extra, type: 'data', offset: 0, length: 1 }]);
+    expect(again.has('data', extra)).toBe(true);
+    expect(idx.has('data', extra)).toBe(false);
+    expect(() => again.importTable(t)).toThrow(/not empty/);
+
+    const refused = (bad: typeof t): void => expect(() => new MasterIndex().importTable(bad)).toThrow(expect.objectContaining({ code: 'INTEGRITY' }));
+    refused({ ...t, table: t.table.slice(0, t.table.length - 12) });
+    refused({ ...t, count: t.count + 1 });
+    refused({ ...t, packIds: t.packIds.slice(1) });
+    refused({ ...t, packIds: [...t.packIds.slice(1), t.packIds[1]] });
+    // 1536 slots: not a power of two.
+    refused({ ...t, count: 0, table: new Uint32Array(12 * 1536) });
+  });
 });

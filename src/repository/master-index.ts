@@ -22,6 +22,13 @@ export interface IndexJSON {
   }[];
 }
 
+/** A MasterIndex's table, its blob count and its pack ids (pack number n is packIds[n]). */
+export interface IndexTable {
+  count: number;
+  packIds: Id[];
+  table: Uint32Array;
+}
+
 /** restic keeps index files under 8 MiB; this many blobs keep the JSON well below that. */
 export const MAX_BLOBS_PER_INDEX = 50_000;
 
@@ -248,6 +255,44 @@ export class MasterIndex {
     if (i >= 0) return;
     this.#write(-i - 1, n, type, offset, length, uncompressedLength);
     this.#count++;
+  }
+
+  /** The table as it stands, copied: what the index cache keeps (see index-cache.ts). */
+  exportTable(): IndexTable {
+    return { count: this.#count, packIds: [...this.#packIds], table: this.#table.slice() };
+  }
+
+  /**
+   * Starts an empty index from a cached table. The table is checked for shape (a power-of-two
+   * number of slots, the count of filled slots, pack numbers in range): the cache's MAC says it
+   * is ours, this says it is whole. A table that fills a SharedArrayBuffer of its own is taken
+   * over as it is (the caller gives it up), any other is copied.
+   */
+  importTable(t: IndexTable): void {
+    if (this.#count > 0) throw new CairnError('INTERNAL', 'importTable into an index that is not empty');
+    const slots = t.table.length / SLOT_WORDS;
+    if (!Number.isInteger(slots) || slots < INITIAL_SLOTS || (slots & (slots - 1)) !== 0 || t.count > MAX_LOAD * slots) {
+      throw new CairnError('INTEGRITY', 'cached index table has an invalid size');
+    }
+    let filled = 0;
+    for (let base = PACK; base < t.table.length; base += SLOT_WORDS) {
+      const packWord = t.table[base];
+      if (packWord === 0) continue;
+      const n = (packWord & ~TREE_BIT) >>> 0;
+      if (n === 0 || n > t.packIds.length) throw new CairnError('INTEGRITY', 'cached index table names a pack it does not list');
+      filled++;
+    }
+    if (filled !== t.count) throw new CairnError('INTEGRITY', 'cached index table does not hold the blobs it counts');
+    if (new Set(t.packIds).size !== t.packIds.length) throw new CairnError('INTEGRITY', 'cached index table lists a pack twice');
+    const owned = t.table.buffer instanceof SharedArrayBuffer && t.table.byteOffset === 0 && t.table.byteLength === t.table.buffer.byteLength;
+    if (owned) {
+      this.#table = t.table;
+    } else {
+      this.#table = new Uint32Array(new SharedArrayBuffer(t.table.byteLength));
+      this.#table.set(t.table);
+    }
+    this.#count = t.count;
+    for (const id of t.packIds) this.#packNumber(id);
   }
 
   /** Every blob with its location, in no order (tests read the index through it; lookups go through `lookup`). */

@@ -8,6 +8,7 @@ import { configFromJSON, configToJSON, newConfig, type ConfigJSON, type RepoConf
 import { hashId, ID_PATTERN, type Id } from './id.js';
 import type { ScannedIndex } from './index-scan.js';
 import { addKey, openMasterKey } from './keyfile.js';
+import type { IndexCache } from './index-cache.js';
 import { indexText, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles } from './master-index.js';
 import { HeaderBlobs, PackBuilder, type BlobList, type BlobType, type PackedBlob } from './pack.js';
 import { decodeUnpacked, decodeUnpackedBytes, encodeUnpacked, encodeUnpackedText, parseJSON } from './unpacked.js';
@@ -26,6 +27,8 @@ const INDEX_EVERY_PACKS = 64;
 
 export interface OpenOptions {
   compression?: CompressionMode;
+  /** A local cache of the parsed index (see index-cache.ts); none by default. */
+  cache?: IndexCache;
 }
 
 /**
@@ -47,6 +50,8 @@ export class Repository {
   #unindexed: { id: Id; blobs: HeaderBlobs }[] = [];
   #unindexedBlobs = 0;
   #indexLoaded = false;
+  readonly #cache: IndexCache | undefined;
+  #cacheWrite: Promise<void> = Promise.resolve();
   #writeGate: Promise<void> = Promise.resolve();
   readonly #treePacks = new Map<Id, Buffer>();
   readonly #treePackLoads = new Map<Id, Promise<Buffer | null>>();
@@ -57,6 +62,7 @@ export class Repository {
     this.key = key;
     this.keyId = keyId;
     this.config = config;
+    this.#cache = opts.cache;
     this.compression = config.version >= 2 ? (opts.compression ?? 'auto') : 'off';
   }
 
@@ -157,12 +163,28 @@ export class Repository {
   /**
    * Reads every index file into memory (once). `onFile` sees what each file lists, as rows (see
    * index-scan.ts); with `onError`, an index file that fails to load is reported there and skipped
-   * instead of failing the call.
+   * instead of failing the call. Without either, and with a cache, the cached table stands in for
+   * the index files it was built from, and only newer ones are read; the cache is brought up to
+   * date when any were.
    */
   async loadIndex(opts: { onFile?: (id: Id, listed: ScannedIndex) => void; onError?: (id: Id, err: unknown) => void } = {}): Promise<void> {
     if (this.#indexLoaded) return;
-    const ids = await this.listIds('index');
-    await mapLimit(ids, 8, async (id) => {
+    const cache = opts.onFile || opts.onError ? undefined : this.#cache;
+    const [ids, cached] = await Promise.all([this.listIds('index'), cache?.read(this.key, this.config.id)]);
+    let toRead = ids;
+    if (cached) {
+      const present = new Set(ids);
+      if (cached.indexIds.every((id) => present.has(id))) {
+        try {
+          this.index.importTable(cached);
+          const had = new Set(cached.indexIds);
+          toRead = ids.filter((id) => !had.has(id));
+        } catch {
+          // A table that is not whole is read again from the index files.
+        }
+      }
+    }
+    await mapLimit(toRead, 8, async (id) => {
       let listed: ScannedIndex;
       try {
         // Without an object per blob (see MasterIndex.addIndexText).
@@ -175,6 +197,11 @@ export class Repository {
       opts.onFile?.(id, listed);
     });
     this.#indexLoaded = true;
+    if (cache && toRead.length > 0) {
+      // Written while the command goes on (after any earlier write); close() waits for it.
+      const table = { ...this.index.exportTable(), indexIds: ids };
+      this.#cacheWrite = this.#cacheWrite.then(() => cache.write(this.key, this.config.id, table));
+    }
   }
 
   /**
@@ -360,6 +387,7 @@ export class Repository {
   }
 
   async close(): Promise<void> {
+    await this.#cacheWrite;
     await this.backend.close();
   }
 }

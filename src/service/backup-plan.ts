@@ -15,6 +15,7 @@ import { findParent } from '../repository/find.js';
 import { Lock } from '../repository/lock.js';
 import { Repository } from '../repository/repository.js';
 import { WorkerPool } from '../repository/worker-pool.js';
+import type { IndexCache } from '../repository/index-cache.js';
 import { retentionPolicy, type Plan, type RepositoryTarget } from './config.js';
 import type { SourceSpec, TargetContext, TargetRunner } from './targets.js';
 
@@ -24,6 +25,8 @@ export interface RepositoryRef {
   passwordFile: string;
   /** Create the repository when it does not exist yet (the daemon's own repository). */
   initIfMissing?: boolean;
+  /** The daemon's index cache (see index-cache.ts). */
+  cache?: IndexCache;
 }
 
 export const planTag = (name: string): string => `plan:${name}`;
@@ -54,7 +57,7 @@ export async function openRepository(ref: RepositoryRef, compression?: string): 
   if (ref.initIfMissing) await createOnce(ref, password);
   const backend = openBackend(ref.location);
   try {
-    return await Repository.open(backend, password, { compression: compression ? parseCompressionMode(compression) : undefined });
+    return await Repository.open(backend, password, { compression: compression ? parseCompressionMode(compression) : undefined, cache: ref.cache });
   } catch (err) {
     await backend.close();
     throw err;
@@ -166,7 +169,7 @@ export async function forget(repo: Repository, plan: Plan): Promise<string[]> {
 /** The repository a target names, or the daemon's own; a missing repository is created with the password file's password. */
 export function repositoryRef(target: RepositoryTarget, own: RepositoryRef): RepositoryRef {
   if (!target.repository) return own;
-  return { location: target.repository, passwordFile: target.passwordFile ?? own.passwordFile, initIfMissing: true };
+  return { location: target.repository, passwordFile: target.passwordFile ?? own.passwordFile, initIfMissing: true, cache: own.cache };
 }
 
 /** The built-in runner of `repository` targets. */

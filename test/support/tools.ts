@@ -78,6 +78,7 @@ export async function makeRepoPaths(password = 'correct horse battery staple'): 
       RESTIC_REPOSITORY: dir,
       RESTIC_PASSWORD_FILE: passwordFile,
       RESTIC_CACHE_DIR: path.join(base, 'restic-cache'),
+      CAIRN_CACHE_DIR: path.join(base, 'cairn-cache'),
       CAIRN_KDF_N: '1024',
     },
   };

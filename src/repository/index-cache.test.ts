@@ -1,0 +1,168 @@
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LocalBackend } from '../backend/local.js';
+import type { Handle } from '../backend/backend.js';
+import { Key } from '../crypto/crypto.js';
+import { IndexCache, defaultCacheDir } from './index-cache.js';
+import { Repository } from './repository.js';
+import type { PackedBlob } from './pack.js';
+import { tempDir } from '../../test/support/tools.js';
+
+const KDF = { N: 1024, r: 8, p: 1 };
+
+/** A local backend that counts the index files it loads. */
+class CountingBackend extends LocalBackend {
+  indexLoads = 0;
+  override load(h: Handle, offset?: number, length?: number, signal?: AbortSignal): Promise<Buffer> {
+    if (h.type === 'index') this.indexLoads++;
+    return super.load(h, offset, length, signal);
+  }
+}
+
+/** Saves a pack (its bytes do not matter here) of `blobs` data blobs and indexes it; the blobs. */
+async function savePack(repo: Repository, blobs: number): Promise<PackedBlob[]> {
+  const list: PackedBlob[] = Array.from({ length: blobs }, (_, i) => ({ id: randomBytes(32).toString('hex'), type: 'data', offset: i * 100, length: 100, uncompressedLength: i % 2 ? 150 : undefined }));
+  await repo.savePack(randomBytes(32).toString('hex'), Buffer.alloc(1), list);
+  await repo.writeIndex();
+  return list;
+}
+
+async function setup(): Promise<{ dir: string; cacheDir: string; blobs: PackedBlob[] }> {
+  const dir = await tempDir();
+  const repo = await Repository.init(new LocalBackend(dir), 'pw', { kdf: KDF });
+  // Enough blobs for the table to grow past its first size.
+  const blobs = [...(await savePack(repo, 1500)), ...(await savePack(repo, 10))];
+  await repo.close();
+  return { dir, cacheDir: path.join(await tempDir(), 'cache'), blobs };
+}
+
+async function open(dir: string, cache?: IndexCache): Promise<{ repo: Repository; backend: CountingBackend }> {
+  const backend = new CountingBackend(dir);
+  const repo = await Repository.open(backend, 'pw', { cache });
+  await repo.loadIndex();
+  return { repo, backend };
+}
+
+/** Every blob's location, sorted, to compare indexes read in different ways. */
+function locations(repo: Repository): string[] {
+  return [...repo.index.entries()].map(([k, l]) => JSON.stringify([k, l.packId, l.type, l.offset, l.length, l.uncompressedLength])).sort();
+}
+
+describe('the index cache', () => {
+  it('stands in for the index files it was built from, and reads only newer ones on top', async () => {
+    const { dir, cacheDir, blobs } = await setup();
+    const plain = await open(dir);
+    expect(plain.backend.indexLoads).toBe(2);
+    const expected = locations(plain.repo);
+    expect(expected).toHaveLength(blobs.length);
+
+    const first = await open(dir, new IndexCache(cacheDir));
+    expect(first.backend.indexLoads).toBe(2);
+    await first.repo.close();
+    const id = first.repo.config.id;
+    expect((await fs.readdir(path.join(cacheDir, id))).sort()).toEqual(['index']);
+    expect(await fs.readFile(path.join(cacheDir, 'CACHEDIR.TAG'), 'utf8')).toMatch(/^Signature: 8a477f597d28d172789f06886806bc55\n/);
+    // Sealed: no blob id appears in the file.
+    const bytes = await fs.readFile(path.join(cacheDir, id, 'index'));
+    expect(bytes.includes(Buffer.from(blobs[0].id, 'hex'))).toBe(false);
+
+    const hit = await open(dir, new IndexCache(cacheDir));
+    expect(hit.backend.indexLoads).toBe(0);
+    expect(locations(hit.repo)).toEqual(expected);
+    expect(hit.repo.index.lookup('data', blobs[7].id)).toMatchObject({ offset: 700, length: 100, uncompressedLength: 150 });
+    // A new index file is read on top of the cached table, and the cache then holds it too.
+    const more = await savePack(hit.repo, 3);
+    await hit.repo.close();
+    const partial = await open(dir, new IndexCache(cacheDir));
+    expect(partial.backend.indexLoads).toBe(1);
+    expect(locations(partial.repo)).toEqual(locations((await open(dir)).repo));
+    expect(partial.repo.index.has('data', more[2].id)).toBe(true);
+    await partial.repo.close();
+    expect((await open(dir, new IndexCache(cacheDir))).backend.indexLoads).toBe(0);
+  });
+
+  it('is read again from the index files when one it was built from has gone', async () => {
+    const { dir, cacheDir, blobs } = await setup();
+    await (await open(dir, new IndexCache(cacheDir))).repo.close();
+    // What prune and repair do: an index file replaced by one that lists less.
+    for (const f of await fs.readdir(path.join(dir, 'index'))) await fs.rm(path.join(dir, 'index', f));
+    await savePack(await Repository.open(new LocalBackend(dir), 'pw'), 2);
+
+    const after = await open(dir, new IndexCache(cacheDir));
+    expect(after.backend.indexLoads).toBe(1);
+    expect(after.repo.index.size).toBe(2);
+    expect(after.repo.index.has('data', blobs[0].id)).toBe(false);
+  });
+
+  it('is ignored when damaged, written with another key, of another format, or unreadable, and then rewritten', async () => {
+    const { dir, cacheDir } = await setup();
+    const expected = locations((await open(dir)).repo);
+    const first = await open(dir, new IndexCache(cacheDir));
+    await first.repo.close();
+    const file = path.join(cacheDir, first.repo.config.id, 'index');
+    const good = await fs.readFile(file);
+
+    const flipped = Buffer.from(good);
+    flipped[flipped.length - 100] ^= 1;
+    const otherKey = Buffer.concat([good.subarray(0, 21), Key.random().encrypt(Buffer.from('not a table'))]);
+    for (const bad of [flipped, good.subarray(0, good.length - 1), otherKey, Buffer.from('cairn index cache v9\n'), Buffer.alloc(0)]) {
+      await fs.writeFile(file, bad);
+      const r = await open(dir, new IndexCache(cacheDir));
+      expect(r.backend.indexLoads).toBe(2);
+      expect(locations(r.repo)).toEqual(expected);
+      await r.repo.close();
+      // Rewritten whole: the next open reads no index file.
+      expect((await open(dir, new IndexCache(cacheDir))).backend.indexLoads).toBe(0);
+    }
+    // A folder where the file should be: read as no cache, and the write's failure only warned about.
+    await fs.rm(file);
+    await fs.mkdir(file);
+    const warnings: string[] = [];
+    const r = await open(dir, new IndexCache(cacheDir, (w) => warnings.push(w)));
+    expect(locations(r.repo)).toEqual(expected);
+    await r.repo.close();
+    expect(warnings).toEqual([expect.stringMatching(/^cannot write the index cache in .*: EISDIR \(going on without it; --no-cache turns it off\)$/)]);
+  });
+
+  it('warns once and goes on when its folder cannot be made', async () => {
+    const { dir } = await setup();
+    const notADir = path.join(await tempDir(), 'file');
+    await fs.writeFile(notADir, 'x');
+    const warnings: string[] = [];
+    const cache = new IndexCache(path.join(notADir, 'cache'), (w) => warnings.push(w));
+    for (let i = 0; i < 2; i++) {
+      const r = await open(dir, cache);
+      expect(r.repo.index.size).toBe(1510);
+      await r.repo.close();
+    }
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toContain('ENOTDIR');
+  });
+
+  it('is neither used nor written by loads that must see every index file', async () => {
+    const { dir, cacheDir } = await setup();
+    const cache = new IndexCache(cacheDir);
+    for (let i = 0; i < 2; i++) {
+      const backend = new CountingBackend(dir);
+      const repo = await Repository.open(backend, 'pw', { cache });
+      const seen: string[] = [];
+      await repo.loadIndex({ onFile: (id) => seen.push(id) });
+      await repo.close();
+      expect(seen).toHaveLength(2);
+      expect(backend.indexLoads).toBe(2);
+      await expect(fs.access(cacheDir)).rejects.toThrow(/ENOENT/);
+    }
+    await (await open(dir, cache)).repo.close();
+    const backend = new CountingBackend(dir);
+    await (await Repository.open(backend, 'pw', { cache })).loadIndex({ onError: () => undefined });
+    expect(backend.indexLoads).toBe(2);
+  });
+
+  it('lives where restic users look for caches', () => {
+    expect(defaultCacheDir({ CAIRN_CACHE_DIR: '/x/c' })).toBe('/x/c');
+    expect(defaultCacheDir({ XDG_CACHE_HOME: '/x' })).toBe(path.join('/x', 'cairn'));
+    if (process.platform === 'linux') expect(defaultCacheDir({})).toMatch(/\/\.cache\/cairn$/);
+  });
+});
