@@ -28,6 +28,13 @@ export interface Backend {
   readonly location: string;
 
   /**
+   * True for a repository on this machine's file system, where reading a file costs no more than
+   * reading a cached copy would: the local cache then keeps only the parsed index (see
+   * repository/cache.ts).
+   */
+  readonly local?: boolean;
+
+  /**
    * Creates the repository's layout (folders or markers). Fails with `REPO_EXISTS` when a
    * `config` file is already there; until then it may run again (an interrupted `init`).
    */

@@ -33,6 +33,7 @@ export function handlePath(root: string, h: Handle): string {
  */
 export class LocalBackend implements Backend {
   readonly location: string;
+  readonly local: boolean = true;
   /** data/ itself: on the same file system as data/xx, and restic skips files there that are not ids. */
   readonly stagingFolder: string;
   readonly #root: string;

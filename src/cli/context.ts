@@ -3,7 +3,7 @@ import { readPasswordFile } from '../util/secret-file.js';
 import type { Backend } from '../backend/backend.js';
 import { openBackend, parseBackendOptions } from '../backend/location.js';
 import { parseCompressionMode } from '../compress/zstd.js';
-import { defaultCacheDir, IndexCache } from '../repository/index-cache.js';
+import { defaultCacheDir, LocalCache } from '../repository/cache.js';
 import { Repository } from '../repository/repository.js';
 import { Lock } from '../repository/lock.js';
 import { WorkerPool } from '../repository/worker-pool.js';
@@ -17,7 +17,7 @@ export interface GlobalOptions {
   quiet?: boolean;
   compression?: string;
   noLock?: boolean;
-  /** `--cache-dir`, and `--no-cache` (see index-cache.ts). */
+  /** `--cache-dir`, and `--no-cache` (see cache.ts). */
   cacheDir?: string;
   noCache?: boolean;
   /** `-o backend.name=value`, as often as given. */
@@ -30,7 +30,7 @@ export class Context {
   readonly err: NodeJS.WritableStream;
   readonly signal: AbortSignal;
   #cleanups: (() => Promise<void>)[] = [];
-  #indexCache: IndexCache | undefined;
+  #indexCache: LocalCache | undefined;
 
   constructor(opts: GlobalOptions, signal: AbortSignal, out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr) {
     this.opts = opts;
@@ -101,9 +101,9 @@ export class Context {
   }
 
   /** The local index cache, unless --no-cache; its warnings go to stderr. */
-  indexCache(): IndexCache | undefined {
+  indexCache(): LocalCache | undefined {
     if (this.opts.noCache) return undefined;
-    this.#indexCache ??= new IndexCache(this.opts.cacheDir ?? defaultCacheDir(), (line) => this.warn(`Warning: ${line}`));
+    this.#indexCache ??= new LocalCache(this.opts.cacheDir ?? defaultCacheDir(), (line) => this.warn(`Warning: ${line}`));
     return this.#indexCache;
   }
 

@@ -63,8 +63,8 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'print nothing but errors and requested output')
     .option('--compression <mode>', 'compression for new data: auto, off or max')
     .option('--no-lock', 'do not lock the repository (read-only commands)')
-    .option('--cache-dir <dir>', 'where the local index cache lives (env CAIRN_CACHE_DIR; default ~/.cache/cairn)')
-    .option('--no-cache', 'do not use or write the local index cache')
+    .option('--cache-dir <dir>', 'where the local cache lives (env CAIRN_CACHE_DIR; default ~/.cache/cairn)')
+    .option('--no-cache', 'do not use or write the local cache')
     .option('-o, --option <backend.name=value>', 'set a backend option, e.g. -o s3.storage-class=STANDARD_IA (repeatable)', (v: string, all: string[] = []) => [...all, v])
     .showHelpAfterError()
     .exitOverride();

@@ -8,7 +8,7 @@ import { configFromJSON, configToJSON, newConfig, type ConfigJSON, type RepoConf
 import { hashId, ID_PATTERN, type Id } from './id.js';
 import type { ScannedIndex } from './index-scan.js';
 import { addKey, openMasterKey } from './keyfile.js';
-import type { IndexCache } from './index-cache.js';
+import type { CachedFileType, LocalCache } from './cache.js';
 import { indexText, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles } from './master-index.js';
 import { HeaderBlobs, PackBuilder, type BlobList, type BlobType, type PackedBlob } from './pack.js';
 import { decodeUnpacked, decodeUnpackedBytes, encodeUnpacked, encodeUnpackedText, parseJSON } from './unpacked.js';
@@ -27,8 +27,8 @@ const INDEX_EVERY_PACKS = 64;
 
 export interface OpenOptions {
   compression?: CompressionMode;
-  /** A local cache of the parsed index (see index-cache.ts); none by default. */
-  cache?: IndexCache;
+  /** A local cache of the parsed index (see cache.ts); none by default. */
+  cache?: LocalCache;
 }
 
 /**
@@ -50,8 +50,10 @@ export class Repository {
   #unindexed: { id: Id; blobs: HeaderBlobs }[] = [];
   #unindexedBlobs = 0;
   #indexLoaded = false;
-  readonly #cache: IndexCache | undefined;
-  #cacheWrite: Promise<void> = Promise.resolve();
+  readonly #cache: LocalCache | undefined;
+  /** The cache for snapshot files and tree packs: remote repositories only. */
+  readonly #fileCache: LocalCache | undefined;
+  #cacheUpkeep: Promise<void> = Promise.resolve();
   #writeGate: Promise<void> = Promise.resolve();
   readonly #treePacks = new Map<Id, Buffer>();
   readonly #treePackLoads = new Map<Id, Promise<Buffer | null>>();
@@ -63,6 +65,7 @@ export class Repository {
     this.keyId = keyId;
     this.config = config;
     this.#cache = opts.cache;
+    this.#fileCache = backend.local ? undefined : opts.cache;
     this.compression = config.version >= 2 ? (opts.compression ?? 'auto') : 'off';
   }
 
@@ -105,7 +108,8 @@ export class Repository {
 
   /** An unpacked file's JSON bytes, checked against its name and decrypted. */
   async #loadUnpacked(type: Exclude<FileType, 'data' | 'key' | 'config'>, id: Id): Promise<Buffer> {
-    const bytes = await this.backend.load({ type, name: id });
+    const load = (): Promise<Buffer> => this.backend.load({ type, name: id });
+    const bytes = type === 'snapshot' && this.#fileCache ? await this.#fileCache.loadFile(this.config.id, 'snapshot', id, load) : await load();
     if (hashId(bytes) !== id) throw new CairnError('INTEGRITY', `${type} ${id}: file content does not match its name`);
     const plain = this.key.decrypt(bytes);
     return decodeUnpackedBytes(plain, `${type} ${id}`);
@@ -140,6 +144,7 @@ export class Repository {
     const sealed = this.key.encrypt(plain);
     const id = hashId(sealed);
     await this.backend.save({ type, name: id }, sealed);
+    if (type === 'snapshot') this.#cacheSaved('snapshot', id, sealed);
     return id;
   }
 
@@ -170,7 +175,7 @@ export class Repository {
   async loadIndex(opts: { onFile?: (id: Id, listed: ScannedIndex) => void; onError?: (id: Id, err: unknown) => void } = {}): Promise<void> {
     if (this.#indexLoaded) return;
     const cache = opts.onFile || opts.onError ? undefined : this.#cache;
-    const [ids, cached] = await Promise.all([this.listIds('index'), cache?.read(this.key, this.config.id)]);
+    const [ids, cached] = await Promise.all([this.listIds('index'), cache?.readIndex(this.key, this.config.id)]);
     let toRead = ids;
     if (cached) {
       const present = new Set(ids);
@@ -198,10 +203,16 @@ export class Repository {
     });
     this.#indexLoaded = true;
     if (cache && toRead.length > 0) {
-      // Written while the command goes on (after any earlier write); close() waits for it.
       const table = { ...this.index.exportTable(), indexIds: ids };
-      this.#cacheWrite = this.#cacheWrite.then(() => cache.write(this.key, this.config.id, table));
+      this.#afterCommand(() => cache.writeIndex(this.key, this.config.id, table));
     }
+    // With the whole index read, cached tree packs that no index file lists any more can go.
+    if (cache && this.#fileCache) this.#afterCommand(() => cache.retain(this.config.id, 'data', (id) => this.index.hasPack(id)));
+  }
+
+  /** Cache upkeep, run while the command goes on, one after the other; close() waits for it. */
+  #afterCommand(fn: () => Promise<void>): void {
+    this.#cacheUpkeep = this.#cacheUpkeep.then(fn);
   }
 
   /**
@@ -235,11 +246,13 @@ export class Repository {
     }
     let p = this.#treePackLoads.get(packId);
     if (!p) {
-      p = (async () => {
-        const { size } = await this.backend.stat({ type: 'data', name: packId });
-        if (size > TREE_CACHE_BYTES / 4) return null;
-        return this.backend.load({ type: 'data', name: packId });
-      })();
+      const h = { type: 'data' as const, name: packId };
+      const load = async (): Promise<Buffer | null> => {
+        const { size } = await this.backend.stat(h);
+        return size > TREE_CACHE_BYTES / 4 ? null : this.backend.load(h);
+      };
+      // A remote repository's tree packs come from the local cache when it has them.
+      p = this.#fileCache ? this.#fileCache.loadFile(this.config.id, 'data', packId, load) : load();
       this.#treePackLoads.set(packId, p);
     }
     try {
@@ -315,6 +328,13 @@ export class Repository {
     if (!p || p.count === 0) return;
     const { id, bytes, blobs } = p.finish();
     await this.savePack(id, bytes, blobs);
+    this.#cacheSaved('data', id, bytes);
+  }
+
+  /** A remote repository's snapshot or tree pack just saved goes into the cache too: the next backup reads it as its parent. */
+  #cacheSaved(type: CachedFileType, id: Id, bytes: Uint8Array): void {
+    const cache = this.#fileCache;
+    if (cache) this.#afterCommand(() => cache.store(this.config.id, type, id, bytes));
   }
 
   /**
@@ -353,6 +373,12 @@ export class Repository {
   /** Every snapshot, oldest first. Damaged snapshot files are reported through `onError` and skipped. */
   async listSnapshots(onError?: (id: Id, err: unknown) => void): Promise<Snapshot[]> {
     const ids = await this.listIds('snapshot');
+    const cache = this.#fileCache;
+    if (cache) {
+      // Cached copies of snapshots that are gone (forget) go too.
+      const listed = new Set(ids);
+      this.#afterCommand(() => cache.retain(this.config.id, 'snapshot', (id) => listed.has(id)));
+    }
     const loaded = await mapLimit(ids, 8, async (id) => {
       try {
         return await this.loadSnapshot(id);
@@ -387,7 +413,7 @@ export class Repository {
   }
 
   async close(): Promise<void> {
-    await this.#cacheWrite;
+    await this.#cacheUpkeep;
     await this.backend.close();
   }
 }

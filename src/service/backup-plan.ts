@@ -15,7 +15,7 @@ import { findParent } from '../repository/find.js';
 import { Lock } from '../repository/lock.js';
 import { Repository } from '../repository/repository.js';
 import { WorkerPool } from '../repository/worker-pool.js';
-import type { IndexCache } from '../repository/index-cache.js';
+import type { LocalCache } from '../repository/cache.js';
 import { retentionPolicy, type Plan, type RepositoryTarget } from './config.js';
 import type { SourceSpec, TargetContext, TargetRunner } from './targets.js';
 
@@ -25,8 +25,8 @@ export interface RepositoryRef {
   passwordFile: string;
   /** Create the repository when it does not exist yet (the daemon's own repository). */
   initIfMissing?: boolean;
-  /** The daemon's index cache (see index-cache.ts). */
-  cache?: IndexCache;
+  /** The daemon's index cache (see cache.ts). */
+  cache?: LocalCache;
 }
 
 export const planTag = (name: string): string => `plan:${name}`;

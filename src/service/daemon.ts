@@ -7,7 +7,7 @@
  * await daemon.stop();
  * ```
  */
-import { IndexCache } from '../repository/index-cache.js';
+import { LocalCache } from '../repository/cache.js';
 import fs from 'node:fs';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -114,8 +114,8 @@ export class Daemon {
     if (!config.passwordFile && ensureSecretFile(passwordFile)) {
       log.info({ file: passwordFile }, 'generated a repository password (keep a copy: without it the backups cannot be read)');
     }
-    // Jobs keep the parsed index of each repository they write to in the data folder (see index-cache.ts).
-    const cache = new IndexCache(path.join(dataDir, 'cache'), (message) => log.warn(message));
+    // Jobs keep the parsed index of each repository they write to in the data folder (see cache.ts).
+    const cache = new LocalCache(path.join(dataDir, 'cache'), (message) => log.warn(message));
     const repository: RepositoryRef = { location: config.repository ?? path.join(dataDir, 'repo'), passwordFile, initIfMissing: true, cache };
     const catalogUrl = opts.catalog ?? config.catalog ?? process.env.CAIRN_CATALOG ?? `sqlite:${path.join(dataDir, 'catalog.db')}`;
     const catalog = await ServiceCatalog.open(catalogUrl);

@@ -129,3 +129,11 @@ export function compareTrees(a: Map<string, Entry>, b: Map<string, Entry>, mtime
 export function randomName(): string {
   return randomBytes(6).toString('hex');
 }
+
+/** The files in a folder and below it, as paths relative to it, sorted. */
+export async function filesUnder(root: string): Promise<string[]> {
+  return (await fs.readdir(root, { recursive: true, withFileTypes: true }))
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(root, path.join(e.parentPath, e.name)))
+    .sort();
+}
