@@ -30,6 +30,7 @@ import { registerForget } from './commands/forget.js';
 import { registerPrune } from './commands/prune.js';
 import { registerRepair } from './commands/repair.js';
 import { registerCopy } from './commands/copy.js';
+import { registerCache } from './commands/cache.js';
 import { registerReceiver } from './commands/receiver.js';
 import { registerDbCommands } from './commands/db.js';
 import { registerDbDump } from './commands/db-dump.js';
@@ -93,6 +94,7 @@ export function buildProgram(): Command {
   registerPrune(program, run);
   registerRepair(program, run);
   registerCopy(program, run);
+  registerCache(program, run);
   registerReceiver(program, run);
   registerDbCommands(program, run);
   registerDbDump(program, run);

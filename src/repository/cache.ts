@@ -51,6 +51,13 @@ export interface CachedIndex extends IndexTable {
   indexIds: Id[];
 }
 
+/** One repository's part of the cache, as `cairn cache` lists it. */
+export interface RepositoryCacheInfo {
+  id: Id;
+  lastUsed: Date;
+  bytes: number;
+}
+
 /** Repository files the cache keeps for remote repositories. */
 export type CachedFileType = 'snapshot' | 'data';
 
@@ -122,6 +129,38 @@ export class LocalCache {
         if (ID_PATTERN.test(name) ? !keep(name) : await leftOver(file)) await fs.rm(file, { force: true }).catch(() => undefined);
       }
     }
+  }
+
+  /** Marks the cache of `repoId` as used now (its folder's time), for `list` and `removeOld`. */
+  async touch(repoId: Id): Promise<void> {
+    if (!ID_PATTERN.test(repoId)) return;
+    const now = new Date();
+    await fs.utimes(path.join(this.dir, repoId), now, now).catch(() => undefined);
+  }
+
+  /** Every repository's cache: its id, when it was last used and the bytes it holds. */
+  async list(): Promise<RepositoryCacheInfo[]> {
+    const out: RepositoryCacheInfo[] = [];
+    for (const e of await fs.readdir(this.dir, { withFileTypes: true }).catch(() => [])) {
+      if (!e.isDirectory() || !ID_PATTERN.test(e.name)) continue;
+      const dir = path.join(this.dir, e.name);
+      const st = await fs.stat(dir).catch(() => null);
+      if (!st) continue;
+      let bytes = 0;
+      for (const f of await fs.readdir(dir, { recursive: true, withFileTypes: true }).catch(() => [])) {
+        if (f.isFile()) bytes += (await fs.stat(path.join(f.parentPath, f.name)).catch(() => ({ size: 0 }))).size;
+      }
+      out.push({ id: e.name, lastUsed: st.mtime, bytes });
+    }
+    return out.sort((a, b) => b.lastUsed.getTime() - a.lastUsed.getTime());
+  }
+
+  /** Removes the caches not used for `maxAgeDays` days; what was removed. */
+  async removeOld(maxAgeDays: number): Promise<RepositoryCacheInfo[]> {
+    const cutoff = Date.now() - maxAgeDays * 86_400_000;
+    const old = (await this.list()).filter((c) => c.lastUsed.getTime() < cutoff);
+    for (const c of old) await fs.rm(path.join(this.dir, c.id), { recursive: true, force: true });
+    return old;
   }
 
   #filePath(repoId: Id, type: CachedFileType, name: Id): string {

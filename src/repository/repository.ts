@@ -176,6 +176,7 @@ export class Repository {
     if (this.#indexLoaded) return;
     const cache = opts.onFile || opts.onError ? undefined : this.#cache;
     const [ids, cached] = await Promise.all([this.listIds('index'), cache?.readIndex(this.key, this.config.id)]);
+    if (cache) this.#afterCommand(() => cache.touch(this.config.id));
     let toRead = ids;
     if (cached) {
       const present = new Set(ids);

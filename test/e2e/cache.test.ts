@@ -73,6 +73,52 @@ describe('the index cache, from the command line', () => {
   });
 });
 
+describe('cairn cache', () => {
+  it('lists each repository\'s cache with its age and size, keeps it fresh when used, and --cleanup removes the old ones', async () => {
+    const a = await makeRepoPaths();
+    const cacheDir = a.env.CAIRN_CACHE_DIR!;
+    const other = await makeRepoPaths();
+    const b = { ...other, env: { ...other.env, CAIRN_CACHE_DIR: cacheDir } };
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'f'), 'x');
+    const ids: string[] = [];
+    for (const r of [a, b]) {
+      ok(await cairn(r, ['init']), 'init');
+      ok(await cairn(r, ['backup', src]), 'backup');
+      ok(await cairn(r, ['ls', 'latest']), 'ls');
+      ids.push((JSON.parse(ok(await cairn(r, ['cat', 'config']), 'cat config').out) as { id: string }).id);
+    }
+    const longAgo = new Date(Date.now() - 40 * 86_400_000);
+    for (const id of ids) await fs.utimes(path.join(cacheDir, id), longAgo, longAgo);
+    // Used again: fresh.
+    ok(await cairn(a, ['ls', 'latest']), 'ls');
+
+    const listed = JSON.parse(ok(await cairn(a, ['cache', '--json']), 'cache').out) as { id: string; last_used: string; old: boolean; size: number }[];
+    expect(listed.map((c) => [c.id, c.old])).toEqual([
+      [ids[0], false],
+      [ids[1], true],
+    ]);
+    expect(listed[0].size).toBe((await fs.stat(path.join(cacheDir, ids[0], 'index'))).size);
+    expect(Date.parse(listed[1].last_used)).toBe(longAgo.getTime());
+    const text = ok(await cairn(a, ['cache']), 'cache').out;
+    expect(text).toContain(`${ids[1].slice(0, 8)}    40 days ago    yes`);
+    expect(text).toContain(`2 cache dir(s) in ${cacheDir}`);
+    expect(text).toContain('1 of them not used for 30 days or more: `cairn cache --cleanup` removes them');
+    expect(JSON.parse(ok(await cairn(a, ['cache', '--json', '--max-age', '50']), 'cache').out).map((c: { old: boolean }) => c.old)).toEqual([false, false]);
+
+    expect(ok(await cairn(a, ['cache', '--cleanup']), 'cleanup').out).toContain(`removed 1 old cache(s) from ${cacheDir}: ${ids[1].slice(0, 8)}`);
+    expect((await fs.readdir(cacheDir)).sort()).toEqual(['CACHEDIR.TAG', ids[0]].sort());
+    expect(ok(await cairn(a, ['cache', '--cleanup']), 'cleanup').out).toContain('no old caches');
+
+    const bad = await cairn(a, ['cache', '--max-age', 'soon']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('--max-age must be a whole number of days, not "soon"');
+    const off = await cairn(a, ['--no-cache', 'cache']);
+    expect(off.code).toBe(1);
+    expect(off.stderr).toContain('the cache is turned off');
+  });
+});
+
 describe.runIf(HAVE_RESTIC && HAVE_RCLONE)('the cache of a remote repository', () => {
   let remotes: Remotes;
   beforeAll(async () => {
