@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import type { Key } from '../crypto/crypto.js';
+import { CRYPTO_OVERHEAD, type Key } from '../crypto/crypto.js';
 import { ID_PATTERN, type Id } from './id.js';
 import type { IndexTable } from './master-index.js';
 
@@ -93,7 +93,11 @@ export class LocalCache {
   /** Replaces the cached table of `repoId` (see #put); failures are only warned about. */
   async writeIndex(key: Key, repoId: Id, cached: CachedIndex): Promise<void> {
     if (!ID_PATTERN.test(repoId)) return;
-    await this.#put(path.join(this.dir, repoId, 'index'), Buffer.concat([MAGIC, key.encrypt(encodePayload(cached))]));
+    const payload = encodePayload(cached);
+    const out = Buffer.allocUnsafe(MAGIC.length + payload.length + CRYPTO_OVERHEAD);
+    MAGIC.copy(out);
+    key.encryptInto(payload, out, MAGIC.length);
+    await this.#put(path.join(this.dir, repoId, 'index'), out);
   }
 
   /**

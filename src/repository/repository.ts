@@ -211,9 +211,12 @@ export class Repository {
     if (cache && this.#fileCache) this.#afterCommand(() => cache.retain(this.config.id, 'data', (id) => this.index.hasPack(id)));
   }
 
-  /** Cache upkeep, run while the command goes on, one after the other; close() waits for it. */
+  /**
+   * Cache upkeep, run while the command goes on, one after the other; close() waits for it. The
+   * cache reports its own failures (LocalCache's `warn`); none may fail the command.
+   */
   #afterCommand(fn: () => Promise<void>): void {
-    this.#cacheUpkeep = this.#cacheUpkeep.then(fn);
+    this.#cacheUpkeep = this.#cacheUpkeep.then(fn).catch(() => undefined);
   }
 
   /**
