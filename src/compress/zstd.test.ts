@@ -36,6 +36,29 @@ describe('scratch compressor', () => {
   });
 });
 
+describe('scratch compressor on incompressible chunks', () => {
+  it('in auto mode hands back a chunk whose samples zstd cannot shrink as it is, and compresses any chunk with a compressible sample', () => {
+    const c = new ScratchCompressor('auto');
+    const random = randomBytes(1 << 20);
+    const same = c.compress(random);
+    expect(same.equals(random)).toBe(true);
+    expect(same.buffer).toBe(random.buffer);
+    // Random up to the last quarter, text after it: the last sample finds the text.
+    const text = Buffer.from('the quick brown fox jumps over the lazy dog. '.repeat(6000)).subarray(0, 256 * 1024);
+    const mixed = Buffer.concat([random.subarray(0, 768 * 1024), text]);
+    const frame = Buffer.from(c.compress(mixed));
+    expect(frame.length).toBeLessThan(mixed.length - 200 * 1024);
+    expect(frame.equals(compress(mixed))).toBe(true);
+    // Below the probe's size every chunk goes through zstd (a frame of raw blocks, a few bytes larger).
+    expect(c.compress(random.subarray(0, 60_000)).length).toBeGreaterThan(60_000);
+  });
+
+  it('in max mode puts every chunk through zstd', () => {
+    const random = randomBytes(1 << 20);
+    expect(new ScratchCompressor('max').compress(random).length).toBeGreaterThan(random.length);
+  });
+});
+
 describe('compressText', () => {
   it('makes one frame of many parts, past its gathering and output pieces, that records the size of the joined text', () => {
     // Random hex compresses to about half: ~1 MiB of output, several streaming pieces.

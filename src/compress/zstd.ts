@@ -147,6 +147,12 @@ export function compressText(parts: () => Iterable<string>, head: Uint8Array, mo
  */
 const SIZE_CLASSES = [16 * 1024, 128 * 1024, 256 * 1024];
 
+/** Chunks of at least this size are probed for being incompressible (see ScratchCompressor). */
+const PROBE_MIN = 64 * 1024;
+const PROBE_SAMPLES = 4;
+const PROBE_SAMPLE = 4096;
+const PROBE_RATIO = 0.98;
+
 /**
  * A compressor that writes into one scratch buffer it keeps: backups compress every chunk, and a
  * fresh output buffer per chunk is garbage the JavaScript heap frees late. The result is a view
@@ -163,16 +169,50 @@ export class ScratchCompressor {
   readonly #cctx: CCtx[] = [];
   #scratch: Buffer = Buffer.alloc(0);
 
+  readonly #probe: boolean;
+  #probeCtx: CCtx | undefined;
+  #probeOut: Buffer = Buffer.alloc(0);
+
   constructor(mode: Exclude<CompressionMode, 'off'>) {
     this.#binding = binding();
     this.#level = LEVELS.data[mode];
+    // `max` asks for the smallest repository whatever it costs: every chunk goes through zstd.
+    this.#probe = mode === 'auto';
   }
 
+  /**
+   * The chunk compressed, or (in `auto` mode, for a chunk whose samples zstd cannot shrink) the
+   * chunk itself, which the caller stores as it is, as it does any chunk that does not get smaller.
+   */
   compress(data: Uint8Array): Buffer {
+    if (this.#probe && data.length >= PROBE_MIN && this.#incompressible(data)) return Buffer.from(data.buffer, data.byteOffset, data.length);
     const bound = this.#binding.compressBound(data.length);
     if (this.#scratch.length < bound) this.#scratch = Buffer.allocUnsafe(bound);
     const n = this.#context(data.length).compress2(this.#scratch, data);
     return this.#scratch.subarray(0, n);
+  }
+
+  /**
+   * Whether PROBE_SAMPLES samples of PROBE_SAMPLE bytes, spread over the chunk, all stay above
+   * PROBE_RATIO of their size at zstd's fastest level: compressed archives, media and encrypted
+   * data, which level 3 would only spend time on (a third of the benchmark corpus's bytes took a
+   * fifth of its compression time to gain nothing).
+   */
+  #incompressible(data: Uint8Array): boolean {
+    this.#probeCtx ??= this.#newContext(1);
+    if (this.#probeOut.length === 0) this.#probeOut = Buffer.allocUnsafe(this.#binding.compressBound(PROBE_SAMPLE));
+    const step = Math.floor((data.length - PROBE_SAMPLE) / (PROBE_SAMPLES - 1));
+    for (let i = 0; i < PROBE_SAMPLES; i++) {
+      const sample = data.subarray(i * step, i * step + PROBE_SAMPLE);
+      if (this.#probeCtx.compress2(this.#probeOut, sample) < PROBE_RATIO * PROBE_SAMPLE) return false;
+    }
+    return true;
+  }
+
+  #newContext(level: number): CCtx {
+    const cctx = new this.#binding.CCtx();
+    cctx.setParameter(this.#binding.CParameter.compressionLevel, level);
+    return cctx;
   }
 
   #context(size: number): CCtx {
@@ -180,8 +220,7 @@ export class ScratchCompressor {
     if (c < 0) c = SIZE_CLASSES.length;
     let cctx = this.#cctx[c];
     if (!cctx) {
-      cctx = new this.#binding.CCtx();
-      cctx.setParameter(this.#binding.CParameter.compressionLevel, this.#level);
+      cctx = this.#newContext(this.#level);
       this.#cctx[c] = cctx;
     }
     return cctx;
