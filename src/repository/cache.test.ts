@@ -230,6 +230,21 @@ describe('the index cache', () => {
     }
   });
 
+  it('clears what an index write that died left behind, once it is an hour old', async () => {
+    const { dir, cacheDir } = await setup();
+    const first = await open(dir, new LocalCache(cacheDir));
+    await first.repo.close();
+    const folder = path.join(cacheDir, first.repo.config.id);
+    const hourAgo = new Date(Date.now() - 3_700_000);
+    await fs.writeFile(path.join(folder, 'index.tmp-1-dead'), 'half');
+    await fs.utimes(path.join(folder, 'index.tmp-1-dead'), hourAgo, hourAgo);
+    await fs.writeFile(path.join(folder, 'index.tmp-2-busy'), 'being written');
+    const again = await open(dir, new LocalCache(cacheDir));
+    await again.repo.close();
+    expect(again.backend.indexLoads).toBe(0);
+    expect((await fs.readdir(folder)).sort()).toEqual(['index', 'index.tmp-2-busy']);
+  });
+
   it('lives where restic users look for caches', () => {
     expect(defaultCacheDir({ CAIRN_CACHE_DIR: '/x/c' })).toBe('/x/c');
     expect(defaultCacheDir({ XDG_CACHE_HOME: '/x' })).toBe(path.join('/x', 'cairn'));

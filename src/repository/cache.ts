@@ -135,11 +135,19 @@ export class LocalCache {
     }
   }
 
-  /** Marks the cache of `repoId` as used now (its folder's time), for `list` and `removeOld`. */
+  /**
+   * Marks the cache of `repoId` as used now (its folder's time), for `list` and `removeOld`, and
+   * removes what a write that died left of the index (its temporary files, an hour on).
+   */
   async touch(repoId: Id): Promise<void> {
     if (!ID_PATTERN.test(repoId)) return;
+    const dir = path.join(this.dir, repoId);
     const now = new Date();
-    await fs.utimes(path.join(this.dir, repoId), now, now).catch(() => undefined);
+    await fs.utimes(dir, now, now).catch(() => undefined);
+    for (const name of await fs.readdir(dir).catch(() => [])) {
+      const file = path.join(dir, name);
+      if (name.startsWith('index.tmp-') && (await leftOver(file))) await fs.rm(file, { force: true }).catch(() => undefined);
+    }
   }
 
   /** Every repository's cache: its id, when it was last used and the bytes it holds. */
