@@ -127,12 +127,7 @@ export class LocalCache {
     if (!ID_PATTERN.test(repoId)) return;
     const top = path.join(this.dir, repoId, type === 'data' ? 'data' : 'snapshots');
     const folders = type === 'data' ? await fs.readdir(top).catch(() => []) : [''];
-    for (const folder of folders) {
-      for (const name of await fs.readdir(path.join(top, folder)).catch(() => [])) {
-        const file = path.join(top, folder, name);
-        if (ID_PATTERN.test(name) ? !keep(name) : await leftOver(file)) await fs.rm(file, { force: true }).catch(() => undefined);
-      }
-    }
+    for (const folder of folders) await removeWhere(path.join(top, folder), (name, file) => (ID_PATTERN.test(name) ? !keep(name) : leftOver(file)));
   }
 
   /**
@@ -144,10 +139,7 @@ export class LocalCache {
     const dir = path.join(this.dir, repoId);
     const now = new Date();
     await fs.utimes(dir, now, now).catch(() => undefined);
-    for (const name of await fs.readdir(dir).catch(() => [])) {
-      const file = path.join(dir, name);
-      if (name.startsWith('index.tmp-') && (await leftOver(file))) await fs.rm(file, { force: true }).catch(() => undefined);
-    }
+    await removeWhere(dir, async (name, file) => name.startsWith('index.tmp-') && (await leftOver(file)));
   }
 
   /** Every repository's cache: its id, when it was last used and the bytes it holds. */
@@ -201,6 +193,14 @@ export class LocalCache {
         this.#warn(`cannot write the cache in ${this.dir}: ${e.code ?? e.message} (going on without it; --no-cache turns it off)`);
       }
     }
+  }
+}
+
+/** Removes the files in `dir` that `pick` chooses, by name and path; a file that cannot be removed stays. */
+async function removeWhere(dir: string, pick: (name: string, file: string) => boolean | Promise<boolean>): Promise<void> {
+  for (const name of await fs.readdir(dir).catch(() => [])) {
+    const file = path.join(dir, name);
+    if (await pick(name, file)) await fs.rm(file, { force: true }).catch(() => undefined);
   }
 }
 
