@@ -30,7 +30,7 @@ export class Context {
   readonly err: NodeJS.WritableStream;
   readonly signal: AbortSignal;
   #cleanups: (() => Promise<void>)[] = [];
-  #indexCache: LocalCache | undefined;
+  #localCache: LocalCache | undefined;
 
   constructor(opts: GlobalOptions, signal: AbortSignal, out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr) {
     this.opts = opts;
@@ -100,11 +100,11 @@ export class Context {
     return first;
   }
 
-  /** The local index cache, unless --no-cache; its warnings go to stderr. */
-  indexCache(): LocalCache | undefined {
+  /** The local cache (see repository/cache.ts), unless --no-cache; its warnings go to stderr. */
+  localCache(): LocalCache | undefined {
     if (this.opts.noCache) return undefined;
-    this.#indexCache ??= new LocalCache(this.opts.cacheDir ?? defaultCacheDir(), (line) => this.warn(`Warning: ${line}`));
-    return this.#indexCache;
+    this.#localCache ??= new LocalCache(this.opts.cacheDir ?? defaultCacheDir(), (line) => this.warn(`Warning: ${line}`));
+    return this.#localCache;
   }
 
   /** The repository's backend, with the `-o` options. */
@@ -116,7 +116,7 @@ export class Context {
     const backend = this.backend();
     const compression = this.opts.compression ? parseCompressionMode(this.opts.compression) : undefined;
     try {
-      const repo = await Repository.open(backend, await this.password(), { compression, cache: this.indexCache() });
+      const repo = await Repository.open(backend, await this.password(), { compression, cache: this.localCache() });
       this.#cleanups.push(() => repo.close());
       return repo;
     } catch (err) {
@@ -143,7 +143,7 @@ export class Context {
     }
     const backend = openBackend(location, parseBackendOptions(this.opts.option ?? []));
     try {
-      const repo = await Repository.open(backend, password, { cache: this.indexCache() });
+      const repo = await Repository.open(backend, password, { cache: this.localCache() });
       this.#cleanups.push(() => repo.close());
       return repo;
     } catch (err) {

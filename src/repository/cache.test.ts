@@ -53,7 +53,7 @@ function locations(repo: Repository): string[] {
   return [...repo.index.entries()].map(([k, l]) => JSON.stringify([k, l.packId, l.type, l.offset, l.length, l.uncompressedLength])).sort();
 }
 
-describe('the index cache', () => {
+describe('the local cache', () => {
   it('stands in for the index files it was built from, and reads only newer ones on top', async () => {
     const { dir, cacheDir, blobs } = await setup();
     const plain = await open(dir);

@@ -257,7 +257,7 @@ export class MasterIndex {
     this.#count++;
   }
 
-  /** The table as it stands, copied: what the index cache keeps (see cache.ts). */
+  /** The table as it stands, copied: what the local cache keeps (see cache.ts). */
   exportTable(): IndexTable {
     return { count: this.#count, packIds: [...this.#packIds], table: this.#table.slice() };
   }

@@ -25,7 +25,7 @@ export interface RepositoryRef {
   passwordFile: string;
   /** Create the repository when it does not exist yet (the daemon's own repository). */
   initIfMissing?: boolean;
-  /** The daemon's index cache (see cache.ts). */
+  /** The daemon's local cache (see repository/cache.ts). */
   cache?: LocalCache;
 }
 

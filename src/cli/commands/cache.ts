@@ -22,7 +22,7 @@ export function registerCache(program: Command, run: Run): void {
     .action((o: { cleanup?: boolean; maxAge?: string }) =>
       run(async (ctx) => {
         const maxAge = o.maxAge === undefined ? DEFAULT_MAX_AGE_DAYS : parseMaxAge(o.maxAge);
-        const cache = ctx.indexCache();
+        const cache = ctx.localCache();
         if (!cache) throw new CairnError('BAD_INPUT', 'the cache is turned off (--no-cache): nothing to list or clean up');
         if (o.cleanup) {
           const removed = await cache.removeOld(maxAge);
