@@ -78,7 +78,7 @@ interface DCtx {
 interface ZstdBinding {
   CCtx: new () => CCtx;
   DCtx: new () => DCtx;
-  CParameter: { compressionLevel: number };
+  CParameter: { compressionLevel: number; chainLog: number };
   EndDirective: { continue: number; end: number };
   compressBound(size: number): number;
 }
@@ -146,6 +146,14 @@ export function compressText(parts: () => Iterable<string>, head: Uint8Array, mo
  * have rows for inputs up to 16 KiB, 128 KiB and 256 KiB, and one for larger ones).
  */
 const SIZE_CLASSES = [16 * 1024, 128 * 1024, 256 * 1024];
+
+/**
+ * Level 3's second hash table for inputs over 256 KiB, in `auto` mode: 2^14 entries instead of
+ * zstd's 2^16 stay in the core's cache. On the benchmark corpus's unique 1 MiB pieces: 10% less
+ * time (2.60-2.62 s against 2.85-2.94 s) for 0.04% more output (446.58 against 446.41 MiB);
+ * 2^13 saved 13% for 0.07%, level 2 20% for 1.5%.
+ */
+const LARGE_CHAIN_LOG = 14;
 
 /** Chunks of at least this size are probed for being incompressible (see ScratchCompressor). */
 const PROBE_MIN = 64 * 1024;
@@ -221,6 +229,7 @@ export class ScratchCompressor {
     let cctx = this.#cctx[c];
     if (!cctx) {
       cctx = this.#newContext(this.#level);
+      if (c === SIZE_CLASSES.length && this.#probe) cctx.setParameter(this.#binding.CParameter.chainLog, LARGE_CHAIN_LOG);
       this.#cctx[c] = cctx;
     }
     return cctx;
