@@ -147,17 +147,22 @@ describe.runIf(HAVE_RESTIC && HAVE_RCLONE)('the cache of a remote repository', (
 
       // Read from the cache: with the tree packs gone from the repository, ls still lists the tree.
       const packKey = (pack: string): string => `${name}/data/${pack.slice(0, 2)}/${pack}`;
+      /** Puts a pack file's bytes into the remote repository, or removes it (null), behind Cairn's back. */
+      const onRemote = async (pack: string, bytes: Buffer | null): Promise<void> => {
+        if (kind === 'rest') {
+          const file = path.join(remotes.restDir, packKey(pack));
+          await (bytes ? fs.writeFile(file, bytes) : fs.rm(file));
+          return;
+        }
+        const client = remotes.client();
+        await client.send(bytes ? new PutObjectCommand({ Bucket: 'cairn', Key: packKey(pack), Body: bytes }) : new DeleteObjectCommand({ Bucket: 'cairn', Key: packKey(pack) }));
+        client.destroy();
+      };
       const saved = new Map<string, Buffer>();
       for (const pack of treePacks) {
         const copy = path.join(repo.env.CAIRN_CACHE_DIR!, id, 'data', pack.slice(0, 2), pack);
         saved.set(pack, await fs.readFile(copy));
-        if (kind === 's3') {
-          const client = remotes.client();
-          await client.send(new DeleteObjectCommand({ Bucket: 'cairn', Key: packKey(pack) }));
-          client.destroy();
-        } else {
-          await fs.rm(path.join(remotes.restDir, packKey(pack)));
-        }
+        await onRemote(pack, null);
       }
       expect(await run('ls', 'latest')).toContain(path.join(src, 'a'));
       const without = await cairn(repo, ['--no-cache', 'ls', 'latest']);
@@ -172,13 +177,7 @@ describe.runIf(HAVE_RESTIC && HAVE_RCLONE)('the cache of a remote repository', (
       expect((await cairn(repo, ['ls', 'latest'])).code).not.toBe(0);
       expect((await cached('data')).length).toBeLessThan(treePacks.length);
       for (const [pack, bytes] of saved) {
-        if (kind === 's3') {
-          const client = remotes.client();
-          await client.send(new PutObjectCommand({ Bucket: 'cairn', Key: packKey(pack), Body: bytes }));
-          client.destroy();
-        } else {
-          await fs.writeFile(path.join(remotes.restDir, packKey(pack)), bytes);
-        }
+        await onRemote(pack, bytes);
       }
       expect(await run('ls', 'latest')).toContain(path.join(src, 'a'));
       expect(await cached('data')).toEqual(treePacks);
