@@ -162,8 +162,7 @@ export class RestBackend implements Backend {
    */
   #getRange(p: string, doing: string, range: string, signal?: AbortSignal): Promise<BodyAnswer> {
     checkAborted(signal, doing);
-    const headers: Record<string, string> = { Accept: V2, Range: range };
-    if (this.#loc.authorization) headers.Authorization = this.#loc.authorization;
+    const headers = this.#headers(range);
     const url = new URL(p, this.#loc.url);
     const request = url.protocol === 'https:' ? https.request : http.request;
     return new Promise((resolve, reject) => {
@@ -240,10 +239,16 @@ export class RestBackend implements Backend {
     this.#agent.destroy();
   }
 
-  async #request(method: string, p: string, doing: string, o: RequestOptions = {}): Promise<Response> {
+  /** What every request sends: the protocol version, the credentials, and the range when one is asked for. */
+  #headers(range?: string): Record<string, string> {
     const headers: Record<string, string> = { Accept: V2 };
     if (this.#loc.authorization) headers.Authorization = this.#loc.authorization;
-    if (o.range) headers.Range = o.range;
+    if (range) headers.Range = range;
+    return headers;
+  }
+
+  async #request(method: string, p: string, doing: string, o: RequestOptions = {}): Promise<Response> {
+    const headers = this.#headers(o.range);
     if (o.body) headers['Content-Type'] = 'application/octet-stream';
     checkAborted(o.signal, doing);
     let body: RequestInit['body'] | undefined;

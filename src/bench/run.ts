@@ -104,6 +104,19 @@ async function freshFolders(name: string): Promise<{ next: () => string; removeA
   };
 }
 
+/** A tool's environment for a repository: location, password file and local cache, for Cairn and restic alike. */
+function toolEnv(tool: 'cairn' | 'restic', location: string, pw: string): NodeJS.ProcessEnv {
+  return {
+    ...(tool === 'cairn' ? CAIRN_ENV : {}),
+    CAIRN_REPOSITORY: location,
+    CAIRN_PASSWORD_FILE: pw,
+    RESTIC_REPOSITORY: location,
+    RESTIC_PASSWORD_FILE: pw,
+    RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache'),
+    CAIRN_CACHE_DIR: path.join(BENCH, 'cairn-cache'),
+  };
+}
+
 async function dropCaches(): Promise<void> {
   // Only root may; elsewhere every tool reads from a warm cache alike.
   await fs.writeFile('/proc/sys/vm/drop_caches', '3').catch(() => undefined);
@@ -117,7 +130,7 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
   await sh('cp', ['-a', corpus, work]);
   const pw = path.join(BENCH, 'password');
   await fs.writeFile(pw, 'benchmark password\n', { mode: 0o600 });
-  const env = { ...(tool === 'cairn' ? CAIRN_ENV : {}), CAIRN_REPOSITORY: repo, CAIRN_PASSWORD_FILE: pw, RESTIC_REPOSITORY: repo, RESTIC_PASSWORD_FILE: pw, RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache'), CAIRN_CACHE_DIR: path.join(BENCH, 'cairn-cache') };
+  const env = toolEnv(tool, repo, pw);
   const exe = tool === 'cairn' ? process.execPath : 'restic';
   const pre = tool === 'cairn' ? cairnArgv() : [];
   const out: Record<string, Measure | number> = {};
@@ -164,7 +177,7 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
 async function backupAndRestore(tool: 'cairn' | 'restic', location: string, corpus: string, bytes: number, env: NodeJS.ProcessEnv): Promise<Record<string, Measure>> {
   const pw = path.join(BENCH, 'password');
   await fs.writeFile(pw, 'benchmark password\n', { mode: 0o600 });
-  const all = { ...env, ...(tool === 'cairn' ? CAIRN_ENV : {}), CAIRN_REPOSITORY: location, CAIRN_PASSWORD_FILE: pw, RESTIC_REPOSITORY: location, RESTIC_PASSWORD_FILE: pw, RESTIC_CACHE_DIR: path.join(BENCH, 'restic-cache'), CAIRN_CACHE_DIR: path.join(BENCH, 'cairn-cache') };
+  const all = { ...env, ...toolEnv(tool, location, pw) };
   const exe = tool === 'cairn' ? process.execPath : 'restic';
   const pre = tool === 'cairn' ? cairnArgv() : [];
   await sh(exe, [...pre, 'init'], all);
