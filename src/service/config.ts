@@ -334,6 +334,8 @@ export const DaemonConfig = z.strictObject({
   concurrency: z.number().int().min(1).max(64).default(2),
   /** Base delay of the exponential backoff between task attempts. */
   retryBaseMs: z.number().int().min(1).max(3_600_000).default(2000),
+  /** Days after which a repository's cache in DATA_DIR/cache that no job used is removed (0: never). */
+  cacheMaxAgeDays: z.number().int().min(0).max(36_500).default(30),
   plans: z.array(z.unknown()).default([]),
 });
 export type DaemonConfig = z.output<typeof DaemonConfig>;

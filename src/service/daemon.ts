@@ -71,6 +71,10 @@ export function parseListen(listen: string | undefined): { host: string; port: n
   return { host: m[1] || m[2] || '127.0.0.1', port: Number(m[3]) };
 }
 
+/** How often the daemon looks for repository caches no job used recently (see Daemon.cleanCache). */
+const CACHE_CLEANUP_MS = 24 * 3_600_000;
+const CACHE_RETRY_MS = 3_600_000;
+
 export class Daemon {
   readonly dataDir: string;
   readonly config: DaemonConfig;
@@ -86,6 +90,7 @@ export class Daemon {
   #api: FastifyInstance | null = null;
   url = '';
   #stopping: Promise<void> | null = null;
+  #cacheCleanup: NodeJS.Timeout | null = null;
 
   private constructor(o: { dataDir: string; config: DaemonConfig; catalog: ServiceCatalog; log: Logger; repository: RepositoryRef; token: string }) {
     this.dataDir = o.dataDir;
@@ -170,6 +175,11 @@ export class Daemon {
     const actual = typeof addr === 'object' && addr ? addr.port : port;
     this.url = `http://${host.includes(':') ? `[${host}]` : host}:${actual}`;
     fs.writeFileSync(path.join(this.dataDir, 'daemon.json'), `${JSON.stringify({ url: this.url, pid: process.pid })}\n`);
+    if (this.config.cacheMaxAgeDays > 0) {
+      void this.cleanCache();
+      this.#cacheCleanup = setInterval(() => void this.cleanCache(), CACHE_CLEANUP_MS);
+      this.#cacheCleanup.unref();
+    }
     this.log.info({ url: this.url, dataDir: this.dataDir, catalog: this.catalog.safeUrl, repository: this.repository.location }, 'cairn daemon listening');
   }
 
@@ -265,9 +275,35 @@ export class Daemon {
     };
   }
 
+  /**
+   * Removes the repository caches in DATA_DIR/cache that no job used for `cacheMaxAgeDays` (as
+   * `cairn cache --cleanup` does): a repository no plan writes to any more leaves one behind. At
+   * start and once a day, and not while a job runs: a job marks its repository's cache as used
+   * when it is done, so a cache that a long job began to use again may still look old. Never
+   * fails; a problem is logged.
+   */
+  async cleanCache(): Promise<string[]> {
+    const cache = this.repository.cache;
+    if (!cache || this.config.cacheMaxAgeDays === 0 || this.#stopping) return [];
+    if (this.runner.runningJobs().length > 0) {
+      // Another try within the hour rather than a day later.
+      setTimeout(() => void this.cleanCache(), CACHE_RETRY_MS).unref();
+      return [];
+    }
+    try {
+      const removed = (await cache.removeOld(this.config.cacheMaxAgeDays)).map((c) => c.id);
+      if (removed.length > 0) this.log.info({ removed, maxAgeDays: this.config.cacheMaxAgeDays }, 'removed repository caches no job used recently');
+      return removed;
+    } catch (err) {
+      this.log.warn({ dir: cache.dir, error: (err as Error).message }, 'cannot clean up the cache');
+      return [];
+    }
+  }
+
   /** Stops taking work, lets running jobs finish within the grace period, records state, closes. Safe to call twice. */
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
+      if (this.#cacheCleanup) clearInterval(this.#cacheCleanup);
       this.scheduler.stop();
       await this.watcher.stop();
       await this.runner.stop(this.config.shutdownGraceSeconds * 1000);
