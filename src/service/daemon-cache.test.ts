@@ -48,12 +48,12 @@ describe('daemon cache upkeep', () => {
     const { base, dataDir } = await start();
     const old = await cacheFolder(dataDir, 40);
     const recent = await cacheFolder(dataDir, 3);
-    const edge = await cacheFolder(dataDir, 12);
+    const alsoOld = await cacheFolder(dataDir, 12);
     const foreign = path.join(dataDir, 'cache', 'notes');
     await fs.mkdir(foreign);
     await fs.utimes(foreign, new Date(0), new Date(0));
     const daemon = await boot(base, dataDir, { cacheMaxAgeDays: 10 });
-    await waitFor('the old caches to go', async () => !existsSync(old) && !existsSync(edge));
+    await waitFor('the old caches to go', async () => !existsSync(old) && !existsSync(alsoOld));
     expect(existsSync(recent)).toBe(true);
     // Only folders named by a repository id are caches.
     expect(existsSync(foreign)).toBe(true);

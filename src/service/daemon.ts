@@ -91,6 +91,7 @@ export class Daemon {
   url = '';
   #stopping: Promise<void> | null = null;
   #cacheCleanup: NodeJS.Timeout | null = null;
+  #cacheRetry: NodeJS.Timeout | null = null;
 
   private constructor(o: { dataDir: string; config: DaemonConfig; catalog: ServiceCatalog; log: Logger; repository: RepositoryRef; token: string }) {
     this.dataDir = o.dataDir;
@@ -286,8 +287,11 @@ export class Daemon {
     const cache = this.repository.cache;
     if (!cache || this.config.cacheMaxAgeDays === 0 || this.#stopping) return [];
     if (this.runner.runningJobs().length > 0) {
-      // Another try within the hour rather than a day later.
-      setTimeout(() => void this.cleanCache(), CACHE_RETRY_MS).unref();
+      // Another try within the hour rather than a day later (one pending try at most).
+      this.#cacheRetry ??= setTimeout(() => {
+        this.#cacheRetry = null;
+        void this.cleanCache();
+      }, CACHE_RETRY_MS).unref();
       return [];
     }
     try {
@@ -304,6 +308,7 @@ export class Daemon {
   stop(): Promise<void> {
     this.#stopping ??= (async () => {
       if (this.#cacheCleanup) clearInterval(this.#cacheCleanup);
+      if (this.#cacheRetry) clearTimeout(this.#cacheRetry);
       this.scheduler.stop();
       await this.watcher.stop();
       await this.runner.stop(this.config.shutdownGraceSeconds * 1000);
