@@ -13,7 +13,7 @@ import { ScratchCompressor, ScratchDecompressor } from '../compress/zstd.js';
 import { LOADED } from '../util/worker.js';
 import { CairnError } from '../errors.js';
 import { SMALL_FILE } from './worker-protocol.js';
-import { PackFileWriter, parsePackTail } from './pack.js';
+import { PackFileWriter, encodeListing, parsePackTail } from './pack.js';
 import { SharedBlobView } from './master-index.js';
 import { hashId, type Id } from './id.js';
 import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
@@ -336,11 +336,11 @@ function checkPack(id: string, data: ArrayBuffer, length: number): CheckPackResu
     header = parsePackTail(key, buf, buf.length, id);
   } catch (err) {
     errors.push((err as Error).message);
-    return { blobs: [], errors };
+    return { listing: new Uint8Array(0), errors };
   }
   if ('need' in header) {
     errors.push(`pack ${id}: header does not fit the file`);
-    return { blobs: [], errors };
+    return { listing: new Uint8Array(0), errors };
   }
   for (const b of header.blobs) {
     try {
@@ -349,7 +349,8 @@ function checkPack(id: string, data: ArrayBuffer, length: number): CheckPackResu
       errors.push(`pack ${id}: ${b.type} ${(err as Error).message}`);
     }
   }
-  return { blobs: header.blobs, errors };
+  // Its own buffer, exactly the records: a structured clone copies the whole ArrayBuffer.
+  return { listing: encodeListing(header.blobs), errors };
 }
 
 /** Whether the file at `path` already holds exactly these blobs (for resuming a restore). */

@@ -13,6 +13,25 @@ import { hashId, type Id } from './id.js';
  */
 export type BlobType = 'data' | 'tree';
 
+/**
+ * A pack's blobs as check compares them with the index: per blob its id's 32 bytes, a type byte
+ * (1 for a tree) and its offset (uint32 LE), 37 bytes back to back. Bytes, not objects, so that a
+ * pack's listing crosses from a worker and is compared with no garbage.
+ */
+export const LISTING_RECORD = 37;
+
+/** `blobs` as listing records (see LISTING_RECORD), in their order; in a buffer of its own. */
+export function encodeListing(blobs: readonly Pick<PackedBlob, 'id' | 'type' | 'offset'>[]): Buffer {
+  const out = Buffer.from(new ArrayBuffer(blobs.length * LISTING_RECORD));
+  blobs.forEach((b, i) => {
+    const o = i * LISTING_RECORD;
+    out.write(b.id, o, 32, 'hex');
+    out[o + 32] = b.type === 'tree' ? 1 : 0;
+    out.writeUInt32LE(b.offset, o + 33);
+  });
+  return out;
+}
+
 export interface PackedBlob {
   readonly id: Id;
   readonly type: BlobType;

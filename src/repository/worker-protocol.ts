@@ -1,7 +1,6 @@
 import type { KeyRaw } from '../crypto/crypto.js';
 import type { CompressionMode } from '../compress/zstd.js';
 import type { Id } from './id.js';
-import type { PackedBlob } from './pack.js';
 
 /** Everything a blob worker needs; posted once as workerData. */
 /**
@@ -91,7 +90,8 @@ export interface OpenResult {
 }
 
 export interface CheckPackResult {
-  blobs: PackedBlob[];
+  /** The pack's header as listing records (see LISTING_RECORD in pack.ts); empty when it could not be read. */
+  listing: Uint8Array;
   errors: string[];
 }
 
