@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { CCtx, CParameter, compressBound, getFrameContentSize } from 'zstd-napi/binding.js';
 import { describe, expect, it } from 'vitest';
-import { ScratchCompressor, ScratchDecompressor, compress, compressText, decompress } from './zstd.js';
+import { ScratchCompressor, ScratchDecompressor, compress, compressStream, decompress } from './zstd.js';
 
 describe('scratch decompressor', () => {
   it('decompresses into its reused buffer and checks the recorded size', () => {
@@ -72,26 +72,40 @@ describe('scratch compressor on incompressible chunks', () => {
   });
 });
 
-describe('compressText', () => {
-  it('makes one frame of many parts, past its gathering and output pieces, that records the size of the joined text', () => {
+describe('compressStream', () => {
+  it('makes one frame of many pieces of a reused buffer, past its output pieces, that records their total size', () => {
     // Random hex compresses to about half: ~1 MiB of output, several streaming pieces.
-    const parts = Array.from({ length: 64 }, (_, i) => (i === 5 ? '' : `${i}:é😀${randomBytes(16_384).toString('hex')}`));
-    parts.splice(9, 0, randomBytes(150_000).toString('hex'), 'ü'.repeat(50_000));
-    const text = parts.join('');
-    const framed = compressText(() => parts, Buffer.of(9, 8));
+    const parts = Array.from({ length: 64 }, (_, i) => Buffer.from(i === 5 ? '' : `${i}:é😀${randomBytes(16_384).toString('hex')}`));
+    parts.splice(9, 0, Buffer.from(randomBytes(150_000).toString('hex')), Buffer.from('ü'.repeat(50_000)));
+    const all = Buffer.concat(parts);
+    const framed = compressStream(
+      all.length,
+      (sink) => {
+        // One buffer for every piece, overwritten once the sink returns, as writeIndexJSON does.
+        const reused = Buffer.alloc(400_000);
+        for (const p of parts) {
+          p.copy(reused);
+          sink(reused.subarray(0, p.length));
+          reused.fill(0);
+        }
+      },
+      Buffer.of(9, 8),
+    );
     expect([...framed.subarray(0, 2)]).toEqual([9, 8]);
     const frame = framed.subarray(2);
-    expect(getFrameContentSize(frame)).toBe(Buffer.byteLength(text));
+    expect(getFrameContentSize(frame)).toBe(all.length);
     expect(frame.length).toBeGreaterThan(512 * 1024);
-    expect(frame.length).toBeLessThan(Buffer.byteLength(text));
-    expect(decompress(frame).toString('utf8')).toBe(text);
-    expect(new ScratchDecompressor().decompress(frame, Buffer.byteLength(text)).toString('utf8')).toBe(text);
+    expect(frame.length).toBeLessThan(all.length);
+    expect(decompress(frame).equals(all)).toBe(true);
+    expect(new ScratchDecompressor().decompress(frame, all.length).equals(all)).toBe(true);
   });
 
-  it('makes a valid empty frame of no parts', () => {
-    const frame = compressText(() => [], Buffer.alloc(0));
+  it('makes a valid empty frame of no pieces, and refuses pieces that do not add up to the size', () => {
+    const frame = compressStream(0, () => undefined, Buffer.alloc(0));
     expect(getFrameContentSize(frame)).toBe(0);
     expect(decompress(frame).length).toBe(0);
+    expect(() => compressStream(10, (sink) => sink(Buffer.alloc(9)), Buffer.alloc(0))).toThrow();
+    expect(() => compressStream(10, (sink) => sink(Buffer.alloc(11)), Buffer.alloc(0))).toThrow();
   });
 });
 

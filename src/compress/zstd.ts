@@ -92,23 +92,20 @@ function binding(): ZstdBinding {
 const STREAM_PIECE = 128 * 1024;
 
 /**
- * Compresses UTF-8 text given in many small parts into one zstd frame without ever joining it: a
- * large index file is never one string. The parts are gathered into a reused input buffer.
- * `parts` is called twice: first to measure, so that the frame records the text's size as
- * one-shot frames do (readers then allocate the result once). The result starts with `head` (the
- * encoding byte of restic's unpacked files).
+ * Compresses bytes that `produce` hands to its sink piece by piece (a piece may be reused once the
+ * sink returns) into one zstd frame that records `size`, their total, as one-shot frames do
+ * (readers then allocate the result once), behind `head` (the encoding byte of restic's unpacked
+ * files). JSON's level: for index files, which are never one string or one buffer here.
  */
-export function compressText(parts: () => Iterable<string>, head: Uint8Array, mode: Exclude<CompressionMode, 'off'> = 'auto'): Buffer {
+export function compressStream(size: number, produce: (sink: (piece: Uint8Array) => void) => void, head: Uint8Array, mode: Exclude<CompressionMode, 'off'> = 'auto'): Buffer {
   const b = binding();
   const cctx = new b.CCtx();
   cctx.setParameter(b.CParameter.compressionLevel, LEVELS.json[mode]);
-  let size = 0;
-  for (const part of parts()) size += Buffer.byteLength(part, 'utf8');
   cctx.setPledgedSrcSize(size);
   const pieces: Buffer[] = [Buffer.from(head)];
   let out = Buffer.allocUnsafe(STREAM_PIECE);
   let used = 0;
-  const feed = (src: Buffer, end: number): void => {
+  const feed = (src: Uint8Array, end: number): void => {
     let input = src;
     for (;;) {
       const [left, produced, consumed] = cctx.compressStream2(out.subarray(used), input, end);
@@ -122,21 +119,8 @@ export function compressText(parts: () => Iterable<string>, head: Uint8Array, mo
       if (input.length === 0 && (end === b.EndDirective.continue || left === 0)) return;
     }
   };
-  const gather = Buffer.allocUnsafe(STREAM_PIECE);
-  let gathered = 0;
-  for (const part of parts()) {
-    // Worst case three bytes a UTF-16 unit; a part that might not fit goes on its own.
-    if (gathered + part.length * 3 > gather.length) {
-      feed(gather.subarray(0, gathered), b.EndDirective.continue);
-      gathered = 0;
-      if (part.length * 3 > gather.length) {
-        feed(Buffer.from(part, 'utf8'), b.EndDirective.continue);
-        continue;
-      }
-    }
-    gathered += gather.write(part, gathered, 'utf8');
-  }
-  feed(gather.subarray(0, gathered), b.EndDirective.end);
+  produce((piece) => feed(piece, b.EndDirective.continue));
+  feed(new Uint8Array(0), b.EndDirective.end);
   pieces.push(out.subarray(0, used));
   return Buffer.concat(pieces);
 }

@@ -2,7 +2,7 @@ import { CairnError } from '../errors.js';
 import { ROW_LENGTH, ROW_OFFSET, ROW_PACK, ROW_TREE, ROW_ULEN, ROW_WORDS, rowsFromIndexJSON, scanIndex, type ScannedIndex } from './index-scan.js';
 import { parseJSON } from './unpacked.js';
 import type { Id } from './id.js';
-import type { BlobList, BlobType } from './pack.js';
+import { HeaderBlobs, type BlobList, type BlobType } from './pack.js';
 
 /** Where a blob lives. */
 export interface BlobLocation {
@@ -371,22 +371,131 @@ export function splitIndexFiles(packs: readonly { id: Id; blobs: BlobList }[], s
   return files;
 }
 
+/** Index JSON is written in pieces of this size (zstd's streaming input size). */
+const INDEX_PIECE = 128 * 1024;
+/** Room one blob's entry (or one id of `supersedes`) can take, at most. */
+const ENTRY_ROOM = 256;
+const HEX = Buffer.from('0123456789abcdef', 'latin1');
+
 /**
- * An index file's JSON text in restic's shape, exactly as JSON.stringify would write it, a blob
- * at a time: an index of many blobs is never one string, nor a second copy of every entry.
+ * Writes an index file's JSON in restic's shape, exactly as JSON.stringify would write it, in
+ * pieces of one reused buffer that `sink` must consume before it returns. Bytes straight from the
+ * blob lists (a pack's header bytes, for HeaderBlobs): no string or object per blob, where text
+ * made a blob at a time left ~1 KiB of garbage per blob, written twice (to measure, then to
+ * compress). Everything in it is ASCII: ids are hex, the rest fixed words and numbers.
  */
-export function* indexText(f: IndexFileContent): Generator<string> {
-  yield f.supersedes ? `{"supersedes":${JSON.stringify(f.supersedes)},"packs":[` : '{"packs":[';
-  for (let p = 0; p < f.packs.length; p++) {
-    const { id, blobs } = f.packs[p];
-    yield `${p === 0 ? '' : ','}{"id":${JSON.stringify(id)},"blobs":[`;
-    let first = true;
-    for (const b of blobs) {
-      const ulen = b.uncompressedLength === undefined ? '' : `,"uncompressed_length":${JSON.stringify(b.uncompressedLength)}`;
-      yield `${first ? '' : ','}{"id":${JSON.stringify(b.id)},"type":${JSON.stringify(b.type)},"offset":${JSON.stringify(b.offset)},"length":${JSON.stringify(b.length)}${ulen}}`;
-      first = false;
+export function writeIndexJSON(f: IndexFileContent, sink: (piece: Buffer) => void): void {
+  const out = Buffer.allocUnsafe(INDEX_PIECE);
+  let at = 0;
+  const room = (): void => {
+    if (at <= INDEX_PIECE - ENTRY_ROOM) return;
+    sink(out.subarray(0, at));
+    at = 0;
+  };
+  // A loop, not Buffer#write: these are a few bytes each, a million times for a large index.
+  const text = (t: string): void => {
+    for (let i = 0; i < t.length; i++) out[at++] = t.charCodeAt(i);
+  };
+  const uint = (n: number): void => {
+    at += digits(n);
+    for (let m = n, p = at - 1; ; m = Math.floor(m / 10)) {
+      out[p--] = 48 + (m % 10);
+      if (m < 10) break;
     }
-    yield ']}';
-  }
-  yield ']}';
+  };
+  // A blob's entry: its head (room() first, then the id written in place) and its tail.
+  const blobHead = (first: boolean): void => {
+    room();
+    text(first ? '{"id":"' : ',{"id":"');
+  };
+  const blobTail = (type: BlobType, offset: number, length: number, ulen: number | undefined): void => {
+    text(type === 'tree' ? '","type":"tree","offset":' : '","type":"data","offset":');
+    uint(offset);
+    text(',"length":');
+    uint(length);
+    if (ulen !== undefined) {
+      text(',"uncompressed_length":');
+      uint(ulen);
+    }
+    text('}');
+  };
+  if (f.supersedes) {
+    text('{"supersedes":[');
+    f.supersedes.forEach((id, i) => {
+      room();
+      text(i === 0 ? '"' : ',"');
+      text(id);
+      text('"');
+    });
+    text('],"packs":[');
+  } else text('{"packs":[');
+  f.packs.forEach(({ id, blobs }, p) => {
+    room();
+    text(p === 0 ? '{"id":"' : ',{"id":"');
+    text(id);
+    text('","blobs":[');
+    if (blobs instanceof HeaderBlobs) {
+      // The header's entries: type byte (1: tree, 2: compressed), length, uncompressed length when compressed, id.
+      const h = blobs.header;
+      let offset = 0;
+      for (let e = 0; e < h.length; ) {
+        const t = h[e];
+        const length = h.readUInt32LE(e + 1);
+        const compressed = (t & 2) !== 0;
+        const idAt = e + (compressed ? 9 : 5);
+        blobHead(e === 0);
+        for (let k = idAt; k < idAt + 32; k++) {
+          out[at++] = HEX[h[k] >> 4];
+          out[at++] = HEX[h[k] & 15];
+        }
+        blobTail((t & 1) === 1 ? 'tree' : 'data', offset, length, compressed ? h.readUInt32LE(e + 5) : undefined);
+        offset += length;
+        e = idAt + 32;
+      }
+    } else {
+      blobs.forEach((b, i) => {
+        blobHead(i === 0);
+        text(b.id);
+        blobTail(b.type, b.offset, b.length, b.uncompressedLength);
+      });
+    }
+    text(']}');
+  });
+  text(']}');
+  sink(out.subarray(0, at));
+}
+
+/** Decimal digits of a whole number. */
+function digits(n: number): number {
+  let d = 1;
+  for (let m = n; m >= 10; m = Math.floor(m / 10)) d++;
+  return d;
+}
+
+/**
+ * The length of what writeIndexJSON writes for `f`, in bytes, counted without writing it (the
+ * compressed frame records it first). The tests hold the two to each other.
+ */
+export function indexJSONLength(f: IndexFileContent): number {
+  // {"id":"…","type":"data","offset":N,"length":N} and ,"uncompressed_length":N; a comma before all but the first.
+  const entry = (first: boolean, idLength: number, offset: number, length: number, ulen: number | undefined): number =>
+    (first ? 0 : 1) + '{"id":"'.length + idLength + '","type":"data","offset":'.length + digits(offset) + ',"length":'.length + digits(length) + (ulen === undefined ? 0 : ',"uncompressed_length":'.length + digits(ulen)) + 1;
+  let n = f.supersedes ? '{"supersedes":['.length + f.supersedes.reduce((sum, id, i) => sum + (i === 0 ? 2 : 3) + id.length, 0) + '],"packs":['.length : '{"packs":['.length;
+  f.packs.forEach(({ id, blobs }, p) => {
+    n += (p === 0 ? 0 : 1) + '{"id":"'.length + id.length + '","blobs":['.length + ']}'.length;
+    if (blobs instanceof HeaderBlobs) {
+      const h = blobs.header;
+      let offset = 0;
+      for (let e = 0; e < h.length; ) {
+        const compressed = (h[e] & 2) !== 0;
+        const length = h.readUInt32LE(e + 1);
+        n += entry(e === 0, 64, offset, length, compressed ? h.readUInt32LE(e + 5) : undefined);
+        offset += length;
+        e += compressed ? 41 : 37;
+      }
+    } else {
+      blobs.forEach((b, i) => (n += entry(i === 0, b.id.length, b.offset, b.length, b.uncompressedLength)));
+    }
+  });
+  return n + ']}'.length;
 }

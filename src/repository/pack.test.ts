@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest';
 import { Key } from '../crypto/crypto.js';
 import { hashId } from './id.js';
 import { HeaderBlobs, PackBuilder, PackFileWriter, encodePackHeader, parsePackHeader, parsePackTail, type PackedBlob } from './pack.js';
-import { indexText, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, type IndexJSON } from './master-index.js';
-import { decodeUnpacked, encodeUnpacked, encodeUnpackedText } from './unpacked.js';
+import { indexJSONLength, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, writeIndexJSON, type IndexFileContent, type IndexJSON } from './master-index.js';
+import { decodeUnpacked, encodeUnpacked, encodeUnpackedStream } from './unpacked.js';
 
 describe('packs', () => {
   const key = Key.random();
@@ -95,13 +95,22 @@ describe('packs', () => {
   });
 });
 
+/** An index file's JSON as writeIndexJSON writes it, each piece copied before the next overwrites it; its length checked. */
+function indexJSON(f: IndexFileContent): string {
+  const pieces: Buffer[] = [];
+  writeIndexJSON(f, (p) => pieces.push(Buffer.from(p)));
+  const all = Buffer.concat(pieces);
+  expect(all.length).toBe(indexJSONLength(f));
+  return all.toString('latin1');
+}
+
 describe('index', () => {
   it('splits index files by blob count and keeps the first location of a duplicate', () => {
     const packs = Array.from({ length: 3 }, (_, p) => ({
       id: hashId(Buffer.from(`pack${p}`)),
       blobs: Array.from({ length: 30_000 }, (_, i) => ({ id: hashId(Buffer.from(`${p}-${i}`)), type: 'data' as const, offset: i * 100, length: 100 })),
     }));
-    const files = splitIndexFiles(packs, ['f'.repeat(64)]).map((f) => JSON.parse([...indexText(f)].join('')) as IndexJSON);
+    const files = splitIndexFiles(packs, ['f'.repeat(64)]).map((f) => JSON.parse(indexJSON(f)) as IndexJSON);
     expect(files.length).toBe(3);
     for (const f of files) expect(f.packs.reduce((n, p) => n + p.blobs.length, 0)).toBeLessThanOrEqual(MAX_BLOBS_PER_INDEX);
     expect(files[0].supersedes).toEqual(['f'.repeat(64)]);
@@ -119,7 +128,7 @@ describe('index', () => {
 
   it('writes uncompressed_length only for compressed blobs', () => {
     const [f] = splitIndexFiles([{ id: 'a'.repeat(64), blobs: [{ id: 'b'.repeat(64), type: 'tree', offset: 0, length: 50, uncompressedLength: 80 }, { id: 'c'.repeat(64), type: 'tree', offset: 50, length: 40 }] }]);
-    expect([...indexText(f)].join('')).toBe(`{"packs":[{"id":"${'a'.repeat(64)}","blobs":[{"id":"${'b'.repeat(64)}","type":"tree","offset":0,"length":50,"uncompressed_length":80},{"id":"${'c'.repeat(64)}","type":"tree","offset":50,"length":40}]}]}`);
+    expect(indexJSON(f)).toBe(`{"packs":[{"id":"${'a'.repeat(64)}","blobs":[{"id":"${'b'.repeat(64)}","type":"tree","offset":0,"length":50,"uncompressed_length":80},{"id":"${'c'.repeat(64)}","type":"tree","offset":50,"length":40}]}]}`);
   });
 
   it('keeps a pack\'s blobs as header bytes that give back the same blobs, index text and lookups', () => {
@@ -134,8 +143,17 @@ describe('index', () => {
     expect(compact.header.length).toBe(3 * 37 + 2 * 41);
     expect([...compact]).toEqual(blobs.map((b) => ({ uncompressedLength: undefined, ...b })));
     const id = hashId(Buffer.from('pack'));
-    const text = (list: PackedBlob[] | HeaderBlobs) => [...indexText(splitIndexFiles([{ id, blobs: list }])[0])].join('');
+    const text = (list: PackedBlob[] | HeaderBlobs) => indexJSON(splitIndexFiles([{ id, blobs: list }])[0]);
     expect(text(compact)).toBe(text(blobs));
+    // Thousands of blobs: the text crosses many of the writer's pieces, from header bytes as from objects.
+    let at = 0;
+    const many: PackedBlob[] = Array.from({ length: 5000 }, (_, i) => {
+      const b = { id: randomBytes(32).toString('hex'), type: i % 3 ? ('data' as const) : ('tree' as const), offset: at, length: 33 + ((i * 7919) % 100_000), ...(i % 2 ? { uncompressedLength: 10 ** (i % 10) } : {}) };
+      at += b.length;
+      return b;
+    });
+    expect(text(HeaderBlobs.of(many))).toBe(text(many));
+    expect(text(many)).toBe(JSON.stringify({ packs: [{ id, blobs: many.map((b) => ({ id: b.id, type: b.type, offset: b.offset, length: b.length, ...(b.uncompressedLength === undefined ? {} : { uncompressed_length: b.uncompressedLength }) })) }] }));
     const idx = new MasterIndex();
     idx.addPack(id, compact);
     for (const b of blobs) expect(idx.lookup(b.type, b.id)).toEqual({ packId: id, type: b.type, offset: b.offset, length: b.length, uncompressedLength: b.uncompressedLength });
@@ -144,16 +162,16 @@ describe('index', () => {
   it('writes the text JSON.stringify writes, an empty file that only supersedes, and none for nothing', () => {
     const packs = Array.from({ length: 4 }, (_, p) => ({
       id: hashId(Buffer.from(`p${p}`)),
-      blobs: Array.from({ length: p * 3 }, (_, i) => ({ id: hashId(Buffer.from(`${p}/${i}`)), type: i % 2 ? ('tree' as const) : ('data' as const), offset: i * 1000, length: 999 + i, ...(i % 3 ? { uncompressedLength: 5000 + i } : {}) })),
+      blobs: Array.from({ length: p * 3 }, (_, i) => ({ id: hashId(Buffer.from(`${p}/${i}`)), type: i % 2 ? ('tree' as const) : ('data' as const), offset: [0, 9, 10, 99, 100, 4294967295][i % 6], length: 999 + i, ...(i % 3 ? { uncompressedLength: [1, 4294967295][i % 2] } : {}) })),
     }));
     const [f] = splitIndexFiles(packs, ['e'.repeat(64), 'd'.repeat(64)]);
     const expected = {
       supersedes: ['e'.repeat(64), 'd'.repeat(64)],
       packs: packs.map((p) => ({ id: p.id, blobs: p.blobs.map((b) => ({ id: b.id, type: b.type, offset: b.offset, length: b.length, ...(b.uncompressedLength === undefined ? {} : { uncompressed_length: b.uncompressedLength }) })) })),
     };
-    expect([...indexText(f)].join('')).toBe(JSON.stringify(expected));
+    expect(indexJSON(f)).toBe(JSON.stringify(expected));
     const onlySupersedes = splitIndexFiles([], ['e'.repeat(64)]);
-    expect(onlySupersedes.map((x) => [...indexText(x)].join(''))).toEqual([`{"supersedes":["${'e'.repeat(64)}"],"packs":[]}`]);
+    expect(onlySupersedes.map((x) => indexJSON(x))).toEqual([`{"supersedes":["${'e'.repeat(64)}"],"packs":[]}`]);
     expect(splitIndexFiles([])).toEqual([]);
   });
 });
@@ -169,12 +187,16 @@ describe('unpacked files', () => {
     expect(() => decodeUnpacked(Buffer.from([9, 1, 2]), 'thing')).toThrow(/thing has unknown encoding version 9/);
   });
 
-  it('encodes text in parts as the joined text, in both versions', () => {
-    const parts = Array.from({ length: 300 }, (_, i) => `{"n":${i},"s":"${'é'.repeat(i % 7)}${randomBytes(600).toString('hex')}"},`);
-    const joined = parts.join('');
-    const v2 = encodeUnpackedText(() => parts, true);
+  it('encodes JSON given in pieces as the whole, in both versions, and refuses pieces that do not add up', () => {
+    const parts = Array.from({ length: 300 }, (_, i) => Buffer.from(`{"n":${i},"s":"${'é'.repeat(i % 7)}${randomBytes(600).toString('hex')}"},`));
+    const joined = Buffer.concat(parts).toString('utf8');
+    const write = (sink: (piece: Uint8Array) => void) => parts.forEach((p) => sink(p));
+    const size = Buffer.byteLength(joined);
+    const v2 = encodeUnpackedStream(write, size, true);
     expect(v2[0]).toBe(2);
     expect(decodeUnpacked(v2, 't')).toBe(joined);
-    expect(decodeUnpacked(encodeUnpackedText(() => parts, false), 't')).toBe(joined);
+    expect(decodeUnpacked(encodeUnpackedStream(write, size, false), 't')).toBe(joined);
+    expect(() => encodeUnpackedStream(write, size - 1, false)).toThrow(/longer than/);
+    expect(() => encodeUnpackedStream(write, size + 1, false)).toThrow(/not \d+/);
   });
 });

@@ -9,9 +9,9 @@ import { hashId, ID_PATTERN, type Id } from './id.js';
 import type { ScannedIndex } from './index-scan.js';
 import { addKey, openMasterKey } from './keyfile.js';
 import type { CachedFileType, LocalCache } from './cache.js';
-import { indexText, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles } from './master-index.js';
+import { indexJSONLength, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, writeIndexJSON } from './master-index.js';
 import { HeaderBlobs, PackBuilder, type BlobList, type BlobType, type PackedBlob } from './pack.js';
-import { decodeUnpacked, decodeUnpackedBytes, encodeUnpacked, encodeUnpackedText, parseJSON } from './unpacked.js';
+import { decodeUnpacked, decodeUnpackedBytes, encodeUnpacked, encodeUnpackedStream, parseJSON } from './unpacked.js';
 import type { Snapshot, SnapshotJSON } from './snapshot.js';
 import { snapshotToJSON } from './snapshot.js';
 import { decodeTree, type Tree } from './tree.js';
@@ -131,11 +131,11 @@ export class Repository {
   /**
    * Writes index files listing `packs`, as many as MAX_BLOBS_PER_INDEX asks for, the first also
    * superseding `supersedes`; their ids. Each file's JSON is compressed as it is written out, a
-   * blob at a time (see indexText).
+   * blob at a time (see writeIndexJSON).
    */
   async saveIndex(packs: readonly { id: Id; blobs: BlobList }[], supersedes: Id[] = []): Promise<Id[]> {
     const ids: Id[] = [];
-    for (const f of splitIndexFiles(packs, supersedes)) ids.push(await this.#saveUnpacked('index', encodeUnpackedText(() => indexText(f), this.config.version >= 2)));
+    for (const f of splitIndexFiles(packs, supersedes)) ids.push(await this.#saveUnpacked('index', encodeUnpackedStream((sink) => writeIndexJSON(f, sink), indexJSONLength(f), this.config.version >= 2)));
     return ids;
   }
 

@@ -1,5 +1,5 @@
 import { CairnError } from '../errors.js';
-import { compress, compressText, decompress } from '../compress/zstd.js';
+import { compress, compressStream, decompress } from '../compress/zstd.js';
 
 /**
  * restic's "unpacked" files (index, snapshots, locks, config) are one JSON document each. Format
@@ -19,10 +19,21 @@ export function encodeUnpacked(json: string, compressed: boolean): Buffer {
   return out;
 }
 
-/** Like encodeUnpacked, for JSON text in parts (see compressText): large index files are never one string. */
-export function encodeUnpackedText(parts: () => Iterable<string>, compressed: boolean): Buffer {
-  if (!compressed) return Buffer.from([...parts()].join(''), 'utf8');
-  return compressText(parts, Buffer.of(ENCODING_ZSTD));
+/**
+ * Like encodeUnpacked, for JSON of `size` bytes that `write` hands to its sink piece by piece (see
+ * compressStream): large index files are never one string.
+ */
+export function encodeUnpackedStream(write: (sink: (piece: Uint8Array) => void) => void, size: number, compressed: boolean): Buffer {
+  if (compressed) return compressStream(size, write, Buffer.of(ENCODING_ZSTD));
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  write((piece) => {
+    if (at + piece.length > size) throw new CairnError('INTERNAL', `unpacked file longer than its ${size} bytes`);
+    out.set(piece, at);
+    at += piece.length;
+  });
+  if (at !== size) throw new CairnError('INTERNAL', `unpacked file of ${at} bytes, not ${size}`);
+  return out;
 }
 
 /** The JSON text of an unpacked file's plaintext, whichever encoding it has. */
