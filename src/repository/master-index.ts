@@ -186,7 +186,29 @@ export class MasterIndex {
   addPack(packId: Id, blobs: BlobList): void {
     if (blobs.length === 0) return;
     const n = this.#packNumber(packId);
-    for (const b of blobs) this.#add(packId, n, b.id, b.type, b.offset, b.length, b.uncompressedLength);
+    if (!(blobs instanceof HeaderBlobs)) {
+      for (const b of blobs) this.#add(packId, n, b.id, b.type, b.offset, b.length, b.uncompressedLength);
+      return;
+    }
+    // Straight from the header's bytes (type, length, uncompressed length when compressed, id):
+    // no object or hex id per blob for every pack a backup saves.
+    const h = blobs.header;
+    let offset = 0;
+    for (let e = 0; e < h.length; ) {
+      const t = h[e];
+      const compressed = (t & 2) !== 0;
+      const idAt = e + (compressed ? 9 : 5);
+      if (t > 3 || idAt + 32 > h.length) throw new CairnError('INTEGRITY', `pack ${packId}: invalid header entry`);
+      const length = h.readUInt32LE(e + 1);
+      const ulen = compressed ? h.readUInt32LE(e + 5) : undefined;
+      if (ulen === 0xffff_ffff || offset > 0xffff_ffff) throw new CairnError('INTEGRITY', `pack ${packId} lists blob ${h.toString('hex', idAt, idAt + 32)} with an invalid offset or length`);
+      // Grown first: growing rehashes through the id scratch.
+      if (this.#count + 1 > MAX_LOAD * (this.#table.length / SLOT_WORDS)) this.#grow();
+      h.copy(idBytes, 0, idAt, idAt + 32);
+      this.#insert(n, (t & 1) === 1 ? 'tree' : 'data', offset, length, ulen);
+      offset += length;
+      e = idAt + 32;
+    }
   }
 
   addIndexJSON(json: IndexJSON, indexId: Id): void {
