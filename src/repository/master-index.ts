@@ -2,7 +2,7 @@ import { CairnError } from '../errors.js';
 import { ROW_LENGTH, ROW_OFFSET, ROW_PACK, ROW_TREE, ROW_ULEN, ROW_WORDS, rowsFromIndexJSON, scanIndex, type ScannedIndex } from './index-scan.js';
 import { parseJSON } from './unpacked.js';
 import type { Id } from './id.js';
-import { HeaderBlobs, type BlobList, type BlobType } from './pack.js';
+import { HeaderBlobs, forEachHeaderEntry, type BlobList, type BlobType } from './pack.js';
 
 /** Where a blob lives. */
 export interface BlobLocation {
@@ -190,25 +190,15 @@ export class MasterIndex {
       for (const b of blobs) this.#add(packId, n, b.id, b.type, b.offset, b.length, b.uncompressedLength);
       return;
     }
-    // Straight from the header's bytes (type, length, uncompressed length when compressed, id):
-    // no object or hex id per blob for every pack a backup saves.
+    // Straight from the header's bytes: no object or hex id per blob for every pack a backup saves.
     const h = blobs.header;
-    let offset = 0;
-    for (let e = 0; e < h.length; ) {
-      const t = h[e];
-      const compressed = (t & 2) !== 0;
-      const idAt = e + (compressed ? 9 : 5);
-      if (t > 3 || idAt + 32 > h.length) throw new CairnError('INTEGRITY', `pack ${packId}: invalid header entry`);
-      const length = h.readUInt32LE(e + 1);
-      const ulen = compressed ? h.readUInt32LE(e + 5) : undefined;
+    forEachHeaderEntry(h, packId, (tree, offset, length, ulen, idAt) => {
       if (ulen === 0xffff_ffff || offset > 0xffff_ffff) throw new CairnError('INTEGRITY', `pack ${packId} lists blob ${h.toString('hex', idAt, idAt + 32)} with an invalid offset or length`);
       // Grown first: growing rehashes through the id scratch.
       if (this.#count + 1 > MAX_LOAD * (this.#table.length / SLOT_WORDS)) this.#grow();
       h.copy(idBytes, 0, idAt, idAt + 32);
-      this.#insert(n, (t & 1) === 1 ? 'tree' : 'data', offset, length, ulen);
-      offset += length;
-      e = idAt + 32;
-    }
+      this.#insert(n, tree ? 'tree' : 'data', offset, length, ulen);
+    });
   }
 
   addIndexJSON(json: IndexJSON, indexId: Id): void {
@@ -457,23 +447,15 @@ export function writeIndexJSON(f: IndexFileContent, sink: (piece: Buffer) => voi
     text(id);
     text('","blobs":[');
     if (blobs instanceof HeaderBlobs) {
-      // The header's entries: type byte (1: tree, 2: compressed), length, uncompressed length when compressed, id.
       const h = blobs.header;
-      let offset = 0;
-      for (let e = 0; e < h.length; ) {
-        const t = h[e];
-        const length = h.readUInt32LE(e + 1);
-        const compressed = (t & 2) !== 0;
-        const idAt = e + (compressed ? 9 : 5);
-        blobHead(e === 0);
+      forEachHeaderEntry(h, id, (tree, offset, length, ulen, idAt) => {
+        blobHead(offset === 0);
         for (let k = idAt; k < idAt + 32; k++) {
           out[at++] = HEX[h[k] >> 4];
           out[at++] = HEX[h[k] & 15];
         }
-        blobTail((t & 1) === 1 ? 'tree' : 'data', offset, length, compressed ? h.readUInt32LE(e + 5) : undefined);
-        offset += length;
-        e = idAt + 32;
-      }
+        blobTail(tree ? 'tree' : 'data', offset, length, ulen);
+      });
     } else {
       blobs.forEach((b, i) => {
         blobHead(i === 0);
@@ -506,15 +488,7 @@ export function indexJSONLength(f: IndexFileContent): number {
   f.packs.forEach(({ id, blobs }, p) => {
     n += (p === 0 ? 0 : 1) + '{"id":"'.length + id.length + '","blobs":['.length + ']}'.length;
     if (blobs instanceof HeaderBlobs) {
-      const h = blobs.header;
-      let offset = 0;
-      for (let e = 0; e < h.length; ) {
-        const compressed = (h[e] & 2) !== 0;
-        const length = h.readUInt32LE(e + 1);
-        n += entry(e === 0, 64, offset, length, compressed ? h.readUInt32LE(e + 5) : undefined);
-        offset += length;
-        e += compressed ? 41 : 37;
-      }
+      forEachHeaderEntry(blobs.header, id, (_tree, offset, length, ulen) => (n += entry(offset === 0, 64, offset, length, ulen)));
     } else {
       blobs.forEach((b, i) => (n += entry(i === 0, b.id.length, b.offset, b.length, b.uncompressedLength)));
     }

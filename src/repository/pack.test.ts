@@ -158,8 +158,8 @@ describe('index', () => {
     big.addPack(id, HeaderBlobs.of(many));
     expect(big.size).toBe(many.length);
     for (const b of many) expect(big.lookup(b.type, b.id)).toEqual({ packId: id, type: b.type, offset: b.offset, length: b.length, uncompressedLength: b.uncompressedLength });
-    expect(() => new MasterIndex().addPack(id, new HeaderBlobs(Buffer.alloc(37, 7), 1))).toThrow(/invalid header entry/);
-    expect(() => new MasterIndex().addPack(id, new HeaderBlobs(compact.header.subarray(0, 40), 2))).toThrow(/invalid header entry/);
+    expect(() => new MasterIndex().addPack(id, new HeaderBlobs(Buffer.alloc(37, 7), 1))).toThrow(/invalid blob type 7/);
+    expect(() => new MasterIndex().addPack(id, new HeaderBlobs(compact.header.subarray(0, 40), 2))).toThrow(/truncated header entry/);
     expect(text(many)).toBe(JSON.stringify({ packs: [{ id, blobs: many.map((b) => ({ id: b.id, type: b.type, offset: b.offset, length: b.length, ...(b.uncompressedLength === undefined ? {} : { uncompressed_length: b.uncompressedLength }) })) }] }));
     const idx = new MasterIndex();
     idx.addPack(id, compact);

@@ -69,23 +69,28 @@ export function encodePackHeader(blobs: readonly PackedBlob[]): Buffer {
 
 /** Parses a decrypted pack header; offsets follow from the lengths. */
 export function parsePackHeader(plain: Buffer, packId: Id): PackedBlob[] {
-  return Array.from(headerEntries(plain, packId));
+  const out: PackedBlob[] = [];
+  forEachHeaderEntry(plain, packId, (tree, offset, length, uncompressedLength, idAt) => out.push({ id: plain.toString('hex', idAt, idAt + 32), type: tree ? 'tree' : 'data', offset, length, uncompressedLength }));
+  return out;
 }
 
-function* headerEntries(plain: Buffer, packId: Id): Generator<PackedBlob> {
-  let p = 0;
+/**
+ * Calls `visit` for each entry of a pack header's plaintext with its fields as numbers and where
+ * its id's 32 bytes start in `plain`: no object or hex id per blob (for the index's table and
+ * index files, a backup's every pack). Throws on an unknown type, a truncated entry and a blob
+ * too short to hold its IV and MAC.
+ */
+export function forEachHeaderEntry(plain: Buffer, packId: Id, visit: (tree: boolean, offset: number, length: number, uncompressedLength: number | undefined, idAt: number) => void): void {
   let offset = 0;
-  while (p < plain.length) {
+  for (let p = 0; p < plain.length; ) {
     const t = plain[p];
     if (t > 3) throw new CairnError('INTEGRITY', `pack ${packId}: invalid blob type ${t} in header`);
     const compressed = (t & 2) !== 0;
     const need = compressed ? ENTRY_COMPRESSED : ENTRY_PLAIN;
     if (p + need > plain.length) throw new CairnError('INTEGRITY', `pack ${packId}: truncated header entry`);
     const length = plain.readUInt32LE(p + 1);
-    const uncompressedLength = compressed ? plain.readUInt32LE(p + 5) : undefined;
-    const id = plain.toString('hex', p + need - 32, p + need);
-    if (length < CRYPTO_OVERHEAD) throw new CairnError('INTEGRITY', `pack ${packId}: blob ${id} too short`);
-    yield { id, type: (t & 1) === 1 ? 'tree' : 'data', offset, length, uncompressedLength };
+    if (length < CRYPTO_OVERHEAD) throw new CairnError('INTEGRITY', `pack ${packId}: blob ${plain.toString('hex', p + need - 32, p + need)} too short`);
+    visit((t & 1) === 1, offset, length, compressed ? plain.readUInt32LE(p + 5) : undefined, p + need - 32);
     offset += length;
     p += need;
   }
@@ -110,7 +115,7 @@ export class HeaderBlobs implements Iterable<PackedBlob> {
   }
 
   [Symbol.iterator](): Iterator<PackedBlob> {
-    return headerEntries(this.header, 'in memory');
+    return parsePackHeader(this.header, 'in memory')[Symbol.iterator]();
   }
 }
 
