@@ -388,6 +388,7 @@ const INDEX_PIECE = 128 * 1024;
 /** Room one blob's entry (or one id of `supersedes`) can take, at most. */
 const ENTRY_ROOM = 256;
 const HEX = Buffer.from('0123456789abcdef', 'latin1');
+const HEX_ID = /^[0-9a-f]{64}$/;
 
 /**
  * Writes an index file's JSON in restic's shape, exactly as JSON.stringify would write it, in
@@ -407,6 +408,11 @@ export function writeIndexJSON(f: IndexFileContent, sink: (piece: Buffer) => voi
   // A loop, not Buffer#write: these are a few bytes each, a million times for a large index.
   const text = (t: string): void => {
     for (let i = 0; i < t.length; i++) out[at++] = t.charCodeAt(i);
+  };
+  // Ids are written as they are, unquoted: only ever lowercase hex (the index checks those it reads).
+  const id = (t: string): void => {
+    if (!HEX_ID.test(t)) throw new CairnError('INTERNAL', `index entry with an invalid id ${JSON.stringify(t.slice(0, 80))}`);
+    text(t);
   };
   const uint = (n: number): void => {
     at += digits(n);
@@ -433,22 +439,22 @@ export function writeIndexJSON(f: IndexFileContent, sink: (piece: Buffer) => voi
   };
   if (f.supersedes) {
     text('{"supersedes":[');
-    f.supersedes.forEach((id, i) => {
+    f.supersedes.forEach((superseded, i) => {
       room();
       text(i === 0 ? '"' : ',"');
-      text(id);
+      id(superseded);
       text('"');
     });
     text('],"packs":[');
   } else text('{"packs":[');
-  f.packs.forEach(({ id, blobs }, p) => {
+  f.packs.forEach(({ id: packId, blobs }, p) => {
     room();
     text(p === 0 ? '{"id":"' : ',{"id":"');
-    text(id);
+    id(packId);
     text('","blobs":[');
     if (blobs instanceof HeaderBlobs) {
       const h = blobs.header;
-      forEachHeaderEntry(h, id, (tree, offset, length, ulen, idAt) => {
+      forEachHeaderEntry(h, packId, (tree, offset, length, ulen, idAt) => {
         blobHead(offset === 0);
         for (let k = idAt; k < idAt + 32; k++) {
           out[at++] = HEX[h[k] >> 4];
@@ -459,7 +465,7 @@ export function writeIndexJSON(f: IndexFileContent, sink: (piece: Buffer) => voi
     } else {
       blobs.forEach((b, i) => {
         blobHead(i === 0);
-        text(b.id);
+        id(b.id);
         blobTail(b.type, b.offset, b.length, b.uncompressedLength);
       });
     }

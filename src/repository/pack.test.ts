@@ -177,6 +177,12 @@ describe('index', () => {
       packs: packs.map((p) => ({ id: p.id, blobs: p.blobs.map((b) => ({ id: b.id, type: b.type, offset: b.offset, length: b.length, ...(b.uncompressedLength === undefined ? {} : { uncompressed_length: b.uncompressedLength }) })) })),
     };
     expect(indexJSON(f)).toBe(JSON.stringify(expected));
+    // Ids go out unquoted, so anything but lowercase hex is refused rather than written.
+    const one = packs[1].blobs[0];
+    expect(() => indexJSON(splitIndexFiles([{ id: 'é'.repeat(64), blobs: [one] }])[0])).toThrow(/invalid id/);
+    expect(() => indexJSON(splitIndexFiles([{ id: packs[1].id, blobs: [{ ...one, id: `${'a'.repeat(63)}"` }] }])[0])).toThrow(/invalid id/);
+    expect(() => indexJSON(splitIndexFiles([{ id: packs[1].id, blobs: [{ ...one, id: 'A'.repeat(64) }] }])[0])).toThrow(/invalid id/);
+    expect(() => indexJSON(splitIndexFiles([], ['x'.repeat(64)])[0])).toThrow(/invalid id/);
     const onlySupersedes = splitIndexFiles([], ['e'.repeat(64)]);
     expect(onlySupersedes.map((x) => indexJSON(x))).toEqual([`{"supersedes":["${'e'.repeat(64)}"],"packs":[]}`]);
     expect(splitIndexFiles([])).toEqual([]);
