@@ -454,6 +454,7 @@ export function writeIndexJSON(f: IndexFileContent, sink: (piece: Buffer) => voi
     text('","blobs":[');
     if (blobs instanceof HeaderBlobs) {
       const h = blobs.header;
+      // Only the first entry is at offset 0: every blob is longer than its IV and MAC.
       forEachHeaderEntry(h, packId, (tree, offset, length, ulen, idAt) => {
         blobHead(offset === 0);
         for (let k = idAt; k < idAt + 32; k++) {
