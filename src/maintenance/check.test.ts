@@ -9,7 +9,7 @@ import { WorkerPool } from '../repository/worker-pool.js';
 import { hashId } from '../repository/id.js';
 import { encodeTree } from '../repository/tree.js';
 import { formatTime } from '../fs/time.js';
-import { checkRepository } from './check.js';
+import { checkRepository, parseReadDataSubset } from './check.js';
 import { readPackHeader } from './repair.js';
 import type { PackedBlob } from '../repository/pack.js';
 
@@ -112,6 +112,96 @@ describe('check', () => {
       } finally {
         await checkPool?.close();
       }
+    }
+  });
+
+  it('reads only the packs --read-data-subset chooses, and checks the headers of the others', async () => {
+    const { backend } = await repositoryWithData(6, 1536 * 1024, 1);
+    const packs: { id: string; size: number }[] = [];
+    for await (const f of backend.list('data')) packs.push({ id: f.name, size: f.size });
+    expect(packs.length).toBeGreaterThanOrEqual(4);
+    // Damage one pack inside a blob (its header stays whole) and another's header.
+    const [inBlob, inHeader] = packs;
+    const file = (id: string): string => path.join(backend.location, 'data', id.slice(0, 2), id);
+    for (const [p, at] of [[inBlob, 100], [inHeader, inHeader.size - 10]] as const) {
+      await fs.chmod(file(p.id), 0o600);
+      const bytes = await fs.readFile(file(p.id));
+      bytes[at] ^= 0xff;
+      await fs.writeFile(file(p.id), bytes);
+    }
+    const check = async (subset: string[]) => {
+      const fresh = await Repository.open(backend, 'pw');
+      const pool = new WorkerPool(fresh);
+      try {
+        return await checkRepository(fresh, pool, { readData: true, readSubset: () => new Set(subset) });
+      } finally {
+        await pool.close();
+      }
+    };
+    const others = packs.filter((p) => p !== inBlob && p !== inHeader).map((p) => p.id);
+    // Not read: the damaged blob goes unseen, the damaged header does not.
+    const skipped = await check(others);
+    expect(skipped.packsRead).toBe(others.length);
+    expect(skipped.bytesRead).toBe(packs.filter((p) => others.includes(p.id)).reduce((n, p) => n + p.size, 0));
+    expect(skipped.errors).toHaveLength(1);
+    expect(skipped.errors[0]).toMatch(new RegExp(`^pack ${inHeader.id}: `));
+    // Read: the blob is named.
+    const read = await check([inBlob.id]);
+    expect(read.packsRead).toBe(1);
+    expect(read.errors.some((e) => new RegExp(`^pack ${inBlob.id}: data blob [0-9a-f]{64}`).test(e))).toBe(true);
+    expect(read.errors.some((e) => e.startsWith(`pack ${inHeader.id}: `))).toBe(true);
+  });
+});
+
+describe('parseReadDataSubset', () => {
+  const ids = Array.from({ length: 256 }, (_, i) => `${i.toString(16).padStart(2, '0')}${'0'.repeat(62)}`);
+  const packs = new Map(ids.map((id, i) => [id, 1000 + i] as const));
+
+  it('n/t picks the packs whose first byte is n-1 modulo t: the groups 1/t..t/t cover every pack once', () => {
+    const seen = new Map<string, number>();
+    for (let n = 1; n <= 7; n++) {
+      const group = parseReadDataSubset(`${n}/7`).select(packs);
+      for (const id of group) {
+        expect(parseInt(id.slice(0, 2), 16) % 7).toBe(n - 1);
+        seen.set(id, (seen.get(id) ?? 0) + 1);
+      }
+    }
+    expect(seen.size).toBe(256);
+    expect([...seen.values()].every((c) => c === 1)).toBe(true);
+    expect(parseReadDataSubset('1/1').select(packs).size).toBe(256);
+    expect(parseReadDataSubset('3/256').label).toBe('group #3 of 256');
+  });
+
+  it('x% picks that share of the packs at random, at least one', () => {
+    let calls = 0;
+    const random = (): number => (calls++ * 0.618) % 1;
+    const ten = parseReadDataSubset('10%', random).select(packs);
+    expect(ten.size).toBe(25);
+    expect(calls).toBeGreaterThan(0);
+    expect([...ten].every((id) => packs.has(id))).toBe(true);
+    expect(parseReadDataSubset('0.1%').select(packs).size).toBe(1);
+    expect(parseReadDataSubset('2.5%').select(new Map()).size).toBe(0);
+    expect(parseReadDataSubset('100%').select(packs).size).toBe(256);
+    // Different draws choose different packs.
+    const a = [...parseReadDataSubset('50%').select(packs)].sort().join();
+    const b = [...parseReadDataSubset('50%').select(packs)].sort().join();
+    expect(a).not.toBe(b);
+  });
+
+  it('a size picks random packs until they hold that many bytes', () => {
+    const chosen = parseReadDataSubset('10K').select(packs);
+    const sizes = [...chosen].map((id) => packs.get(id)!);
+    const total = sizes.reduce((n, x) => n + x, 0);
+    expect(total).toBeGreaterThanOrEqual(10 * 1024);
+    // It stops at the first pack that reaches the size: without the last one drawn (so without the
+    // largest, too) the total falls short.
+    expect(total - Math.max(...sizes)).toBeLessThan(10 * 1024);
+    expect(parseReadDataSubset('1T').select(packs).size).toBe(256);
+  });
+
+  it('refuses what it cannot read, naming the flag and the value', () => {
+    for (const bad of ['0/5', '6/5', '1/0', '1/257', '0%', '101%', '-1%', 'ten', '', '1/2/3', '5X', '0']) {
+      expect(() => parseReadDataSubset(bad), bad).toThrow(expect.objectContaining({ code: 'BAD_INPUT', message: expect.stringContaining(`invalid --read-data-subset ${JSON.stringify(bad)}`) }));
     }
   });
 });

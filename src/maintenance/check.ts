@@ -7,9 +7,16 @@ import { readPackHeader } from './repair.js';
 import type { Repository } from '../repository/repository.js';
 import type { WorkerPool } from '../repository/worker-pool.js';
 import { Limiter, mapLimit, Yielder } from '../util/limit.js';
+import { parseSize } from '../util/size.js';
 
 export interface CheckOptions {
   readData?: boolean;
+  /**
+   * With `readData`, which packs to read whole (restic's --read-data-subset, see
+   * parseReadDataSubset): chosen among the packs the index lists and the repository holds, once the
+   * index is in; the others have their headers checked, as without `readData`.
+   */
+  readSubset?: PackSelector;
   signal?: AbortSignal;
   onProgress?: (p: { phase: string; done: number; total: number }) => void;
 }
@@ -20,7 +27,86 @@ export interface CheckResult {
   /** Not damage, but worth knowing (e.g. packs no index mentions). */
   warnings: string[];
   packs: number;
+  /** Packs read whole and verified blob by blob. */
+  packsRead: number;
+  /** Their bytes. */
+  bytesRead: number;
   snapshots: number;
+}
+
+/** Picks the packs to read whole from the checkable ones (id -> size). */
+export type PackSelector = (packs: ReadonlyMap<Id, number>) => Set<Id>;
+
+/** A parsed --read-data-subset: what it reads, in words ("group #2 of 7", "10%", "500M"), and the selector. */
+export interface ReadDataSubset {
+  label: string;
+  select: PackSelector;
+}
+
+/** restic's limit on t in n/t: it splits packs by the first byte of their id. */
+const MAX_BUCKETS = 256;
+
+/**
+ * restic's --read-data-subset: `n/t` reads group n of t (the packs whose id's first byte is n-1
+ * modulo t, so running 1/t to t/t over t days reads every pack once, as restic's groups do),
+ * `x%` (or `x.y%`) a random x percent of the packs (at least one), and a size (`500M`, `2G`) random
+ * packs until that many bytes. `random` returns numbers in [0, 1) (tests pass their own).
+ */
+export function parseReadDataSubset(spec: string, random: () => number = Math.random): ReadDataSubset {
+  const bad = (why: string): CairnError => new CairnError('BAD_INPUT', `invalid --read-data-subset ${JSON.stringify(spec)}: ${why}`);
+  const s = spec.trim();
+  const group = /^(\d+)\/(\d+)$/.exec(s);
+  if (group) {
+    const n = Number(group[1]);
+    const t = Number(group[2]);
+    if (t < 1 || t > MAX_BUCKETS) throw bad(`t must be between 1 and ${MAX_BUCKETS}`);
+    if (n < 1 || n > t) throw bad('n must be between 1 and t');
+    return {
+      label: `group #${n} of ${t}`,
+      select: (packs) => new Set([...packs.keys()].filter((id) => parseInt(id.slice(0, 2), 16) % t === n - 1)),
+    };
+  }
+  const percent = /^(\d+(?:\.\d+)?)%$/.exec(s);
+  if (percent) {
+    const x = Number(percent[1]);
+    if (!(x > 0 && x <= 100)) throw bad('the percentage must be above 0 and at most 100');
+    return {
+      label: `${x}%`,
+      select: (packs) => {
+        const ids = shuffled([...packs.keys()], random);
+        return new Set(ids.slice(0, Math.max(ids.length > 0 ? 1 : 0, Math.floor((ids.length * x) / 100))));
+      },
+    };
+  }
+  if (!/^\d/.test(s)) throw bad("use n/t, a percentage such as 10% or a size such as 500M");
+  let bytes: number;
+  try {
+    bytes = parseSize(s, '--read-data-subset');
+  } catch {
+    throw bad("use n/t, a percentage such as 10% or a size such as 500M");
+  }
+  return {
+    label: s,
+    select: (packs) => {
+      const out = new Set<Id>();
+      let total = 0;
+      for (const id of shuffled([...packs.keys()], random)) {
+        if (total >= bytes) break;
+        out.add(id);
+        total += packs.get(id)!;
+      }
+      return out;
+    },
+  };
+}
+
+/** Fisher-Yates, in place. */
+function shuffled<T>(a: T[], random: () => number): T[] {
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
 }
 
 /**
@@ -29,7 +115,7 @@ export interface CheckResult {
  * `readData`, every pack is read whole and every blob decrypted and hashed.
  */
 export async function checkRepository(repo: Repository, pool: WorkerPool | null, opts: CheckOptions = {}): Promise<CheckResult> {
-  const res: CheckResult = { errors: [], warnings: [], packs: 0, snapshots: 0 };
+  const res: CheckResult = { errors: [], warnings: [], packs: 0, packsRead: 0, bytesRead: 0, snapshots: 0 };
   const expected = new Map<Id, Buffer[]>();
 
   // The index loads while the packs are listed (a listing is one request per folder on a remote),
@@ -95,37 +181,70 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   const workers = pool?.size ?? 1;
   const inFlight = repo.backend.stagingFolder !== undefined ? workers + 1 : workers * 2 + 1;
   const checkPacks = async (): Promise<void> => {
-    // Without reading data, the headers are compared with the index: the indexed packs, once it is in.
     const reading = !!(opts.readData && pool);
-    if (!reading) await ready;
-    const packIds = reading ? [...onDisk.keys()] : [...expected.keys()].filter((id) => onDisk.has(id));
-    await mapLimit(packIds, reading ? inFlight : 8, async (id) => {
+    // The packs read whole: all of them at once (a pack's bytes check against themselves while the
+    // index loads), or a subset chosen among the indexed packs once the index is in. The others'
+    // headers are compared with the index: the indexed packs, once it is in.
+    let toRead: Id[] = [];
+    if (reading && !opts.readSubset) toRead = [...onDisk.keys()];
+    else if (reading && opts.readSubset) {
+      await ready;
+      const checkable = new Map<Id, number>();
+      for (const id of expected.keys()) {
+        const size = onDisk.get(id);
+        if (size !== undefined) checkable.set(id, size);
+      }
+      toRead = [...opts.readSubset(checkable)];
+    }
+    const chosen = new Set(toRead);
+    let total = toRead.length;
+    const settle = (id: Id, err: unknown, phase: string): void => {
+      if (err) res.errors.push(err instanceof CairnError && (err as Error).message.startsWith('pack ') ? (err as Error).message : `pack ${id}: ${(err as Error).message}`);
+      opts.onProgress?.({ phase, done: ++done, total });
+    };
+    const readPacks = mapLimit(toRead, inFlight, async (id) => {
       if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
       const size = onDisk.get(id)!;
       try {
-        if (reading && pool) {
-          const buf = pool.buffer(size);
-          let data: Buffer;
-          try {
-            data = await loadRange(repo.backend, { type: 'data', name: id }, 0, size, buf);
-          } catch (err) {
-            pool.recycle(buf);
-            throw err;
-          }
-          if (data.buffer !== buf.buffer) pool.recycle(buf);
-          const r = await pool.checkPack(id, data);
-          await ready;
-          if (unreferenced.has(id)) return;
-          res.errors.push(...r.errors);
-          if (r.listing.length > 0) verifyHeader(id, Buffer.from(r.listing.buffer, r.listing.byteOffset, r.listing.length));
-        } else {
-          verifyHeader(id, encodeListing(await readPackHeader(repo, id, size)));
+        const buf = pool!.buffer(size);
+        let data: Buffer;
+        try {
+          data = await loadRange(repo.backend, { type: 'data', name: id }, 0, size, buf);
+        } catch (err) {
+          pool!.recycle(buf);
+          throw err;
         }
+        if (data.buffer !== buf.buffer) pool!.recycle(buf);
+        const r = await pool!.checkPack(id, data);
+        await ready;
+        if (unreferenced.has(id)) return;
+        res.packsRead++;
+        res.bytesRead += size;
+        res.errors.push(...r.errors);
+        if (r.listing.length > 0) verifyHeader(id, Buffer.from(r.listing.buffer, r.listing.byteOffset, r.listing.length));
       } catch (err) {
-        res.errors.push(err instanceof CairnError && (err as Error).message.startsWith('pack ') ? (err as Error).message : `pack ${id}: ${(err as Error).message}`);
+        settle(id, err, 'read data');
+        return;
       }
-      opts.onProgress?.({ phase: opts.readData ? 'read data' : 'packs', done: ++done, total: packIds.length });
+      settle(id, null, 'read data');
     });
+    const readHeaders = (async () => {
+      await ready;
+      const ids = [...expected.keys()].filter((id) => onDisk.has(id) && !chosen.has(id));
+      total += ids.length;
+      await mapLimit(ids, 8, async (id) => {
+        if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
+        try {
+          verifyHeader(id, encodeListing(await readPackHeader(repo, id, onDisk.get(id)!)));
+        } catch (err) {
+          settle(id, err, 'packs');
+          return;
+        }
+        settle(id, null, 'packs');
+      });
+    })();
+    const [a, b] = await Promise.allSettled([readPacks, readHeaders]);
+    for (const r of [a, b]) if (r.status === 'rejected') throw r.reason;
   };
 
   // Trees: every snapshot's, each tree once; every referenced blob must be indexed. A tree's

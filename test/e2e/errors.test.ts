@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { cairn, makeRepoPaths, ok, runCommand, tempDir, type TestRepo } from '../support/tools.js';
+import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, runCommand, tempDir, type TestRepo } from '../support/tools.js';
 import { seededBytes } from '../support/trees.js';
 import { LocalBackend } from '../../src/backend/local.js';
 import { hashId } from '../../src/repository/id.js';
@@ -132,6 +132,55 @@ describe('damage', () => {
     expect(rs.code).not.toBe(0);
     expect(rs.stderr).toContain(`${src}/victim: pack ${path.basename(victimPack)}`);
     expect(await fs.readFile(path.join(sub, 'good'))).toEqual(seededBytes(1, 100_000));
+  });
+
+  it.runIf(HAVE_RESTIC)('check --read-data-subset reads group n of t as restic does, a share or a size, and refuses bad subsets', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    ok(await cairn(repo, ['init']), 'init');
+    // One data pack and one tree pack per backup.
+    for (let i = 0; i < 4; i++) {
+      await fs.writeFile(path.join(src, `f${i}`), seededBytes(10 + i, 150_000));
+      ok(await cairn(repo, ['backup', src]), `backup ${i}`);
+    }
+    const packs = await packFiles(repo);
+    expect(packs.length).toBe(8);
+    const sizes = await Promise.all(packs.map(async (p) => (await fs.stat(p)).size));
+    const victim = packs[sizes.indexOf(Math.max(...sizes))];
+    const victimId = path.basename(victim);
+    await fs.chmod(victim, 0o600);
+    const bytes = await fs.readFile(victim);
+    bytes[100] ^= 0xff;
+    await fs.writeFile(victim, bytes);
+    ok(await cairn(repo, ['check']), 'check without reading data');
+
+    const t = 3;
+    for (let n = 1; n <= t; n++) {
+      const hit = parseInt(victimId.slice(0, 2), 16) % t === n - 1;
+      const c = await cairn(repo, ['--json', 'check', '--read-data-subset', `${n}/${t}`]);
+      const r = await restic(repo, ['check', '--read-data-subset', `${n}/${t}`]);
+      expect(c.code !== 0, `cairn ${n}/${t}: ${c.stderr}`).toBe(hit);
+      expect(r.code !== 0, `restic ${n}/${t}: ${r.stderr}`).toBe(hit);
+      if (hit) expect(c.stderr).toMatch(new RegExp(`pack ${victimId}: data blob [0-9a-f]{64}`));
+      const summary = JSON.parse(c.out.trim().split('\n').pop()!) as { packs: number; packs_read: number };
+      expect(summary.packs).toBe(8);
+      expect(summary.packs_read).toBe(packs.filter((p) => parseInt(path.basename(p).slice(0, 2), 16) % t === n - 1).length);
+    }
+    const all = await cairn(repo, ['check', '--read-data-subset', '100%']);
+    expect(all.code).toBe(1);
+    expect(all.out).toContain('read 8 of 8 packs');
+    expect(all.stderr).toContain(`pack ${victimId}`);
+    const one = ok(await cairn(repo, ['--json', 'check', '--read-data-subset', '1']), 'one byte, so one pack').out;
+    expect((JSON.parse(one.trim().split('\n').pop()!) as { packs_read: number }).packs_read).toBe(1);
+
+    const both = await cairn(repo, ['check', '--read-data', '--read-data-subset', '1/2']);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toContain('--read-data and --read-data-subset cannot be used together');
+    for (const bad of ['0/2', '3/2', '1/300', '0%', '150%', 'half']) {
+      const r = await cairn(repo, ['check', '--read-data-subset', bad]);
+      expect(r.code, bad).toBe(1);
+      expect(r.stderr).toContain(`invalid --read-data-subset ${JSON.stringify(bad)}`);
+    }
   });
 
   it('a blob no index lists: check names it, restore names that file, restores the rest and exits non-zero', async () => {
