@@ -10,6 +10,7 @@ import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
 import { readXattrs } from '../fs/xattr.js';
 import { listedEntry, lstatOrError, readNames, statTimeIs, type Listing } from './listing.js';
 import { Scout } from './scout.js';
+import { sourceInTaggedFolder, taggedFolderKeeps, type ExcludeLists } from './excludes.js';
 import { formatTime } from '../fs/time.js';
 import type { Id } from '../repository/id.js';
 import { Limiter } from '../util/limit.js';
@@ -26,8 +27,11 @@ export interface BackupOptions {
   host?: string;
   excluded?: (absPath: string) => boolean;
   excludePatterns?: string[];
-  /** The pattern lists `excluded` was built from (Excluder.lists): folders are then read ahead on a thread. */
-  excludeLists?: { exclude: string[]; iexclude: string[] };
+  /**
+   * The rules `excluded` was built from (Excluder.lists): folders are then read ahead on a thread.
+   * Its tag rules and size limit apply whether or not `excluded` is given.
+   */
+  excludeLists?: ExcludeLists;
   oneFileSystem?: boolean;
   /**
    * Folder reading ahead, started early by the caller with the same excludes, one-file-system
@@ -320,6 +324,7 @@ export class Archiver {
         throw new CairnError('BAD_INPUT', `cannot back up ${abs}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`);
       }
       if (child.source) {
+        if (this.#tooLarge(!st.isDirectory(), st.size) || sourceInTaggedFolder(abs, this.#opts.excludeLists?.tags ?? [])) continue;
         this.#rootDevs.set(abs, st.dev);
         pending.push(guard((await this.#saveEntry(abs, child.name, undefined, st, old, st.dev, sub ?? null)).node));
       } else {
@@ -463,6 +468,18 @@ export class Archiver {
     return true;
   }
 
+  /** The names a tag rule keeps of a folder's entries (see taggedFolderKeeps), or null: all stay. */
+  #tagged(dir: FsPath, names: readonly string[]): Set<string> | null {
+    const tags = this.#opts.excludeLists?.tags;
+    return tags && tags.length > 0 ? taggedFolderKeeps(dir, names, tags) : null;
+  }
+
+  /** Whether --exclude-larger-than leaves this entry out: anything but a folder, larger than the limit. */
+  #tooLarge(notDir: boolean, size: bigint | number): boolean {
+    const limit = this.#opts.excludeLists?.largerThan;
+    return limit !== undefined && notDir && Number(size) > limit;
+  }
+
   /** Walks one directory; resolves once every entry is dispatched, with a promise for the tree id. */
   async #saveDir(dir: FsPath, parentTree: Id | undefined, rootDev: bigint, scope: Scope | null): Promise<{ done: Promise<Id | null> }> {
     type Entry = { name: string; nameRaw?: Buffer; path: FsPath; stat: EntryStat | Error | undefined };
@@ -479,7 +496,9 @@ export class Archiver {
         this.#error(dir, err as Error);
         return { done: Promise.resolve(null) };
       }
+      const keeps = this.#tagged(dir, listing.names);
       for (let i = 0; i < listing.names.length; i++) {
+        if (keeps && (listing.raws?.[i] || !keeps.has(listing.names[i]))) continue;
         const { name, nameRaw, stat } = listedEntry(listing, i);
         const p = joinPath(dir, name, nameRaw);
         if (excluded?.(showPath(p))) continue;
@@ -496,7 +515,9 @@ export class Archiver {
         this.#error(dir, err as Error);
         return { done: Promise.resolve(null) };
       }
+      const keeps = this.#tagged(dir, names.map((n) => n.name));
       for (const { name, nameRaw } of names) {
+        if (keeps && (nameRaw || !keeps.has(name))) continue;
         const p = joinPath(dir, name, nameRaw);
         if (excluded && excluded(showPath(p))) continue;
         entries.push({ name, nameRaw, path: p, stat: undefined });
@@ -514,7 +535,7 @@ export class Archiver {
       let st = e.stat;
       if (st === undefined) {
         if (old) {
-          pending.push(Promise.resolve(this.#reuse(old)));
+          if (!this.#tooLarge(old.type !== 'dir', old.size ?? 0)) pending.push(Promise.resolve(this.#reuse(old)));
           continue;
         }
         // Not reported as changed, yet not in the parent either: look at it after all.
@@ -524,6 +545,7 @@ export class Archiver {
         this.#error(e.path, st);
         continue;
       }
+      if (this.#tooLarge(!st.isDirectory(), st.size)) continue;
       pending.push((await this.#saveEntry(e.path, e.name, e.nameRaw, st, old, rootDev, scopes[i] ?? null)).node);
     }
     return { done: guard(this.#finishTree(pending, parent)) };

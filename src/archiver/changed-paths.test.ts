@@ -101,4 +101,37 @@ describe('a backup of changed paths only', () => {
     const got = await restored(r.snapshot.tree);
     expect(compareTrees(await describeTree(src), await describeTree(got), 1000n)).toEqual([]);
   });
+
+  it('keeps tagged folders and large files out when only changed paths are looked at, as a full walk does', async () => {
+    const root = await tempDir();
+    const w = (p: string, data: string | Buffer) => fs.mkdir(path.dirname(path.join(root, p)), { recursive: true }).then(() => fs.writeFile(path.join(root, p), data));
+    await w('cache/CACHEDIR.TAG', 'Signature: 8a477f597d28d172789f06886806bc55');
+    await w('cache/old', 'old');
+    await w('work/small', 'x'.repeat(100));
+    const lists = { exclude: [], iexclude: [], tags: [{ name: 'CACHEDIR.TAG', header: 'Signature: 8a477f597d28d172789f06886806bc55' }], largerThan: 1000 };
+    const first = await new Archiver(repo, pool, { paths: [root], excludeLists: lists }).run();
+    await w('cache/new', 'new');
+    await w('cache/sub/deeper', 'deeper');
+    await w('work/grown', 'y'.repeat(1001));
+    await w('work/small2', 'z'.repeat(1000));
+    const changed = ['cache/new', 'cache/sub', 'work/grown', 'work/small2'].map((p) => path.join(root, p));
+    const second = await new Archiver(repo, pool, { paths: [root], parent: first.snapshot, changedPaths: changed, excludeLists: lists }).run();
+    const full = await new Archiver(repo, pool, { paths: [root], excludeLists: lists }).run();
+    const names = async (tree: string): Promise<string[]> => {
+      const out: string[] = [];
+      const walk = async (id: string, at: string): Promise<void> => {
+        for (const n of (await repo.loadTree(id)).nodes) {
+          const p = `${at}/${n.name}`;
+          if (p.startsWith(root) || root.startsWith(p)) {
+            if (p.startsWith(`${root}/`)) out.push(p.slice(root.length + 1));
+            if (n.subtree) await walk(n.subtree, p);
+          }
+        }
+      };
+      await walk(tree, '');
+      return out.sort();
+    };
+    expect(await names(second.snapshot.tree)).toEqual(['cache', 'cache/CACHEDIR.TAG', 'work', 'work/small', 'work/small2']);
+    expect(await names(full.snapshot.tree)).toEqual(await names(second.snapshot.tree));
+  });
 });

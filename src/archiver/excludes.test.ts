@@ -3,7 +3,8 @@ import path from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { CairnError } from '../errors.js';
 import { HAVE_RESTIC, makeRepoPaths, runCommand, tempDir } from '../../test/support/tools.js';
-import { buildExcluder } from './excludes.js';
+import { CACHEDIR_TAG, buildExcluder, parseTagRule, taggedFolderKeeps } from './excludes.js';
+import { spawnSync } from 'node:child_process';
 
 const cleanup: string[] = [];
 afterAll(async () => {
@@ -396,5 +397,30 @@ describe.runIf(HAVE_RESTIC)('agrees with restic backup', () => {
     const [snap] = JSON.parse(await run(['snapshots', '--json', 'latest'])) as { excludes?: string[] }[];
     expect(snap.excludes).toEqual(exclude);
     expect(ex.patterns.slice(0, exclude.length)).toEqual(exclude);
+  });
+});
+
+describe('tag rules', () => {
+  it('reads name[:header] as restic does, the first colon splitting', () => {
+    expect(parseTagRule('.nobackup')).toEqual({ name: '.nobackup', header: '' });
+    expect(parseTagRule('TAG:a:b')).toEqual({ name: 'TAG', header: 'a:b' });
+    for (const bad of ['', ':x', 'a/b', '..']) expect(() => parseTagRule(bad), bad).toThrow(CairnError);
+  });
+
+  it('counts a tag file only when it starts with the header: not a short one, a folder or a fifo (which is not waited on)', async () => {
+    const dir = await tempDir();
+    await fs.writeFile(path.join(dir, 'CACHEDIR.TAG'), CACHEDIR_TAG.header.slice(0, 10));
+    expect(taggedFolderKeeps(dir, ['CACHEDIR.TAG', 'x'], [CACHEDIR_TAG])).toBeNull();
+    await fs.writeFile(path.join(dir, 'CACHEDIR.TAG'), `${CACHEDIR_TAG.header}\n# more`);
+    expect(taggedFolderKeeps(dir, ['CACHEDIR.TAG', 'x'], [CACHEDIR_TAG])).toEqual(new Set(['CACHEDIR.TAG']));
+    // Listed names decide: a tag file the listing does not name is not looked for.
+    expect(taggedFolderKeeps(dir, ['x'], [CACHEDIR_TAG])).toBeNull();
+    await fs.mkdir(path.join(dir, 'folder-tag'));
+    expect(taggedFolderKeeps(dir, ['folder-tag'], [{ name: 'folder-tag', header: 'h' }])).toBeNull();
+    expect(taggedFolderKeeps(dir, ['folder-tag'], [{ name: 'folder-tag', header: '' }])).toEqual(new Set(['folder-tag']));
+    expect(spawnSync('mkfifo', [path.join(dir, 'fifo')]).status).toBe(0);
+    expect(taggedFolderKeeps(dir, ['fifo'], [{ name: 'fifo', header: 'h' }])).toBeNull();
+    // Two rules with different tag files: each leaves out the other's, so nothing stays.
+    expect(taggedFolderKeeps(dir, ['CACHEDIR.TAG', 'folder-tag'], [CACHEDIR_TAG, { name: 'folder-tag', header: '' }])).toEqual(new Set());
   });
 });

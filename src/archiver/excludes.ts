@@ -1,6 +1,8 @@
+import fsSync from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CairnError } from '../errors.js';
+import { joinPath, type FsPath } from '../fs/fspath.js';
 
 /** The exclude flags of `backup`, as restic spells them. */
 export interface ExcludeOptions {
@@ -8,6 +10,82 @@ export interface ExcludeOptions {
   iexclude?: string[];
   excludeFiles?: string[];
   iexcludeFiles?: string[];
+  /** --exclude-if-present: `name` or `name:header` (see TagRule). */
+  ifPresent?: string[];
+  /** --exclude-caches: the rule for CACHEDIR.TAG (CACHEDIR_TAG). */
+  caches?: boolean;
+  /** --exclude-larger-than, in bytes: files (anything but folders) larger than this are left out. */
+  largerThan?: number;
+}
+
+/**
+ * restic's --exclude-if-present rule: a folder holding a file named `name` (that starts with
+ * `header`, unless it is empty) has its contents left out, all but that file itself, which stays
+ * so that the folder is still recognisable in the snapshot.
+ */
+export interface TagRule {
+  name: string;
+  header: string;
+}
+
+/** The Cache Directory Tagging Specification's tag file (https://bford.info/cachedir/), as --exclude-caches looks for it. */
+export const CACHEDIR_TAG: TagRule = { name: 'CACHEDIR.TAG', header: 'Signature: 8a477f597d28d172789f06886806bc55' };
+
+/** Reads `name[:header]` as restic does (the first colon splits). */
+export function parseTagRule(spec: string): TagRule {
+  const at = spec.indexOf(':');
+  const name = at < 0 ? spec : spec.slice(0, at);
+  if (name === '' || name.includes('/') || name === '.' || name === '..') {
+    throw new CairnError('BAD_INPUT', `invalid --exclude-if-present ${JSON.stringify(spec)}: give a file name, optionally followed by :header`);
+  }
+  return { name, header: at < 0 ? '' : spec.slice(at + 1) };
+}
+
+/**
+ * The names of a folder's entries that stay when a tag rule leaves out its contents, or null when
+ * none does. As in restic, each matching rule keeps only its own tag file, so a folder two rules
+ * with different names match keeps nothing. A tag file that cannot be read or is shorter than the
+ * header, or whose first bytes differ from it, does not count.
+ */
+export function taggedFolderKeeps(dir: FsPath, names: readonly string[], rules: readonly TagRule[]): Set<string> | null {
+  const matched = rules.filter((rule) => names.includes(rule.name) && hasHeader(joinPath(dir, rule.name), rule.header));
+  if (matched.length === 0) return null;
+  const name = matched[0].name;
+  return matched.every((r) => r.name === name) ? new Set([name]) : new Set();
+}
+
+/** Whether a source path given to back up lies in a folder a tag rule leaves out (restic leaves such a source out too). */
+export function sourceInTaggedFolder(absPath: string, rules: readonly TagRule[]): boolean {
+  if (rules.length === 0 || absPath === '/') return false;
+  const dir = path.dirname(absPath);
+  const present = rules.map((r) => r.name).filter((n) => fsSync.existsSync(path.join(dir, n)));
+  const keeps = present.length > 0 ? taggedFolderKeeps(dir, present, rules) : null;
+  return keeps !== null && !keeps.has(path.basename(absPath));
+}
+
+function hasHeader(file: FsPath, header: string): boolean {
+  if (header === '') return true;
+  const want = Buffer.from(header, 'utf8');
+  let fd: number;
+  try {
+    fd = fsSync.openSync(file, fsSync.constants.O_RDONLY | fsSync.constants.O_NONBLOCK);
+  } catch {
+    return false;
+  }
+  try {
+    const got = Buffer.alloc(want.length);
+    let n = 0;
+    while (n < got.length) {
+      const r = fsSync.readSync(fd, got, n, got.length - n, n);
+      if (r === 0) break;
+      n += r;
+    }
+    return n === want.length && got.equals(want);
+  } catch {
+    return false;
+  } finally {
+    fsSync.closeSync(fd);
+  }
 }
 
 /** A compiled set of exclude patterns. */
@@ -22,8 +100,26 @@ export interface Excluder {
    * itself records only the raw --exclude values in a snapshot's `excludes`; this is those followed by the rest.
    */
   patterns: string[];
-  /** The case-sensitive and case-insensitive lists after reading the files: `buildExcluder` of these is the same excluder. */
-  lists: { exclude: string[]; iexclude: string[] };
+  /**
+   * The case-sensitive and case-insensitive lists after reading the files, the tag rules and the
+   * size limit: plain data (for the folder-reading thread), and `buildExcluder` of these is the
+   * same excluder.
+   */
+  lists: ExcludeLists;
+  /** The tag rules (--exclude-if-present, --exclude-caches). */
+  tags: TagRule[];
+  /** --exclude-larger-than, bytes. */
+  largerThan?: number;
+  /** Whether any rule is set at all. */
+  any: boolean;
+}
+
+/** An excluder's rules as plain data. */
+export interface ExcludeLists {
+  exclude: string[];
+  iexclude: string[];
+  tags?: TagRule[];
+  largerThan?: number;
 }
 
 /**
@@ -38,15 +134,22 @@ export interface Excluder {
  * line, trimmed, skipping blank lines and `#` comments, with `$VAR`/`${VAR}` expanded (`$$` is a dollar sign).
  * Invalid patterns are a BAD_INPUT error naming them.
  */
-export async function buildExcluder(opts: ExcludeOptions): Promise<Excluder> {
+export async function buildExcluder(opts: ExcludeOptions & { tags?: TagRule[] }): Promise<Excluder> {
   // Like restic, patterns from files come after those from the command line, which matters for negations.
   const exclude = [...(opts.exclude ?? []), ...(await readPatternFiles(opts.excludeFiles ?? []))];
   const iexclude = [...(opts.iexclude ?? []), ...(await readPatternFiles(opts.iexcludeFiles ?? []))];
   const sensitive = compileList(exclude, false);
   const insensitive = compileList(iexclude, true);
+  const tags = [...(opts.tags ?? []), ...(opts.caches ? [CACHEDIR_TAG] : []), ...(opts.ifPresent ?? []).map(parseTagRule)];
+  const largerThan = opts.largerThan;
+  if (largerThan !== undefined && !(Number.isSafeInteger(largerThan) && largerThan >= 0)) throw new CairnError('BAD_INPUT', `invalid --exclude-larger-than ${largerThan}`);
+  const patterns = [...exclude, ...iexclude].filter((p) => p !== '');
   return {
-    patterns: [...exclude, ...iexclude].filter((p) => p !== ''),
-    lists: { exclude, iexclude },
+    patterns,
+    lists: { exclude, iexclude, tags, largerThan },
+    tags,
+    largerThan,
+    any: patterns.length > 0 || tags.length > 0 || largerThan !== undefined,
     excluded(absPath: string): boolean {
       const p = cleanPath(absPath);
       return (sensitive !== undefined && sensitive(p)) || (insensitive !== undefined && insensitive(p.toLowerCase()));

@@ -2,7 +2,7 @@ import { lstatSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { utf8Compare } from '../fs/node.js';
 import { fromWire, joinPath, pathKey, showPath, type FsPath } from '../fs/fspath.js';
-import { buildExcluder } from './excludes.js';
+import { buildExcluder, sourceInTaggedFolder, taggedFolderKeeps } from './excludes.js';
 import { LOADED } from '../util/worker.js';
 import { errorToWire, listDir, listedEntry, listedIsDir } from './listing.js';
 import type { ScoutInit, ScoutReply, ScoutRequest } from './scout.js';
@@ -16,7 +16,7 @@ import type { ScoutInit, ScoutReply, ScoutRequest } from './scout.js';
  */
 const port = parentPort!;
 const init = workerData as ScoutInit;
-const excluder = await buildExcluder({ exclude: init.exclude, iexclude: init.iexclude });
+const excluder = await buildExcluder({ exclude: init.exclude, iexclude: init.iexclude, tags: init.tags });
 const excluded = excluder.patterns.length > 0 ? excluder.excluded : undefined;
 
 interface Task {
@@ -56,8 +56,10 @@ function serve(): void {
       transfer.push(listing.stats.buffer as ArrayBuffer);
       if (t.seq === 0) credit -= listing.names.length + 1;
       const below: Task[] = [];
+      // A tagged folder's contents are left out (but for its tag file): the walk goes no further.
+      const keeps = excluder.tags.length > 0 ? taggedFolderKeeps(t.dir, listing.names, excluder.tags) : null;
       for (let i = 0; i < listing.names.length; i++) {
-        if (!listedIsDir(listing, i)) continue;
+        if (!listedIsDir(listing, i) || (keeps && (listing.raws?.[i] || !keeps.has(listing.names[i])))) continue;
         const e = listedEntry(listing, i);
         const p = joinPath(t.dir, e.name, e.nameRaw);
         if (init.oneFileSystem && !(e.stat instanceof Error) && e.stat.dev !== t.rootDev) continue;
@@ -79,7 +81,7 @@ function seed(): void {
   for (let i = roots.length - 1; i >= 0; i--) {
     try {
       const st = lstatSync(roots[i], { bigint: true });
-      if (st.isDirectory() && !excluded?.(roots[i])) ahead.push({ seq: 0, dir: roots[i], rootDev: st.dev });
+      if (st.isDirectory() && !excluded?.(roots[i]) && !sourceInTaggedFolder(roots[i], excluder.tags)) ahead.push({ seq: 0, dir: roots[i], rootDev: st.dev });
     } catch {
       // The walk reports what cannot be read.
     }

@@ -1,11 +1,10 @@
 import type { Worker } from 'node:worker_threads';
 import { fromWire, pathKey, type FsPath } from '../fs/fspath.js';
 import { errorFromWire, listDir, type Listing, type WireError } from './listing.js';
+import type { ExcludeLists } from './excludes.js';
 import { LOADED, startWorker, terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
 
-export interface ScoutInit {
-  exclude: string[];
-  iexclude: string[];
+export interface ScoutInit extends ExcludeLists {
   oneFileSystem: boolean;
   /** Entries (plus one per folder) the thread may read ahead before the walk takes them. */
   credit: number;

@@ -7,6 +7,7 @@ import os from 'node:os';
 import { readPasswordFile } from '../util/secret-file.js';
 import { Archiver } from '../archiver/archiver.js';
 import { buildExcluder } from '../archiver/excludes.js';
+import { parseSize } from '../util/size.js';
 import { openBackend } from '../backend/location.js';
 import { parseCompressionMode } from '../compress/zstd.js';
 import { applyPolicy, policyIsEmpty } from '../maintenance/forget.js';
@@ -116,7 +117,15 @@ export async function backupPlan(ref: RepositoryRef, plan: Plan, sources: Source
   const paths = [...new Set(sources.map((s) => s.path))];
   const host = opts.host ?? os.hostname();
   const excludes = sources.flatMap((s) => s.excludes ?? []);
-  const excluder = await buildExcluder({ exclude: excludes });
+  // Like the patterns, the tag rules and the size limit of every source apply to the whole walk
+  // (the smallest limit wins).
+  const limits = sources.map((s) => s.excludeLargerThan).filter((l) => l !== undefined).map((l) => (typeof l === 'number' ? l : parseSize(l, 'excludeLargerThan')));
+  const excluder = await buildExcluder({
+    exclude: excludes,
+    caches: sources.some((s) => s.excludeCaches),
+    ifPresent: [...new Set(sources.flatMap((s) => s.excludeIfPresent ?? []))],
+    largerThan: limits.length > 0 ? Math.min(...limits) : undefined,
+  });
   return withRepository(ref, plan.compression, async (repo, pool, release) => {
     const parent = await findParent(repo, host, paths);
     const archiver = new Archiver(repo, pool, {

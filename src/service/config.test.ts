@@ -20,6 +20,14 @@ describe('plans', () => {
     expect(() => parsePlan({ name: 'a', sources: [{ path: '/x' }], timezone: 'Mars/Base' })).toThrow(/unknown time zone "Mars\/Base"/);
   });
 
+  it('takes backup\'s tag and size excludes for repository targets, and names bad ones', () => {
+    const p = parsePlan({ name: 'a', sources: [{ path: '/x', excludeCaches: true, excludeIfPresent: ['.nobackup', '.skip:SKIP'], excludeLargerThan: '2G' }] });
+    expect(p.sources[0]).toMatchObject({ excludeCaches: true, excludeIfPresent: ['.nobackup', '.skip:SKIP'], excludeLargerThan: '2G' });
+    expect(() => parsePlan({ name: 'a', sources: [{ path: '/x', excludeCaches: true }], target: 'archive:/copies' })).toThrow(/sources\.0: excludeCaches, excludeIfPresent and excludeLargerThan apply to repository targets/);
+    expect(() => parsePlan({ name: 'a', sources: [{ path: '/x', excludeIfPresent: [':x'] }] })).toThrow(/sources\.0\.excludeIfPresent\.0: invalid --exclude-if-present ":x"/);
+    expect(() => parsePlan({ name: 'a', sources: [{ path: '/x', excludeLargerThan: 'lots' }] })).toThrow(/sources\.0\.excludeLargerThan: invalid excludeLargerThan "lots"/);
+  });
+
   it('checks cron expressions of 5 and 6 fields', () => {
     expect(checkCron('*/5 * * * *')).toBeNull();
     expect(checkCron('*/10 * * * * *')).toBeNull();

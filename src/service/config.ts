@@ -15,6 +15,8 @@ import { CairnError } from '../errors.js';
 import { openBackend } from '../backend/location.js';
 import { parseDuration, type Policy } from '../maintenance/forget.js';
 import { parseMaxUnused } from '../maintenance/prune.js';
+import { parseTagRule } from '../archiver/excludes.js';
+import { parseSize } from '../util/size.js';
 
 /** The API's port unless told otherwise. */
 export const DEFAULT_PORT = 8470;
@@ -164,6 +166,10 @@ export const PathSource = z.strictObject({
   kind: z.literal('path').default('path'),
   path: z.string().min(1),
   excludes: z.array(z.string()).optional(),
+  /** backup's --exclude-caches, --exclude-if-present and --exclude-larger-than (repository targets). */
+  excludeCaches: z.boolean().optional(),
+  excludeIfPresent: z.array(z.string()).optional(),
+  excludeLargerThan: z.union([z.string(), z.number().int().positive()]).optional(),
 });
 export const HttpEndpoint = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/),
@@ -263,6 +269,27 @@ export const PlanInput = z
     if (http && p.watch) ctx.addIssue({ code: 'custom', path: ['watch'], message: 'an http source cannot be watched' });
     if (http && p.sources.length > 1) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'an http source is a plan of its own' });
     if (p.target.kind === 'mirror' && p.sources.length !== 1) ctx.addIssue({ code: 'custom', path: ['sources'], message: 'a mirror follows exactly one folder' });
+    p.sources.forEach((s, i) => {
+      if (s.kind !== 'path') return;
+      const tagged = s.excludeCaches !== undefined || s.excludeIfPresent !== undefined || s.excludeLargerThan !== undefined;
+      if (tagged && p.target.kind !== 'repository') {
+        ctx.addIssue({ code: 'custom', path: ['sources', i], message: 'excludeCaches, excludeIfPresent and excludeLargerThan apply to repository targets' });
+      }
+      (s.excludeIfPresent ?? []).forEach((spec, k) => {
+        try {
+          parseTagRule(spec);
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', path: ['sources', i, 'excludeIfPresent', k], message: (err as Error).message });
+        }
+      });
+      if (typeof s.excludeLargerThan === 'string') {
+        try {
+          parseSize(s.excludeLargerThan, 'excludeLargerThan');
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', path: ['sources', i, 'excludeLargerThan'], message: (err as Error).message });
+        }
+      }
+    });
     if (typeof p.prune === 'object' && p.prune.maxUnused !== undefined) {
       try {
         parseMaxUnused(p.prune.maxUnused);

@@ -289,7 +289,13 @@ export class JobRunner extends EventEmitter {
       if (!this.#opts.sourceTask) throw new CairnError('BAD_INPUT', 'http and database sources are not available in this build');
       return this.#opts.sourceTask(plan, task, { jobId: job.id, signal, onProgress, defaultRepository: this.#opts.defaultRepository });
     }
-    const sources = (plan.sources as PathSource[]).map((s) => ({ path: s.path, excludes: s.excludes }));
+    const sources = (plan.sources as PathSource[]).map((s) => ({
+      path: s.path,
+      excludes: s.excludes,
+      excludeCaches: s.excludeCaches,
+      excludeIfPresent: s.excludeIfPresent,
+      excludeLargerThan: s.excludeLargerThan,
+    }));
     return targetRunner(plan.target.kind)(plan.target, sources, {
       plan,
       jobId: job.id,

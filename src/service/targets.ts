@@ -42,6 +42,9 @@ export interface TargetOutcome {
 export interface SourceSpec {
   path: string;
   excludes?: string[];
+  excludeCaches?: boolean;
+  excludeIfPresent?: string[];
+  excludeLargerThan?: string | number;
 }
 
 export type TargetRunner<K extends Target['kind'] = Target['kind']> = (target: Extract<Target, { kind: K }>, sources: SourceSpec[], ctx: TargetContext) => Promise<TargetOutcome>;

@@ -133,6 +133,68 @@ describe('backup options', () => {
     expect((await cairn(repo, ['backup', src, '--exclude', '[unclosed'])).code).toBe(1);
   });
 
+  it.runIf(HAVE_RESTIC)('leaves out tagged folders and large files as restic does: --exclude-caches, --exclude-if-present, --exclude-larger-than', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    const tag = 'Signature: 8a477f597d28d172789f06886806bc55';
+    const files: Record<string, string | Buffer> = {
+      'keep.txt': 'keep',
+      'cache/CACHEDIR.TAG': `${tag}\nmore`,
+      'cache/junk': 'junk',
+      'cache/sub/deep': 'deep',
+      'fake/CACHEDIR.TAG': 'Signature: not the one',
+      'fake/kept': 'kept',
+      'short/CACHEDIR.TAG': 'Signature',
+      'short/kept': 'kept',
+      'marked/.nobackup': '',
+      'marked/gone': 'gone',
+      'marked/deeper/gone': 'gone',
+      'headed/.skip': 'SKIP ME please',
+      'headed/gone': 'gone',
+      'unheaded/.skip': 'keep me',
+      'unheaded/kept': 'kept',
+      'both/.nobackup': '',
+      'both/CACHEDIR.TAG': tag,
+      'both/gone': 'gone',
+      'big.bin': seededBytes(21, 300_000),
+      'small.bin': seededBytes(22, 100_000),
+      'nested/big.bin': seededBytes(23, 200_001),
+      'nested/edge.bin': seededBytes(24, 200_000),
+    };
+    for (const [f, content] of Object.entries(files)) {
+      await fs.mkdir(path.dirname(path.join(src, f)), { recursive: true });
+      await fs.writeFile(path.join(src, f), content);
+    }
+    await fs.symlink('big.bin', path.join(src, 'link'));
+    const flags = ['--exclude-caches', '--exclude-if-present', '.nobackup', '--exclude-if-present', '.skip:SKIP ME', '--exclude-larger-than', '200000'];
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src, ...flags]), 'cairn backup');
+    ok(await restic(repo, ['backup', '--host', 'restic', src, ...flags]), 'restic backup');
+    const listed = (out: string): string[] =>
+      out.trim().split('\n').slice(1).map((l) => (JSON.parse(l) as { path: string }).path).filter((p) => p.startsWith(`${src}/`)).map((p) => p.slice(src.length + 1)).sort();
+    const ours = listed(ok(await cairn(repo, ['ls', '--json', 'latest', '--host', os.hostname()]), 'ls').out);
+    const theirs = listed(ok(await restic(repo, ['ls', '--json', 'latest', '--host', 'restic']), 'restic ls').out);
+    expect(ours).toEqual(theirs);
+    expect(ours).toEqual([
+      'both', 'cache', 'cache/CACHEDIR.TAG', 'fake', 'fake/CACHEDIR.TAG', 'fake/kept', 'headed', 'headed/.skip', 'keep.txt', 'link', 'marked', 'marked/.nobackup',
+      'nested', 'nested/edge.bin', 'short', 'short/CACHEDIR.TAG', 'short/kept', 'small.bin', 'unheaded', 'unheaded/.skip', 'unheaded/kept',
+    ]);
+    // A source inside a tagged folder and a source file over the limit are left out too (the
+    // folders leading to them stay).
+    const sources = [path.join(src, 'marked/deeper'), path.join(src, 'big.bin'), path.join(src, 'keep.txt')];
+    const inside = ok(await cairn(repo, ['--json', 'backup', '--host', 'sources', ...sources, ...flags]), 'sources').out;
+    expect(JSON.parse(inside.trim().split('\n').pop()!)).toMatchObject({ message_type: 'summary', total_files_processed: 1 });
+    ok(await restic(repo, ['backup', '--host', 'restic-sources', ...sources, ...flags]), 'restic sources');
+    const oursSources = listed(ok(await cairn(repo, ['ls', '--json', 'latest', '--host', 'sources']), 'ls').out);
+    expect(oursSources).toEqual(listed(ok(await restic(repo, ['ls', '--json', 'latest', '--host', 'restic-sources']), 'restic ls').out));
+    expect(oursSources).toEqual(['keep.txt', 'marked']);
+    for (const bad of [['--exclude-if-present', ''], ['--exclude-if-present', ':header'], ['--exclude-larger-than', 'lots']]) {
+      const r = await cairn(repo, ['backup', src, ...bad]);
+      expect(r.code, bad.join(' ')).toBe(1);
+      expect(r.stderr).toContain(`invalid ${bad[0]}`);
+    }
+  });
+
   it('backs up the root folder itself ("/"), here narrowed by excludes to one folder', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();

@@ -14,6 +14,7 @@ import type { Context } from '../context.js';
 import { formatBytes, formatDuration } from '../progress.js';
 import type { Run } from '../main.js';
 import { backupDatabases } from './db.js';
+import { parseSize } from '../../util/size.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -24,6 +25,9 @@ interface BackupFlags {
   iexclude: string[];
   excludeFile: string[];
   iexcludeFile: string[];
+  excludeCaches?: boolean;
+  excludeIfPresent: string[];
+  excludeLargerThan?: string;
   oneFileSystem?: boolean;
   parent?: string;
   force?: boolean;
@@ -44,6 +48,9 @@ export function registerBackup(program: Command, run: Run): void {
     .option('--iexclude <pattern>', 'like --exclude, ignoring case', collect, [])
     .option('--exclude-file <file>', 'read exclude patterns from a file', collect, [])
     .option('--iexclude-file <file>', 'like --exclude-file, ignoring case', collect, [])
+    .option('--exclude-caches', 'leave out the contents of folders that hold a CACHEDIR.TAG file (the tag file stays)')
+    .option('--exclude-if-present <name[:header]>', 'leave out the contents of folders that hold this file (starting with header, if given; the file stays; may be repeated)', collect, [])
+    .option('--exclude-larger-than <size>', 'leave out files larger than size (e.g. 500M, 2G)')
     .option('--files-from <file>', 'read the paths to back up from a file, one per line', collect, [])
     .option('-x, --one-file-system', 'do not cross file system boundaries')
     .option('--parent <snapshot>', 'use this parent snapshot (default: latest with the same host and paths)')
@@ -79,7 +86,15 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
       throw new CairnError('BAD_INPUT', `cannot back up ${p}: ${code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`);
     }
   }
-  const excluder = await buildExcluder({ exclude: o.exclude, iexclude: o.iexclude, excludeFiles: o.excludeFile, iexcludeFiles: o.iexcludeFile });
+  const excluder = await buildExcluder({
+    exclude: o.exclude,
+    iexclude: o.iexclude,
+    excludeFiles: o.excludeFile,
+    iexcludeFiles: o.iexcludeFile,
+    caches: o.excludeCaches,
+    ifPresent: o.excludeIfPresent,
+    largerThan: o.excludeLargerThan === undefined ? undefined : parseSize(o.excludeLargerThan, '--exclude-larger-than'),
+  });
 
   // Folders are read ahead on a thread from now on, while the key is derived and the index loaded.
   const scout = o.stdin ? undefined : new Scout({ ...excluder.lists, oneFileSystem: !!o.oneFileSystem }, paths);
@@ -104,7 +119,7 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
       const totals = { files: 0, bytes: 0 };
       const excluded = excluder.patterns.length > 0 ? excluder.excluded : undefined;
       if (ctx.progressMode() !== 'none') {
-        void scanTotals(paths, excluded, (t) => Object.assign(totals, t), ctx.signal);
+        void scanTotals(paths, excluded, (t) => Object.assign(totals, t), ctx.signal, excluder.lists);
       }
       const archiver = new Archiver(repo, pool, {
         paths,
