@@ -27,6 +27,7 @@ import { registerBackup } from './commands/backup.js';
 import { registerRestore } from './commands/restore.js';
 import { registerBrowse } from './commands/browse.js';
 import { registerForget } from './commands/forget.js';
+import { registerTag } from './commands/tag.js';
 import { registerPrune } from './commands/prune.js';
 import { registerRepair } from './commands/repair.js';
 import { registerCopy } from './commands/copy.js';
@@ -91,6 +92,7 @@ export function buildProgram(): Command {
   registerRestore(program, run);
   registerBrowse(program, run);
   registerForget(program, run);
+  registerTag(program, run);
   registerPrune(program, run);
   registerRepair(program, run);
   registerCopy(program, run);
