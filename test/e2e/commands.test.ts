@@ -47,6 +47,26 @@ describe('snapshots, ls, diff, stats, cat, key', () => {
     expect(long).toMatch(/-rw-r--r-- .*\/new\.txt/);
   });
 
+  it.runIf(HAVE_RESTIC)('find prints what restic find prints, by pattern, case, snapshot and time', async () => {
+    type Group = { snapshot: string; hits: number; matches: { path: string }[] };
+    const bySnapshot = (out: string): Group[] => (JSON.parse(out) as Group[]).sort((a, b) => a.snapshot.localeCompare(b.snapshot));
+    for (const args of [['a.txt'], ['*.TXT', '-i'], ['docs'], [`${src}/docs/*`], ['*.bin', 'b.txt'], ['**/deep/*'], ['nothing-like-it'], ['-s', first.slice(0, 8), '*.txt'], ['--host', 'other', '*.txt'], ['--newest', '2000-01-01', '*'], ['--oldest', '2000-01-01 10:00', 'new.txt']]) {
+      const ours = ok(await cairn(repo, ['--json', 'find', ...args]), `find ${args.join(' ')}`).out;
+      const theirs = ok(await restic(repo, ['--json', 'find', ...args]), `restic find ${args.join(' ')}`).out;
+      expect(bySnapshot(ours), args.join(' ')).toEqual(bySnapshot(theirs));
+    }
+    const hits = bySnapshot(ok(await cairn(repo, ['--json', 'find', '*.txt'], {}), 'find').out);
+    expect(hits.map((g) => g.hits)).toEqual([3, 3]);
+    const text = ok(await cairn(repo, ['find', '-s', second, 'docs']), 'find text').out;
+    expect(text).toBe(ok(await restic(repo, ['find', '-s', second, 'docs']), 'restic find text').out);
+    expect(text).toContain(`${src}/docs/deep/b.txt`);
+    for (const [bad, message] of [[['[unclosed'], 'invalid pattern'], [['--oldest', '2020-02-30', 'x'], 'invalid --oldest "2020-02-30"']] as const) {
+      const r = await cairn(repo, ['find', ...bad]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain(message);
+    }
+  });
+
   it('diff names added, removed and changed files', async () => {
     const out = ok(await cairn(repo, ['diff', first, second]), 'diff').out;
     expect(out).toContain(`+    ${src}/new.txt`);

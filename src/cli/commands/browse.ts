@@ -5,7 +5,9 @@ import { findSubtree } from '../../restorer/restorer.js';
 import { shortId, type Id } from '../../repository/id.js';
 import type { Repository } from '../../repository/repository.js';
 import { snapshotOutput, type Snapshot } from '../../repository/snapshot.js';
-import type { Node } from '../../fs/node.js';
+import { nodeToJSON, type Node } from '../../fs/node.js';
+import { parseTime } from '../../fs/time.js';
+import { buildExcluder } from '../../archiver/excludes.js';
 import { goModeString } from '../../fs/filemode.js';
 import { filterOf } from './restore.js';
 import type { Run } from '../main.js';
@@ -84,6 +86,62 @@ export function registerBrowse(program: Command, run: Run): void {
     );
 
   program
+    .command('find <patterns...>')
+    .description("find files and folders in snapshots by pattern (restic's: `*.yml`, `cache`, `/etc/**/*.conf`)")
+    .option('-s, --snapshot <id>', 'search this snapshot (may be repeated; default: all that the filters match)', collect, [])
+    .option('-H, --host <host>', 'only snapshots of this host', collect, [])
+    .option('--tag <tags>', 'only snapshots with these tags (comma-separated: all of them)', collect, [])
+    .option('--path <path>', 'only snapshots with this path', collect, [])
+    .option('-i, --ignore-case', 'ignore case')
+    .option('-l, --long', 'long listing')
+    .option('-O, --oldest <time>', 'only entries modified at or after this local time (2006-01-02, 2006-01-02 15:04 or 2006-01-02 15:04:05)')
+    .option('-N, --newest <time>', 'only entries modified at or before this local time')
+    .action((patterns: string[], o: FilterFlags & { snapshot: string[]; ignoreCase?: boolean; long?: boolean; oldest?: string; newest?: string }) =>
+      run(async (ctx) => {
+        let match: (p: string) => boolean;
+        try {
+          match = (await buildExcluder(o.ignoreCase ? { iexclude: patterns } : { exclude: patterns })).excluded;
+        } catch (err) {
+          throw new CairnError('BAD_INPUT', (err as Error).message.replace(/^invalid i?exclude pattern/, 'invalid pattern'));
+        }
+        const oldest = o.oldest === undefined ? undefined : parseLocalTime(o.oldest, '--oldest');
+        const newest = o.newest === undefined ? undefined : parseLocalTime(o.newest, '--newest');
+        const repo = await ctx.openRepository();
+        const filter = filterOf(o);
+        const snaps =
+          o.snapshot.length > 0
+            ? [...new Map((await Promise.all(o.snapshot.map((i) => findSnapshot(repo, i, filter)))).map((s) => [s.id, s])).values()]
+            : (await repo.listSnapshots()).filter((s) => matchesFilter(s, filter));
+        await repo.loadIndex();
+        const found: { matches: Record<string, unknown>[]; hits: number; snapshot: Id }[] = [];
+        for (const snap of snaps) {
+          if (ctx.signal.aborted) throw new CairnError('INTERRUPTED', 'find interrupted');
+          let hits = 0;
+          const matches: Record<string, unknown>[] = [];
+          await walkNodes(repo, snap.tree, '', (p, n) => {
+            if (!match(p)) return;
+            if (oldest !== undefined || newest !== undefined) {
+              const t = parseTime(n.mtime);
+              if ((oldest !== undefined && t < oldest) || (newest !== undefined && t > newest)) return;
+            }
+            hits++;
+            if (ctx.opts.json) {
+              matches.push(findNode(p, n));
+              return;
+            }
+            if (hits === 1) {
+              if (found.length > 0) ctx.write('\n');
+              ctx.print(`Found matching entries in snapshot ${shortId(snap.id)} from ${snap.time.slice(0, 19).replace('T', ' ')}`);
+            }
+            ctx.write(o.long ? `${longLine(p, n)}\n` : `${p}\n`);
+          });
+          if (hits > 0) found.push({ matches, hits, snapshot: snap.id });
+        }
+        if (ctx.opts.json) ctx.json(found);
+      }),
+    );
+
+  program
     .command('diff <a> <b>')
     .description('show differences between two snapshots')
     .option('--metadata', 'also show metadata-only changes')
@@ -131,6 +189,24 @@ function lsNode(p: string, n: Node): Record<string, unknown> {
   o.ctime = n.ctime;
   o.struct_type = 'node';
   return o;
+}
+
+/** A match as restic's find prints it in JSON: path and permissions, then the node's fields without name, inode, xattrs, device, content and subtree. */
+function findNode(p: string, n: Node): Record<string, unknown> {
+  const { name: _name, inode: _inode, extended_attributes: _xattrs, device: _device, content: _content, subtree: _subtree, ...rest } = JSON.parse(nodeToJSON(n)) as Record<string, unknown>;
+  const o: Record<string, unknown> = { path: p };
+  if (n.mode) o.permissions = goModeString(n.mode);
+  return { ...o, ...rest };
+}
+
+/** restic's time flags: a date, or a date with hours and minutes (and seconds), in local time. */
+function parseLocalTime(s: string, flag: string): bigint {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?: (\d{2}):(\d{2})(?::(\d{2}))?)?$/.exec(s.trim());
+  const d = m ? new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4] ?? 0), Number(m[5] ?? 0), Number(m[6] ?? 0)) : null;
+  if (!m || !d || d.getDate() !== Number(m[3]) || d.getMonth() !== Number(m[2]) - 1 || Number(m[4] ?? 0) > 23 || Number(m[5] ?? 0) > 59 || Number(m[6] ?? 0) > 59) {
+    throw new CairnError('BAD_INPUT', `invalid ${flag} ${JSON.stringify(s)}: use 2006-01-02, 2006-01-02 15:04 or 2006-01-02 15:04:05`);
+  }
+  return BigInt(d.getTime()) * 1_000_000n;
 }
 
 function longLine(p: string, n: Node): string {
