@@ -2,6 +2,7 @@ import { CairnError } from '../errors.js';
 import { readPasswordFile } from '../util/secret-file.js';
 import type { Backend } from '../backend/backend.js';
 import { openBackend, parseBackendOptions } from '../backend/location.js';
+import { DryRunBackend } from '../backend/dry-run.js';
 import { parseCompressionMode } from '../compress/zstd.js';
 import { defaultCacheDir, LocalCache } from '../repository/cache.js';
 import { Repository } from '../repository/repository.js';
@@ -112,11 +113,15 @@ export class Context {
     return openBackend(this.repoLocation(), parseBackendOptions(this.opts.option ?? []));
   }
 
-  async openRepository(): Promise<Repository> {
-    const backend = this.backend();
+  /**
+   * The repository of -r. `dryRun`: writes go nowhere (see DryRunBackend), and the local cache is
+   * neither read nor written, so nothing of the run is kept anywhere.
+   */
+  async openRepository(opts: { dryRun?: boolean } = {}): Promise<Repository> {
+    const backend = opts.dryRun ? new DryRunBackend(this.backend()) : this.backend();
     const compression = this.opts.compression ? parseCompressionMode(this.opts.compression) : undefined;
     try {
-      const repo = await Repository.open(backend, await this.password(), { compression, cache: this.localCache() });
+      const repo = await Repository.open(backend, await this.password(), { compression, cache: opts.dryRun ? undefined : this.localCache() });
       this.#cleanups.push(() => repo.close());
       return repo;
     } catch (err) {

@@ -67,6 +67,17 @@ describe('snapshots, ls, diff, stats, cat, key', () => {
     }
   });
 
+  it.runIf(HAVE_RESTIC)('list prints the ids restic list prints', async () => {
+    for (const t of ['blobs', 'packs', 'index', 'snapshots', 'keys']) {
+      const ours = ok(await cairn(repo, ['list', t]), `list ${t}`).out.trim().split('\n').sort();
+      expect(ours.length, t).toBeGreaterThan(0);
+      expect(ours, t).toEqual(ok(await restic(repo, ['list', t]), `restic list ${t}`).out.trim().split('\n').sort());
+    }
+    const bad = await cairn(repo, ['list', 'things']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('invalid type "things"');
+  });
+
   it('diff names added, removed and changed files', async () => {
     const out = ok(await cairn(repo, ['diff', first, second]), 'diff').out;
     expect(out).toContain(`+    ${src}/new.txt`);
@@ -213,6 +224,52 @@ describe('backup options', () => {
       expect(r.code, bad.join(' ')).toBe(1);
       expect(r.stderr).toContain(`invalid ${bad[0]}`);
     }
+  });
+
+  it('backup --dry-run reports what the real backup then adds, and leaves the repository and the cache untouched', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'same'), seededBytes(31, 50_000));
+    await fs.writeFile(path.join(src, 'changing'), seededBytes(32, 50_000));
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'first backup');
+    await fs.writeFile(path.join(src, 'changing'), seededBytes(33, 70_000));
+    await fs.writeFile(path.join(src, 'new'), seededBytes(34, 3_000_000));
+    await fs.writeFile(path.join(src, 'copy-of-new'), seededBytes(34, 3_000_000));
+    const files = async (dir: string): Promise<string[]> => {
+      const out: string[] = [];
+      const entries = await fs.readdir(dir, { recursive: true, withFileTypes: true }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return [];
+        throw err;
+      });
+      for (const e of entries) {
+        if (!e.isFile()) continue;
+        const p = path.join(e.parentPath, e.name);
+        const st = await fs.stat(p);
+        out.push(`${path.relative(dir, p)} ${st.size} ${st.mtimeMs}`);
+      }
+      return out.sort();
+    };
+    const repoBefore = await files(repo.dir);
+    const cacheBefore = await files(repo.env.CAIRN_CACHE_DIR!);
+    const dry = JSON.parse(ok(await cairn(repo, ['--json', 'backup', '--dry-run', src]), 'dry run').out.trim().split('\n').pop()!) as Record<string, unknown>;
+    expect(dry).toMatchObject({ message_type: 'summary', dry_run: true, files_new: 2, files_changed: 1, files_unmodified: 1 });
+    expect(dry.snapshot_id).toBeUndefined();
+    expect(await files(repo.dir)).toEqual(repoBefore);
+    expect(await files(repo.env.CAIRN_CACHE_DIR!)).toEqual(cacheBefore);
+    const text = ok(await cairn(repo, ['backup', '-n', src]), 'dry run text').out;
+    expect(text).toMatch(/Would add to the repository: /);
+    expect(text).not.toMatch(/snapshot [0-9a-f]{8} saved/);
+
+    const real = JSON.parse(ok(await cairn(repo, ['--json', 'backup', src]), 'real backup').out.trim().split('\n').pop()!) as Record<string, unknown>;
+    for (const k of ['files_new', 'files_changed', 'files_unmodified', 'dirs_new', 'dirs_changed', 'dirs_unmodified', 'data_blobs', 'tree_blobs', 'data_added', 'total_files_processed', 'total_bytes_processed']) {
+      expect(dry[k], k).toBe(real[k]);
+    }
+    // Compression draws no random bytes, encryption's overhead is fixed: the stored size is the same too.
+    expect(dry.data_added_packed).toBe(real.data_added_packed);
+    const r = await cairn(repo, ['backup', '--dry-run', '--db', 'sqlite:/nonexistent.db']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('--dry-run is not available with --db');
   });
 
   it('backs up the root folder itself ("/"), here narrowed by excludes to one folder', async () => {

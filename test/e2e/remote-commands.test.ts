@@ -29,6 +29,19 @@ describe.runIf(HAVE_RESTIC && HAVE_RCLONE)('commands on remote repositories', ()
       await run('init');
       await run('backup', path.join(src, 'plain.txt'));
       await run('backup', path.join(src, 'plain.txt'), path.join(src, 'text-2m.txt'));
+      // A dry run writes nothing: neither the repository nor the local cache changes.
+      const repoFiles = async (): Promise<string[]> => {
+        const out: string[] = [];
+        for (const t of ['packs', 'index', 'snapshots', 'keys', 'locks']) out.push(...(await run('list', t)).trim().split('\n').map((id) => `${t} ${id}`));
+        return out.sort();
+      };
+      const cacheFiles = async (): Promise<string[]> => (await fs.readdir(repo.env.CAIRN_CACHE_DIR!, { recursive: true })).sort();
+      const [filesBefore, cacheBefore] = [await repoFiles(), await cacheFiles()];
+      await fs.writeFile(path.join(src, `dry-${kind}.txt`), textBytes(9, 300_000));
+      expect(await run('backup', '--dry-run', src)).toMatch(/Would add to the repository: /);
+      await fs.rm(path.join(src, `dry-${kind}.txt`));
+      expect(await repoFiles()).toEqual(filesBefore);
+      expect(await cacheFiles()).toEqual(cacheBefore);
       const snaps = JSON.parse(await run('snapshots', '--json')) as { id: string }[];
       expect(snaps).toHaveLength(2);
       expect(await run('ls', 'latest')).toContain(path.join(src, 'text-2m.txt'));

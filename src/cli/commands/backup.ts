@@ -29,6 +29,7 @@ interface BackupFlags {
   excludeIfPresent: string[];
   excludeLargerThan?: string;
   oneFileSystem?: boolean;
+  dryRun?: boolean;
   parent?: string;
   force?: boolean;
   stdin?: boolean;
@@ -53,6 +54,7 @@ export function registerBackup(program: Command, run: Run): void {
     .option('--exclude-larger-than <size>', 'leave out files larger than size (e.g. 500M, 2G)')
     .option('--files-from <file>', 'read the paths to back up from a file, one per line', collect, [])
     .option('-x, --one-file-system', 'do not cross file system boundaries')
+    .option('-n, --dry-run', 'read and hash everything, report what would be added, write nothing to the repository')
     .option('--parent <snapshot>', 'use this parent snapshot (default: latest with the same host and paths)')
     .option('-f, --force', 'read all files, even those unchanged since the parent')
     .option('--stdin', 'back up standard input as one file')
@@ -73,6 +75,7 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
   }
   if (o.db.length > 0) {
     if (o.stdin || rawPaths.length > 0) throw new CairnError('BAD_INPUT', '--db cannot be combined with file paths or --stdin');
+    if (o.dryRun) throw new CairnError('BAD_INPUT', '--dry-run is not available with --db');
     return backupDatabases(ctx, o.db, { host, tags, passwordFile: o.dbPasswordFile });
   }
   if (o.stdin && rawPaths.length > 0) throw new CairnError('BAD_INPUT', '--stdin and file paths cannot be combined');
@@ -101,9 +104,10 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
   let result: BackupResult;
   let started: number;
   try {
-    const repo = await ctx.openRepository();
-    // A lock waits a moment for racing clients before it counts; walk and hash meanwhile.
-    await ctx.lock(repo, false, { overlap: true });
+    const repo = await ctx.openRepository({ dryRun: o.dryRun });
+    // A lock waits a moment for racing clients before it counts; walk and hash meanwhile. A dry
+    // run writes no lock (it writes nothing), as with --no-lock.
+    if (!o.dryRun) await ctx.lock(repo, false, { overlap: true });
     // The parent snapshot is looked for while the index loads: neither needs the other.
     const parentP = o.stdin || (o.force && !o.parent) ? Promise.resolve(null) : o.parent ? findSnapshot(repo, o.parent) : findParent(repo, host, paths);
     parentP.catch(() => undefined);
@@ -146,14 +150,14 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
   } finally {
     await scout?.close();
   }
-  reportBackup(ctx, result, (Date.now() - started) / 1000);
+  reportBackup(ctx, result, (Date.now() - started) / 1000, {}, o.dryRun);
   if (result.errors.length > 0) {
-    throw new CairnError('PARTIAL', `Warning: at least one source file could not be read (${result.errors.length} errors); snapshot ${shortId(result.snapshotId)} was saved without them`);
+    throw new CairnError('PARTIAL', `Warning: at least one source file could not be read (${result.errors.length} errors); ${o.dryRun ? 'the dry run went on without them' : `snapshot ${shortId(result.snapshotId)} was saved without them`}`);
   }
 }
 
 /** Prints a backup's summary: restic's JSON `summary` message, or a few lines of text. */
-export function reportBackup(ctx: Context, result: BackupResult, seconds: number, extra: Record<string, unknown> = {}): void {
+export function reportBackup(ctx: Context, result: BackupResult, seconds: number, extra: Record<string, unknown> = {}, dryRun = false): void {
   const s = result.summary;
   if (ctx.opts.json) {
     ctx.json({
@@ -171,14 +175,15 @@ export function reportBackup(ctx: Context, result: BackupResult, seconds: number
       total_files_processed: s.total_files_processed,
       total_bytes_processed: s.total_bytes_processed,
       total_duration: seconds,
-      snapshot_id: result.snapshotId,
+      // As restic: a dry run saves no snapshot, and says it was one.
+      ...(dryRun ? { dry_run: true } : { snapshot_id: result.snapshotId }),
       ...extra,
     });
   } else {
     ctx.print(`\nFiles:       ${s.files_new} new, ${s.files_changed} changed, ${s.files_unmodified} unmodified`);
     ctx.print(`Dirs:        ${s.dirs_new} new, ${s.dirs_changed} changed, ${s.dirs_unmodified} unmodified`);
-    ctx.print(`Added to the repository: ${formatBytes(s.data_added)} (${formatBytes(s.data_added_packed)} stored)`);
+    ctx.print(`${dryRun ? 'Would add' : 'Added'} to the repository: ${formatBytes(s.data_added)} (${formatBytes(s.data_added_packed)} stored)`);
     ctx.print(`\nprocessed ${s.total_files_processed} files, ${formatBytes(s.total_bytes_processed)} in ${formatDuration(seconds)}`);
-    ctx.print(`snapshot ${shortId(result.snapshotId)} saved`);
+    if (!dryRun) ctx.print(`snapshot ${shortId(result.snapshotId)} saved`);
   }
 }

@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import { Repository } from '../../repository/repository.js';
+import type { FileType } from '../../backend/backend.js';
 import { addKey, listKeys, parseKeyFile } from '../../repository/keyfile.js';
 import { removeLocks } from '../../repository/lock.js';
 import { checkRepository, parseReadDataSubset, type CheckResult } from '../../maintenance/check.js';
@@ -74,6 +75,23 @@ export function registerRepoCommands(program: Command, run: Run): void {
         if (subset) say(`read ${r.packsRead} of ${r.packs} packs (${formatBytes(r.bytesRead)})`);
         if (r.errors.length > 0) throw new CairnError('INTEGRITY', `Fatal: repository contains errors (${r.errors.length})`);
         say('no errors were found');
+      }),
+    );
+
+  program
+    .command('list <type>')
+    .description('list the ids of a kind of repository file (packs, index, snapshots, keys, locks) or of blobs (from the index)')
+    .action((kind: string) =>
+      run(async (ctx) => {
+        const types: Record<string, FileType> = { packs: 'data', index: 'index', snapshots: 'snapshot', keys: 'key', locks: 'lock' };
+        if (kind !== 'blobs' && !(kind in types)) throw new CairnError('BAD_INPUT', `invalid type ${JSON.stringify(kind)}: use blobs, packs, index, snapshots, keys or locks`);
+        const repo = await ctx.openRepository();
+        if (kind === 'blobs') {
+          await repo.loadIndex();
+          for (const [k, loc] of repo.index.entries()) ctx.write(`${loc.type} ${k.slice(-64)}\n`);
+          return;
+        }
+        for await (const f of repo.backend.list(types[kind])) ctx.write(`${f.name}\n`);
       }),
     );
 
