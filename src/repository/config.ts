@@ -15,8 +15,9 @@ export interface RepoConfig {
   readonly polynomial: bigint;
 }
 
-export function newConfig(version: 1 | 2 = 2): RepoConfig {
-  return { version, id: randomBytes(32).toString('hex'), polynomial: randomPolynomial() };
+/** A new repository's config: a random id and, unless given (another repository's, see init --copy-chunker-params), a random polynomial. */
+export function newConfig(version: 1 | 2 = 2, polynomial: bigint = randomPolynomial()): RepoConfig {
+  return { version, id: randomBytes(32).toString('hex'), polynomial };
 }
 
 export function configToJSON(c: RepoConfig): ConfigJSON {

@@ -70,13 +70,13 @@ export class Repository {
   }
 
   /** Creates a new repository (format version 2 unless told otherwise) with one key for `password`. */
-  static async init(backend: Backend, password: string, opts: OpenOptions & { version?: 1 | 2; kdf?: KdfParams } = {}): Promise<Repository> {
+  static async init(backend: Backend, password: string, opts: OpenOptions & { version?: 1 | 2; kdf?: KdfParams; polynomial?: bigint } = {}): Promise<Repository> {
     if (password.length === 0) throw new CairnError('BAD_INPUT', 'an empty password is not allowed');
     if (await backend.exists()) throw new CairnError('REPO_EXISTS', `a repository already exists at ${backend.location}`);
     await backend.create();
     const master = Key.random();
     const keyId = await addKey(backend, master, password, opts.kdf);
-    const config = newConfig(opts.version ?? 2);
+    const config = newConfig(opts.version ?? 2, opts.polynomial);
     const sealed = master.encrypt(encodeUnpacked(JSON.stringify(configToJSON(config)), false));
     await backend.save({ type: 'config', name: '' }, sealed);
     const repo = new Repository(backend, master, keyId, config, opts);

@@ -61,4 +61,32 @@ describe.runIf(HAVE_RESTIC)('copy', () => {
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/no source repository: use --from-repo/);
   });
+
+  it('init --copy-chunker-params takes the chunker polynomial of another repository, so copies and new backups share chunks', async () => {
+    const a = await makeRepoPaths('password of a');
+    const b = await makeRepoPaths('password of b');
+    const c = await makeRepoPaths('password of c');
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'big'), seededBytes(41, 6_000_000));
+    ok(await cairn(a, ['init']), 'init a');
+    ok(await cairn(a, ['backup', src]), 'backup a');
+    const missing = await cairn(b, ['init', '--copy-chunker-params']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('--copy-chunker-params needs the repository to copy them from');
+    ok(await cairn(b, ['init', '--copy-chunker-params', '--from-repo', a.dir, '--from-password-file', a.passwordFile]), 'init b');
+    ok(await cairn(c, ['init']), 'init c, with its own polynomial');
+    const config = async (r: TestRepo) => JSON.parse(ok(await restic(r, ['cat', 'config']), 'config').out) as { id: string; chunker_polynomial: string };
+    const [ca, cb, cc] = [await config(a), await config(b), await config(c)];
+    expect(cb.chunker_polynomial).toBe(ca.chunker_polynomial);
+    expect(cb.id).not.toBe(ca.id);
+    expect(cc.chunker_polynomial).not.toBe(ca.chunker_polynomial);
+    // Copied, then backed up again: with the same polynomial the same chunks (nothing new), with
+    // another one new chunks for the whole file.
+    for (const [r, added] of [[b, 0], [c, 6_000_000]] as const) {
+      ok(await cairn(r, ['copy', '--from-repo', a.dir, '--from-password-file', a.passwordFile]), 'copy');
+      const again = JSON.parse(ok(await cairn(r, ['--json', 'backup', '--force', src]), 'backup').out.trim().split('\n').pop()!) as { data_added: number };
+      expect(again.data_added).toBe(added);
+      ok(await restic(r, ['check', '--read-data']), 'restic check');
+    }
+  });
 });

@@ -18,14 +18,23 @@ export function registerRepoCommands(program: Command, run: Run): void {
     .command('init')
     .description('create a new repository')
     .option('--repository-version <v>', 'repository format version: 1 or 2 (latest)', '2')
-    .action((o: { repositoryVersion: string }) =>
+    .option('--copy-chunker-params', "use --from-repo's chunker parameters, so that copy between the two deduplicates fully")
+    .option('--from-repo <location>', 'the repository to take chunker parameters from (env CAIRN_FROM_REPOSITORY)')
+    .option('--from-password-file <file>', "its password file (env CAIRN_FROM_PASSWORD_FILE)")
+    .action((o: { repositoryVersion: string; copyChunkerParams?: boolean; fromRepo?: string; fromPasswordFile?: string }) =>
       run(async (ctx) => {
         const v = o.repositoryVersion === 'latest' ? '2' : o.repositoryVersion;
         if (v !== '1' && v !== '2') throw new CairnError('BAD_INPUT', `invalid --repository-version ${JSON.stringify(v)}: use 1 or 2`);
+        let polynomial: bigint | undefined;
+        if (o.copyChunkerParams) {
+          const from = o.fromRepo ?? process.env.CAIRN_FROM_REPOSITORY ?? process.env.RESTIC_FROM_REPOSITORY;
+          if (!from) throw new CairnError('BAD_INPUT', '--copy-chunker-params needs the repository to copy them from: --from-repo (or CAIRN_FROM_REPOSITORY)');
+          polynomial = (await ctx.openOtherRepository(from, o.fromPasswordFile)).config.polynomial;
+        }
         const backend = ctx.backend();
         let repo: Repository;
         try {
-          repo = await Repository.init(backend, await ctx.newPassword(), { version: Number(v) as 1 | 2 });
+          repo = await Repository.init(backend, await ctx.newPassword(), { version: Number(v) as 1 | 2, polynomial });
         } finally {
           await backend.close();
         }
