@@ -1,11 +1,11 @@
 import { CairnError } from '../errors.js';
-import { readPasswordFile } from '../util/secret-file.js';
+import { passwordFileCandidates, readPasswordFile } from '../util/secret-file.js';
 import type { Backend } from '../backend/backend.js';
 import { openBackend, parseBackendOptions } from '../backend/location.js';
 import { DryRunBackend } from '../backend/dry-run.js';
 import { parseCompressionMode } from '../compress/zstd.js';
 import { defaultCacheDir, LocalCache } from '../repository/cache.js';
-import { Repository } from '../repository/repository.js';
+import { Repository, type OpenOptions } from '../repository/repository.js';
 import { Lock } from '../repository/lock.js';
 import { WorkerPool } from '../repository/worker-pool.js';
 import { createProgress, type ProgressReporter } from './progress.js';
@@ -78,13 +78,41 @@ export class Context {
 
   /** The password, from --password-file, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD (restic's variables too). */
   async password(): Promise<string> {
+    return (await this.#passwords())[0].password;
+  }
+
+  /**
+   * The passwords to try, best first: a password file stands for restic's reading of it and, when
+   * that differs, for its first line as earlier versions of Cairn read it (see passwordFileCandidates).
+   */
+  async #passwords(): Promise<{ password: string; legacyFile?: string }[]> {
     const file = this.opts.passwordFile ?? process.env.CAIRN_PASSWORD_FILE ?? process.env.RESTIC_PASSWORD_FILE;
-    // Like restic, only the first line counts, so a trailing newline is not part of the password.
-    if (file) return readPasswordFile(file);
+    if (file) return passwordFileCandidates(file).map((password, i) => ({ password, legacyFile: i > 0 ? file : undefined }));
     const env = process.env.CAIRN_PASSWORD ?? process.env.RESTIC_PASSWORD;
-    if (env !== undefined) return env;
-    if (process.stdin.isTTY) return readHidden('enter password for repository: ', this.err);
+    if (env !== undefined) return [{ password: env }];
+    if (process.stdin.isTTY) return [{ password: await readHidden('enter password for repository: ', this.err) }];
     throw new CairnError('BAD_INPUT', 'no password given: use --password-file, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD');
+  }
+
+  /** Opens a repository with the first of the passwords that opens a key; the first one's error when none does. */
+  async #open(backend: Backend, candidates: { password: string; legacyFile?: string }[], opts: OpenOptions): Promise<Repository> {
+    let first: unknown;
+    for (const c of candidates) {
+      try {
+        const repo = await Repository.open(backend, c.password, opts);
+        if (c.legacyFile) {
+          this.warn(
+            `Warning: only the first line of ${c.legacyFile}, spaces kept, opens this repository (earlier versions of Cairn read password files that way); ` +
+              'restic reads the whole file with the spaces around it trimmed, and so does Cairn now: give the key that password with "cairn key passwd --new-password-file FILE"',
+          );
+        }
+        return repo;
+      } catch (err) {
+        if (!(err instanceof CairnError && err.code === 'WRONG_PASSWORD')) throw err;
+        first ??= err;
+      }
+    }
+    throw first;
   }
 
   /**
@@ -121,7 +149,7 @@ export class Context {
     const backend = opts.dryRun ? new DryRunBackend(this.backend()) : this.backend();
     const compression = this.opts.compression ? parseCompressionMode(this.opts.compression) : undefined;
     try {
-      const repo = await Repository.open(backend, await this.password(), { compression, cache: opts.dryRun ? undefined : this.localCache() });
+      const repo = await this.#open(backend, await this.#passwords(), { compression, cache: opts.dryRun ? undefined : this.localCache() });
       this.#cleanups.push(() => repo.close());
       return repo;
     } catch (err) {
@@ -137,8 +165,10 @@ export class Context {
   async openOtherRepository(location: string, passwordFile?: string): Promise<Repository> {
     const file = passwordFile ?? process.env.CAIRN_FROM_PASSWORD_FILE ?? process.env.RESTIC_FROM_PASSWORD_FILE;
     let password: string;
+    let candidates: { password: string; legacyFile?: string }[] | undefined;
     if (file) {
-      password = readPasswordFile(file);
+      candidates = passwordFileCandidates(file).map((p, i) => ({ password: p, legacyFile: i > 0 ? file : undefined }));
+      password = candidates[0].password;
     } else if ((process.env.CAIRN_FROM_PASSWORD ?? process.env.RESTIC_FROM_PASSWORD) !== undefined) {
       password = (process.env.CAIRN_FROM_PASSWORD ?? process.env.RESTIC_FROM_PASSWORD)!;
     } else if (process.stdin.isTTY) {
@@ -148,7 +178,7 @@ export class Context {
     }
     const backend = openBackend(location, parseBackendOptions(this.opts.option ?? []));
     try {
-      const repo = await Repository.open(backend, password, { cache: this.localCache() });
+      const repo = await this.#open(backend, candidates ?? [{ password }], { cache: this.localCache() });
       this.#cleanups.push(() => repo.close());
       return repo;
     } catch (err) {

@@ -11,9 +11,27 @@ function readText(file: string, what: string): string {
   }
 }
 
-/** A password file as restic reads it: the first line, exactly (spaces are part of a password). */
+/** Go's unicode.IsSpace characters at either end, which strings.TrimSpace removes. */
+const GO_TRIM = /^[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+|[\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/gu;
+
+/**
+ * A password file as restic reads it: the whole file with white space trimmed from both ends (Go's
+ * strings.TrimSpace), so that restic and Cairn open a repository with the same file.
+ */
 export function readPasswordFile(file: string, what = 'password'): string {
-  return readText(file, what).split(/\r?\n/)[0];
+  return readText(file, what).replace(GO_TRIM, '');
+}
+
+/**
+ * The passwords a password file may stand for, to try in turn: restic's reading (readPasswordFile),
+ * then, when it differs, the file's first line exactly, as earlier versions of Cairn read them:
+ * keys made from such a file with spaces around the password, or a second line, open that way only.
+ */
+export function passwordFileCandidates(file: string, what = 'password'): string[] {
+  const text = readText(file, what);
+  const restic = text.replace(GO_TRIM, '');
+  const firstLine = text.split(/\r?\n/)[0];
+  return firstLine === restic ? [restic] : [restic, firstLine];
 }
 
 /** A token or URL from a file: the first line, trimmed, and not empty. */

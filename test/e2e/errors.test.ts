@@ -271,6 +271,27 @@ describe('full disk', () => {
 });
 
 describe('passwords typed on a terminal', () => {
+  it.runIf(HAVE_RESTIC)('a password file with spaces around the password or a second line opens the same repositories in restic and Cairn; a key made from its first line still opens, with a warning', async () => {
+    const repo = await makeRepoPaths();
+    await fs.writeFile(repo.passwordFile, '  spaced secret \nsecond line\n');
+    ok(await restic(repo, ['init']), 'restic init');
+    ok(await cairn(repo, ['snapshots']), 'cairn opens restic\'s repository with the same file');
+    const mine = await makeRepoPaths();
+    await fs.writeFile(mine.passwordFile, '\tanother one  \n');
+    ok(await cairn(mine, ['init']), 'cairn init');
+    ok(await restic(mine, ['snapshots']), 'restic opens Cairn\'s repository with the same file');
+    // A key from the first line exactly, as earlier versions read the file.
+    const old = await makeRepoPaths();
+    await fs.writeFile(old.passwordFile, '  old style \n');
+    ok(await cairn(old, ['init'], { env: { CAIRN_PASSWORD_FILE: '', CAIRN_PASSWORD: '  old style ' } }), 'init with the first line');
+    const opened = ok(await cairn(old, ['snapshots']), 'opens with the first line');
+    expect(opened.stderr).toContain(`only the first line of ${old.passwordFile}, spaces kept, opens this repository`);
+    const wrong = await makeRepoPaths();
+    await fs.writeFile(wrong.passwordFile, 'not it\n');
+    const r = await cairn({ ...old, passwordFile: wrong.passwordFile, env: { ...old.env, CAIRN_PASSWORD_FILE: wrong.passwordFile } }, ['snapshots']);
+    expect(r.code).toBe(12);
+  });
+
   it('init asks twice and refuses a mismatch; the repository then opens with the typed password', async () => {
     const base = await tempDir();
     const repoDir = path.join(base, 'repo');
