@@ -1,5 +1,5 @@
 import { CairnError } from '../errors.js';
-import { passwordFileCandidates, readPasswordFile } from '../util/secret-file.js';
+import { passwordFileCandidates, readPasswordCommand, readPasswordFile } from '../util/secret-file.js';
 import type { Backend } from '../backend/backend.js';
 import { openBackend, parseBackendOptions } from '../backend/location.js';
 import { DryRunBackend } from '../backend/dry-run.js';
@@ -14,6 +14,7 @@ import { createProgress, type ProgressReporter } from './progress.js';
 export interface GlobalOptions {
   repo?: string;
   passwordFile?: string;
+  passwordCommand?: string;
   json?: boolean;
   quiet?: boolean;
   compression?: string;
@@ -87,11 +88,14 @@ export class Context {
    */
   async #passwords(): Promise<{ password: string; legacyFile?: string }[]> {
     const file = this.opts.passwordFile ?? process.env.CAIRN_PASSWORD_FILE ?? process.env.RESTIC_PASSWORD_FILE;
+    const command = this.opts.passwordCommand ?? process.env.CAIRN_PASSWORD_COMMAND ?? process.env.RESTIC_PASSWORD_COMMAND;
+    if (file && command) throw new CairnError('BAD_INPUT', 'a password file and a password command cannot both be given (--password-file / --password-command and their variables)');
+    if (command) return [{ password: readPasswordCommand(command) }];
     if (file) return passwordFileCandidates(file).map((password, i) => ({ password, legacyFile: i > 0 ? file : undefined }));
     const env = process.env.CAIRN_PASSWORD ?? process.env.RESTIC_PASSWORD;
     if (env !== undefined) return [{ password: env }];
     if (process.stdin.isTTY) return [{ password: await readHidden('enter password for repository: ', this.err) }];
-    throw new CairnError('BAD_INPUT', 'no password given: use --password-file, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD');
+    throw new CairnError('BAD_INPUT', 'no password given: use --password-file, --password-command, CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND or CAIRN_PASSWORD');
   }
 
   /** Opens a repository with the first of the passwords that opens a key; the first one's error when none does. */
@@ -121,7 +125,15 @@ export class Context {
    */
   async newPassword(file?: string): Promise<string> {
     if (file) return readPasswordFile(file);
-    const configured = this.opts.passwordFile ?? process.env.CAIRN_PASSWORD_FILE ?? process.env.RESTIC_PASSWORD_FILE ?? process.env.CAIRN_PASSWORD ?? process.env.RESTIC_PASSWORD;
+    const configured =
+      this.opts.passwordFile ??
+      this.opts.passwordCommand ??
+      process.env.CAIRN_PASSWORD_FILE ??
+      process.env.RESTIC_PASSWORD_FILE ??
+      process.env.CAIRN_PASSWORD_COMMAND ??
+      process.env.RESTIC_PASSWORD_COMMAND ??
+      process.env.CAIRN_PASSWORD ??
+      process.env.RESTIC_PASSWORD;
     if (configured !== undefined || !process.stdin.isTTY) return this.password();
     const first = await readHidden('enter password for new repository: ', this.err);
     const second = await readHidden('enter password again: ', this.err);

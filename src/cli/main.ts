@@ -61,6 +61,7 @@ export function buildProgram(): Command {
     .version(PROGRAM_VERSION.replace('cairn ', ''))
     .option('-r, --repo <location>', 'repository: a path, s3:… or rest:… (env CAIRN_REPOSITORY)')
     .option('-p, --password-file <file>', 'read the password from a file (env CAIRN_PASSWORD_FILE)')
+    .option('--password-command <command>', 'run this command and read the password from its output (env CAIRN_PASSWORD_COMMAND)')
     .option('--json', 'print JSON instead of text')
     .option('-q, --quiet', 'print nothing but errors and requested output')
     .option('--compression <mode>', 'compression for new data: auto, off or max')

@@ -1,5 +1,6 @@
 /** Reading secrets from files, and comparing them, the same way everywhere. */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { CairnError } from '../errors.js';
 
@@ -46,4 +47,56 @@ export function sameSecret(given: string, expected: string): boolean {
   const a = createHash('sha256').update(given).digest();
   const b = createHash('sha256').update(expected).digest();
   return timingSafeEqual(a, b);
+}
+
+/**
+ * Splits a command line into words as a shell would, without running a shell: white space
+ * separates words, '…' keeps everything literally, "…" keeps all but \" and \\ (escapes), and a
+ * backslash outside quotes escapes the next character. Unbalanced quotes are `BAD_INPUT`.
+ */
+export function splitCommandLine(line: string, what: string): string[] {
+  const words: string[] = [];
+  let word: string | null = null;
+  let quote: "'" | '"' | null = null;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quote === "'") {
+      if (c === "'") quote = null;
+      else word += c;
+    } else if (quote === '"') {
+      if (c === '"') quote = null;
+      else if (c === '\\' && (line[i + 1] === '"' || line[i + 1] === '\\')) word += line[++i];
+      else word += c;
+    } else if (c === "'" || c === '"') {
+      quote = c;
+      word ??= '';
+    } else if (c === '\\' && i + 1 < line.length) {
+      word = (word ?? '') + line[++i];
+    } else if (/\s/.test(c)) {
+      if (word !== null) words.push(word);
+      word = null;
+    } else {
+      word = (word ?? '') + c;
+    }
+  }
+  if (quote) throw new CairnError('BAD_INPUT', `${what}: unbalanced ${quote} quote`);
+  if (word !== null) words.push(word);
+  if (words.length === 0) throw new CairnError('BAD_INPUT', `${what} is empty`);
+  return words;
+}
+
+/**
+ * A password from a command, as restic's --password-command: the command line is split into
+ * words (splitCommandLine) and run without a shell, its standard error goes to ours, and its
+ * output, trimmed as a password file is, is the password. A command that fails or prints nothing
+ * is `BAD_INPUT`; the message names the command, never its output.
+ */
+export function readPasswordCommand(line: string, what = '--password-command'): string {
+  const [cmd, ...args] = splitCommandLine(line, what);
+  const r = spawnSync(cmd, args, { stdio: ['inherit', 'pipe', 'inherit'], maxBuffer: 1024 * 1024 });
+  if (r.error) throw new CairnError('BAD_INPUT', `${what} ${JSON.stringify(cmd)} could not run: ${(r.error as NodeJS.ErrnoException).code ?? r.error.message}`);
+  if (r.status !== 0) throw new CairnError('BAD_INPUT', `${what} ${JSON.stringify(cmd)} failed (${r.status === null ? `signal ${r.signal}` : `exit code ${r.status}`})`);
+  const password = r.stdout.toString('utf8').replace(GO_TRIM, '');
+  if (password === '') throw new CairnError('BAD_INPUT', `${what} ${JSON.stringify(cmd)} printed no password`);
+  return password;
 }

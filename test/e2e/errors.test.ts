@@ -280,6 +280,17 @@ describe('passwords typed on a terminal', () => {
     await fs.writeFile(mine.passwordFile, '\tanother one  \n');
     ok(await cairn(mine, ['init']), 'cairn init');
     ok(await restic(mine, ['snapshots']), 'restic opens Cairn\'s repository with the same file');
+    // The same through a password command, as restic's --password-command runs it.
+    const viaCommand = { env: { CAIRN_PASSWORD_FILE: '', RESTIC_PASSWORD_FILE: '' } };
+    ok(await cairn(repo, ['--password-command', `cat '${repo.passwordFile}'`, 'snapshots'], viaCommand), 'cairn --password-command');
+    ok(await cairn(mine, ['snapshots'], { env: { ...viaCommand.env, CAIRN_PASSWORD_COMMAND: `sh -c "cat '${mine.passwordFile}'"` } }), 'CAIRN_PASSWORD_COMMAND');
+    const both = await cairn(repo, ['--password-command', 'cat /dev/null', 'snapshots']);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toContain('a password file and a password command cannot both be given');
+    const failing = await cairn(repo, ['--password-command', "sh -c 'echo hunter2; exit 1'", 'snapshots'], viaCommand);
+    expect(failing.code).toBe(1);
+    expect(failing.stderr).toContain('--password-command "sh" failed (exit code 1)');
+    expect(failing.stderr).not.toContain('hunter2');
     // A key from the first line exactly, as earlier versions read the file.
     const old = await makeRepoPaths();
     await fs.writeFile(old.passwordFile, '  old style \n');
