@@ -28,6 +28,7 @@ import { registerRestore } from './commands/restore.js';
 import { registerBrowse } from './commands/browse.js';
 import { registerForget } from './commands/forget.js';
 import { registerTag } from './commands/tag.js';
+import { registerRewrite } from './commands/rewrite.js';
 import { registerPrune } from './commands/prune.js';
 import { registerRepair } from './commands/repair.js';
 import { registerCopy } from './commands/copy.js';
@@ -94,6 +95,7 @@ export function buildProgram(): Command {
   registerBrowse(program, run);
   registerForget(program, run);
   registerTag(program, run);
+  registerRewrite(program, run);
   registerPrune(program, run);
   registerRepair(program, run);
   registerCopy(program, run);

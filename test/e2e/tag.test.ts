@@ -1,22 +1,11 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, tempDir, type TestRepo } from '../support/tools.js';
-
-interface Listed {
-  id: string;
-  time: string;
-  tree: string;
-  paths: string[];
-  hostname: string;
-  tags?: string[];
-  original?: string;
-}
+import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, resticSnapshots, tempDir, type ListedSnapshot, type TestRepo } from '../support/tools.js';
 
 /** The snapshots as restic lists them, without their ids (new files get new ids), in time order. */
-async function listing(repo: TestRepo): Promise<Omit<Listed, 'id'>[]> {
-  const all = JSON.parse(ok(await restic(repo, ['snapshots', '--json']), 'restic snapshots').out) as (Listed & { short_id: string })[];
-  return all.map(({ time, tree, paths, hostname, tags, original }) => ({ time, tree, paths, hostname, tags, original }));
+async function listing(repo: TestRepo): Promise<Omit<ListedSnapshot, 'id' | 'summary'>[]> {
+  return (await resticSnapshots(repo)).map(({ time, tree, paths, hostname, tags, original }) => ({ time, tree, paths, hostname, tags, original }));
 }
 
 describe.runIf(HAVE_RESTIC)('tag', () => {

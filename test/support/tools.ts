@@ -97,3 +97,20 @@ export function ok(r: RunResult, what: string): RunResult {
   if (r.code !== 0) throw new Error(`${what} exited ${r.code}\nstdout: ${r.out.slice(0, 4000)}\nstderr: ${r.stderr.slice(0, 4000)}`);
   return r;
 }
+
+/** A snapshot as `restic snapshots --json` lists it (the fields tests look at). */
+export interface ListedSnapshot {
+  id: string;
+  time: string;
+  tree: string;
+  paths: string[];
+  hostname: string;
+  tags?: string[];
+  original?: string;
+  summary?: unknown;
+}
+
+/** The repository's snapshots, as restic lists them. */
+export async function resticSnapshots(repo: TestRepo): Promise<ListedSnapshot[]> {
+  return JSON.parse(ok(await restic(repo, ['snapshots', '--json']), 'restic snapshots').out) as ListedSnapshot[];
+}
