@@ -24,6 +24,30 @@ export interface GlobalOptions {
   noCache?: boolean;
   /** `-o backend.name=value`, as often as given. */
   option?: string[];
+  /** `--retry-lock DURATION`: wait this long for a lock another client holds. */
+  retryLock?: string;
+}
+
+/** The first pause before trying a held lock again, doubled each time up to the second. */
+const LOCK_RETRY_FIRST_MS = 1000;
+const LOCK_RETRY_MAX_MS = 60_000;
+
+/** A duration as Go's time.ParseDuration reads it (what restic's --retry-lock takes): `30s`, `5m`, `1h30m`, `1.5h`, `500ms`. */
+export function parseGoDuration(s: string, flag: string): number {
+  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+  const part = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
+  let ms = 0;
+  let at = 0;
+  const text = s.trim();
+  while (at < text.length) {
+    part.lastIndex = at;
+    const m = part.exec(text);
+    if (!m) break;
+    ms += Number(m[1]) * units[m[2]];
+    at = part.lastIndex;
+  }
+  if (text === '' || at !== text.length || !Number.isFinite(ms)) throw new CairnError('BAD_INPUT', `invalid ${flag} ${JSON.stringify(s)}: use a duration such as 30s, 5m or 1h30m`);
+  return ms;
 }
 
 export class Context {
@@ -208,11 +232,30 @@ export class Context {
    */
   async lock(repo: Repository, exclusive: boolean, opts: { overlap?: boolean } = {}): Promise<{ confirmed: Promise<void> }> {
     if (this.opts.noLock) return { confirmed: Promise.resolve() };
-    const lock = await Lock.begin(repo, exclusive);
-    this.#cleanups.unshift(() => lock.release());
-    if (!opts.overlap) await lock.confirmed;
-    else repo.gateWrites(lock.confirmed);
-    return { confirmed: lock.confirmed };
+    const retryFor = this.opts.retryLock === undefined ? 0 : parseGoDuration(this.opts.retryLock, '--retry-lock');
+    const deadline = Date.now() + retryFor;
+    for (let wait = LOCK_RETRY_FIRST_MS; ; wait = Math.min(wait * 2, LOCK_RETRY_MAX_MS)) {
+      try {
+        const lock = await Lock.begin(repo, exclusive);
+        this.#cleanups.unshift(() => lock.release());
+        if (!opts.overlap) await lock.confirmed;
+        else repo.gateWrites(lock.confirmed);
+        return { confirmed: lock.confirmed };
+      } catch (err) {
+        // --retry-lock: a lock held by another client is waited for, with growing pauses, until
+        // the time is up (then the last refusal stands: exit 11).
+        const left = deadline - Date.now();
+        if (!(err instanceof CairnError && err.code === 'LOCKED') || left <= 0) throw err;
+        if (!this.opts.quiet && !this.opts.json) this.err.write(`repository is already locked, trying again in ${Math.ceil(Math.min(wait, left) / 1000)} s\n`);
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(resolve, Math.min(wait, left));
+          this.signal.addEventListener('abort', () => {
+            clearTimeout(t);
+            reject(new CairnError('INTERRUPTED', 'interrupted while waiting for the lock'));
+          }, { once: true });
+        });
+      }
+    }
   }
 
   pool(repo: Repository): WorkerPool {

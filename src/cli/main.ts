@@ -67,6 +67,7 @@ export function buildProgram(): Command {
     .option('-q, --quiet', 'print nothing but errors and requested output')
     .option('--compression <mode>', 'compression for new data: auto, off or max')
     .option('--no-lock', 'do not lock the repository (read-only commands)')
+    .option('--retry-lock <duration>', 'wait up to this long (30s, 5m, 1h30m) for a lock another client holds')
     .option('--cache-dir <dir>', 'where the local cache lives (env CAIRN_CACHE_DIR; default ~/.cache/cairn)')
     .option('--no-cache', 'do not use or write the local cache')
     .option('-o, --option <backend.name=value>', 'set a backend option, e.g. -o s3.storage-class=STANDARD_IA (repeatable)', (v: string, all: string[] = []) => [...all, v])
@@ -88,6 +89,17 @@ export function buildProgram(): Command {
       await ctx.close();
     }
   };
+
+  program
+    .command('version')
+    .description('print the version')
+    .action(() =>
+      run(async (ctx) => {
+        const v = PROGRAM_VERSION.replace('cairn ', '');
+        if (ctx.opts.json) ctx.json({ message_type: 'version', version: v, node_version: process.version, os: process.platform, arch: process.arch });
+        else ctx.write(`cairn ${v} on node ${process.version} ${process.platform}/${process.arch}\n`);
+      }),
+    );
 
   registerRepoCommands(program, run);
   registerBackup(program, run);

@@ -78,6 +78,13 @@ describe('snapshots, ls, diff, stats, cat, key', () => {
     expect(bad.stderr).toContain('invalid type "things"');
   });
 
+  it('version prints the version, as text and as JSON, without a repository', async () => {
+    const pkg = JSON.parse(await fs.readFile(path.join(import.meta.dirname, '../../package.json'), 'utf8')) as { version: string };
+    const env = { CAIRN_REPOSITORY: '', CAIRN_PASSWORD_FILE: '' };
+    expect(ok(await cairn(repo, ['version'], { env }), 'version').out).toBe(`cairn ${pkg.version} on node ${process.version} ${process.platform}/${process.arch}\n`);
+    expect(JSON.parse(ok(await cairn(repo, ['--json', 'version'], { env }), 'version --json').out)).toMatchObject({ message_type: 'version', version: pkg.version });
+  });
+
   it('diff names added, removed and changed files', async () => {
     const out = ok(await cairn(repo, ['diff', first, second]), 'diff').out;
     expect(out).toContain(`+    ${src}/new.txt`);

@@ -52,6 +52,29 @@ describe('locks', () => {
     expect(await fs.readdir(path.join(repo.dir, 'locks'))).toHaveLength(0);
   });
 
+  it('--retry-lock waits for a held lock: it goes on once the lock is released, and gives up with 11 when the time is up', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'f'), 'x');
+    ok(await cairn(repo, ['init']), 'init');
+    const r = await openRepo(repo);
+    const held = await writeLock(r, { hostname: 'another-host' });
+    const started = Date.now();
+    const gaveUp = await cairn(repo, ['--retry-lock', '2s', 'backup', src]);
+    expect(gaveUp.code).toBe(11);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+    expect(gaveUp.stderr).toContain('repository is already locked, trying again in 1 s');
+    // Released while a backup waits: the backup goes on.
+    const waiting = cairn(repo, ['--json', '--retry-lock', '1m', 'backup', src]);
+    await new Promise((res) => setTimeout(res, 1500));
+    await r.backend.remove({ type: 'lock', name: held });
+    const done = ok(await waiting, 'backup after the lock went');
+    expect(JSON.parse(done.out.trim().split('\n').pop()!)).toMatchObject({ message_type: 'summary' });
+    const bad = await cairn(repo, ['--retry-lock', '5 minutes', 'backup', src]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('invalid --retry-lock "5 minutes"');
+  });
+
   it('a racing exclusive lock that appears while ours settles fails our writes with LOCKED and removes our lock', async () => {
     const repo = await makeRepoPaths();
     ok(await cairn(repo, ['init']), 'init');
