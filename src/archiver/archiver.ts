@@ -41,6 +41,11 @@ export interface BackupOptions {
   parent?: Snapshot | null;
   /** Read every file even when the parent snapshot says it is unchanged. */
   force?: boolean;
+  /** restic's --ignore-inode and --ignore-ctime: a file is unchanged from its parent's node without the inode or ctime agreeing. */
+  ignoreInode?: boolean;
+  ignoreCtime?: boolean;
+  /** The snapshot's time (restic's --time), in nanoseconds since the epoch; default: when the backup started. */
+  timeNs?: bigint;
   /**
    * Absolute paths known to have changed since the parent snapshot (created, modified, renamed or
    * deleted; a folder stands for everything below it), as a file watcher reports them. With a parent,
@@ -221,7 +226,7 @@ export class Archiver {
     this.#summary.backup_start = formatTime(startNs);
     this.#summary.backup_end = formatTime(endNs);
     const snapshot = {
-      time: formatTime(startNs),
+      time: formatTime(this.#opts.timeNs ?? startNs),
       parent: this.#opts.parent?.id,
       tree: rootTree,
       paths: this.#opts.paths,
@@ -399,6 +404,9 @@ export class Archiver {
         this.#progress.filesDone++;
         this.#progress.bytesDone += Number(st.size);
         this.#report(showPath(abs));
+        // With the inode or ctime left out of the comparison, anything but the content may have
+        // changed: the node is made afresh and takes the parent's content.
+        if (this.#opts.ignoreInode || this.#opts.ignoreCtime) return { node: Promise.resolve({ ...named(nodeFromStat(name, st)), content: old.content, size: old.size }) };
         // Same size, mtime, ctime and inode: mode, owner and links are unchanged too (they move
         // ctime), so only the access time and the device number may differ from the parent's node.
         const deviceId = Number(st.dev);
@@ -462,8 +470,8 @@ export class Archiver {
 
   #unchanged(old: Node, st: EntryStat): boolean {
     if (old.type !== 'file' || !old.content) return false;
-    if (old.size !== Number(st.size) || old.inode !== Number(st.ino)) return false;
-    if (!statTimeIs(st, 'mtime', old.mtime) || !statTimeIs(st, 'ctime', old.ctime)) return false;
+    if (old.size !== Number(st.size) || (!this.#opts.ignoreInode && old.inode !== Number(st.ino))) return false;
+    if (!statTimeIs(st, 'mtime', old.mtime) || (!this.#opts.ignoreCtime && !statTimeIs(st, 'ctime', old.ctime))) return false;
     for (const id of old.content) if (!this.#repo.hasBlob('data', id)) return false;
     return true;
   }

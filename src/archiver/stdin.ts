@@ -15,6 +15,8 @@ export interface StreamBackupOptions {
   host?: string;
   tags?: string[];
   parent?: string;
+  /** The snapshot's time (restic's --time), nanoseconds since the epoch; default: when the backup started. */
+  timeNs?: bigint;
   signal?: AbortSignal;
 }
 
@@ -106,7 +108,7 @@ export async function backupStreamAt(
   await repo.flush();
   summary.backup_end = formatTime(BigInt(Date.now()) * 1_000_000n);
   const snapshot = {
-    time: formatTime(start), parent: opts.parent, tree: tree.id, paths: [`/${parts.join('/')}`], hostname: opts.host ?? os.hostname(),
+    time: formatTime(opts.timeNs ?? start), parent: opts.parent, tree: tree.id, paths: [`/${parts.join('/')}`], hostname: opts.host ?? os.hostname(),
     username: user.username, uid: user.uid, gid: user.gid, tags: opts.tags, program_version: PROGRAM_VERSION, summary,
   };
   const snapshotId = await repo.saveSnapshot(snapshot);

@@ -152,3 +152,13 @@ function daysFromCivil(year: number, month: number, day: number): number {
   const dayOfEra = yearOfEra * 365 + Math.floor(yearOfEra / 4) - Math.floor(yearOfEra / 100) + dayOfYear;
   return era * 146097 + dayOfEra - 719468;
 }
+
+/** restic's time flags: a date, or a date with hours and minutes (and seconds), in local time. */
+export function parseLocalTime(s: string, flag: string): bigint {
+  const m = /^(\d{4})-(\d{2})-(\d{2})(?: (\d{2}):(\d{2})(?::(\d{2}))?)?$/.exec(s.trim());
+  const d = m ? new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4] ?? 0), Number(m[5] ?? 0), Number(m[6] ?? 0)) : null;
+  if (!m || !d || d.getDate() !== Number(m[3]) || d.getMonth() !== Number(m[2]) - 1 || Number(m[4] ?? 0) > 23 || Number(m[5] ?? 0) > 59 || Number(m[6] ?? 0) > 59) {
+    throw new CairnError('BAD_INPUT', `invalid ${flag} ${JSON.stringify(s)}: use 2006-01-02, 2006-01-02 15:04 or 2006-01-02 15:04:05`);
+  }
+  return BigInt(d.getTime()) * 1_000_000n;
+}

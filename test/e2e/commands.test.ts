@@ -279,6 +279,44 @@ describe('backup options', () => {
     expect(r.stderr).toContain('--dry-run is not available with --db');
   });
 
+  it.runIf(HAVE_RESTIC)('--ignore-inode and --ignore-ctime take a file as unchanged as restic does, with its node made afresh; --time sets the snapshot time', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    const moved = path.join(src, 'moved');
+    const chmodded = path.join(src, 'chmodded');
+    await fs.writeFile(moved, seededBytes(61, 100_000));
+    await fs.writeFile(chmodded, seededBytes(62, 100_000), { mode: 0o644 });
+    await fs.writeFile(path.join(src, 'untouched'), seededBytes(63, 100_000));
+    ok(await cairn(repo, ['init']), 'init');
+    type Summary = { files_changed: number; files_unmodified: number; snapshot_id: string };
+    const summary = (out: string) => JSON.parse(out.trim().split('\n').pop()!) as Summary;
+    ok(await cairn(repo, ['backup', src]), 'cairn first');
+    ok(await restic(repo, ['backup', '--host', 'restic', src]), 'restic first');
+    // A new inode with the same content, size and mtime (as a copy back over the file makes), and a changed mode.
+    ok(await runCommand('cp', ['-p', moved, `${moved}.tmp`]), 'cp -p');
+    await fs.rename(`${moved}.tmp`, moved);
+    await fs.chmod(chmodded, 0o600);
+    for (const [flags, changed] of [[[], 2], [['--ignore-ctime'], 1], [['--ignore-inode'], 0]] as const) {
+      const ours = summary(ok(await cairn(repo, ['--json', 'backup', '--dry-run', ...flags, src]), `cairn ${flags.join(' ')}`).out);
+      const theirs = summary(ok(await restic(repo, ['--json', 'backup', '--dry-run', '--host', 'restic', ...flags, src]), `restic ${flags.join(' ')}`).out);
+      expect({ files_changed: ours.files_changed, files_unmodified: ours.files_unmodified }, flags.join(' ')).toEqual({ files_changed: changed, files_unmodified: 3 - changed });
+      expect({ files_changed: theirs.files_changed, files_unmodified: theirs.files_unmodified }, `restic ${flags.join(' ')}`).toEqual({ files_changed: changed, files_unmodified: 3 - changed });
+    }
+    const both = summary(ok(await cairn(repo, ['--json', 'backup', '--ignore-inode', '--time', '2012-11-01 22:08:41', src]), 'ignore inode').out);
+    // The nodes carry what the files are now.
+    const nodes = ok(await cairn(repo, ['ls', '--json', both.snapshot_id, src]), 'ls').out.trim().split('\n').map((l) => JSON.parse(l) as { path?: string; mode?: number });
+    expect(nodes.find((n) => n.path === chmodded)!.mode).toBe(0o600);
+    const snap = JSON.parse(ok(await cairn(repo, ['cat', 'snapshot', both.snapshot_id]), 'cat').out) as { time: string; tree: string };
+    type Tree = { nodes: { name: string; inode?: number; subtree?: string }[] };
+    let tree = JSON.parse(ok(await cairn(repo, ['cat', 'tree', snap.tree]), 'cat tree').out) as Tree;
+    for (const part of src.split('/').filter(Boolean)) tree = JSON.parse(ok(await cairn(repo, ['cat', 'tree', tree.nodes.find((n) => n.name === part)!.subtree!]), 'cat tree').out) as Tree;
+    expect(tree.nodes.find((n) => n.name === 'moved')!.inode).toBe((await fs.stat(moved)).ino);
+    expect(new Date(snap.time).getTime()).toBe(new Date(2012, 10, 1, 22, 8, 41).getTime());
+    const bad = await cairn(repo, ['backup', '--time', 'yesterday', src]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('invalid --time "yesterday"');
+  });
+
   it('backs up the root folder itself ("/"), here narrowed by excludes to one folder', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();

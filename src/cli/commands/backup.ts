@@ -15,6 +15,7 @@ import { formatBytes, formatDuration } from '../progress.js';
 import type { Run } from '../main.js';
 import { backupDatabases } from './db.js';
 import { parseSize } from '../../util/size.js';
+import { parseLocalTime } from '../../fs/time.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -32,6 +33,9 @@ interface BackupFlags {
   dryRun?: boolean;
   parent?: string;
   force?: boolean;
+  ignoreInode?: boolean;
+  ignoreCtime?: boolean;
+  time?: string;
   stdin?: boolean;
   stdinFilename: string;
   filesFrom: string[];
@@ -57,6 +61,9 @@ export function registerBackup(program: Command, run: Run): void {
     .option('-n, --dry-run', 'read and hash everything, report what would be added, write nothing to the repository')
     .option('--parent <snapshot>', 'use this parent snapshot (default: latest with the same host and paths)')
     .option('-f, --force', 'read all files, even those unchanged since the parent')
+    .option('--ignore-inode', 'a file is unchanged when its size and mtime match the parent, whatever its inode and ctime (for file systems without stable inodes)')
+    .option('--ignore-ctime', 'a file is unchanged when its size and mtime (and inode) match the parent, whatever its ctime')
+    .option('--time <time>', "the snapshot's time, local (2006-01-02 15:04:05), instead of now")
     .option('--stdin', 'back up standard input as one file')
     .option('--stdin-filename <name>', 'file name for --stdin', 'stdin')
     .option('--db <url>', 'back up a database dump: mysql://, mariadb://, postgres://, sqlite: (may be repeated)', collect, [])
@@ -89,6 +96,7 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
       throw new CairnError('BAD_INPUT', `cannot back up ${p}: ${code === 'ENOENT' ? 'no such file or directory' : (err as Error).message}`);
     }
   }
+  const timeNs = o.time === undefined ? undefined : parseLocalTime(o.time, '--time');
   const excluder = await buildExcluder({
     exclude: o.exclude,
     iexclude: o.iexclude,
@@ -115,7 +123,7 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
     const pool = ctx.pool(repo);
     started = Date.now();
     if (o.stdin) {
-      result = await backupStream(repo, pool, process.stdin, o.stdinFilename, { host, tags, signal: ctx.signal });
+      result = await backupStream(repo, pool, process.stdin, o.stdinFilename, { host, tags, timeNs, signal: ctx.signal });
     } else {
       const parent = await parentP;
       if (parent && !ctx.opts.json) ctx.print(`using parent snapshot ${shortId(parent.id)}`);
@@ -136,6 +144,10 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
         scout,
         parent,
         force: o.force,
+        ignoreInode: o.ignoreInode,
+        // As restic: --ignore-inode implies --ignore-ctime (where inodes are not stable, ctimes are not either).
+        ignoreCtime: o.ignoreCtime || o.ignoreInode,
+        timeNs,
         signal: ctx.signal,
         onProgress: (p) =>
           progress.update({ filesDone: p.filesDone, bytesDone: p.bytesDone, filesTotal: totals.files || undefined, bytesTotal: totals.bytes || undefined, errors: p.errors, current: p.current }),

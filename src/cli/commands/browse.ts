@@ -6,7 +6,7 @@ import { shortId, type Id } from '../../repository/id.js';
 import type { Repository } from '../../repository/repository.js';
 import { snapshotOutput, type Snapshot } from '../../repository/snapshot.js';
 import { nodeToJSON, type Node } from '../../fs/node.js';
-import { parseTime } from '../../fs/time.js';
+import { parseLocalTime, parseTime } from '../../fs/time.js';
 import { buildExcluder } from '../../archiver/excludes.js';
 import { goModeString } from '../../fs/filemode.js';
 import { filterOf } from './restore.js';
@@ -197,16 +197,6 @@ function findNode(p: string, n: Node): Record<string, unknown> {
   const o: Record<string, unknown> = { path: p };
   if (n.mode) o.permissions = goModeString(n.mode);
   return { ...o, ...rest };
-}
-
-/** restic's time flags: a date, or a date with hours and minutes (and seconds), in local time. */
-function parseLocalTime(s: string, flag: string): bigint {
-  const m = /^(\d{4})-(\d{2})-(\d{2})(?: (\d{2}):(\d{2})(?::(\d{2}))?)?$/.exec(s.trim());
-  const d = m ? new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4] ?? 0), Number(m[5] ?? 0), Number(m[6] ?? 0)) : null;
-  if (!m || !d || d.getDate() !== Number(m[3]) || d.getMonth() !== Number(m[2]) - 1 || Number(m[4] ?? 0) > 23 || Number(m[5] ?? 0) > 59 || Number(m[6] ?? 0) > 59) {
-    throw new CairnError('BAD_INPUT', `invalid ${flag} ${JSON.stringify(s)}: use 2006-01-02, 2006-01-02 15:04 or 2006-01-02 15:04:05`);
-  }
-  return BigInt(d.getTime()) * 1_000_000n;
 }
 
 function longLine(p: string, n: Node): string {
