@@ -211,7 +211,8 @@ export function groupSnapshots(list: Snapshot[], groupBy: string): SnapshotGroup
     const g: SnapshotGroup = {
       host: keys.includes('host') ? (s.hostname ?? '') : null,
       paths: keys.includes('paths') ? [...s.paths].sort() : null,
-      tags: keys.includes('tags') ? [...(s.tags ?? [])].sort() : null,
+      // As restic's group keys: sorted tags, and null (not []) for a snapshot without any.
+      tags: keys.includes('tags') && (s.tags ?? []).length > 0 ? [...s.tags!].sort() : null,
       snapshots: [],
     };
     const k = JSON.stringify([g.host, g.paths, g.tags]);

@@ -131,6 +131,30 @@ describe('snapshots, ls, diff, stats, cat, key', () => {
     expect(await fs.readFile(path.join(t2, 'deep/b.txt'), 'utf8')).toBe('beta\n');
   });
 
+  it.runIf(HAVE_RESTIC)('snapshots --group-by lists the groups restic lists; every path and tag shows in the tables', async () => {
+    const extra = await tempDir();
+    await fs.writeFile(path.join(extra, 'x'), 'x');
+    ok(await cairn(repo, ['backup', '--tag', 'one,two', '--host', 'multi', src, extra]), 'two paths');
+    type Group = { group_key: { hostname: string; paths: string[] | null; tags: string[] | null }; snapshots: { id: string }[] };
+    const groups = (out: string) =>
+      (JSON.parse(out) as Group[]).map((g) => JSON.stringify([g.group_key, g.snapshots.map((x) => x.id).sort()])).sort();
+    for (const by of ['host', 'paths', 'tags', 'host,paths', 'host,paths,tags']) {
+      const ours = groups(ok(await cairn(repo, ['snapshots', '--json', '--group-by', by]), `group by ${by}`).out);
+      expect(ours, by).toEqual(groups(ok(await restic(repo, ['snapshots', '--json', '--group-by', by]), `restic group by ${by}`).out));
+    }
+    const table = ok(await cairn(repo, ['snapshots', '--host', 'multi']), 'table').out;
+    expect(table).toMatch(new RegExp(`one,two +${src}\\n +${extra}\\n`));
+    const compact = ok(await cairn(repo, ['snapshots', '--compact', '--host', 'multi']), 'compact').out;
+    expect(compact).toMatch(/ one\n +two\n/);
+    expect(compact).not.toContain(src);
+    const grouped = ok(await cairn(repo, ['snapshots', '--group-by', 'host']), 'grouped').out;
+    expect(grouped).toContain('snapshots for (host [multi]):');
+    expect(grouped).toContain('snapshots for (host [other]):');
+    const bad = await cairn(repo, ['snapshots', '--group-by', 'color']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('invalid --group-by "color"');
+  });
+
   it('manages keys: add, list, passwd and remove', async () => {
     const r = await makeRepoPaths('first password');
     ok(await cairn(r, ['init']), 'init');

@@ -5,6 +5,7 @@ import { findSubtree } from '../../restorer/restorer.js';
 import { shortId, type Id } from '../../repository/id.js';
 import type { Repository } from '../../repository/repository.js';
 import { snapshotOutput, type Snapshot } from '../../repository/snapshot.js';
+import { groupSnapshots } from '../../maintenance/forget.js';
 import { nodeToJSON, type Node } from '../../fs/node.js';
 import { parseLocalTime, parseTime } from '../../fs/time.js';
 import { buildExcluder } from '../../archiver/excludes.js';
@@ -28,7 +29,9 @@ export function registerBrowse(program: Command, run: Run): void {
     .option('--tag <tags>', 'only snapshots with these tags (comma-separated: all of them)', collect, [])
     .option('--path <path>', 'only snapshots that include this path', collect, [])
     .option('--latest <n>', 'only the last n snapshots of each host and paths')
-    .action((ids: string[], o: FilterFlags & { latest?: string }) =>
+    .option('-c, --compact', 'a compact table: no paths, one tag per line')
+    .option('-g, --group-by <keys>', 'list in groups by host, paths and/or tags (comma-separated)')
+    .action((ids: string[], o: FilterFlags & { latest?: string; compact?: boolean; groupBy?: string }) =>
       run(async (ctx) => {
         const repo = await ctx.openRepository();
         let snaps = ids.length > 0 ? await Promise.all(ids.map((i) => findSnapshot(repo, i))) : (await repo.listSnapshots()).filter((s) => matchesFilter(s, filterOf(o)));
@@ -42,17 +45,20 @@ export function registerBrowse(program: Command, run: Run): void {
           }
           snaps = [...groups.values()].flatMap((g) => g.slice(-n));
         }
+        const groups = o.groupBy === undefined ? null : groupSnapshots(snaps, o.groupBy);
         if (ctx.opts.json) {
-          ctx.json(snaps.map(snapshotOutput));
+          if (!groups) ctx.json(snaps.map(snapshotOutput));
+          else ctx.json(groups.map((g) => ({ group_key: { hostname: g.host ?? '', paths: g.paths, tags: g.tags }, snapshots: g.snapshots.map(snapshotOutput) })));
           return;
         }
-        const rows = snaps.map((s) => [shortId(s.id), s.time.slice(0, 19).replace('T', ' '), s.hostname ?? '', (s.tags ?? []).join(','), s.paths.join('\n')]);
-        const head = ['ID', 'Time', 'Host', 'Tags', 'Paths'];
-        const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].split('\n')[0].length)));
-        const line = (r: string[]): string => r.map((c, i) => c.split('\n')[0].padEnd(widths[i])).join('  ').trimEnd();
-        ctx.write(`${line(head)}\n${'-'.repeat(widths.reduce((a, b) => a + b + 2, -2))}\n`);
-        for (const r of rows) ctx.write(`${line(r)}\n`);
-        ctx.write(`${'-'.repeat(widths.reduce((a, b) => a + b + 2, -2))}\n${snaps.length} snapshots\n`);
+        if (!groups) {
+          ctx.write(snapshotTable(snaps, Boolean(o.compact)));
+          return;
+        }
+        for (const g of groups) {
+          const key = [g.host !== null ? `host [${g.host}]` : '', g.paths ? `paths [${g.paths.join(', ')}]` : '', g.tags ? `tags [${g.tags.join(', ')}]` : ''].filter(Boolean).join(', ');
+          ctx.write(`snapshots for (${key}):\n${snapshotTable(g.snapshots, Boolean(o.compact))}`);
+        }
       }),
     );
 
@@ -197,6 +203,29 @@ function findNode(p: string, n: Node): Record<string, unknown> {
   const o: Record<string, unknown> = { path: p };
   if (n.mode) o.permissions = goModeString(n.mode);
   return { ...o, ...rest };
+}
+
+/**
+ * restic's table of snapshots: ID, time, host, tags and paths, each path on a line of its own (a
+ * blank line after a snapshot of several lines); compact: no paths, each tag on a line of its own.
+ */
+function snapshotTable(snaps: Snapshot[], compact: boolean): string {
+  const head = compact ? ['ID', 'Time', 'Host', 'Tags'] : ['ID', 'Time', 'Host', 'Tags', 'Paths'];
+  const rows = snaps.map((s) => {
+    const tags = s.tags ?? [];
+    const lines = compact ? [tags.join('\n')] : [tags.join(','), s.paths.join('\n')];
+    return [shortId(s.id), s.time.slice(0, 19).replace('T', ' '), s.hostname ?? '', ...lines].map((c) => c.split('\n'));
+  });
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => Math.max(...r[i].map((l) => l.length)))));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd();
+  const rule = '-'.repeat(widths.reduce((a, b) => a + b + 2, -2));
+  let out = `${line(head)}\n${rule}\n`;
+  rows.forEach((r, k) => {
+    const height = Math.max(...r.map((c) => c.length));
+    for (let i = 0; i < height; i++) out += `${line(r.map((c) => c[i] ?? ''))}\n`;
+    if (height > 1 && !compact && k < rows.length - 1) out += '\n';
+  });
+  return `${out}${rule}\n${snaps.length} snapshots\n`;
 }
 
 function longLine(p: string, n: Node): string {
