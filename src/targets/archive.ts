@@ -224,8 +224,8 @@ function ownership(stat: Stats): Partial<tar.Header> & { name: string } {
   return { name: '', mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtime: stat.mtime };
 }
 
-/** Adds one entry and waits until its data has been taken, so only one file is open at a time. */
-function addTarEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, body?: Readable): Promise<void> {
+/** Adds one entry and waits until its data has been taken, so only one file is open at a time (also for `dump` of a folder). */
+export function addTarEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, body?: Readable): Promise<void> {
   return new Promise((resolve, reject) => {
     let sink: ReturnType<tar.Pack['entry']>;
     try {

@@ -1,10 +1,14 @@
+import type { Writable } from 'node:stream';
 import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import { buildExcluder } from '../../archiver/excludes.js';
 import { findSnapshot, splitSnapshotRef, type SnapshotFilter } from '../../repository/find.js';
-import { restoreTree } from '../../restorer/restorer.js';
+import { findSubtree, restoreTree } from '../../restorer/restorer.js';
 import { fileContent, findFileNode } from '../../restorer/file-stream.js';
-import { shortId } from '../../repository/id.js';
+import { dumpFolder, parseDumpFormat } from '../../restorer/dump.js';
+import { shortId, type Id } from '../../repository/id.js';
+import type { Repository } from '../../repository/repository.js';
+import type { Snapshot } from '../../repository/snapshot.js';
 import type { Run } from '../main.js';
 import { formatBytes } from '../progress.js';
 
@@ -70,22 +74,44 @@ export function registerRestore(program: Command, run: Run): void {
     );
 
   program
-    .command('dump <snapshot> <file>')
-    .description('print one file of a snapshot to standard output')
+    .command('dump <snapshot> <path>')
+    .description('print one file of a snapshot to standard output, or a folder ("/" for all of it) as a tar or zip archive')
+    .option('-a, --archive <format>', 'the archive format for a folder: tar or zip', 'tar')
     .option('-H, --host <host>', 'with "latest": only snapshots of this host', collect, [])
     .option('--tag <tags>', 'with "latest": only snapshots with these tags', collect, [])
     .option('--path <path>', 'with "latest": only snapshots with this path', collect, [])
-    .action((ref: string, file: string, o: FilterFlags) =>
+    .action((ref: string, file: string, o: FilterFlags & { archive: string }) =>
       run(async (ctx) => {
+        const format = parseDumpFormat(o.archive);
         const repo = await ctx.openRepository();
         const lock = await ctx.lock(repo, false, { overlap: true });
         const snap = await findSnapshot(repo, ref, filterOf(o));
         await repo.loadIndex();
-        const node = await findFileNode(repo, snap, file);
+        const abs = (file.startsWith('/') ? file : `/${file}`).replace(/\/+$/, '') || '/';
+        const folder = abs === '/' ? snap.tree : await folderTree(repo, snap, abs);
         await lock.confirmed;
+        if (folder !== null) {
+          await dumpFolder(repo, folder, abs, format, ctx.out as Writable, ctx.signal);
+          return;
+        }
+        const node = await findFileNode(repo, snap, abs);
         for await (const data of fileContent(repo, node)) {
           if (!ctx.out.write(data)) await new Promise((r) => ctx.out.once('drain', r));
         }
       }),
     );
+}
+
+/** The tree of the folder at `abs` in a snapshot, or null when the path is something else (or missing: findFileNode says which). */
+async function folderTree(repo: Repository, snap: Snapshot, abs: string): Promise<Id | null> {
+  const dir = abs.slice(0, abs.lastIndexOf('/')) || '/';
+  const name = abs.slice(abs.lastIndexOf('/') + 1);
+  let tree: Id;
+  try {
+    tree = (await findSubtree(repo, snap.tree, dir)).tree;
+  } catch {
+    return null;
+  }
+  const node = (await repo.loadTree(tree)).nodes.find((n) => n.name === name);
+  return node?.type === 'dir' && node.subtree ? node.subtree : null;
 }
