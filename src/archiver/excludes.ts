@@ -227,6 +227,21 @@ function literal(ch: string): string {
   return ch.replace(REGEX_SYNTAX, '\\$&');
 }
 
+/**
+ * Go's filepath.Match for one path component (no `/` in the name): a matcher, or `BAD_INPUT` for a
+ * pattern Go refuses (`ErrBadPattern`), naming the pattern and `what` it came from.
+ */
+export function componentMatcher(pattern: string, what: string): (name: string) => boolean {
+  let re: RegExp;
+  try {
+    re = new RegExp(`^${componentSource(pattern)}$`, 'u');
+  } catch (err) {
+    if (!(err instanceof PatternSyntaxError)) throw err;
+    throw new CairnError('BAD_INPUT', `invalid pattern ${JSON.stringify(pattern)} in ${what}: ${err.message}`);
+  }
+  return (name) => re.test(name);
+}
+
 /** Translates one component of Go's filepath.Match syntax; Go compares runes, hence code points here. */
 function componentSource(part: string): string {
   const cs = Array.from(part);

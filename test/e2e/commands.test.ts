@@ -341,6 +341,35 @@ describe('backup options', () => {
     expect(bad.stderr).toContain('invalid --time "yesterday"');
   });
 
+  it.runIf(HAVE_RESTIC)('--files-from expands globs, --files-from-verbatim takes lines as written, --files-from-raw splits at NUL: the paths restic takes', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    for (const f of ['logs/a.log', 'logs/b.log', 'logs/c.txt', 'docs/one.md', 'docs/two.md', ' lead space', 'new\nline', 'x[1]']) {
+      await fs.mkdir(path.dirname(path.join(src, f)), { recursive: true });
+      await fs.writeFile(path.join(src, f), f);
+    }
+    const lists = await tempDir();
+    await fs.writeFile(path.join(lists, 'globs'), `# a comment\n\n  ${src}/logs/*.log  \n${src}/d?cs/*.md\n${src}/missing/*\n${src}/x\\[1]\n`);
+    await fs.writeFile(path.join(lists, 'verbatim'), `${src}/ lead space\n\n${src}/logs/c.txt\n`);
+    await fs.writeFile(path.join(lists, 'raw'), `${src}/new\nline\0${src}/docs/one.md\0`);
+    const flags = ['--files-from', path.join(lists, 'globs'), '--files-from-verbatim', path.join(lists, 'verbatim'), '--files-from-raw', path.join(lists, 'raw')];
+    ok(await cairn(repo, ['init']), 'init');
+    const ours = ok(await cairn(repo, ['backup', ...flags]), 'cairn backup');
+    expect(ours.stderr).toContain(`pattern "${src}/missing/*" does not match any files, skipping`);
+    ok(await restic(repo, ['backup', '--host', 'restic', ...flags]), 'restic backup');
+    const listed = async (r: 'cairn' | 'restic', host: string) => {
+      const out = ok(await (r === 'cairn' ? cairn : restic)(repo, ['ls', '--json', 'latest', '--host', host]), `${r} ls`).out;
+      return out.trim().split('\n').slice(1).map((l) => (JSON.parse(l) as { path: string }).path).filter((p) => p.startsWith(`${src}/`)).sort();
+    };
+    const mine = await listed('cairn', os.hostname());
+    expect(mine).toEqual(await listed('restic', 'restic'));
+    expect(mine).toEqual([` lead space`, 'docs', 'docs/one.md', 'docs/two.md', 'logs', 'logs/a.log', 'logs/b.log', 'logs/c.txt', 'new\nline', 'x[1]'].map((p) => `${src}/${p}`).sort());
+    await fs.writeFile(path.join(lists, 'bad'), `${src}/[unclosed\n`);
+    const bad = await cairn(repo, ['backup', '--files-from', path.join(lists, 'bad')]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain(`invalid pattern "[unclosed" in --files-from`);
+  });
+
   it('backs up the root folder itself ("/"), here narrowed by excludes to one folder', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();

@@ -7,6 +7,7 @@ import { Archiver, type BackupResult } from '../../archiver/archiver.js';
 import { backupStream } from '../../archiver/stdin.js';
 import { scanTotals } from '../../archiver/scanner.js';
 import { buildExcluder } from '../../archiver/excludes.js';
+import { readFilesFrom } from '../../archiver/files-from.js';
 import { Scout } from '../../archiver/scout.js';
 import { findParent, findSnapshot } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
@@ -39,6 +40,8 @@ interface BackupFlags {
   stdin?: boolean;
   stdinFilename: string;
   filesFrom: string[];
+  filesFromVerbatim: string[];
+  filesFromRaw: string[];
   db: string[];
   dbPasswordFile?: string;
 }
@@ -56,7 +59,9 @@ export function registerBackup(program: Command, run: Run): void {
     .option('--exclude-caches', 'leave out the contents of folders that hold a CACHEDIR.TAG file (the tag file stays)')
     .option('--exclude-if-present <name[:header]>', 'leave out the contents of folders that hold this file (starting with header, if given; the file stays; may be repeated)', collect, [])
     .option('--exclude-larger-than <size>', 'leave out files larger than size (e.g. 500M, 2G)')
-    .option('--files-from <file>', 'read the paths to back up from a file, one per line', collect, [])
+    .option('--files-from <file>', 'read the paths to back up from a file: one glob pattern per line, # comments ("-": standard input)', collect, [])
+    .option('--files-from-verbatim <file>', 'read the paths to back up from a file, one per line, exactly as written', collect, [])
+    .option('--files-from-raw <file>', 'read the paths to back up from a file, separated by NUL bytes (find -print0)', collect, [])
     .option('-x, --one-file-system', 'do not cross file system boundaries')
     .option('-n, --dry-run', 'read and hash everything, report what would be added, write nothing to the repository')
     .option('--parent <snapshot>', 'use this parent snapshot (default: latest with the same host and paths)')
@@ -74,12 +79,7 @@ export function registerBackup(program: Command, run: Run): void {
 async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise<void> {
   const tags = o.tag.flatMap((t) => t.split(',')).filter(Boolean);
   const host = o.host ?? os.hostname();
-  for (const f of o.filesFrom) {
-    const text = await fs.readFile(f, 'utf8').catch((err: NodeJS.ErrnoException) => {
-      throw new CairnError('BAD_INPUT', `cannot read --files-from ${f}: ${err.code ?? err.message}`);
-    });
-    for (const line of text.split(/\r?\n/)) if (line.trim() && !line.startsWith('#')) rawPaths.push(line.trim());
-  }
+  rawPaths.push(...readFilesFrom({ patterns: o.filesFrom, verbatim: o.filesFromVerbatim, raw: o.filesFromRaw }, (m) => ctx.warn(`Warning: ${m}`)));
   if (o.db.length > 0) {
     if (o.stdin || rawPaths.length > 0) throw new CairnError('BAD_INPUT', '--db cannot be combined with file paths or --stdin');
     if (o.dryRun) throw new CairnError('BAD_INPUT', '--dry-run is not available with --db');
