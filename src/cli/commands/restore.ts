@@ -34,6 +34,7 @@ export function registerRestore(program: Command, run: Run): void {
     .option('--iinclude <pattern>', 'like --include, ignoring case', collect, [])
     .option('--iexclude <pattern>', 'like --exclude, ignoring case', collect, [])
     .option('--verify', 'read the restored files back and verify them')
+    .option('--sparse', "restic's flag, for scripts that pass it: files are always restored sparse where they are sparse")
     .option('-H, --host <host>', 'with "latest": only snapshots of this host', collect, [])
     .option('--tag <tags>', 'with "latest": only snapshots with these tags', collect, [])
     .option('--path <path>', 'with "latest": only snapshots with this path', collect, [])
