@@ -57,6 +57,8 @@ export interface BackupOptions {
   onProgress?: (p: BackupProgress) => void;
   /** A source item that could not be read; the backup goes on without it. */
   onError?: (path: string, err: Error) => void;
+  /** Each file as it is done: new, modified (read again) or unchanged (taken from the parent), and the bytes it added. */
+  onFile?: (path: string, action: 'new' | 'modified' | 'unchanged', added: number) => void;
 }
 
 export interface BackupProgress {
@@ -400,6 +402,7 @@ export class Archiver {
       this.#summary.total_files_processed++;
       if (old && !this.#opts.force && this.#unchanged(old, st)) {
         this.#summary.files_unmodified++;
+        this.#opts.onFile?.(showPath(abs), 'unchanged', 0);
         this.#summary.total_bytes_processed += Number(st.size);
         this.#progress.filesDone++;
         this.#progress.bytesDone += Number(st.size);
@@ -418,6 +421,7 @@ export class Archiver {
     if (!st.isFile()) return { node: Promise.resolve(node) };
     if (st.size === 0n) {
       this.#countFile(old, 0);
+      this.#opts.onFile?.(showPath(abs), old ? 'modified' : 'new', 0);
       return { node: Promise.resolve({ ...node, content: [] }) };
     }
     const small = st.size <= BigInt(SMALL_FILE);
@@ -427,6 +431,7 @@ export class Archiver {
       .then(
         (r: SaveResult) => {
           this.#countFile(old, r.size);
+          this.#opts.onFile?.(showPath(abs), old ? 'modified' : 'new', r.bytesNew);
           this.#summary.data_blobs += r.blobsNew;
           this.#summary.data_added += r.bytesNew;
           this.#summary.data_added_packed += r.bytesPacked;

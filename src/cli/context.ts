@@ -26,6 +26,8 @@ export interface GlobalOptions {
   option?: string[];
   /** `--retry-lock DURATION`: wait this long for a lock another client holds. */
   retryLock?: string;
+  /** `-v` given this many times (`-vv`: 2). */
+  verbose?: number;
 }
 
 /** The first pause before trying a held lock again, doubled each time up to the second. */

@@ -65,6 +65,7 @@ export function buildProgram(): Command {
     .option('--password-command <command>', 'run this command and read the password from its output (env CAIRN_PASSWORD_COMMAND)')
     .option('--json', 'print JSON instead of text')
     .option('-q, --quiet', 'print nothing but errors and requested output')
+    .option('-v, --verbose', 'say more (repeatable: -vv lists each file backup reads or takes from the parent)', (_v: string, n: number) => n + 1, 0)
     .option('--compression <mode>', 'compression for new data: auto, off or max')
     .option('--no-lock', 'do not lock the repository (read-only commands)')
     .option('--retry-lock <duration>', 'wait up to this long (30s, 5m, 1h30m) for a lock another client holds')

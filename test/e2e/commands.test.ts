@@ -370,6 +370,22 @@ describe('backup options', () => {
     expect(bad.stderr).toContain(`invalid pattern "[unclosed" in --files-from`);
   });
 
+  it('-vv lists each file as new, modified or unchanged (verbose_status lines with --json); -v alone does not', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'same'), 'same');
+    await fs.writeFile(path.join(src, 'changing'), 'one');
+    ok(await cairn(repo, ['init']), 'init');
+    const first = ok(await cairn(repo, ['-vv', 'backup', src]), 'first').out;
+    expect(first).toContain(`new       ${src}/same (4 B added)`);
+    await fs.writeFile(path.join(src, 'changing'), 'two, longer');
+    await fs.writeFile(path.join(src, 'added'), '');
+    const lines = ok(await cairn(repo, ['--json', '-vv', 'backup', src]), 'second').out.trim().split('\n').map((l) => JSON.parse(l) as { message_type: string; action?: string; item?: string; data_size?: number });
+    const status = lines.filter((l) => l.message_type === 'verbose_status').map((l) => [l.action, l.item, l.data_size]).sort();
+    expect(status).toEqual([['modified', `${src}/changing`, 11], ['new', `${src}/added`, 0], ['unchanged', `${src}/same`, 0]].sort());
+    expect(ok(await cairn(repo, ['-v', 'backup', src]), 'third').out).not.toContain('unchanged ');
+  });
+
   it('backs up the root folder itself ("/"), here narrowed by excludes to one folder', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();

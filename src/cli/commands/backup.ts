@@ -155,6 +155,14 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
           if (ctx.opts.json) ctx.json({ message_type: 'error', error: { message: err.message }, during: 'archival', item: p });
           else ctx.err.write(`error: ${err.message}\n`);
         },
+        // -vv: each file, as restic -vv lists it (verbose_status lines with --json).
+        onFile:
+          (ctx.opts.verbose ?? 0) >= 2 && !ctx.opts.quiet
+            ? (p, action, added) => {
+                if (ctx.opts.json) ctx.json({ message_type: 'verbose_status', action, item: p, data_size: added });
+                else ctx.write(`${action.padEnd(9)} ${p}${action === 'unchanged' ? '' : ` (${formatBytes(added)} added)`}\n`);
+              }
+            : undefined,
       });
       result = await archiver.run();
       progress.done({ filesDone: result.summary.total_files_processed, bytesDone: result.summary.total_bytes_processed, filesTotal: totals.files || undefined, bytesTotal: totals.bytes || undefined, errors: result.errors.length });
