@@ -3,6 +3,7 @@ import { passwordFileCandidates, readPasswordCommand, readPasswordFile } from '.
 import type { Backend } from '../backend/backend.js';
 import { openBackend, parseBackendOptions } from '../backend/location.js';
 import { DryRunBackend } from '../backend/dry-run.js';
+import { parseRateLimit, Throttle, ThrottledBackend } from '../backend/throttle.js';
 import { parseCompressionMode } from '../compress/zstd.js';
 import { defaultCacheDir, LocalCache } from '../repository/cache.js';
 import { Repository, type OpenOptions } from '../repository/repository.js';
@@ -28,6 +29,9 @@ export interface GlobalOptions {
   retryLock?: string;
   /** `-v` given this many times (`-vv`: 2). */
   verbose?: number;
+  /** `--limit-upload` / `--limit-download`, KiB/s. */
+  limitUpload?: string;
+  limitDownload?: string;
 }
 
 /** The first pause before trying a held lock again, doubled each time up to the second. */
@@ -176,8 +180,21 @@ export class Context {
 
   /** The repository's backend, with the `-o` options. */
   backend(): Backend {
-    return openBackend(this.repoLocation(), parseBackendOptions(this.opts.option ?? []));
+    return this.#limited(openBackend(this.repoLocation(), parseBackendOptions(this.opts.option ?? [])));
   }
+
+  /** The backend under --limit-upload / --limit-download, when given (one pair of rates for every backend of the command). */
+  #limited(backend: Backend): Backend {
+    const { limitUpload, limitDownload } = this.opts;
+    if (limitUpload === undefined && limitDownload === undefined) return backend;
+    this.#throttles ??= {
+      upload: limitUpload === undefined ? undefined : new Throttle(parseRateLimit(limitUpload, '--limit-upload')),
+      download: limitDownload === undefined ? undefined : new Throttle(parseRateLimit(limitDownload, '--limit-download')),
+    };
+    return new ThrottledBackend(backend, this.#throttles);
+  }
+
+  #throttles?: { upload?: Throttle; download?: Throttle };
 
   /**
    * The repository of -r. `dryRun`: writes go nowhere (see DryRunBackend), and the local cache is
@@ -214,7 +231,7 @@ export class Context {
     } else {
       throw new CairnError('BAD_INPUT', 'no password for the source repository: use --from-password-file, CAIRN_FROM_PASSWORD_FILE or CAIRN_FROM_PASSWORD');
     }
-    const backend = openBackend(location, parseBackendOptions(this.opts.option ?? []));
+    const backend = this.#limited(openBackend(location, parseBackendOptions(this.opts.option ?? [])));
     try {
       const repo = await this.#open(backend, candidates ?? [{ password }], { cache: this.localCache() });
       this.#cleanups.push(() => repo.close());

@@ -69,6 +69,8 @@ export function buildProgram(): Command {
     .option('--compression <mode>', 'compression for new data: auto, off or max')
     .option('--no-lock', 'do not lock the repository (read-only commands)')
     .option('--retry-lock <duration>', 'wait up to this long (30s, 5m, 1h30m) for a lock another client holds')
+    .option('--limit-upload <KiB/s>', 'keep saving to the repository under this rate')
+    .option('--limit-download <KiB/s>', 'keep loading from the repository under this rate')
     .option('--cache-dir <dir>', 'where the local cache lives (env CAIRN_CACHE_DIR; default ~/.cache/cairn)')
     .option('--no-cache', 'do not use or write the local cache')
     .option('-o, --option <backend.name=value>', 'set a backend option, e.g. -o s3.storage-class=STANDARD_IA (repeatable)', (v: string, all: string[] = []) => [...all, v])

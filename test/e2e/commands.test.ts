@@ -386,6 +386,25 @@ describe('backup options', () => {
     expect(ok(await cairn(repo, ['-v', 'backup', src]), 'third').out).not.toContain('unchanged ');
   });
 
+  it('--limit-upload and --limit-download hold saves and loads to their rates', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'random'), seededBytes(81, 2 * 1024 * 1024));
+    ok(await cairn(repo, ['init']), 'init');
+    // 2 MiB at 512 KiB/s, a second of it at once: at least three seconds.
+    let t = Date.now();
+    ok(await cairn(repo, ['--limit-upload', '512', 'backup', src]), 'limited backup');
+    expect(Date.now() - t).toBeGreaterThanOrEqual(3000);
+    const target = await tempDir();
+    t = Date.now();
+    ok(await cairn(repo, ['--limit-download', '512', 'restore', 'latest', '--target', target]), 'limited restore');
+    expect(Date.now() - t).toBeGreaterThanOrEqual(3000);
+    expect(await fs.readFile(path.join(target, src, 'random'))).toEqual(seededBytes(81, 2 * 1024 * 1024));
+    const bad = await cairn(repo, ['--limit-upload', '1.5', 'snapshots']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('invalid --limit-upload "1.5"');
+  });
+
   it('backs up the root folder itself ("/"), here narrowed by excludes to one folder', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();
