@@ -11,7 +11,7 @@ describe.runIf(HAVE_RESTIC)('dump of a folder', () => {
     const files: Record<string, Buffer | string> = {
       'a.txt': 'alpha\n',
       'empty': '',
-      'big.bin': seededBytes(71, 3_000_000),
+      'big.bin': seededBytes(71, 1_200_000),
       'with space/ünïcode.txt': textBytes(72, 50_000),
       'deep/er/still/x': 'x',
     };
