@@ -70,4 +70,15 @@ describe('throttle', () => {
       await fs.rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('ends a wait at once when the command is interrupted', async () => {
+    const controller = new AbortController();
+    const t = new Throttle(1, undefined, controller.signal);
+    await t.take(1);
+    const started = Date.now();
+    const waiting = t.take(3600);
+    setTimeout(() => controller.abort(), 50);
+    await expect(waiting).rejects.toMatchObject({ code: 'INTERRUPTED' });
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
 });

@@ -4,12 +4,27 @@ import type { Backend, FileInfo, FileType, Handle } from './backend.js';
 
 export interface Clock {
   now(): number;
-  sleep(ms: number): Promise<void>;
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
 const realClock: Clock = {
   now: () => performance.now(),
-  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  sleep: (ms, signal) =>
+    new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(new CairnError('INTERRUPTED', 'interrupted'));
+        return;
+      }
+      const onAbort = (): void => {
+        clearTimeout(t);
+        reject(new CairnError('INTERRUPTED', 'interrupted while keeping to the transfer limit'));
+      };
+      const t = setTimeout(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    }),
 };
 
 /**
@@ -20,13 +35,16 @@ const realClock: Clock = {
 export class Throttle {
   readonly #rate: number;
   readonly #clock: Clock;
+  readonly #signal?: AbortSignal;
   #tokens: number;
   #last: number;
 
-  constructor(bytesPerSecond: number, clock: Clock = realClock) {
+  /** `signal` (the command's) ends every wait at once with `INTERRUPTED`: a wait may be long at a low rate. */
+  constructor(bytesPerSecond: number, clock: Clock = realClock, signal?: AbortSignal) {
     if (!(bytesPerSecond > 0)) throw new CairnError('INTERNAL', 'a throttle needs a positive rate');
     this.#rate = bytesPerSecond;
     this.#clock = clock;
+    this.#signal = signal;
     this.#tokens = bytesPerSecond;
     this.#last = clock.now();
   }
@@ -36,7 +54,7 @@ export class Throttle {
     this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#last) / 1000) * this.#rate);
     this.#last = now;
     this.#tokens -= bytes;
-    if (this.#tokens < 0) await this.#clock.sleep((-this.#tokens / this.#rate) * 1000);
+    if (this.#tokens < 0) await this.#clock.sleep((-this.#tokens / this.#rate) * 1000, this.#signal);
   }
 }
 

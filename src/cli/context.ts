@@ -188,8 +188,8 @@ export class Context {
     const { limitUpload, limitDownload } = this.opts;
     if (limitUpload === undefined && limitDownload === undefined) return backend;
     this.#throttles ??= {
-      upload: limitUpload === undefined ? undefined : new Throttle(parseRateLimit(limitUpload, '--limit-upload')),
-      download: limitDownload === undefined ? undefined : new Throttle(parseRateLimit(limitDownload, '--limit-download')),
+      upload: limitUpload === undefined ? undefined : new Throttle(parseRateLimit(limitUpload, '--limit-upload'), undefined, this.signal),
+      download: limitDownload === undefined ? undefined : new Throttle(parseRateLimit(limitDownload, '--limit-download'), undefined, this.signal),
     };
     return new ThrottledBackend(backend, this.#throttles);
   }
