@@ -15,7 +15,7 @@ import { unixPermFromGoMode } from '../fs/filemode.js';
 import { parseTime } from '../fs/time.js';
 import type { Id } from '../repository/id.js';
 import type { Repository } from '../repository/repository.js';
-import { addTarEntry } from '../targets/archive.js';
+import { addTarEntry } from '../util/tar-entry.js';
 import { fileContent } from './file-stream.js';
 
 export type DumpFormat = 'tar' | 'zip';

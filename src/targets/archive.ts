@@ -4,6 +4,7 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
+import { addTarEntry } from '../util/tar-entry.js';
 import yazl from 'yazl';
 import type { Excluder } from '../archiver/excludes.js';
 import { CairnError } from '../errors.js';
@@ -222,41 +223,6 @@ async function fillTar(pack: tar.Pack, run: SourceRun): Promise<void> {
 
 function ownership(stat: Stats): Partial<tar.Header> & { name: string } {
   return { name: '', mode: stat.mode & 0o7777, uid: stat.uid, gid: stat.gid, mtime: stat.mtime };
-}
-
-/** Adds one entry and waits until its data has been taken, so only one file is open at a time (also for `dump` of a folder). */
-export function addTarEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, body?: Readable): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let sink: ReturnType<tar.Pack['entry']>;
-    try {
-      sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
-    } catch (err) {
-      // The pack was torn down (the upload failed or was aborted).
-      body?.destroy();
-      reject(err as Error);
-      return;
-    }
-    // streamx throws an error nobody listens for: when the pack is torn down, the entry fails with it.
-    sink.on('error', (err: Error) => {
-      body?.destroy();
-      reject(err);
-    });
-    if (body === undefined) {
-      if (header.type === 'file') sink.end(null);
-      return;
-    }
-    body.on('error', (err) => {
-      sink.destroy(err);
-      reject(err);
-    });
-    body.on('data', (chunk: Buffer) => {
-      if (!sink.write(chunk)) {
-        body.pause();
-        sink.once('drain', () => body.resume());
-      }
-    });
-    body.on('end', () => sink.end(null));
-  });
 }
 
 /** A zip (deflate, zip64 when needed) of the file, or of the folder under a top folder named like the source. */

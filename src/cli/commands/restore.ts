@@ -5,7 +5,6 @@ import { buildExcluder } from '../../archiver/excludes.js';
 import { findSnapshot, splitSnapshotRef, type SnapshotFilter } from '../../repository/find.js';
 import { findSubtree, restoreTree } from '../../restorer/restorer.js';
 import { fileContent, findFileNode } from '../../restorer/file-stream.js';
-import { dumpFolder, parseDumpFormat } from '../../restorer/dump.js';
 import { shortId, type Id } from '../../repository/id.js';
 import type { Repository } from '../../repository/repository.js';
 import type { Snapshot } from '../../repository/snapshot.js';
@@ -83,6 +82,8 @@ export function registerRestore(program: Command, run: Run): void {
     .option('--path <path>', 'with "latest": only snapshots with this path', collect, [])
     .action((ref: string, file: string, o: FilterFlags & { archive: string }) =>
       run(async (ctx) => {
+        // Loaded here: the archive writers are for this command alone, and every command starts faster without them.
+        const { dumpFolder, parseDumpFormat } = await import('../../restorer/dump.js');
         const format = parseDumpFormat(o.archive);
         const repo = await ctx.openRepository();
         const lock = await ctx.lock(repo, false, { overlap: true });

@@ -1,0 +1,30 @@
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CLI, ROOT, cairn, makeRepoPaths, ok, runCommand, tempDir } from '../support/tools.js';
+
+/**
+ * Every command pays for the modules the CLI loads before it runs: the libraries of one command
+ * (archives for dump, the AWS SDK for s3:, the service's server and databases) must load when that
+ * command runs, not at every start (a static import of the archive writers once took every
+ * command from 0.19 to 0.38 s).
+ */
+const HEAVY = ['tar-stream', 'yazl', '@aws-sdk', 'fastify', 'kysely', 'mysql2', '/pg/', 'better-sqlite3', 'croner', '@parcel/watcher', 'pino', 'prom-client', 'zod'];
+
+describe('startup', () => {
+  it('commands on a local repository load none of the libraries that only other commands need', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'f'), 'x');
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'backup');
+    const trace = path.join(await tempDir(), 'modules');
+    for (const args of [['snapshots'], ['ls', 'latest'], ['backup', src], ['check'], ['restore', 'latest', '--target', await tempDir()]]) {
+      const r = await runCommand(process.execPath, ['--import', path.join(ROOT, 'test/support/trace-imports.mjs'), CLI, ...args], { env: { ...repo.env, CAIRN_TRACE_IMPORTS: trace } });
+      ok(r, args.join(' '));
+      const loaded = (await fs.readFile(trace, 'utf8')).split('\n');
+      expect(loaded.length, args.join(' ')).toBeGreaterThan(50);
+      expect(loaded.filter((url) => HEAVY.some((h) => url.includes(`/node_modules/${h.replace(/^\//, '')}`) || (h.startsWith('/') && url.includes(`/node_modules${h}`)))), args.join(' ')).toEqual([]);
+    }
+  });
+});
