@@ -3,6 +3,7 @@
 import { register } from 'node:module';
 import { MessageChannel } from 'node:worker_threads';
 import { writeFileSync } from 'node:fs';
+import process from 'node:process';
 
 const seen = new Set();
 const { port1, port2 } = new MessageChannel();
