@@ -87,7 +87,7 @@ export function registerBrowse(program: Command, run: Run): void {
           if (!wanted(p, direct)) return;
           if (ctx.opts.json) ctx.json(lsNode(p, n));
           else ctx.write(o.long ? `${longLine(p, n)}\n` : `${p}\n`);
-        });
+        }, ctx.signal);
       }),
     );
 
@@ -140,7 +140,7 @@ export function registerBrowse(program: Command, run: Run): void {
               ctx.print(`Found matching entries in snapshot ${shortId(snap.id)} from ${snap.time.slice(0, 19).replace('T', ' ')}`);
             }
             ctx.write(o.long ? `${longLine(p, n)}\n` : `${p}\n`);
-          });
+          }, ctx.signal);
           if (hits > 0) found.push({ matches, hits, snapshot: snap.id });
         }
         if (ctx.opts.json) ctx.json(found);
@@ -175,11 +175,13 @@ export function registerBrowse(program: Command, run: Run): void {
     );
 }
 
-async function walkNodes(repo: Repository, tree: Id, dir: string, fn: (p: string, n: Node, parent: string) => void): Promise<void> {
+/** Every node below `tree`, depth first, a folder before its contents; an interrupt stops it at the next folder. */
+async function walkNodes(repo: Repository, tree: Id, dir: string, fn: (p: string, n: Node, parent: string) => void, signal?: AbortSignal): Promise<void> {
+  if (signal?.aborted) throw new CairnError('INTERRUPTED', 'interrupted');
   for (const n of (await repo.loadTree(tree)).nodes) {
     const p = `${dir}/${n.name}`;
     fn(p, n, dir);
-    if (n.type === 'dir' && n.subtree) await walkNodes(repo, n.subtree, p, fn);
+    if (n.type === 'dir' && n.subtree) await walkNodes(repo, n.subtree, p, fn, signal);
   }
 }
 
