@@ -46,6 +46,8 @@ export interface BackupOptions {
   ignoreCtime?: boolean;
   /** The snapshot's time (restic's --time), in nanoseconds since the epoch; default: when the backup started. */
   timeNs?: bigint;
+  /** restic's --with-atime: store access times (otherwise a node's atime is its mtime, as restic stores it). */
+  withAtime?: boolean;
   /**
    * Absolute paths known to have changed since the parent snapshot (created, modified, renamed or
    * deleted; a folder stands for everything below it), as a file watcher reports them. With a parent,
@@ -336,7 +338,7 @@ export class Archiver {
         pending.push(guard((await this.#saveEntry(abs, child.name, undefined, st, old, st.dev, sub ?? null)).node));
       } else {
         if (!st.isDirectory()) throw new CairnError('BAD_INPUT', `cannot back up below ${abs}: not a directory`);
-        const node = nodeFromStat(child.name, st);
+        const node = nodeFromStat(child.name, st, undefined, this.#opts.withAtime);
         const xa = sameXattrs(old, st) ? old?.extended_attributes : readXattrs(abs);
         if (xa) node.extended_attributes = xa;
         const saved = await this.#saveTargetChildren(child, abs, old?.type === 'dir' ? old.subtree : undefined, sub ?? null);
@@ -370,7 +372,7 @@ export class Archiver {
       return n;
     };
     if (st.isDirectory()) {
-      const node = named(nodeFromStat(name, st));
+      const node = named(nodeFromStat(name, st, undefined, this.#opts.withAtime));
       if (this.#opts.oneFileSystem && st.dev !== rootDev) {
         // A mount point is kept as an empty directory, as restic does, without crossing into it.
         const { id } = await this.#repo.saveBlob('tree', encodeTree([]));
@@ -393,7 +395,7 @@ export class Archiver {
         this.#error(abs, err as Error);
         return { node: Promise.resolve(null) };
       }
-      const node = named(nodeFromStat(name, st, target.toString('utf8')));
+      const node = named(nodeFromStat(name, st, target.toString('utf8'), this.#opts.withAtime));
       // A target that is not UTF-8 is kept exactly in linktarget_raw, as restic 0.17 does.
       if (!isUtf8(target)) node.linktarget_raw = target.toString('base64');
       return { node: Promise.resolve(node) };
@@ -409,15 +411,17 @@ export class Archiver {
         this.#report(showPath(abs));
         // With the inode or ctime left out of the comparison, anything but the content may have
         // changed: the node is made afresh and takes the parent's content.
-        if (this.#opts.ignoreInode || this.#opts.ignoreCtime) return { node: Promise.resolve({ ...named(nodeFromStat(name, st)), content: old.content, size: old.size }) };
+        if (this.#opts.ignoreInode || this.#opts.ignoreCtime) return { node: Promise.resolve({ ...named(nodeFromStat(name, st, undefined, this.#opts.withAtime)), content: old.content, size: old.size }) };
         // Same size, mtime, ctime and inode: mode, owner and links are unchanged too (they move
         // ctime), so only the access time and the device number may differ from the parent's node.
         const deviceId = Number(st.dev);
-        if (statTimeIs(st, 'atime', old.atime) && old.device_id === deviceId) return { node: Promise.resolve(old) };
-        return { node: Promise.resolve({ ...old, atime: formatTime(st.atimeNs), device_id: deviceId }) };
+        // Without --with-atime the atime is the mtime, which is the parent's here.
+        const atimeSame = this.#opts.withAtime ? statTimeIs(st, 'atime', old.atime) : old.atime === old.mtime;
+        if (atimeSame && old.device_id === deviceId) return { node: Promise.resolve(old) };
+        return { node: Promise.resolve({ ...old, atime: this.#opts.withAtime ? formatTime(st.atimeNs) : old.mtime, device_id: deviceId }) };
       }
     }
-    const node = named(nodeFromStat(name, st));
+    const node = named(nodeFromStat(name, st, undefined, this.#opts.withAtime));
     if (!st.isFile()) return { node: Promise.resolve(node) };
     if (st.size === 0n) {
       this.#countFile(old, 0);

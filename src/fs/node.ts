@@ -69,18 +69,23 @@ export type EntryStat = Pick<
   'dev' | 'mode' | 'nlink' | 'uid' | 'gid' | 'rdev' | 'ino' | 'size' | 'atimeNs' | 'mtimeNs' | 'ctimeNs' | 'isFile' | 'isDirectory' | 'isSymbolicLink'
 >;
 
-/** A node from lstat; directories get their subtree and files their content later. */
-export function nodeFromStat(name: string, st: EntryStat, linkTarget?: string): Node {
+/**
+ * A node from lstat; directories get their subtree and files their content later. The access time
+ * is the modification time unless `withAtime`, as restic stores it without --with-atime: reading a
+ * file moves its atime, and a tree that recorded it would change with every reader.
+ */
+export function nodeFromStat(name: string, st: EntryStat, linkTarget?: string, withAtime = false): Node {
   const stMode = Number(st.mode);
   const type = nodeTypeFromUnix(stMode);
   const uid = Number(st.uid);
   const gid = Number(st.gid);
+  const mtime = formatTime(st.mtimeNs);
   const n: Node = {
     name,
     type,
     mode: goModeFromUnix(stMode),
-    mtime: formatTime(st.mtimeNs),
-    atime: formatTime(st.atimeNs),
+    mtime,
+    atime: withAtime ? formatTime(st.atimeNs) : mtime,
     ctime: formatTime(st.ctimeNs),
     uid,
     gid,

@@ -170,11 +170,12 @@ describe('deduplication and incremental backups', () => {
       await walk(snap.tree, '');
       return out;
     };
-    // The first backup reads every file and folder, which moves their access times (relatime);
-    // from the second on, nothing changes.
+    // The first backup reads every file and folder, which may move their access times (relatime);
+    // nodes record the mtime as atime (as restic does without --with-atime), so nothing changes.
     ok(await cairn(repo, ['backup', src]), 'first');
-    ok(await cairn(repo, ['backup', src]), 'second');
     const first = await treeIds();
+    ok(await cairn(repo, ['backup', src]), 'second');
+    expect(await treeIds()).toEqual(first);
     ok(await cairn(repo, ['backup', src]), 'unchanged');
     expect(await treeIds()).toEqual(first);
 

@@ -405,6 +405,27 @@ describe('backup options', () => {
     expect(bad.stderr).toContain('invalid --limit-upload "1.5"');
   });
 
+  it.runIf(HAVE_RESTIC)('records the mtime as atime, as restic does, and the access time with --with-atime', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    const f = path.join(src, 'f');
+    await fs.writeFile(f, 'x');
+    await fs.utimes(f, new Date('2020-01-02T03:04:05Z'), new Date('2021-05-06T07:08:09Z'));
+    ok(await cairn(repo, ['init']), 'init');
+    const node = async (tool: 'cairn' | 'restic', host: string) => {
+      const out = ok(await (tool === 'cairn' ? cairn : restic)(repo, ['ls', '--json', 'latest', '--host', host]), `${tool} ls`).out;
+      return out.trim().split('\n').map((l) => JSON.parse(l) as { path?: string; atime?: string; mtime?: string }).find((n) => n.path === f)!;
+    };
+    for (const flags of [[], ['--with-atime']]) {
+      const tag = flags.length > 0 ? 'with' : 'without';
+      ok(await cairn(repo, ['backup', '--host', `cairn-${tag}`, ...flags, src]), `cairn ${tag}`);
+      ok(await restic(repo, ['backup', '--host', `restic-${tag}`, ...flags, src]), `restic ${tag}`);
+      const [ours, theirs] = [await node('cairn', `cairn-${tag}`), await node('cairn', `restic-${tag}`)];
+      expect({ atime: ours.atime, mtime: ours.mtime }, tag).toEqual({ atime: theirs.atime, mtime: theirs.mtime });
+      expect(new Date(ours.atime!).toISOString(), tag).toBe(flags.length > 0 ? '2020-01-02T03:04:05.000Z' : '2021-05-06T07:08:09.000Z');
+    }
+  });
+
   it('backs up the root folder itself ("/"), here narrowed by excludes to one folder', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();

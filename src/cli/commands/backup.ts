@@ -37,6 +37,7 @@ interface BackupFlags {
   ignoreInode?: boolean;
   ignoreCtime?: boolean;
   time?: string;
+  withAtime?: boolean;
   stdin?: boolean;
   stdinFilename: string;
   filesFrom: string[];
@@ -69,6 +70,7 @@ export function registerBackup(program: Command, run: Run): void {
     .option('--ignore-inode', 'a file is unchanged when its size and mtime match the parent, whatever its inode and ctime (for file systems without stable inodes)')
     .option('--ignore-ctime', 'a file is unchanged when its size and mtime (and inode) match the parent, whatever its ctime')
     .option('--time <time>', "the snapshot's time, local (2006-01-02 15:04:05), instead of now")
+    .option('--with-atime', 'store access times (otherwise, as restic does, a node records its mtime as its atime)')
     .option('--stdin', 'back up standard input as one file')
     .option('--stdin-filename <name>', 'file name for --stdin', 'stdin')
     .option('--db <url>', 'back up a database dump: mysql://, mariadb://, postgres://, sqlite: (may be repeated)', collect, [])
@@ -148,6 +150,7 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
         // As restic: --ignore-inode implies --ignore-ctime (where inodes are not stable, ctimes are not either).
         ignoreCtime: o.ignoreCtime || o.ignoreInode,
         timeNs,
+        withAtime: o.withAtime,
         signal: ctx.signal,
         onProgress: (p) =>
           progress.update({ filesDone: p.filesDone, bytesDone: p.bytesDone, filesTotal: totals.files || undefined, bytesTotal: totals.bytes || undefined, errors: p.errors, current: p.current }),
