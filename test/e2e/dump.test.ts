@@ -1,7 +1,8 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, runCommand, tempDir } from '../support/tools.js';
+import { spawn } from 'node:child_process';
+import { CLI, HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, runCommand, tempDir } from '../support/tools.js';
 import { seededBytes, textBytes } from '../support/trees.js';
 
 describe.runIf(HAVE_RESTIC)('dump of a folder', () => {
@@ -61,5 +62,16 @@ describe.runIf(HAVE_RESTIC)('dump of a folder', () => {
     const bad = await cairn(repo, ['dump', '--archive', 'rar', 'latest', src]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('invalid --archive "rar"');
+    // A reader that goes away after the first bytes (`| head -c 100`): a clear error, not a crash.
+    for (const at of [src, `${src}/big.bin`]) {
+      const child = spawn(process.execPath, [CLI, 'dump', 'latest', at], { env: { ...process.env, ...repo.env } });
+      let stderr = '';
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      child.stdout.once('data', () => child.stdout.destroy());
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      expect(code, at).toBe(1);
+      expect(stderr, at).toContain('standard output was closed before the dump was complete');
+      expect(stderr, at).not.toContain('unexpected error');
+    }
   });
 });

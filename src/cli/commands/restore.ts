@@ -1,4 +1,5 @@
-import type { Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import { buildExcluder } from '../../archiver/excludes.js';
@@ -92,14 +93,21 @@ export function registerRestore(program: Command, run: Run): void {
         const abs = (file.startsWith('/') ? file : `/${file}`).replace(/\/+$/, '') || '/';
         const folder = abs === '/' ? snap.tree : await folderTree(repo, snap, abs);
         await lock.confirmed;
+        // A reader that goes away (`cairn dump … | head`) ends the dump: it is reported, not a crash.
+        const closed = (err: unknown): never => {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_PREMATURE_CLOSE') {
+            throw new CairnError('SOURCE_FAILED', 'standard output was closed before the dump was complete');
+          }
+          throw err;
+        };
+        const out = ctx.out as Writable;
         if (folder !== null) {
-          await dumpFolder(repo, folder, abs, format, ctx.out as Writable, ctx.signal);
+          await dumpFolder(repo, folder, abs, format, out, ctx.signal).catch(closed);
           return;
         }
         const node = await findFileNode(repo, snap, abs);
-        for await (const data of fileContent(repo, node)) {
-          if (!ctx.out.write(data)) await new Promise((r) => ctx.out.once('drain', r));
-        }
+        await pipeline(Readable.from(fileContent(repo, node)), out, { end: false }).catch(closed);
       }),
     );
 }
