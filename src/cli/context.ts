@@ -217,11 +217,15 @@ export class Context {
    * A second repository (the source of `copy`), with its own password: from `passwordFile`,
    * CAIRN_FROM_PASSWORD_FILE or CAIRN_FROM_PASSWORD (restic's RESTIC_FROM_* too), or typed on a terminal.
    */
-  async openOtherRepository(location: string, passwordFile?: string): Promise<Repository> {
+  async openOtherRepository(location: string, passwordFile?: string, passwordCommand?: string): Promise<Repository> {
     const file = passwordFile ?? process.env.CAIRN_FROM_PASSWORD_FILE ?? process.env.RESTIC_FROM_PASSWORD_FILE;
+    const command = passwordCommand ?? process.env.CAIRN_FROM_PASSWORD_COMMAND ?? process.env.RESTIC_FROM_PASSWORD_COMMAND;
+    if (file && command) throw new CairnError('BAD_INPUT', 'a password file and a password command for the source repository cannot both be given');
     let password: string;
     let candidates: { password: string; legacyFile?: string }[] | undefined;
-    if (file) {
+    if (command) {
+      password = readPasswordCommand(command, '--from-password-command');
+    } else if (file) {
       candidates = passwordFileCandidates(file).map((p, i) => ({ password: p, legacyFile: i > 0 ? file : undefined }));
       password = candidates[0].password;
     } else if ((process.env.CAIRN_FROM_PASSWORD ?? process.env.RESTIC_FROM_PASSWORD) !== undefined) {
@@ -229,7 +233,7 @@ export class Context {
     } else if (process.stdin.isTTY) {
       password = await readHidden('enter password for source repository: ', this.err);
     } else {
-      throw new CairnError('BAD_INPUT', 'no password for the source repository: use --from-password-file, CAIRN_FROM_PASSWORD_FILE or CAIRN_FROM_PASSWORD');
+      throw new CairnError('BAD_INPUT', 'no password for the source repository: use --from-password-file, --from-password-command, CAIRN_FROM_PASSWORD_FILE, CAIRN_FROM_PASSWORD_COMMAND or CAIRN_FROM_PASSWORD');
     }
     const backend = this.#limited(openBackend(location, parseBackendOptions(this.opts.option ?? [])));
     try {

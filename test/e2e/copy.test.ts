@@ -38,8 +38,8 @@ describe.runIf(HAVE_RESTIC)('copy', () => {
       expect(copy.original).toBe(c.source);
       expect(compareTrees(await restored(a, c.source, srcA), await restored(b, c.id, srcA), 1000n)).toEqual([]);
     }
-    // A second copy finds everything already there.
-    const again = JSON.parse(ok(await cairn(b, ['--json', 'copy', '--from-repo', a.dir, '--from-password-file', a.passwordFile]), 'copy again').out.trim().split('\n').pop()!) as { copied: unknown[]; skipped: string[]; blobs_copied: number };
+    // A second copy finds everything already there (the source's password from a command this time).
+    const again = JSON.parse(ok(await cairn(b, ['--json', 'copy', '--from-repo', a.dir, '--from-password-command', `cat '${a.passwordFile}'`]), 'copy again').out.trim().split('\n').pop()!) as { copied: unknown[]; skipped: string[]; blobs_copied: number };
     expect(again).toMatchObject({ copied: [], blobs_copied: 0 });
     expect(again.skipped).toHaveLength(2);
 
@@ -70,6 +70,9 @@ describe.runIf(HAVE_RESTIC)('copy', () => {
     await fs.writeFile(path.join(src, 'big'), seededBytes(41, 6_000_000));
     ok(await cairn(a, ['init']), 'init a');
     ok(await cairn(a, ['backup', src]), 'backup a');
+    const both = await cairn(b, ['init', '--copy-chunker-params', '--from-repo', a.dir, '--from-password-file', a.passwordFile, '--from-password-command', 'true']);
+    expect(both.code).toBe(1);
+    expect(both.stderr).toContain('a password file and a password command for the source repository cannot both be given');
     const missing = await cairn(b, ['init', '--copy-chunker-params']);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toContain('--copy-chunker-params needs the repository to copy them from');

@@ -10,6 +10,7 @@ import type { Run } from '../main.js';
 interface CopyFlags {
   fromRepo?: string;
   fromPasswordFile?: string;
+  fromPasswordCommand?: string;
   host: string[];
   path: string[];
   tag: string[];
@@ -24,6 +25,7 @@ export function registerCopy(program: Command, run: Run): void {
     .argument('[snapshots...]', 'snapshot ids (default: every snapshot that matches the filters)')
     .option('--from-repo <location>', 'the repository to copy from (env CAIRN_FROM_REPOSITORY)')
     .option('--from-password-file <file>', "the source repository's password file (env CAIRN_FROM_PASSWORD_FILE)")
+    .option('--from-password-command <command>', "a command that prints the source repository's password (env CAIRN_FROM_PASSWORD_COMMAND)")
     .option('-H, --host <host>', 'only snapshots of this host, when no id is given (repeatable)', collect, [])
     .option('--path <path>', 'only snapshots that include this path, when no id is given (repeatable)', collect, [])
     .option('--tag <tags>', 'only snapshots with these tags (comma-separated; repeatable), when no id is given', collect, [])
@@ -32,7 +34,7 @@ export function registerCopy(program: Command, run: Run): void {
         const from = o.fromRepo ?? process.env.CAIRN_FROM_REPOSITORY ?? process.env.RESTIC_FROM_REPOSITORY;
         if (!from) throw new CairnError('BAD_INPUT', 'no source repository: use --from-repo or set CAIRN_FROM_REPOSITORY');
         const dst = await ctx.openRepository();
-        const src = await ctx.openOtherRepository(from, o.fromPasswordFile);
+        const src = await ctx.openOtherRepository(from, o.fromPasswordFile, o.fromPasswordCommand);
         await ctx.lock(src, false);
         await ctx.lock(dst, false);
         await Promise.all([src.loadIndex(), dst.loadIndex()]);

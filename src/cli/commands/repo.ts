@@ -21,7 +21,8 @@ export function registerRepoCommands(program: Command, run: Run): void {
     .option('--copy-chunker-params', "use --from-repo's chunker parameters, so that copy between the two deduplicates fully")
     .option('--from-repo <location>', 'the repository to take chunker parameters from (env CAIRN_FROM_REPOSITORY)')
     .option('--from-password-file <file>', "its password file (env CAIRN_FROM_PASSWORD_FILE)")
-    .action((o: { repositoryVersion: string; copyChunkerParams?: boolean; fromRepo?: string; fromPasswordFile?: string }) =>
+    .option('--from-password-command <command>', 'a command that prints its password (env CAIRN_FROM_PASSWORD_COMMAND)')
+    .action((o: { repositoryVersion: string; copyChunkerParams?: boolean; fromRepo?: string; fromPasswordFile?: string; fromPasswordCommand?: string }) =>
       run(async (ctx) => {
         const v = o.repositoryVersion === 'latest' ? '2' : o.repositoryVersion;
         if (v !== '1' && v !== '2') throw new CairnError('BAD_INPUT', `invalid --repository-version ${JSON.stringify(v)}: use 1 or 2`);
@@ -29,7 +30,7 @@ export function registerRepoCommands(program: Command, run: Run): void {
         if (o.copyChunkerParams) {
           const from = o.fromRepo ?? process.env.CAIRN_FROM_REPOSITORY ?? process.env.RESTIC_FROM_REPOSITORY;
           if (!from) throw new CairnError('BAD_INPUT', '--copy-chunker-params needs the repository to copy them from: --from-repo (or CAIRN_FROM_REPOSITORY)');
-          polynomial = (await ctx.openOtherRepository(from, o.fromPasswordFile)).config.polynomial;
+          polynomial = (await ctx.openOtherRepository(from, o.fromPasswordFile, o.fromPasswordCommand)).config.polynomial;
         }
         const backend = ctx.backend();
         let repo: Repository;
