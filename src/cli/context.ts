@@ -109,44 +109,36 @@ export class Context {
 
   /** The password, from --password-file, CAIRN_PASSWORD_FILE or CAIRN_PASSWORD (restic's variables too). */
   async password(): Promise<string> {
-    return (await this.#passwords())[0].password;
+    return (await this.#passwords()).passwords[0];
   }
 
   /**
    * The passwords to try, best first: a password file stands for restic's reading of it and, when
-   * that differs, for its first line as earlier versions of Cairn read it (see passwordFileCandidates).
+   * that differs, for its first line as earlier versions of Cairn read it (see passwordFileCandidates);
+   * `legacyFile` names the file when there is such a second reading.
    */
-  async #passwords(): Promise<{ password: string; legacyFile?: string }[]> {
+  async #passwords(): Promise<{ passwords: string[]; legacyFile?: string }> {
     const file = this.opts.passwordFile ?? process.env.CAIRN_PASSWORD_FILE ?? process.env.RESTIC_PASSWORD_FILE;
     const command = this.opts.passwordCommand ?? process.env.CAIRN_PASSWORD_COMMAND ?? process.env.RESTIC_PASSWORD_COMMAND;
     if (file && command) throw new CairnError('BAD_INPUT', 'a password file and a password command cannot both be given (--password-file / --password-command and their variables)');
-    if (command) return [{ password: readPasswordCommand(command) }];
-    if (file) return passwordFileCandidates(file).map((password, i) => ({ password, legacyFile: i > 0 ? file : undefined }));
+    if (command) return { passwords: [readPasswordCommand(command)] };
+    if (file) return { passwords: passwordFileCandidates(file), legacyFile: file };
     const env = process.env.CAIRN_PASSWORD ?? process.env.RESTIC_PASSWORD;
-    if (env !== undefined) return [{ password: env }];
-    if (process.stdin.isTTY) return [{ password: await readHidden('enter password for repository: ', this.err) }];
+    if (env !== undefined) return { passwords: [env] };
+    if (process.stdin.isTTY) return { passwords: [await readHidden('enter password for repository: ', this.err)] };
     throw new CairnError('BAD_INPUT', 'no password given: use --password-file, --password-command, CAIRN_PASSWORD_FILE, CAIRN_PASSWORD_COMMAND or CAIRN_PASSWORD');
   }
 
-  /** Opens a repository with the first of the passwords that opens a key; the first one's error when none does. */
-  async #open(backend: Backend, candidates: { password: string; legacyFile?: string }[], opts: OpenOptions): Promise<Repository> {
-    let first: unknown;
-    for (const c of candidates) {
-      try {
-        const repo = await Repository.open(backend, c.password, opts);
-        if (c.legacyFile) {
-          this.warn(
-            `Warning: only the first line of ${c.legacyFile}, spaces kept, opens this repository (earlier versions of Cairn read password files that way); ` +
-              'restic reads the whole file with the spaces around it trimmed, and so does Cairn now: give the key that password with "cairn key passwd --new-password-file FILE"',
-          );
-        }
-        return repo;
-      } catch (err) {
-        if (!(err instanceof CairnError && err.code === 'WRONG_PASSWORD')) throw err;
-        first ??= err;
-      }
+  /** Opens a repository with the first of the passwords that opens a key, and says so when only the old reading of a file did. */
+  async #open(backend: Backend, p: { passwords: string[]; legacyFile?: string }, opts: OpenOptions): Promise<Repository> {
+    const { repo, which } = await Repository.openWithAny(backend, p.passwords, opts);
+    if (which > 0 && p.legacyFile) {
+      this.warn(
+        `Warning: only the first line of ${p.legacyFile}, spaces kept, opens this repository (earlier versions of Cairn read password files that way); ` +
+          'restic reads the whole file with the spaces around it trimmed, and so does Cairn now: give the key that password with "cairn key passwd --new-password-file FILE"',
+      );
     }
-    throw first;
+    return repo;
   }
 
   /**
@@ -221,23 +213,21 @@ export class Context {
     const file = passwordFile ?? process.env.CAIRN_FROM_PASSWORD_FILE ?? process.env.RESTIC_FROM_PASSWORD_FILE;
     const command = passwordCommand ?? process.env.CAIRN_FROM_PASSWORD_COMMAND ?? process.env.RESTIC_FROM_PASSWORD_COMMAND;
     if (file && command) throw new CairnError('BAD_INPUT', 'a password file and a password command for the source repository cannot both be given');
-    let password: string;
-    let candidates: { password: string; legacyFile?: string }[] | undefined;
+    let p: { passwords: string[]; legacyFile?: string };
     if (command) {
-      password = readPasswordCommand(command, '--from-password-command');
+      p = { passwords: [readPasswordCommand(command, '--from-password-command')] };
     } else if (file) {
-      candidates = passwordFileCandidates(file).map((p, i) => ({ password: p, legacyFile: i > 0 ? file : undefined }));
-      password = candidates[0].password;
+      p = { passwords: passwordFileCandidates(file), legacyFile: file };
     } else if ((process.env.CAIRN_FROM_PASSWORD ?? process.env.RESTIC_FROM_PASSWORD) !== undefined) {
-      password = (process.env.CAIRN_FROM_PASSWORD ?? process.env.RESTIC_FROM_PASSWORD)!;
+      p = { passwords: [(process.env.CAIRN_FROM_PASSWORD ?? process.env.RESTIC_FROM_PASSWORD)!] };
     } else if (process.stdin.isTTY) {
-      password = await readHidden('enter password for source repository: ', this.err);
+      p = { passwords: [await readHidden('enter password for source repository: ', this.err)] };
     } else {
       throw new CairnError('BAD_INPUT', 'no password for the source repository: use --from-password-file, --from-password-command, CAIRN_FROM_PASSWORD_FILE, CAIRN_FROM_PASSWORD_COMMAND or CAIRN_FROM_PASSWORD');
     }
     const backend = this.#limited(openBackend(location, parseBackendOptions(this.opts.option ?? [])));
     try {
-      const repo = await this.#open(backend, candidates ?? [{ password }], { cache: this.localCache() });
+      const repo = await this.#open(backend, p, { cache: this.localCache() });
       this.#cleanups.push(() => repo.close());
       return repo;
     } catch (err) {

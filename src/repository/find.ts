@@ -49,3 +49,14 @@ export async function findParent(repo: Repository, host: string, paths: string[]
   }
   return null;
 }
+
+/**
+ * The snapshots a command works on, as restic's tag, rewrite and find take them: the named ones
+ * (each once; `latest` honours the filter), or, when none is named, every snapshot the filter
+ * matches, oldest first.
+ */
+export async function findSnapshots(repo: Repository, refs: readonly string[], filter: SnapshotFilter): Promise<Snapshot[]> {
+  if (refs.length === 0) return (await repo.listSnapshots()).filter((s) => matchesFilter(s, filter));
+  const found = await Promise.all(refs.map((r) => findSnapshot(repo, r, filter)));
+  return [...new Map(found.map((s) => [s.id, s])).values()];
+}

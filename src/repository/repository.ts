@@ -101,6 +101,24 @@ export class Repository {
     return new Repository(backend, key, keyId, config, opts);
   }
 
+  /**
+   * Opens with the first of `passwords` that opens a key (a password file may stand for more than
+   * one, see passwordFileCandidates); when none does, the first one's `WRONG_PASSWORD`. Returns
+   * which one opened it.
+   */
+  static async openWithAny(backend: Backend, passwords: readonly string[], opts: OpenOptions = {}): Promise<{ repo: Repository; which: number }> {
+    let first: unknown;
+    for (const [which, password] of passwords.entries()) {
+      try {
+        return { repo: await Repository.open(backend, password, opts), which };
+      } catch (err) {
+        if (!(err instanceof CairnError && err.code === 'WRONG_PASSWORD')) throw err;
+        first ??= err;
+      }
+    }
+    throw first ?? new CairnError('BAD_INPUT', 'no password given');
+  }
+
   /** Loads, verifies and decodes an unpacked file (index, snapshot, lock). */
   async loadJSON<T>(type: Exclude<FileType, 'data' | 'key' | 'config'>, id: Id): Promise<T> {
     return parseJSON<T>((await this.#loadUnpacked(type, id)).toString('utf8'), `${type} ${id}`);

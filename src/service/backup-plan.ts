@@ -5,7 +5,6 @@
  */
 import os from 'node:os';
 import { passwordFileCandidates } from '../util/secret-file.js';
-import { CairnError } from '../errors.js';
 import { Archiver } from '../archiver/archiver.js';
 import { buildExcluder } from '../archiver/excludes.js';
 import { parseSize } from '../util/size.js';
@@ -56,17 +55,11 @@ async function createOnce(ref: RepositoryRef, password: string): Promise<void> {
 /** Opens (or, when allowed, first creates) a repository; the caller closes it. */
 export async function openRepository(ref: RepositoryRef, compression?: string): Promise<Repository> {
   // restic's reading of the file first; its first line exactly opens keys earlier versions made.
-  const [password, ...older] = passwordFileCandidates(ref.passwordFile, 'repository password');
-  if (ref.initIfMissing) await createOnce(ref, password);
+  const passwords = passwordFileCandidates(ref.passwordFile, 'repository password');
+  if (ref.initIfMissing) await createOnce(ref, passwords[0]);
   const backend = openBackend(ref.location);
-  const opts = { compression: compression ? parseCompressionMode(compression) : undefined, cache: ref.cache };
   try {
-    try {
-      return await Repository.open(backend, password, opts);
-    } catch (err) {
-      if (!(err instanceof CairnError && err.code === 'WRONG_PASSWORD') || older.length === 0) throw err;
-      return await Repository.open(backend, older[0], opts).catch(() => Promise.reject(err));
-    }
+    return (await Repository.openWithAny(backend, passwords, { compression: compression ? parseCompressionMode(compression) : undefined, cache: ref.cache })).repo;
   } catch (err) {
     await backend.close();
     throw err;

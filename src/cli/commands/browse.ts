@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
-import { findSnapshot, matchesFilter, splitSnapshotRef } from '../../repository/find.js';
+import { findSnapshot, findSnapshots, matchesFilter, splitSnapshotRef } from '../../repository/find.js';
 import { findSubtree } from '../../restorer/restorer.js';
 import { shortId, type Id } from '../../repository/id.js';
 import type { Repository } from '../../repository/repository.js';
@@ -114,10 +114,7 @@ export function registerBrowse(program: Command, run: Run): void {
         const newest = o.newest === undefined ? undefined : parseLocalTime(o.newest, '--newest');
         const repo = await ctx.openRepository();
         const filter = filterOf(o);
-        const snaps =
-          o.snapshot.length > 0
-            ? [...new Map((await Promise.all(o.snapshot.map((i) => findSnapshot(repo, i, filter)))).map((s) => [s.id, s])).values()]
-            : (await repo.listSnapshots()).filter((s) => matchesFilter(s, filter));
+        const snaps = await findSnapshots(repo, o.snapshot, filter);
         await repo.loadIndex();
         const found: { matches: Record<string, unknown>[]; hits: number; snapshot: Id }[] = [];
         for (const snap of snaps) {

@@ -1,9 +1,8 @@
 import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import { buildExcluder } from '../../archiver/excludes.js';
-import { findSnapshot, matchesFilter } from '../../repository/find.js';
+import { findSnapshots } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
-import type { Snapshot } from '../../repository/snapshot.js';
 import { rewriteSnapshot, saveRewritten, type RewrittenSnapshot } from '../../maintenance/rewrite.js';
 import type { Run } from '../main.js';
 
@@ -41,10 +40,7 @@ export function registerRewrite(program: Command, run: Run): void {
         const repo = await ctx.openRepository();
         if (!o.dryRun) await ctx.lock(repo, true);
         const filter = { hosts: o.host, tags: o.tag, paths: o.path };
-        const chosen: Snapshot[] =
-          ids.length > 0
-            ? [...new Map((await Promise.all(ids.map((i) => findSnapshot(repo, i, filter)))).map((s) => [s.id, s])).values()]
-            : (await repo.listSnapshots()).filter((s) => matchesFilter(s, filter));
+        const chosen = await findSnapshots(repo, ids, filter);
         await repo.loadIndex();
         const results: RewrittenSnapshot[] = [];
         const memo = new Map<string, { id: string; excluded: string[] }>();

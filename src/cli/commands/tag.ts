@@ -1,7 +1,6 @@
 import { Command } from 'commander';
-import { findSnapshot, matchesFilter } from '../../repository/find.js';
+import { findSnapshots } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
-import type { Snapshot } from '../../repository/snapshot.js';
 import { changedTags, checkTagChange, flattenTags, retagSnapshot, type TagChange } from '../../maintenance/tag.js';
 import type { Run } from '../main.js';
 
@@ -34,10 +33,7 @@ export function registerTag(program: Command, run: Run): void {
         const repo = await ctx.openRepository();
         await ctx.lock(repo, true);
         const filter = { hosts: o.host, tags: o.tag, paths: o.path };
-        const chosen: Snapshot[] =
-          ids.length > 0
-            ? [...new Map((await Promise.all(ids.map((i) => findSnapshot(repo, i, filter)))).map((s) => [s.id, s])).values()]
-            : (await repo.listSnapshots()).filter((s) => matchesFilter(s, filter));
+        const chosen = await findSnapshots(repo, ids, filter);
         const changed: { old: string; new: string }[] = [];
         for (const s of chosen) {
           if (ctx.signal.aborted) break;
