@@ -54,32 +54,35 @@ describe('worker pool', () => {
       const pool = new WorkerPool(repo, { workers: 2, readAhead });
       try {
         // 100 files (more than a batch holds), every seventh missing, every eleventh grown to
-        // 200 KiB since it was listed, one a folder; sizes 0 B to 64 KiB as listed.
-        const files = Array.from({ length: 100 }, (_, i) => {
-          const listed = (i * 661) % (64 * 1024 + 1);
-          const data = seededBytes(i, i % 11 === 5 ? 200 * 1024 : listed);
-          return { path: path.join(src, `f${i}`), listed, data, missing: i % 7 === 3, folder: i === 50 };
-        });
-        for (const f of files) {
-          if (f.folder) await fsp.mkdir(f.path);
-          else if (!f.missing) await fsp.writeFile(f.path, f.data);
-        }
-        const results = await Promise.allSettled(files.map((f) => pool.saveSmallFile(f.path, f.listed)));
-        results.forEach((r, i) => {
-          const f = files[i];
-          if (f.missing || f.folder) {
-            expect(r.status).toBe('rejected');
-            const err = (r as PromiseRejectedResult).reason as SourceError;
-            expect(err).toBeInstanceOf(SourceError);
-            expect(err.errno).toBe(f.folder ? 'EISDIR' : 'ENOENT');
-            if (f.missing) expect(err.message).toContain(`f${i}`);
-          } else {
-            expect(r.status).toBe('fulfilled');
-            const saved = (r as PromiseFulfilledResult<{ size: number; content: string[] }>).value;
-            expect(saved.size).toBe(f.data.length);
-            expect(saved.content).toEqual(f.data.length === 0 ? [] : [hashId(f.data)]);
+        // 200 KiB since it was listed, one a folder; sizes 0 B to 64 KiB as listed. Twice, with
+        // other contents: the second wave reads into the room the first one gave back.
+        for (const wave of [0, 1]) {
+          const files = Array.from({ length: 100 }, (_, i) => {
+            const listed = ((i + wave * 37) * 661) % (64 * 1024 + 1);
+            const data = seededBytes(wave * 1000 + i, i % 11 === 5 ? 200 * 1024 : listed);
+            return { path: path.join(src, `w${wave}f${i}`), listed, data, missing: i % 7 === 3, folder: i === 50 };
+          });
+          for (const f of files) {
+            if (f.folder) await fsp.mkdir(f.path);
+            else if (!f.missing) await fsp.writeFile(f.path, f.data);
           }
-        });
+          const results = await Promise.allSettled(files.map((f) => pool.saveSmallFile(f.path, f.listed)));
+          results.forEach((r, i) => {
+            const f = files[i];
+            if (f.missing || f.folder) {
+              expect(r.status).toBe('rejected');
+              const err = (r as PromiseRejectedResult).reason as SourceError;
+              expect(err).toBeInstanceOf(SourceError);
+              expect(err.errno).toBe(f.folder ? 'EISDIR' : 'ENOENT');
+              if (f.missing) expect(err.message).toContain(`w${wave}f${i}`);
+            } else {
+              expect(r.status).toBe('fulfilled');
+              const saved = (r as PromiseFulfilledResult<{ size: number; content: string[] }>).value;
+              expect(saved.size).toBe(f.data.length);
+              expect(saved.content).toEqual(f.data.length === 0 ? [] : [hashId(f.data)]);
+            }
+          });
+        }
         await pool.flush();
         // Every source file was closed, those that failed too.
         const open = fs.readdirSync('/proc/self/fd').filter((fd) => {
