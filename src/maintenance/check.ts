@@ -100,6 +100,29 @@ export function parseReadDataSubset(spec: string, random: () => number = Math.ra
   };
 }
 
+/**
+ * What a scheduled check reads of the packs' contents: nothing, all, restic's subset, or
+ * (`next/t`) the group after the one the previous check read, of t groups.
+ */
+export type CheckReadData = { kind: 'none' } | { kind: 'all' } | { kind: 'subset'; spec: string } | { kind: 'next'; groups: number };
+
+export function parseCheckReadData(v: boolean | string): CheckReadData {
+  if (v === false) return { kind: 'none' };
+  if (v === true) return { kind: 'all' };
+  const next = /^next\/(\d+)$/.exec(v.trim());
+  if (next) {
+    const t = Number(next[1]);
+    if (t < 1 || t > MAX_BUCKETS) throw new CairnError('BAD_INPUT', `invalid readData ${JSON.stringify(v)}: t must be between 1 and ${MAX_BUCKETS}`);
+    return { kind: 'next', groups: t };
+  }
+  try {
+    parseReadDataSubset(v);
+  } catch (err) {
+    throw new CairnError('BAD_INPUT', `${(err as Error).message.replace('--read-data-subset', 'readData')}, or next/t for the next of t groups at each run`);
+  }
+  return { kind: 'subset', spec: v.trim() };
+}
+
 /** Fisher-Yates, in place. */
 function shuffled<T>(a: T[], random: () => number): T[] {
   for (let i = a.length - 1; i > 0; i--) {

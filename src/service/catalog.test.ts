@@ -35,6 +35,15 @@ async function exercise(url: string): Promise<void> {
     expect((await cat.listJobs({ state: 'done' })).map((j) => j.id)).toEqual([other.id]);
     expect((await cat.listJobs()).map((j) => j.id)).toEqual([other.id, job.id]);
     expect((await cat.lastJob('other', 'done'))!.id).toBe(other.id);
+    // Checks are jobs of their own kind: a backup's last job and last success are backups'.
+    expect(other.kind).toBe('backup');
+    const check = await cat.createJob({ plan: 'other', kind: 'check', trigger: 'schedule', tasks: ['check'], meta: { readData: 'next/7', group: 3 } });
+    await cat.updateJob(check.id, { state: 'done', finishedAt: Date.now() });
+    expect((await cat.getJob(check.id))!).toMatchObject({ kind: 'check', meta: { readData: 'next/7', group: 3 } });
+    expect((await cat.lastJob('other'))!.id).toBe(other.id);
+    expect((await cat.lastJob('other', 'done', 'check'))!.id).toBe(check.id);
+    expect((await cat.listJobs({ plan: 'other', kind: 'check' })).map((j) => j.id)).toEqual([check.id]);
+    expect((await cat.listJobs({ plan: 'other', kind: 'backup' })).map((j) => j.id)).toEqual([other.id]);
 
     await cat.journal('docs', ['/srv/docs/a', '/srv/docs/b', '/srv/docs/a']);
     const j = await cat.journalEntries('docs');

@@ -12,6 +12,9 @@ import type { Plan } from './config.js';
 export type JobState = 'pending' | 'running' | 'done' | 'failed' | 'cancelled';
 export const JOB_STATES: JobState[] = ['pending', 'running', 'done', 'failed', 'cancelled'];
 export type JobTrigger = 'schedule' | 'watch' | 'manual' | 'missed' | 'startup' | 'api' | 'export';
+/** What a job does: back a plan's sources up, or check the plan's repository. */
+export type JobKind = 'backup' | 'check';
+export const JOB_KINDS: JobKind[] = ['backup', 'check'];
 
 interface PlanRow {
   name: string;
@@ -24,6 +27,7 @@ interface PlanRow {
 interface JobRow {
   id: string;
   plan: string | null;
+  kind: string;
   trigger: string;
   state: string;
   attempts: number;
@@ -158,6 +162,11 @@ const migrations: Record<string, Migration> = {
       await db.schema.createIndex('service_retry_list_plan').on('service_retry_list').columns(['plan']).execute();
     },
   },
+  '002_job_kind': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('service_jobs').addColumn('kind', 'varchar(16)', (c) => c.notNull().defaultTo('backup')).execute();
+    },
+  },
 };
 
 let idSeq = 0;
@@ -196,6 +205,7 @@ export interface TaskRecord {
 export interface JobRecord {
   id: string;
   plan: string | null;
+  kind: JobKind;
   trigger: JobTrigger;
   state: JobState;
   attempts: number;
@@ -222,6 +232,7 @@ export interface JobEvent {
 
 export interface JobFilter {
   plan?: string;
+  kind?: JobKind;
   state?: JobState;
   since?: number;
   limit?: number;
@@ -307,13 +318,13 @@ export class ServiceCatalog {
 
   // Jobs and tasks
 
-  async createJob(j: { plan: string | null; trigger: JobTrigger; tasks: string[]; changedPaths?: string[] | null; meta?: Record<string, unknown> | null }): Promise<JobRecord> {
+  async createJob(j: { plan: string | null; kind?: JobKind; trigger: JobTrigger; tasks: string[]; changedPaths?: string[] | null; meta?: Record<string, unknown> | null }): Promise<JobRecord> {
     const id = newId('j');
     const now = Date.now();
     await this.db.transaction().execute(async (tx) => {
       await tx
         .insertInto('service_jobs')
-        .values({ id, plan: j.plan, trigger: j.trigger, state: 'pending', attempts: 0, error: null, files: 0, bytes: 0, changed_paths: j.changedPaths ? JSON.stringify(j.changedPaths) : null, result: null, meta: j.meta ? JSON.stringify(j.meta) : null, created_at: now, started_at: null, finished_at: null })
+        .values({ id, plan: j.plan, kind: j.kind ?? 'backup', trigger: j.trigger, state: 'pending', attempts: 0, error: null, files: 0, bytes: 0, changed_paths: j.changedPaths ? JSON.stringify(j.changedPaths) : null, result: null, meta: j.meta ? JSON.stringify(j.meta) : null, created_at: now, started_at: null, finished_at: null })
         .execute();
       let seq = 0;
       for (const name of j.tasks) {
@@ -336,6 +347,7 @@ export class ServiceCatalog {
   async listJobs(f: JobFilter = {}): Promise<JobRecord[]> {
     let q = this.db.selectFrom('service_jobs').selectAll();
     if (f.plan !== undefined) q = q.where('plan', '=', f.plan);
+    if (f.kind !== undefined) q = q.where('kind', '=', f.kind);
     if (f.state !== undefined) q = q.where('state', '=', f.state);
     if (f.since !== undefined) q = q.where('created_at', '>=', f.since);
     const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(f.limit ?? 100).execute();
@@ -361,9 +373,9 @@ export class ServiceCatalog {
     await this.db.updateTable('service_tasks').set(runColumns(set)).where('id', '=', id).execute();
   }
 
-  /** The newest finished job of a plan in a state, or null. */
-  async lastJob(plan: string, state?: JobState): Promise<JobRecord | null> {
-    let q = this.db.selectFrom('service_jobs').select('id').where('plan', '=', plan);
+  /** The newest job of a plan of a kind (backups unless told), in a state when given, or null. */
+  async lastJob(plan: string, state?: JobState, kind: JobKind = 'backup'): Promise<JobRecord | null> {
+    let q = this.db.selectFrom('service_jobs').select('id').where('plan', '=', plan).where('kind', '=', kind);
     if (state) q = q.where('state', '=', state);
     const row = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(1).executeTakeFirst();
     return row ? this.getJob(row.id) : null;
@@ -471,6 +483,7 @@ function jobRecord(r: JobRow, tasks: TaskRow[]): JobRecord {
   return {
     id: r.id,
     plan: r.plan,
+    kind: r.kind as JobKind,
     trigger: r.trigger as JobTrigger,
     state: r.state as JobState,
     attempts: num(r.attempts),

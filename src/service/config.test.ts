@@ -62,6 +62,16 @@ describe('schedules and status', () => {
     expect(missedRun(plan, Date.parse('2026-01-01T10:10:00Z'), now)).toBe(false);
     expect(missedRun({ ...plan, catchUp: false }, Date.parse('2026-01-01T09:10:00Z'), now)).toBe(false);
   });
+  it('finds a check missed while the daemon was down, by the check schedule alone', () => {
+    const checked = parsePlan({ name: 'c', sources: [{ path: '/x' }], schedule: '0 * * * *', check: { schedule: '0 3 * * *', readData: 'next/7' } });
+    expect(checked.check).toEqual({ schedule: '0 3 * * *', readData: 'next/7' });
+    const now = Date.parse('2026-01-02T04:00:00Z');
+    expect(missedRun(checked, Date.parse('2026-01-02T02:00:00Z'), now, 'check')).toBe(true);
+    expect(missedRun(checked, Date.parse('2026-01-02T03:30:00Z'), now, 'check')).toBe(false);
+    expect(missedRun(plan, Date.parse('2026-01-01T00:00:00Z'), now, 'check')).toBe(false);
+    expect(missedRun({ ...checked, paused: true }, Date.parse('2026-01-02T02:00:00Z'), now, 'check')).toBe(false);
+    expect(parsePlan({ name: 'd', sources: [{ path: '/x' }], check: { schedule: '0 3 * * *' } }).check).toEqual({ schedule: '0 3 * * *', readData: false });
+  });
   it('is behind after two schedule intervals without success, or past maxAge', () => {
     expect(scheduleInterval(plan)).toBe(3600_000);
     const now = Date.now();

@@ -17,6 +17,7 @@ import { parseDuration, type Policy } from '../maintenance/forget.js';
 import { parseMaxUnused } from '../maintenance/prune.js';
 import { parseTagRule } from '../archiver/excludes.js';
 import { parseSize } from '../util/size.js';
+import { parseCheckReadData } from '../maintenance/check.js';
 
 /** The API's port unless told otherwise. */
 export const DEFAULT_PORT = 8470;
@@ -222,6 +223,18 @@ export const WatchOptions = z.strictObject({
   maxDelayMs: z.number().int().min(0).max(86_400_000).default(10_000),
 });
 
+/**
+ * Integrity checks of a plan's repository on a schedule of their own (restic's check): the
+ * index, every pack's header, every snapshot's trees; with `readData`, pack contents too: `true`
+ * for every pack, restic's --read-data-subset (`10%`, `500M`, `n/t`), or `next/t` for the next of
+ * t groups at each run, so that t runs read every pack once.
+ */
+export const CheckOptions = z.strictObject({
+  schedule: z.string(),
+  readData: z.union([z.boolean(), z.string().min(1)]).default(false),
+});
+export type CheckOptions = z.output<typeof CheckOptions>;
+
 /** A plan as written in a config file or sent to the API. */
 export const PlanInput = z
   .strictObject({
@@ -252,11 +265,22 @@ export const PlanInput = z
     /** Attempts per task before it fails (and goes to the retry list). */
     maxAttempts: z.number().int().min(1).max(20).default(3),
     paused: z.boolean().default(false),
+    check: CheckOptions.optional(),
   })
   .superRefine((p, ctx) => {
     if (p.schedule !== undefined) {
       const e = checkCron(p.schedule, p.timezone);
       if (e) ctx.addIssue({ code: 'custom', path: ['schedule'], message: e });
+    }
+    if (p.check) {
+      const e = checkCron(p.check.schedule, p.timezone);
+      if (e) ctx.addIssue({ code: 'custom', path: ['check', 'schedule'], message: e });
+      try {
+        parseCheckReadData(p.check.readData);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', path: ['check', 'readData'], message: (err as Error).message });
+      }
+      if (p.target.kind !== 'repository') ctx.addIssue({ code: 'custom', path: ['check'], message: `checks read a repository; an ${p.target.kind} target has none` });
     }
     if (p.timezone !== undefined) {
       try {

@@ -9,11 +9,11 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import pino from 'pino';
-import { Daemon } from './daemon.js';
+import type { Daemon } from './daemon.js';
 import type { JobRecord } from './catalog.js';
 import { tempDir } from '../../test/support/tools.js';
 import { waitFor } from '../../test/support/daemon.js';
+import { startInProcessDaemon } from '../../test/support/in-process-daemon.js';
 
 process.env.CAIRN_KDF_N = '1024';
 
@@ -70,9 +70,7 @@ describe('daemon in process', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const configFile = path.join(base, 'cairn.json');
-    await fs.writeFile(configFile, JSON.stringify({ retryBaseMs: 50, shutdownGraceSeconds: 1 }));
-    d = await Daemon.start({ configFile, dataDir: path.join(base, 'data'), listen: '127.0.0.1:0', logger: pino({ level: 'silent' }) });
+    d = await startInProcessDaemon(base);
   });
   afterAll(async () => {
     await d?.stop();

@@ -12,8 +12,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import pino, { type Logger } from 'pino';
 import { CairnError } from '../errors.js';
-import { ServiceCatalog, type JobRecord, type JobTrigger, type PlanRecord } from './catalog.js';
-import { DEFAULT_PORT, checkPlanPaths, loadConfig, parsePlan, type DaemonConfig, type Plan } from './config.js';
+import { ServiceCatalog, type JobKind, type JobRecord, type JobTrigger, type PlanRecord } from './catalog.js';
+import { DEFAULT_PORT, checkPlanPaths, loadConfig, parsePlan, type CheckOptions, type DaemonConfig, type Plan } from './config.js';
+import { checkPlan, nextCheckSpec, type CheckSpec } from './check-plan.js';
+import { parseCheckReadData } from '../maintenance/check.js';
 import { repositoryRunner, type RepositoryRef } from './backup-plan.js';
 import { JobRunner } from './jobs.js';
 import { ServiceMetrics } from './metrics.js';
@@ -62,6 +64,17 @@ export interface PlanStatus {
   pendingChanges: number;
   behind: boolean;
   target: TargetUsage & { kind: string };
+  /** The plan's checks (see CheckOptions), when it has a check schedule or has been checked. */
+  check: CheckStatus | null;
+}
+
+export interface CheckStatus {
+  schedule: string | null;
+  nextRun: string | null;
+  lastRun: { job: string; state: string; at: string; error: string | null } | null;
+  lastSuccess: string | null;
+  /** Problems the last finished check found (null when it could not look, or none finished). */
+  problems: number | null;
 }
 
 export function parseListen(listen: string | undefined): { host: string; port: number } {
@@ -101,9 +114,19 @@ export class Daemon {
     this.repository = o.repository;
     this.token = o.token;
     const log = (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => this.log[level](data ?? {}, msg);
-    this.runner = new JobRunner(this.catalog, { concurrency: o.config.concurrency, retryBaseMs: o.config.retryBaseMs, defaultRepository: o.repository, sourceTask: (plan, task, ctx) => (plan.sources.some((s) => s.kind === 'database') ? databaseTask(plan, task, ctx) : exportTask(plan, task, ctx)), log });
+    this.runner = new JobRunner(this.catalog, {
+      concurrency: o.config.concurrency,
+      retryBaseMs: o.config.retryBaseMs,
+      defaultRepository: o.repository,
+      sourceTask: (plan, task, ctx) => (plan.sources.some((s) => s.kind === 'database') ? databaseTask(plan, task, ctx) : exportTask(plan, task, ctx)),
+      checkTask: async (plan, job, ctx) => {
+        const spec = (job.meta as CheckSpec | null) ?? { readData: plan.check?.readData ?? false };
+        return checkPlan(plan, spec, { ...ctx, hadBackup: (await this.catalog.lastJob(plan.name, 'done')) !== null });
+      },
+      log,
+    });
     this.runner.on('finished', (job: JobRecord) => this.metrics.jobFinished(job));
-    this.scheduler = new Scheduler((plan, trigger) => void this.#trigger(plan.name, trigger));
+    this.scheduler = new Scheduler((plan, trigger, kind) => void this.#trigger(plan.name, trigger, kind));
     this.watcher = new PlanWatcher(this.catalog, (plan) => void this.#trigger(plan.name, 'watch'), [this.dataDir], (plan, err) => this.log.error({ plan, error: err.message }, 'watcher failed'));
   }
 
@@ -155,7 +178,10 @@ export class Daemon {
     const busy = new Set(resumed.map((j) => j.plan));
     for (const rec of await this.catalog.listPlans()) {
       await this.#activate(rec.plan);
-      if (rec.paused || busy.has(rec.plan.name)) continue;
+      if (rec.paused) continue;
+      const lastCheck = await this.catalog.lastJob(rec.plan.name, undefined, 'check');
+      if (missedRun(rec.plan, lastCheck ? Date.parse(lastCheck.createdAt) : rec.createdAt, Date.now(), 'check')) await this.#enqueueCheck(rec.plan, 'missed');
+      if (busy.has(rec.plan.name)) continue;
       if (rec.plan.watch) {
         // Changes journaled before a crash, and any made while the daemon was down, are picked up
         // by one run that looks at everything.
@@ -193,11 +219,12 @@ export class Daemon {
     }
   }
 
-  async #trigger(name: string, trigger: JobTrigger): Promise<void> {
+  async #trigger(name: string, trigger: JobTrigger, kind: JobKind = 'backup'): Promise<void> {
     try {
       const rec = await this.catalog.getPlan(name);
       if (!rec || rec.paused) return;
-      await this.runner.enqueue(rec.plan, trigger);
+      if (kind === 'check') await this.#enqueueCheck(rec.plan, trigger);
+      else await this.runner.enqueue(rec.plan, trigger);
     } catch (err) {
       if (!this.#stopping) this.log.error({ plan: name, error: (err as Error).message }, 'cannot start job');
     }
@@ -247,6 +274,25 @@ export class Daemon {
     return this.runner.enqueue(rec.plan, trigger);
   }
 
+  /**
+   * Queues a check of a plan's repository; `readData` as the plan's `check.readData`, in place of
+   * it (without, the plan's own, or the structure alone when the plan has no checks).
+   */
+  async runCheck(name: string, trigger: JobTrigger = 'manual', readData?: CheckOptions['readData']): Promise<JobRecord> {
+    const rec = await this.catalog.getPlan(name);
+    if (!rec) throw new CairnError('NOT_FOUND', `no plan named ${name}`);
+    if (rec.plan.target.kind !== 'repository') throw new CairnError('BAD_INPUT', `plan ${name} writes to an ${rec.plan.target.kind} target, which has no repository to check`);
+    if (readData !== undefined) parseCheckReadData(readData);
+    return this.#enqueueCheck(rec.plan, trigger, readData);
+  }
+
+  /** A check job waiting for its turn is shared, unless this one reads other data. */
+  async #enqueueCheck(plan: Plan, trigger: JobTrigger, readData?: CheckOptions['readData']): Promise<JobRecord> {
+    const earlier = await this.catalog.listJobs({ plan: plan.name, kind: 'check', limit: 50 });
+    const spec = nextCheckSpec(plan, earlier, readData);
+    return this.runner.enqueue(plan, trigger, { kind: 'check', meta: { ...spec }, alone: readData !== undefined });
+  }
+
   /** Runs a plan that is not stored (an ad-hoc job). */
   async runAdhoc(input: unknown, trigger: JobTrigger = 'api', meta: Record<string, unknown> = {}): Promise<JobRecord> {
     const plan = parsePlan(input);
@@ -273,6 +319,22 @@ export class Daemon {
       pendingChanges: (pending ?? (await this.catalog.journalCounts())).get(plan.name) ?? 0,
       behind,
       target: { kind: plan.target.kind, ...usage },
+      check: await this.#checkStatus(plan),
+    };
+  }
+
+  async #checkStatus(plan: Plan): Promise<CheckStatus | null> {
+    const last = await this.catalog.lastJob(plan.name, undefined, 'check');
+    if (!plan.check && !last) return null;
+    const ok = last?.state === 'done' ? last : await this.catalog.lastJob(plan.name, 'done', 'check');
+    const finished = last && (last.state === 'done' || last.state === 'failed') ? last : null;
+    const problems = finished ? (finished.state === 'done' ? 0 : ((finished.tasks[0]?.result as { problems?: number } | null)?.problems ?? null)) : null;
+    return {
+      schedule: plan.check?.schedule ?? null,
+      nextRun: this.scheduler.nextRun(plan.name, 'check')?.toISOString() ?? null,
+      lastRun: last ? { job: last.id, state: last.state, at: last.finishedAt ?? last.startedAt ?? last.createdAt, error: last.error } : null,
+      lastSuccess: ok?.finishedAt ?? null,
+      problems,
     };
   }
 

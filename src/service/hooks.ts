@@ -53,7 +53,7 @@ export async function runHooks(plan: Plan, when: 'before' | 'after', env: Record
 }
 
 /** Posts the job's outcome to the plan's webhook; a failing webhook is reported, never fatal. */
-export async function notify(plan: Plan, body: { plan: string; job: string; state: string; error: string | null; files: number; bytes: number }): Promise<string | null> {
+export async function notify(plan: Plan, body: { plan: string; job: string; kind: string; state: string; error: string | null; files: number; bytes: number }): Promise<string | null> {
   const n = plan.notify;
   if (!n) return null;
   if (body.state === 'done' ? !n.onSuccess : !n.onFailure) return null;

@@ -7,7 +7,7 @@
 import { EventEmitter } from 'node:events';
 import { CairnError } from '../errors.js';
 import { databaseTaskName, type Plan, type PathSource } from './config.js';
-import type { JobEvent, JobRecord, JobTrigger, ServiceCatalog, TaskRecord } from './catalog.js';
+import type { JobEvent, JobKind, JobRecord, JobTrigger, ServiceCatalog, TaskRecord } from './catalog.js';
 import { notify, runHooks } from './hooks.js';
 import type { RepositoryRef } from './backup-plan.js';
 import { targetRunner, type TargetOutcome, type TargetProgress } from './targets.js';
@@ -15,12 +15,17 @@ import { targetRunner, type TargetOutcome, type TargetProgress } from './targets
 /** Runs one task of a job whose sources are not plain folders (an HTTP export endpoint, a database). */
 export type SourceTaskRunner = (plan: Plan, task: TaskRecord, ctx: { jobId: string; signal: AbortSignal; onProgress: (p: TargetProgress) => void; defaultRepository: RepositoryRef }) => Promise<TargetOutcome>;
 
+/** Runs the one task of a check job (see check-plan.ts). */
+export type CheckTaskRunner = (plan: Plan, job: JobRecord, ctx: { signal: AbortSignal; onProgress: (p: TargetProgress) => void; defaultRepository: RepositoryRef }) => Promise<TargetOutcome>;
+
 export interface JobRunnerOptions {
   concurrency: number;
   retryBaseMs: number;
   defaultRepository: RepositoryRef;
   /** Where tasks of `http` and `database` sources go. */
   sourceTask?: SourceTaskRunner;
+  /** Where check jobs go. */
+  checkTask?: CheckTaskRunner;
   log: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
 }
 
@@ -42,6 +47,7 @@ interface Queued {
   id: string;
   /** Jobs of one plan run one after the other. */
   plan: string;
+  kind: JobKind;
   /** An ad-hoc job carries its own plan and is never merged with another. */
   adhoc: boolean;
 }
@@ -76,7 +82,7 @@ export class JobRunner extends EventEmitter {
       for (const t of j.tasks) if (t.state === 'running') await this.#catalog.updateTask(t.id, { state: 'pending' });
       if (j.state === 'running') await this.#catalog.updateJob(j.id, { state: 'pending' });
       await this.#event(j.id, 'state', { state: 'pending', note: 'resumed after restart' });
-      this.#queue.push({ id: j.id, plan: j.plan ?? j.id, adhoc: Boolean(j.meta) });
+      this.#queue.push({ id: j.id, plan: j.plan ?? j.id, kind: j.kind, adhoc: j.kind === 'backup' && Boolean(j.meta) });
     }
     this.#pump();
     return jobs;
@@ -87,19 +93,24 @@ export class JobRunner extends EventEmitter {
   }
 
   /**
-   * Queues a run of a plan. A plan with a job that has not started yet gets no second one: the
-   * waiting job will see the same changes.
+   * Queues a run of a plan, or (`kind: 'check'`) a check of its repository. A plan with a backup
+   * job that has not started yet gets no second one: the waiting job will see the same changes;
+   * nor does a plan with a check waiting get a second check.
    */
-  async enqueue(plan: Plan, trigger: JobTrigger, extra: { changedPaths?: string[] | null; meta?: Record<string, unknown> | null } = {}): Promise<JobRecord> {
+  async enqueue(plan: Plan, trigger: JobTrigger, extra: { changedPaths?: string[] | null; meta?: Record<string, unknown> | null; kind?: JobKind; alone?: boolean } = {}): Promise<JobRecord> {
     if (this.#stopping) throw new CairnError('CONFLICT', 'the daemon is shutting down and takes no new jobs');
-    const waiting = extra.meta ? undefined : this.#queue.find((q) => q.plan === plan.name && !q.adhoc);
+    const kind = extra.kind ?? 'backup';
+    // An ad-hoc job (its own plan in `meta`), or one asked to be `alone`, is never shared.
+    const adhoc = extra.alone ?? (kind === 'backup' && Boolean(extra.meta));
+    const waiting = adhoc ? undefined : this.#queue.find((q) => q.plan === plan.name && q.kind === kind && !q.adhoc);
     if (waiting) {
       const job = await this.#catalog.getJob(waiting.id);
       if (job) return job;
     }
-    const job = await this.#catalog.createJob({ plan: plan.name, trigger, tasks: taskNames(plan), changedPaths: extra.changedPaths ?? null, meta: extra.meta ?? null });
-    await this.#event(job.id, 'state', { state: 'pending', trigger });
-    this.#queue.push({ id: job.id, plan: plan.name, adhoc: Boolean(extra.meta) });
+    const tasks = kind === 'check' ? ['check'] : taskNames(plan);
+    const job = await this.#catalog.createJob({ plan: plan.name, kind, trigger, tasks, changedPaths: extra.changedPaths ?? null, meta: extra.meta ?? null });
+    await this.#event(job.id, 'state', { state: 'pending', trigger, ...(kind === 'check' && { kind }) });
+    this.#queue.push({ id: job.id, plan: plan.name, kind, adhoc });
     this.#pump();
     return job;
   }
@@ -119,6 +130,11 @@ export class JobRunner extends EventEmitter {
       await this.#finish(job, 'cancelled', 'cancelled before it started');
     }
     return (await this.#catalog.getJob(id))!;
+  }
+
+  /** A plan's check job that waits for its turn, if any. */
+  waitingCheck(plan: string): string | null {
+    return this.#queue.find((q) => q.plan === plan && q.kind === 'check')?.id ?? null;
   }
 
   /** Jobs running now. */
@@ -188,6 +204,7 @@ export class JobRunner extends EventEmitter {
       await this.#finish(job, 'cancelled', `plan ${job.plan ?? '?'} no longer exists`);
       return;
     }
+    if (job.kind === 'check') return this.#runCheck(job, plan, signal);
     // Changes the watcher journaled and items that failed before ride along with this run; they
     // are cleared only when it succeeds.
     const journal = plan.watch ? await this.#catalog.journalEntries(plan.name) : { ids: [], paths: [] };
@@ -236,6 +253,30 @@ export class JobRunner extends EventEmitter {
     await this.#finish(fresh, failure === null ? 'done' : 'failed', failure, plan);
   }
 
+  /**
+   * A check job: its one task, with the retries any task gets (a repository that could not be
+   * reached may be there next time), but none after it found damage. No hooks run, and the
+   * watch journal and the retry list, which belong to backups, stay as they are.
+   */
+  async #runCheck(job: JobRecord, plan: Plan, signal: AbortSignal): Promise<void> {
+    await this.#catalog.updateJob(job.id, { state: 'running', startedAt: Date.now(), attempts: job.attempts + 1, error: null });
+    await this.#event(job.id, 'state', { state: 'running', plan: plan.name, kind: 'check' });
+    const totals = { files: 0, bytes: 0 };
+    let failure: string | null = null;
+    try {
+      const task = job.tasks[0];
+      if (task.state !== 'done' && (await this.#runTask(job, plan, task, null, signal, totals, [])) === null) {
+        failure = (await this.#catalog.getJob(job.id))!.tasks[0].error ?? 'check failed';
+      }
+    } catch (err) {
+      if (signal.aborted) return this.#interrupted(job, plan, signal);
+      failure = (err as Error).message;
+    }
+    if (signal.aborted) return this.#interrupted(job, plan, signal);
+    await this.#catalog.updateJob(job.id, { files: totals.files, bytes: totals.bytes });
+    await this.#finish((await this.#catalog.getJob(job.id))!, failure === null ? 'done' : 'failed', failure, plan);
+  }
+
   /** Runs one task with retries; the outcome, or null when it failed for good. */
   async #runTask(job: JobRecord, plan: Plan, task: TaskRecord, changedPaths: string[] | null, signal: AbortSignal, totals: { files: number; bytes: number }, unreadable: string[]): Promise<TargetOutcome | null> {
     let attempts = task.attempts;
@@ -269,11 +310,15 @@ export class JobRunner extends EventEmitter {
           throw err;
         }
         const message = (err as Error).message;
-        const permanent = err instanceof CairnError && ['BAD_INPUT', 'WRONG_PASSWORD', 'NOT_A_REPOSITORY'].includes(err.code);
+        // Damage a check found stays found: it is reported, not tried again.
+        const permanentCodes = job.kind === 'check' ? ['BAD_INPUT', 'WRONG_PASSWORD', 'NOT_A_REPOSITORY', 'INTEGRITY'] : ['BAD_INPUT', 'WRONG_PASSWORD', 'NOT_A_REPOSITORY'];
+        const permanent = err instanceof CairnError && permanentCodes.includes(err.code);
         if (permanent || attempts >= plan.maxAttempts) {
-          await this.#catalog.updateTask(task.id, { state: 'failed', error: message, finishedAt: Date.now() });
+          // A task may say what it found before it failed (a check's problems).
+          const result = (err as { result?: Record<string, unknown> }).result;
+          await this.#catalog.updateTask(task.id, { state: 'failed', error: message, finishedAt: Date.now(), ...(result && { result }) });
           await this.#event(job.id, 'task', { task: task.name, state: 'failed', attempt: attempts, error: message });
-          await this.#catalog.addRetry(plan.name, [task.name], message, attempts);
+          if (job.kind === 'backup') await this.#catalog.addRetry(plan.name, [task.name], message, attempts);
           return null;
         }
         const delay = Math.min(MAX_BACKOFF_MS, this.#opts.retryBaseMs * 2 ** (attempts - 1)) * (0.5 + Math.random() / 2);
@@ -285,6 +330,10 @@ export class JobRunner extends EventEmitter {
   }
 
   async #execute(job: JobRecord, plan: Plan, task: TaskRecord, changedPaths: string[] | null, signal: AbortSignal, onProgress: (p: TargetProgress) => void, unreadable: string[]): Promise<TargetOutcome> {
+    if (job.kind === 'check') {
+      if (!this.#opts.checkTask) throw new CairnError('BAD_INPUT', 'checks are not available in this build');
+      return this.#opts.checkTask(plan, job, { signal, onProgress, defaultRepository: this.#opts.defaultRepository });
+    }
     if (plan.sources.some((s) => s.kind === 'http' || s.kind === 'database')) {
       if (!this.#opts.sourceTask) throw new CairnError('BAD_INPUT', 'http and database sources are not available in this build');
       return this.#opts.sourceTask(plan, task, { jobId: job.id, signal, onProgress, defaultRepository: this.#opts.defaultRepository });
@@ -329,7 +378,7 @@ export class JobRunner extends EventEmitter {
     this.#opts.log(state === 'failed' ? 'warn' : 'info', `job ${state}`, { job: job.id, plan: job.plan, error });
     this.emit('finished', final);
     if (plan && state !== 'cancelled') {
-      const problem = await notify(plan, { plan: plan.name, job: job.id, state, error, files: final.files, bytes: final.bytes });
+      const problem = await notify(plan, { plan: plan.name, job: job.id, kind: final.kind, state, error, files: final.files, bytes: final.bytes });
       if (problem) this.#opts.log('warn', problem, { plan: plan.name, job: job.id });
     }
   }

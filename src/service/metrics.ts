@@ -12,12 +12,27 @@ export class ServiceMetrics {
   readonly running = new Gauge({ name: 'cairn_jobs_running', help: 'Jobs running now', registers: [this.registry] });
   readonly plans = new Gauge({ name: 'cairn_plans', help: 'Plans in the catalog', labelNames: ['state'] as const, registers: [this.registry] });
 
+  readonly checks = new Counter({ name: 'cairn_checks_total', help: 'Checks of plans\' repositories that reached a final state', labelNames: ['plan', 'state'] as const, registers: [this.registry] });
+  readonly checkLastSuccess = new Gauge({ name: 'cairn_check_last_success_timestamp_seconds', help: 'When the check of each plan\'s repository last passed', labelNames: ['plan'] as const, registers: [this.registry] });
+  readonly checkProblems = new Gauge({ name: 'cairn_check_problems', help: 'Problems (damaged packs, blobs, trees, snapshots) the last finished check of each plan\'s repository found', labelNames: ['plan'] as const, registers: [this.registry] });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'cairn_' });
   }
 
   jobFinished(job: JobRecord): void {
     const plan = job.plan ?? '';
+    if (job.kind === 'check') {
+      this.checks.inc({ plan, state: job.state });
+      if (job.state === 'done' && job.finishedAt) {
+        this.checkLastSuccess.set({ plan }, Date.parse(job.finishedAt) / 1000);
+        this.checkProblems.set({ plan }, 0);
+      }
+      // A check that failed without looking (the repository could not be reached) leaves the count as it was.
+      const problems = (job.tasks[0]?.result as { problems?: number } | null)?.problems;
+      if (job.state === 'failed' && typeof problems === 'number') this.checkProblems.set({ plan }, problems);
+      return;
+    }
     this.jobs.inc({ plan, state: job.state });
     this.bytes.inc({ plan }, job.bytes);
     if (job.startedAt && job.finishedAt) this.duration.observe({ plan }, (Date.parse(job.finishedAt) - Date.parse(job.startedAt)) / 1000);
@@ -25,6 +40,6 @@ export class ServiceMetrics {
   }
 
   forgetPlan(name: string): void {
-    for (const g of [this.lastSuccess, this.behind]) g.remove({ plan: name });
+    for (const g of [this.lastSuccess, this.behind, this.checkLastSuccess, this.checkProblems]) g.remove({ plan: name });
   }
 }

@@ -94,4 +94,33 @@ describe.runIf(HAVE_RESTIC)('daemon plans (must-show 1)', () => {
     ok(await restic(['restore', 'latest', '--tag', 'plan:kept', '--target', restored]), 'restic restore');
     expect(await fs.readFile(path.join(restored, src, 'a.txt'), 'utf8')).toBe('version 2\n');
   });
+
+  it("checks a plan's repository from the CLI: on demand, with the plan's rotation, and names damage", async () => {
+    ok(await d.cli(['plan', 'add', 'checked', '--path', src, '--check', '0 3 * * 0', '--check-read-data', 'next/2']), 'plan add --check');
+    expect((await d.cli(['plan', 'add', 'x', '--path', src, '--check-read-data', 'all'])).stderr).toMatch(/--check-read-data needs --check/);
+    ok(await d.cli(['plan', 'run', 'checked', '--wait']), 'plan run');
+    const first = ok(await d.cli(['plan', 'check', 'checked', '--wait']), 'plan check');
+    expect(first.out.trim()).toMatch(/^check \S+ done\n {2}\d+ snapshots, \d+ packs, \d+ read whole$/);
+    const json = JSON.parse(ok(await d.cli(['--json', 'plan', 'check', 'checked', '--wait']), 'plan check --json').out) as { kind: string; state: string; tasks: { result: { group: number; readData: string } }[] };
+    expect(json).toMatchObject({ kind: 'check', state: 'done', tasks: [{ result: { group: 2, readData: 'group #2 of 2' } }] });
+    const show = ok(await d.cli(['plan', 'show', 'checked']), 'plan show').out;
+    expect(show).toMatch(/checks: +schedule "0 3 \* \* 0", reading next\/2 of the packs/);
+    expect(show).toMatch(/last check: +done at 20/);
+    expect(show).toMatch(/next check: +20/);
+    expect((await d.cli(['plan', 'check', 'checked', '--read-data', '--read-data-subset', '5%'])).stderr).toMatch(/cannot be used together/);
+
+    // The daemon's repository, damaged: a pack's last byte (its header's length) rewritten.
+    const packs: string[] = [];
+    for (const e of await fs.readdir(path.join(d.dataDir, 'repo', 'data'), { recursive: true, withFileTypes: true })) if (e.isFile()) packs.push(path.join(e.parentPath, e.name));
+    const victim = packs.sort()[0];
+    const fh = await fs.open(victim, 'r+');
+    const size = (await fh.stat()).size;
+    await fh.write(Buffer.from([0xff, 0xff, 0xff, 0x7f]), 0, 4, size - 4);
+    await fh.close();
+    const bad = await d.cli(['plan', 'check', 'checked', '--read-data', '--wait']);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toMatch(/^check \S+ failed: check found \d+ problems?/);
+    expect(bad.out).toContain(path.basename(victim));
+    expect(bad.stderr).toMatch(/check \S+ failed/);
+  });
 });

@@ -28,6 +28,13 @@ interface AddFlags extends ClientOptions {
   compression?: string;
   maxAge?: string;
   paused?: boolean;
+  check?: string;
+  checkReadData?: string;
+}
+
+/** --check-read-data as the API takes it: `all` is every pack; else a subset as restic's. */
+function readDataValue(v: string): boolean | string {
+  return v === 'all' ? true : v;
 }
 
 /** Connection flags every `plan` subcommand takes (so they may come after the subcommand). */
@@ -54,6 +61,13 @@ function describe(r: PlanReply): string {
   ];
   if (s.target.sizeBytes !== null) lines.push(`  target size:  ${formatBytes(s.target.sizeBytes)}${s.target.freeBytes !== null ? `, ${formatBytes(s.target.freeBytes)} free` : ''}`);
   if (s.pendingChanges > 0) lines.push(`  pending:      ${s.pendingChanges} changed paths`);
+  const c = s.check;
+  if (c) {
+    const reads = p.check ? (p.check.readData === true ? ', reading every pack' : p.check.readData ? `, reading ${p.check.readData} of the packs` : '') : '';
+    lines.push(`  checks:       ${c.schedule ? `schedule ${JSON.stringify(c.schedule)}${reads}` : 'on demand'}`);
+    lines.push(`  last check:   ${c.lastRun ? `${c.lastRun.state} at ${c.lastRun.at}${c.lastRun.error ? ` (${c.lastRun.error})` : ''}` : 'none'}`);
+    if (c.nextRun) lines.push(`  next check:   ${c.nextRun}`);
+  }
   return lines.join('\n');
 }
 
@@ -63,7 +77,7 @@ function show(ctx: Context, value: unknown, text: string): void {
 }
 
 export function registerPlan(program: Command, run: Run): void {
-  const plan = program.command('plan').description("manage the daemon's plans (add, ls, show, rm, pause, resume, run)");
+  const plan = program.command('plan').description("manage the daemon's plans (add, ls, show, rm, pause, resume, run, check)");
   // The client is loaded when a plan command runs, not whenever the CLI starts.
   const client = async (o: ClientOptions) => new (await import('../../service/client.js')).DaemonClient(o);
   const name = (n: string) => encodeURIComponent(n);
@@ -82,10 +96,13 @@ export function registerPlan(program: Command, run: Run): void {
       .option('--tag <tag>', 'tag the snapshots (may be repeated)', collect, [])
       .option('--compression <mode>', 'auto, off or max')
       .option('--max-age <age>', 'report the plan as behind when its last success is older')
+      .option('--check <cron>', "check the repository on this schedule (e.g. '0 3 * * 0')")
+      .option('--check-read-data <subset>', "with --check, read pack contents too: all, a percentage ('10%'), a size ('500M'), 'n/t', or 'next/t' for the next of t groups at each check")
       .option('--paused', 'add the plan paused'),
   ).action((n: string, o: AddFlags) =>
     run(async (ctx) => {
       if (o.path.length === 0) throw new CairnError('BAD_INPUT', 'a plan needs at least one --path');
+      if (o.checkReadData !== undefined && o.check === undefined) throw new CairnError('BAD_INPUT', '--check-read-data needs --check (the schedule of the checks)');
       const body: Record<string, unknown> = {
         name: n,
         sources: o.path.map((p) => ({ path: path.resolve(p), ...(o.exclude.length > 0 && { excludes: o.exclude }) })),
@@ -97,6 +114,7 @@ export function registerPlan(program: Command, run: Run): void {
         ...(o.tag.length > 0 && { tags: o.tag }),
         ...(o.compression !== undefined && { compression: o.compression }),
         ...(o.maxAge !== undefined && { maxAge: o.maxAge }),
+        ...(o.check !== undefined && { check: { schedule: o.check, ...(o.checkReadData !== undefined && { readData: readDataValue(o.checkReadData) }) } }),
         ...(o.paused && { paused: true }),
       };
       const r = await (await client(o)).request<PlanReply>('POST', '/api/v1/plans', body);
@@ -138,6 +156,34 @@ export function registerPlan(program: Command, run: Run): void {
       }),
     );
   }
+
+  connection(
+    plan
+      .command('check <name>')
+      .description("check a plan's repository now (the plan's check settings unless told otherwise)")
+      .option('--read-data', 'read and verify every pack')
+      .option('--read-data-subset <subset>', "read and verify some packs: 'n/t', 'next/t', a percentage ('10%') or a size ('500M')")
+      .option('--wait', 'wait for the check to finish; exit 1 when it failed'),
+  ).action((n: string, o: ClientOptions & { readData?: boolean; readDataSubset?: string; wait?: boolean }) =>
+    run(async (ctx) => {
+      if (o.readData && o.readDataSubset !== undefined) throw new CairnError('BAD_INPUT', '--read-data and --read-data-subset cannot be used together');
+      const readData = o.readData ? true : o.readDataSubset;
+      const c = await client(o);
+      let job = await c.request<JobRecord>('POST', `/api/v1/plans/${name(n)}/check`, readData === undefined ? {} : { readData });
+      while (o.wait && (job.state === 'pending' || job.state === 'running') && !ctx.signal.aborted) {
+        await new Promise((r) => setTimeout(r, 500));
+        job = await c.request<JobRecord>('GET', `/api/v1/jobs/${job.id}`);
+      }
+      const r = job.tasks[0]?.result as { packs?: number; packsRead?: number; snapshots?: number; errors?: string[]; problems?: number; skipped?: string } | null;
+      const lines = [`check ${job.id} ${job.state}${job.error ? `: ${job.error}` : ''}`];
+      if (r?.skipped) lines.push(`  ${r.skipped}`);
+      else if (r && r.packs !== undefined) lines.push(`  ${r.snapshots} snapshots, ${r.packs} packs, ${r.packsRead} read whole`);
+      for (const e of r?.errors ?? []) lines.push(`  error: ${e}`);
+      if (r?.problems !== undefined && r.errors && r.problems > r.errors.length) lines.push(`  … and ${r.problems - r.errors.length} more`);
+      show(ctx, job, lines.join('\n'));
+      if (job.state === 'failed') throw new CairnError(job.error?.startsWith('check found') ? 'INTEGRITY' : 'INTERNAL', `check ${job.id} failed`);
+    }),
+  );
 
   connection(plan.command('run <name>').description('run a plan now').option('--wait', 'wait for the job to finish')).action((n: string, o: ClientOptions & { wait?: boolean }) =>
     run(async (ctx) => {

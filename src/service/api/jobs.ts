@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { CairnError } from '../../errors.js';
-import { JOB_STATES, type JobEvent, type JobState } from '../catalog.js';
+import { JOB_KINDS, JOB_STATES, type JobEvent, type JobKind, type JobState } from '../catalog.js';
 import { PLAN_NAME } from '../config.js';
 import type { Daemon } from '../daemon.js';
 import { errors, idParams, jobSchema, planBodySchema, zodBody } from './schemas.js';
@@ -18,14 +18,14 @@ export function jobsPlugin(daemon: Daemon): FastifyPluginAsync {
     return job;
   };
   return async (app) => {
-    app.get<{ Querystring: { plan?: string; state?: JobState; since?: string; limit?: number } }>(
+    app.get<{ Querystring: { plan?: string; kind?: JobKind; state?: JobState; since?: string; limit?: number } }>(
       '/jobs',
       {
         schema: {
           summary: 'List jobs, newest first',
           querystring: {
             type: 'object',
-            properties: { plan: { type: 'string' }, state: { type: 'string', enum: JOB_STATES }, since: { type: 'string', format: 'date-time' }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
+            properties: { plan: { type: 'string' }, kind: { type: 'string', enum: JOB_KINDS }, state: { type: 'string', enum: JOB_STATES }, since: { type: 'string', format: 'date-time' }, limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 } },
             additionalProperties: false,
           },
           response: { 200: { type: 'object', properties: { jobs: { type: 'array', items: jobSchema } } }, ...errors(400, 401) },
@@ -33,7 +33,7 @@ export function jobsPlugin(daemon: Daemon): FastifyPluginAsync {
       },
       async (req) => {
         const q = req.query;
-        return { jobs: await daemon.catalog.listJobs({ plan: q.plan, state: q.state, since: q.since ? Date.parse(q.since) : undefined, limit: q.limit }) };
+        return { jobs: await daemon.catalog.listJobs({ plan: q.plan, kind: q.kind, state: q.state, since: q.since ? Date.parse(q.since) : undefined, limit: q.limit }) };
       },
     );
 

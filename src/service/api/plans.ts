@@ -1,10 +1,13 @@
 /** `/api/v1/plans`: list, add, show, change, remove, run, pause and resume plans. */
 import type { FastifyPluginAsync } from 'fastify';
+import { z } from 'zod';
 import { CairnError } from '../../errors.js';
-import { PlanInput } from '../config.js';
+import { CheckOptions, PlanInput } from '../config.js';
 import type { Daemon } from '../daemon.js';
 import type { PlanRecord } from '../catalog.js';
 import { errors, jobSchema, nameParams, objectBody, planBodySchema, planReplySchema, zodBody } from './schemas.js';
+
+const CheckBody = z.strictObject({ readData: CheckOptions.shape.readData.optional() }).nullish();
 
 export function plansPlugin(daemon: Daemon): FastifyPluginAsync {
   const reply = async (rec: PlanRecord) => ({ plan: rec.plan, status: await daemon.planStatus(rec) });
@@ -45,6 +48,20 @@ export function plansPlugin(daemon: Daemon): FastifyPluginAsync {
     app.post<{ Params: { name: string } }>('/plans/:name/run', { schema: { summary: 'Run a plan now', params: nameParams, response: { 202: jobSchema, ...errors(401, 404, 409) } } }, async (req, res) => {
       return res.code(202).send(await daemon.runPlan(req.params.name));
     });
+
+    app.post<{ Params: { name: string }; Body: { readData?: boolean | string } | null | undefined }>(
+      '/plans/:name/check',
+      {
+        schema: {
+          summary: "Check a plan's repository now: the structure, and pack contents as `readData` says (the plan's check.readData when left out)",
+          params: nameParams,
+          body: { type: ['object', 'null'], properties: { readData: { anyOf: [{ type: 'boolean' }, { type: 'string' }] } } },
+          response: { 202: jobSchema, ...errors(400, 401, 404, 409) },
+        },
+        validatorCompiler: zodBody(CheckBody, 'check'),
+      },
+      async (req, res) => res.code(202).send(await daemon.runCheck(req.params.name, 'api', req.body?.readData)),
+    );
 
     for (const [verb, paused] of [['pause', true], ['resume', false]] as const) {
       app.post<{ Params: { name: string } }>(`/plans/:name/${verb}`, { schema: { summary: `${verb === 'pause' ? 'Pause' : 'Resume'} a plan's schedule and watch`, params: nameParams, response: { 200: planReplySchema, ...errors(401, 404) } } }, async (req) =>

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { FastifySchemaCompiler } from 'fastify';
 import { CairnError } from '../../errors.js';
 import { PlanInput, describeIssues } from '../config.js';
-import { JOB_STATES } from '../catalog.js';
+import { JOB_KINDS, JOB_STATES } from '../catalog.js';
 import { errorSchema } from './server.js';
 
 declare module 'fastify' {
@@ -62,6 +62,7 @@ export const taskSchema = obj({
 export const jobSchema = obj({
   id: { type: 'string' },
   plan: nullable('string'),
+  kind: { type: 'string', enum: JOB_KINDS },
   trigger: { type: 'string' },
   state: { type: 'string', enum: JOB_STATES },
   attempts: { type: 'integer' },
@@ -87,6 +88,17 @@ export const statusSchema = obj({
   pendingChanges: { type: 'integer' },
   behind: { type: 'boolean' },
   target: obj({ kind: { type: 'string' }, location: { type: 'string' }, sizeBytes: { type: ['integer', 'null'] }, freeBytes: { type: ['integer', 'null'] } }),
+  check: {
+    type: ['object', 'null'],
+    properties: {
+      schedule: nullable('string'),
+      nextRun: nullable('string'),
+      lastRun: { type: ['object', 'null'], additionalProperties: true },
+      lastSuccess: nullable('string'),
+      problems: { type: ['integer', 'null'] },
+    },
+    additionalProperties: true,
+  },
 });
 
 export const planReplySchema = obj({ plan: { type: 'object', additionalProperties: true }, status: statusSchema }, ['plan', 'status']);
