@@ -10,7 +10,7 @@ import { writeXattrs } from './xattr.js';
 const run = promisify(execFile);
 
 /** libuv truncates to whole microseconds after converting the double, so aim at the middle of the microsecond. */
-function toSeconds(s: string): number {
+export function toSeconds(s: string): number {
   const ns = parseTime(s);
   const sec = ns / 1_000_000_000n - (ns < 0n && ns % 1_000_000_000n !== 0n ? 1n : 0n);
   const frac = Number(ns - sec * 1_000_000_000n);

@@ -16,7 +16,7 @@ import { SMALL_FILE } from './worker-protocol.js';
 import { PackFileWriter, encodeListing, parsePackTail } from './pack.js';
 import { SharedBlobView } from './master-index.js';
 import { hashId, type Id } from './id.js';
-import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
+import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, ProbeResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { applyMetadataSync } from '../fs/apply.js';
 import { fromWire, showPath } from '../fs/fspath.js';
 import { transferable } from '../util/transfer.js';
@@ -369,7 +369,8 @@ function checkPack(id: string, data: ArrayBuffer, length: number): CheckPackResu
 function verifyFile(path: string | Buffer, blobs: { id: string; size: number }[], size = blobs.reduce((s, b) => s + b.size, 0)): boolean {
   let fd: number;
   try {
-    fd = fs.openSync(path, 'r');
+    // A symlink where the file goes is not the file, whatever it points to.
+    fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
   } catch {
     return false;
   }
@@ -393,6 +394,34 @@ function verifyFile(path: string | Buffer, blobs: { id: string; size: number }[]
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * What is at a restored file's place (see ProbeResult), as restic's --overwrite reads it: `never`
+ * leaves anything there; `if-newer` anything whose modification time is not older than the
+ * snapshot's; `if-changed` takes a regular file of the same size and modification time as right;
+ * otherwise a regular file is right when it holds the blobs. Times are compared to the
+ * microsecond, which is what a restore sets (see applyMetadataSync).
+ */
+function probeFile(o: Extract<FsOp, { op: 'probe' }>): ProbeResult {
+  const at = fromWire(o.path);
+  let st: fs.BigIntStats;
+  try {
+    st = fs.lstatSync(at, { bigint: true });
+  } catch (err) {
+    // Nothing there, or a file where a folder above it goes (replaced before anything is written).
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return 'absent';
+    throw err;
+  }
+  if (o.overwrite === 'never') return 'skip';
+  const nodeUs = o.mtime === null ? null : Math.floor(o.mtime * 1e6);
+  const fileUs = Number(st.mtimeNs / 1000n);
+  if (o.overwrite === 'if-newer' && !(nodeUs !== null && nodeUs > fileUs + 1)) return 'skip';
+  if (st.isDirectory()) return fs.readdirSync(at).length > 0 ? 'busy-dir' : 'differs';
+  if (!st.isFile()) return 'differs';
+  if (o.overwrite === 'if-changed' && Number(st.size) === o.size && nodeUs !== null && Math.abs(nodeUs - fileUs) <= 1) return 'same';
+  return verifyFile(at, o.blobs, o.size) ? 'same' : 'differs';
 }
 
 let zero: Buffer | null = null;
@@ -444,7 +473,7 @@ function restoreBlobs(data: ArrayBuffer, blobs: RestoreBlob[]): { errors: (strin
   return { errors, written };
 }
 
-function fsBatch(ops: FsOp[]): (string | null | boolean)[] {
+function fsBatch(ops: FsOp[]): (string | null | boolean | { probe: ProbeResult })[] {
   return ops.map((o) => {
     try {
       switch (o.op) {
@@ -459,6 +488,8 @@ function fsBatch(ops: FsOp[]): (string | null | boolean)[] {
         }
         case 'check':
           return verifyFile(fromWire(o.path), o.blobs, o.size);
+        case 'probe':
+          return { probe: probeFile(o) };
         case 'meta':
           applyMetadataSync(fromWire(o.path), o.node, { owner: o.owner });
           return null;

@@ -8,7 +8,7 @@ import type { Repository } from './repository.js';
 import { PACK_SIZE } from './repository.js';
 import { startWorker, terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
 import { SMALL_FILE } from './worker-protocol.js';
-import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
+import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, ProbeResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { transferable } from '../util/transfer.js';
 import { polynomialToHex } from '../chunker/polynomial.js';
 import { removeStaged, stagingPrefix, sweepStaging } from './staging.js';
@@ -317,7 +317,7 @@ export class WorkerPool {
   }
 
   /** Runs a batch of file-system operations with synchronous calls in one worker. */
-  fsBatch(ops: FsOp[]): Promise<(string | null | boolean)[]> {
+  fsBatch(ops: FsOp[]): Promise<(string | null | boolean | { probe: ProbeResult })[]> {
     return this.#call({ op: 'fsBatch', seq: ++this.#seq, ops });
   }
 

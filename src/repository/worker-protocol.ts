@@ -59,14 +59,26 @@ export interface RestoreBlob extends OpenBlob {
   dests: RestoreDest[];
 }
 
+/** restic's restore --overwrite: when a file that is already in the target is replaced. */
+export type OverwriteMode = 'always' | 'if-changed' | 'if-newer' | 'never';
+export const OVERWRITE_MODES: readonly OverwriteMode[] = ['always', 'if-changed', 'if-newer', 'never'];
+
+/**
+ * What a restore finds where a file goes: nothing; something the overwrite mode leaves alone; the
+ * file with the right content (or, with `if-changed`, its size and modification time); something
+ * else (another file, a symlink, an empty folder); or a folder with entries in it.
+ */
+export type ProbeResult = 'absent' | 'skip' | 'same' | 'differs' | 'busy-dir';
+
 /**
  * File-system work done in a worker with synchronous calls: one message for hundreds of files,
- * instead of a libuv round trip per call. Results: null (done), an error message, or for `check`
- * whether the file already holds exactly these blobs.
+ * instead of a libuv round trip per call. Results: null (done), an error message, for `check`
+ * whether the file already holds exactly these blobs, and for `probe` a ProbeResult (`{probe}`).
  */
 export type FsOp =
   | { op: 'create'; path: string | Uint8Array; size: number }
   | { op: 'check'; path: string | Uint8Array; size: number; blobs: { id: Id; size: number }[] }
+  | { op: 'probe'; path: string | Uint8Array; size: number; blobs: { id: Id; size: number }[]; mtime: number | null; overwrite: OverwriteMode }
   | { op: 'meta'; path: string | Uint8Array; node: import('../fs/apply.js').NodeMeta; owner: boolean };
 
 /** What saving one file or buffer produced. */

@@ -2,21 +2,33 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { CairnError } from '../errors.js';
 import { loadRange } from '../backend/backend.js';
-import { createSpecial } from '../fs/apply.js';
+import { createSpecial, toSeconds } from '../fs/apply.js';
+import { isUtf8 } from '../fs/goquote.js';
 import type { Node } from '../fs/node.js';
 import type { Id } from '../repository/id.js';
 import type { BlobLocation } from '../repository/master-index.js';
 import type { Repository } from '../repository/repository.js';
 import type { WorkerPool } from '../repository/worker-pool.js';
-import type { FsOp, RestoreBlob } from '../repository/worker-protocol.js';
+import type { FsOp, OverwriteMode, ProbeResult, RestoreBlob } from '../repository/worker-protocol.js';
 import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
 import { mapLimit } from '../util/limit.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
 import { doubled } from '../util/typed.js';
 import { RestorePlan } from './plan.js';
 
+/** What a restore did (or, with `dryRun`, would do) to a path, as restic's restore -vv says it. */
+export type RestoreAction = 'restored' | 'updated' | 'unchanged' | 'deleted';
+
 export interface RestoreOptions {
   target: string;
+  /** When something already in the target is replaced (restic's --overwrite; default `always`). */
+  overwrite?: OverwriteMode;
+  /** Remove what the target holds that the snapshot does not, in the folders restored (restic's --delete). */
+  delete?: boolean;
+  /** Write nothing: find out and report what a restore would do. */
+  dryRun?: boolean;
+  /** Each path restored, replaced, left as it was or deleted, with its size. */
+  onAction?: (action: RestoreAction, snapPath: string, size: number) => void;
   /** Restore only what this selects: called with the path inside the snapshot, e.g. /home/a/file. */
   include?: (snapPath: string) => boolean;
   exclude?: (snapPath: string) => boolean;
@@ -30,9 +42,15 @@ export interface RestoreOptions {
 }
 
 export interface RestoreResult {
+  /** Files whose content was written (would be, with `dryRun`). */
   filesRestored: number;
+  /** Files left as they were: already right, or kept by the overwrite mode. */
   filesSkipped: number;
+  /** Entries removed by `delete` (a folder counts once, with what it held). */
+  filesDeleted: number;
+  /** Bytes written (with `dryRun`: the size of the files a restore would write). */
   bytesWritten: number;
+  bytesSkipped: number;
   errors: { path: string; message: string }[];
 }
 
@@ -66,7 +84,10 @@ function chunks<T>(items: T[], n: number): T[][] {
 export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: Id, rootPath: string, opts: RestoreOptions): Promise<RestoreResult> {
   const target = path.resolve(opts.target);
   const owner = opts.owner ?? process.getuid?.() === 0;
-  const result: RestoreResult = { filesRestored: 0, filesSkipped: 0, bytesWritten: 0, errors: [] };
+  const overwrite = opts.overwrite ?? 'always';
+  const dry = opts.dryRun === true;
+  const result: RestoreResult = { filesRestored: 0, filesSkipped: 0, filesDeleted: 0, bytesWritten: 0, bytesSkipped: 0, errors: [] };
+  const act = (action: RestoreAction, dest: FsPath, size: number): void => opts.onAction?.(action, snapPathOf(dest), size);
   const fail = (p: string, message: string): void => {
     result.errors.push({ path: p, message });
     opts.onError?.(p, message);
@@ -94,9 +115,13 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   const fileList: number[] = [];
   const refs = new BlobRefs();
   const firstLink = new Map<string, number>();
-  const walk = async (treeId: Id, snapDir: string, destDir: FsPath): Promise<boolean> => {
+  // For `delete`: the names each restored folder holds in the snapshot, selected or not, by its
+  // number in the plan (-1: the target itself), as latin1 keys of their bytes.
+  const snapNames = new Map<number, Set<string>>();
+  const walk = async (treeId: Id, snapDir: string, destDir: FsPath, dirIndex: number): Promise<boolean> => {
     aborted();
     const tree = await repo.loadTree(treeId);
+    if (opts.delete) snapNames.set(dirIndex, new Set(tree.nodes.map((n) => nameKey(n.nameRaw ?? Buffer.from(n.name)))));
     let any = false;
     for (const node of tree.nodes) {
       safeName(node, snapDir);
@@ -105,10 +130,12 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       if (opts.exclude?.(snapPath)) continue;
       if (node.type === 'dir') {
         const i = plan.add(dest, node);
-        const inside = node.subtree ? await walk(node.subtree, snapPath, dest) : false;
+        const inside = node.subtree ? await walk(node.subtree, snapPath, dest, i) : false;
         // Nothing inside was kept either.
-        if (!inside && opts.include && !opts.include(snapPath)) plan.truncate(i);
-        else any = true;
+        if (!inside && opts.include && !opts.include(snapPath)) {
+          plan.truncate(i);
+          for (const k of snapNames.keys()) if (k >= i) snapNames.delete(k);
+        } else any = true;
         continue;
       }
       if (opts.include && !opts.include(snapPath)) continue;
@@ -139,7 +166,8 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     return any;
   };
   const { tree: start } = await findSubtree(repo, rootTree, rootPath);
-  await walk(start, rootPath === '/' ? '/' : rootPath, target);
+  await walk(start, rootPath === '/' ? '/' : rootPath, target, -1);
+  const selected = (p: string): boolean => !opts.exclude?.(p) && (!opts.include || opts.include(p));
 
   const files = fileList.filter((f) => !plan.failed[f]);
   const progress = { filesDone: 0, bytesDone: 0, filesTotal: files.length, bytesTotal: files.reduce((s, f) => s + plan.size[f], 0), errors: 0 };
@@ -148,28 +176,81 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     opts.onProgress?.(progress);
   };
 
-  fs.mkdirSync(target, { recursive: true });
-  for (let i = 0; i < plan.count; i++) if (plan.type(i) === 'dir') fs.mkdirSync(plan.dest[i], { recursive: true });
+  // What is in the way of a node: removed when the node replaces it (a folder with entries only
+  // with `delete`); false when it stays, with the error reported.
+  const clear = (dest: FsPath, busyDir: boolean): boolean => {
+    if (busyDir && !opts.delete) {
+      fail(snapPathOf(dest), 'a folder with entries is in the way (restore --delete replaces it)');
+      return false;
+    }
+    if (!dry) fs.rmSync(dest, { recursive: true, force: true });
+    return true;
+  };
+  if (!dry) {
+    fs.mkdirSync(target, { recursive: true });
+    for (let i = 0; i < plan.count; i++) {
+      if (plan.type(i) !== 'dir') continue;
+      const dest = plan.dest[i];
+      if (!fresh) {
+        // Something else where a folder goes is replaced, as restic does, whatever the overwrite
+        // mode: a symlink there would lead the restore out of the target.
+        const st = fs.lstatSync(dest, { throwIfNoEntry: false });
+        if (st?.isDirectory()) continue;
+        if (st) fs.rmSync(dest, { force: true });
+      }
+      fs.mkdirSync(dest, { recursive: true });
+    }
+  }
 
-  // A resumed restore: files that already hold the right content are left alone.
+  // Files in a target that was not empty: what is there decides (see ProbeResult). Files left as
+  // they are count as skipped; those already right get their metadata set again, as restic does.
+  const kept = new Uint8Array(plan.count);
+  const replaced = new Uint8Array(plan.count);
   let todo = files;
   if (!fresh) {
     todo = [];
-    const checks = await mapLimit(chunks(files, BATCH), pool.size * 2, (batch) =>
-      pool.fsBatch(batch.map((f) => checkOp(refs, plan, f))),
+    const probes = await mapLimit(chunks(files, BATCH), pool.size * 2, (batch) =>
+      pool.fsBatch(batch.map((f): FsOp => {
+        const { path: at, size, blobs } = checkOp(refs, plan, f);
+        return { op: 'probe', path: at, size, blobs, mtime: mtimeOf(plan, f), overwrite };
+      })),
     );
-    checks.flat().forEach((right, k) => {
+    probes.flat().forEach((r, k) => {
       const f = files[k];
-      if (right === true) {
+      const found: ProbeResult | string = typeof r === 'object' && r !== null ? r.probe : String(r);
+      if (found === 'skip' || found === 'same') {
+        kept[f] = found === 'skip' ? SKIP : SAME;
         result.filesSkipped++;
+        result.bytesSkipped += plan.size[f];
         progress.filesDone++;
         progress.bytesDone += plan.size[f];
-      } else {
-        // Replace rather than rewrite in place: the old file may be a hardlink whose other names must keep their content.
-        fs.rmSync(plan.dest[f], { recursive: true, force: true });
+        act('unchanged', plan.dest[f], plan.size[f]);
+      } else if (found === 'absent') {
         todo.push(f);
+      } else if (found === 'differs' || found === 'busy-dir') {
+        // Replace rather than rewrite in place: the old file may be a hardlink whose other names must keep their content.
+        if (clear(plan.dest[f], found === 'busy-dir')) {
+          replaced[f] = 1;
+          todo.push(f);
+        } else plan.failed[f] = 1;
+      } else {
+        plan.failed[f] = 1;
+        fail(snapPathOf(plan.dest[f]), found);
       }
     });
+  }
+  const done = (f: number): void => act(replaced[f] ? 'updated' : 'restored', plan.dest[f], plan.size[f]);
+
+  if (dry) {
+    for (const f of todo) {
+      result.filesRestored++;
+      result.bytesWritten += plan.size[f];
+      done(f);
+    }
+    await placeOthers(plan, kept, { dry, overwrite, clear, act, fail: (dest, m) => fail(snapPathOf(dest), m) });
+    if (opts.delete) removeUnexpected(plan, snapNames, target, { dry, act, result, selected, snapPathOf });
+    report();
+    return result;
   }
 
   // Files of one blob are created by the write of that blob; others are created first, at full size.
@@ -182,9 +263,12 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     plan.failed[toCreate[k]] = 1;
     fail(snapPathOf(plan.dest[toCreate[k]]), err);
   });
-  const emptyOk = todo.filter((f) => plan.blobs[f] === 0 && !plan.failed[f]).length;
-  result.filesRestored += emptyOk;
-  progress.filesDone += emptyOk;
+  for (const f of todo) {
+    if (plan.blobs[f] !== 0 || plan.failed[f]) continue;
+    result.filesRestored++;
+    progress.filesDone++;
+    done(f);
+  }
 
   const markFailed = (f: number, message: string): void => {
     if (plan.failed[f]) return;
@@ -236,6 +320,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
         else if (--plan.remaining[f] === 0 && !plan.failed[f]) {
           result.filesRestored++;
           progress.filesDone++;
+          done(f);
         }
       });
     });
@@ -245,29 +330,9 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   // Damaged files are removed rather than left looking complete.
   for (const f of todo) if (plan.failed[f]) fs.rmSync(plan.dest[f], { force: true });
 
-  // Hardlinks, symlinks and special files, in walk order.
-  for (const i of [...plan.linkTo.keys(), ...plan.special.keys()].sort((a, b) => a - b)) {
-    const dest = plan.dest[i];
-    try {
-      const to = plan.linkTo.get(i);
-      if (to !== undefined) {
-        if (plan.failed[to]) continue;
-        fs.rmSync(dest, { force: true });
-        fs.linkSync(plan.dest[to], dest);
-        continue;
-      }
-      const node = plan.special.get(i)!;
-      fs.rmSync(dest, { force: true });
-      if (node.type === 'symlink') {
-        fs.symlinkSync(node.linktarget_raw ? Buffer.from(node.linktarget_raw, 'base64') : (node.linktarget ?? ''), dest);
-      } else {
-        if (typeof dest !== 'string') throw new CairnError('BAD_INPUT', 'special files whose path is not UTF-8 are not restored');
-        await createSpecial(dest, node);
-      }
-    } catch (err) {
-      fail(snapPathOf(dest), (err as Error).message);
-    }
-  }
+  await placeOthers(plan, kept, { dry, overwrite, clear, act, fail: (dest, m) => fail(snapPathOf(dest), m) });
+  // Before folders get their times: removing entries changes them.
+  if (opts.delete) removeUnexpected(plan, snapNames, target, { dry, act, result, selected, snapPathOf });
 
   // Metadata last: everything but folders in parallel batches, then folders deepest first.
   const leaves: number[] = [];
@@ -276,7 +341,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     const type = plan.type(i);
     const to = plan.linkTo.get(i);
     if (type === 'dir') dirs.push(i);
-    else if (type !== 'socket' && !plan.failed[i] && !(to !== undefined && plan.failed[to])) leaves.push(i);
+    else if (type !== 'socket' && !plan.failed[i] && kept[i] !== SKIP && !(to !== undefined && plan.failed[to])) leaves.push(i);
   }
   dirs.reverse();
   const metaErrors = async (list: number[], batches: number): Promise<void> => {
@@ -289,7 +354,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   await metaErrors(dirs, 1);
 
   if (opts.verify) {
-    const ok = files.filter((f) => !plan.failed[f]);
+    const ok = files.filter((f) => !plan.failed[f] && kept[f] !== SKIP);
     const res = await mapLimit(chunks(ok, BATCH), pool.size * 2, (b) => pool.fsBatch(b.map((f) => checkOp(refs, plan, f))));
     res.flat().forEach((right, k) => {
       if (right !== true) fail(snapPathOf(plan.dest[ok[k]]), 'verification after restore failed: content differs');
@@ -299,8 +364,114 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   return result;
 }
 
+/** A file kept as it is by the overwrite mode, or already right (its metadata is set again). */
+const SKIP = 1;
+const SAME = 2;
+
+/** A name's bytes as a string key (latin1 maps each byte to one character). */
+function nameKey(b: Uint8Array): string {
+  return Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
+}
+
+/** A node's modification time in seconds, or null when it does not parse. */
+function mtimeOf(plan: RestorePlan, i: number): number | null {
+  const m = plan.meta(i).mtime;
+  if (typeof m === 'number') return m;
+  try {
+    return toSeconds(m);
+  } catch {
+    return null;
+  }
+}
+
+interface PlaceContext {
+  dry: boolean;
+  overwrite: OverwriteMode;
+  clear: (dest: FsPath, busyDir: boolean) => boolean;
+  act: (action: RestoreAction, dest: FsPath, size: number) => void;
+  fail: (dest: FsPath, message: string) => void;
+}
+
+/**
+ * Second and later names of hardlinked files, symlinks and special files, in walk order. What is
+ * already at such a place is kept or replaced as for files: `never` keeps it, `if-newer` keeps it
+ * unless the node's modification time is later (to the microsecond).
+ */
+async function placeOthers(plan: RestorePlan, kept: Uint8Array, o: PlaceContext): Promise<void> {
+  for (const i of [...plan.linkTo.keys(), ...plan.special.keys()].sort((a, b) => a - b)) {
+    const dest = plan.dest[i];
+    const to = plan.linkTo.get(i);
+    const node = plan.special.get(i);
+    if ((to !== undefined && plan.failed[to]) || node?.type === 'socket') continue;
+    try {
+      let st: fs.BigIntStats | null = null;
+      try {
+        st = fs.lstatSync(dest, { bigint: true });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
+      }
+      if (st) {
+        const m = mtimeOf(plan, i);
+        if (o.overwrite === 'never' || (o.overwrite === 'if-newer' && !(m !== null && Math.floor(m * 1e6) > Number(st.mtimeNs / 1000n) + 1))) {
+          kept[i] = SKIP;
+          o.act('unchanged', dest, 0);
+          continue;
+        }
+        if (!o.clear(dest, st.isDirectory() && fs.readdirSync(dest).length > 0)) {
+          plan.failed[i] = 1;
+          continue;
+        }
+      }
+      o.act(st ? 'updated' : 'restored', dest, 0);
+      if (o.dry) continue;
+      if (to !== undefined) {
+        fs.linkSync(plan.dest[to], dest);
+      } else if (node!.type === 'symlink') {
+        fs.symlinkSync(node!.linktarget_raw ? Buffer.from(node!.linktarget_raw, 'base64') : (node!.linktarget ?? ''), dest);
+      } else {
+        if (typeof dest !== 'string') throw new CairnError('BAD_INPUT', 'special files whose path is not UTF-8 are not restored');
+        await createSpecial(dest, node!);
+      }
+    } catch (err) {
+      plan.failed[i] = 1;
+      o.fail(dest, (err as Error).message);
+    }
+  }
+}
+
+/**
+ * restic's --delete: in each folder restored (and the target), what the snapshot's folder does not
+ * hold goes, unless the include and exclude patterns leave its path out of the restore.
+ */
+function removeUnexpected(
+  plan: RestorePlan,
+  snapNames: Map<number, Set<string>>,
+  target: string,
+  o: { dry: boolean; act: PlaceContext['act']; result: RestoreResult; selected: (snapPath: string) => boolean; snapPathOf: (dest: FsPath) => string },
+): void {
+  for (const [i, names] of snapNames) {
+    if (i >= 0 && plan.failed[i]) continue;
+    const dir = i < 0 ? target : plan.dest[i];
+    let entries: Buffer[];
+    try {
+      entries = fs.readdirSync(dir, { encoding: 'buffer' });
+    } catch {
+      continue;
+    }
+    for (const e of entries.sort(Buffer.compare)) {
+      if (names.has(nameKey(e))) continue;
+      const dest = joinPath(dir, e.toString('utf8'), isUtf8(e) ? undefined : e);
+      if (!o.selected(o.snapPathOf(dest))) continue;
+      o.result.filesDeleted++;
+      o.act('deleted', dest, 0);
+      if (!o.dry) fs.rmSync(dest, { recursive: true, force: true });
+    }
+  }
+}
+
 /** The check a resumed or verified restore makes of a file: its size and its blobs' ids and sizes. */
-function checkOp(refs: BlobRefs, plan: RestorePlan, f: number): FsOp {
+function checkOp(refs: BlobRefs, plan: RestorePlan, f: number): Extract<FsOp, { op: 'check' }> {
   const blobs: { id: Id; size: number }[] = [];
   for (let r = plan.firstRef[f]; r < plan.firstRef[f] + plan.blobs[f]; r++) blobs.push({ id: refs.id(r), size: refs.plainSize(r) });
   return { op: 'check', path: plan.dest[f], size: plan.size[f], blobs };

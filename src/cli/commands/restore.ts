@@ -10,6 +10,7 @@ import { shortId, type Id } from '../../repository/id.js';
 import type { Repository } from '../../repository/repository.js';
 import type { Snapshot } from '../../repository/snapshot.js';
 import type { Run } from '../main.js';
+import { OVERWRITE_MODES, type OverwriteMode } from '../../repository/worker-protocol.js';
 import { formatBytes } from '../progress.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -34,12 +35,17 @@ export function registerRestore(program: Command, run: Run): void {
     .option('--iinclude <pattern>', 'like --include, ignoring case', collect, [])
     .option('--iexclude <pattern>', 'like --exclude, ignoring case', collect, [])
     .option('--verify', 'read the restored files back and verify them')
+    .option('--overwrite <mode>', 'what to do with files already in the target: always (replace those whose content differs), if-changed (take those of the same size and mtime as right), if-newer (replace only with newer ones), never', 'always')
+    .option('--delete', 'remove what the target holds that the snapshot does not (in the folders restored; paths left out by --include/--exclude stay)')
+    .option('--dry-run', 'write nothing: show what would be restored, replaced and deleted (with -vv, each path)')
     .option('--sparse', "restic's flag, for scripts that pass it: files are always restored sparse where they are sparse")
     .option('-H, --host <host>', 'with "latest": only snapshots of this host', collect, [])
     .option('--tag <tags>', 'with "latest": only snapshots with these tags', collect, [])
     .option('--path <path>', 'with "latest": only snapshots with this path', collect, [])
-    .action((ref: string, o: FilterFlags & { target: string; include: string[]; exclude: string[]; iinclude: string[]; iexclude: string[]; verify?: boolean }) =>
+    .action((ref: string, o: FilterFlags & { target: string; include: string[]; exclude: string[]; iinclude: string[]; iexclude: string[]; verify?: boolean; overwrite: string; delete?: boolean; dryRun?: boolean }) =>
       run(async (ctx) => {
+        if (!OVERWRITE_MODES.includes(o.overwrite as OverwriteMode)) throw new CairnError('BAD_INPUT', `invalid --overwrite ${JSON.stringify(o.overwrite)}: use always, if-changed, if-newer or never`);
+        if (o.dryRun && o.verify) throw new CairnError('BAD_INPUT', '--verify reads what a restore wrote, and --dry-run writes nothing: use one of them');
         const { ref: snapRef, subPath } = splitSnapshotRef(ref);
         const inc = await buildExcluder({ exclude: o.include, iexclude: o.iinclude });
         const exc = await buildExcluder({ exclude: o.exclude, iexclude: o.iexclude });
@@ -50,14 +56,25 @@ export function registerRestore(program: Command, run: Run): void {
         const snap = await findSnapshot(repo, snapRef, filterOf(o));
         await repo.loadIndex();
         await lock.confirmed;
-        ctx.print(`restoring snapshot ${shortId(snap.id)} of [${snap.paths.join(' ')}] at ${snap.time} to ${o.target}`);
+        ctx.print(`${o.dryRun ? 'dry run: would restore' : 'restoring'} snapshot ${shortId(snap.id)} of [${snap.paths.join(' ')}] at ${snap.time} to ${o.target}`);
         const progress = ctx.progress();
         const r = await restoreTree(repo, pool, snap.tree, subPath, {
           target: o.target,
           include: inc.patterns.length > 0 ? inc.excluded : undefined,
           exclude: exc.patterns.length > 0 ? exc.excluded : undefined,
           verify: o.verify,
+          overwrite: o.overwrite as OverwriteMode,
+          delete: o.delete,
+          dryRun: o.dryRun,
           signal: ctx.signal,
+          // -vv: each path, as restic -vv lists it (verbose_status lines with --json).
+          onAction:
+            (ctx.opts.verbose ?? 0) >= 2 && !ctx.opts.quiet
+              ? (action, p, size) => {
+                  if (ctx.opts.json) ctx.json({ message_type: 'verbose_status', action, item: p, size });
+                  else ctx.write(`${action.padEnd(9)} ${p}${size > 0 && action !== 'deleted' ? ` (${formatBytes(size)})` : ''}\n`);
+                }
+              : undefined,
           onProgress: (p) => progress.update({ filesDone: p.filesDone, bytesDone: p.bytesDone, filesTotal: p.filesTotal, bytesTotal: p.bytesTotal, errors: p.errors }),
           onError: (p, message) => {
             if (ctx.opts.json) ctx.json({ message_type: 'error', error: { message }, during: 'restore', item: p });
@@ -66,9 +83,21 @@ export function registerRestore(program: Command, run: Run): void {
         });
         progress.done({ filesDone: r.filesRestored + r.filesSkipped, bytesDone: r.bytesWritten, errors: r.errors.length });
         if (ctx.opts.json) {
-          ctx.json({ message_type: 'summary', files_restored: r.filesRestored, files_skipped: r.filesSkipped, bytes_restored: r.bytesWritten, errors: r.errors.length });
+          ctx.json({
+            message_type: 'summary',
+            dry_run: o.dryRun === true,
+            total_files: r.filesRestored + r.filesSkipped,
+            files_restored: r.filesRestored,
+            files_skipped: r.filesSkipped,
+            files_deleted: r.filesDeleted,
+            total_bytes: r.bytesWritten + r.bytesSkipped,
+            bytes_restored: r.bytesWritten,
+            bytes_skipped: r.bytesSkipped,
+            errors: r.errors.length,
+          });
         } else {
-          ctx.print(`restored ${r.filesRestored} files (${formatBytes(r.bytesWritten)}), ${r.filesSkipped} already present`);
+          const deleted = o.delete ? `, ${r.filesDeleted} deleted` : '';
+          ctx.print(`${o.dryRun ? 'would restore' : 'restored'} ${r.filesRestored} files (${formatBytes(r.bytesWritten)}), ${r.filesSkipped} left as they were (${formatBytes(r.bytesSkipped)})${deleted}`);
         }
         if (r.errors.length > 0) throw new CairnError('INTEGRITY', `Fatal: there were ${r.errors.length} errors while restoring`);
       }),
