@@ -67,6 +67,67 @@ describe('snapshots, ls, diff, stats, cat, key', () => {
     }
   });
 
+  it.runIf(HAVE_RESTIC)('find --blob, --tree and --pack print what restic prints; tree packs and roots are found too', async () => {
+    const blobs = ok(await cairn(repo, ['list', 'blobs']), 'list blobs').out.trim().split('\n').map((l) => l.split(' ') as ['data' | 'tree', string]);
+    const data = blobs.filter(([t]) => t === 'data').map(([, id]) => id);
+    const trees = blobs.filter(([t]) => t === 'tree').map(([, id]) => id);
+    const index = JSON.parse(ok(await cairn(repo, ['cat', 'index', ok(await cairn(repo, ['list', 'index']), 'list index').out.trim().split('\n')[0]]), 'cat index').out) as { packs: { id: string; blobs: { type: string; id: string }[] }[] };
+    const dataPack = index.packs.find((p) => p.blobs.every((b) => b.type === 'data'))!.id;
+    const rootTrees = (JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out) as { tree: string }[]).map((s) => s.tree);
+    const runs = [
+      ['--blob', data[0].slice(0, 8), data[1]],
+      ['--blob', ...data.map((d) => d.slice(0, 8))],
+      // One tree at a time: restic stops looking once it has made as many finds as it was given trees.
+      ...trees.filter((t) => !rootTrees.includes(t)).map((t) => ['--tree', t.slice(0, 8)]),
+      ['--pack', dataPack.slice(0, 8)],
+      ['--pack', dataPack],
+      ['--blob', '0000000000000000'],
+      ['-s', second.slice(0, 8), '--blob', ...data.map((d) => d.slice(0, 8))],
+      ['--show-pack-id', '--blob', data[0]],
+    ];
+    // restic takes snapshots in the order the repository lists them: compare each snapshot's findings, in their order.
+    const textBySnapshot = (out: string) => {
+      const groups: Record<string, string[]> = {};
+      const [found, tail] = out.split(/(?=^Object belongs to pack)/m).length > 1 ? [out.slice(0, out.indexOf('Object belongs')), out.slice(out.indexOf('Object belongs'))] : [out, ''];
+      for (const rec of found.split(/(?=^Found )/m).filter(Boolean)) (groups[/ in snapshot (\S+)/.exec(rec)![1]] ??= []).push(rec);
+      return { groups, tail };
+    };
+    const jsonBySnapshot = (out: string) => {
+      const groups: Record<string, unknown[]> = {};
+      for (const f of JSON.parse(out) as { snapshot: string }[]) (groups[f.snapshot] ??= []).push(f);
+      return groups;
+    };
+    for (const args of runs) {
+      // Without --json too: the text is restic's, line for line.
+      expect(textBySnapshot(ok(await cairn(repo, ['find', ...args]), `find ${args.join(' ')}`).out), args.join(' ')).toEqual(textBySnapshot(ok(await restic(repo, ['find', ...args]), `restic find ${args.join(' ')}`).out));
+      if (args[0] === '--show-pack-id') continue;
+      expect(jsonBySnapshot(ok(await cairn(repo, ['--json', 'find', ...args]), 'find --json').out), args.join(' ')).toEqual(jsonBySnapshot(ok(await restic(repo, ['--json', 'find', ...args]), 'restic find --json').out));
+    }
+    // Any prefix finds what its id finds (restic takes only 8 digits or all 64).
+    expect(ok(await cairn(repo, ['find', '--blob', data[0].slice(0, 11)]), 'find 11 digits').out).toBe(ok(await cairn(repo, ['find', '--blob', data[0]]), 'find id').out);
+    // A pack of trees names the folders (and snapshot roots) it holds; restic finds nothing there.
+    const treePack = index.packs.find((p) => p.blobs.every((b) => b.type === 'tree'))!;
+    const found = JSON.parse(ok(await cairn(repo, ['--json', 'find', '--pack', treePack.id]), 'find tree pack').out) as { object_type: string; id: string; path: string }[];
+    expect(found.length).toBeGreaterThan(0);
+    expect(found.every((f) => f.object_type === 'tree' && treePack.blobs.some((b) => b.id === f.id))).toBe(true);
+    const roots = JSON.parse(ok(await cairn(repo, ['--json', 'find', '--tree', ...trees]), 'find roots').out) as { path: string; snapshot: string }[];
+    expect(roots.filter((r) => r.path === '/').map((r) => r.snapshot).sort()).toEqual([first, second].sort());
+    // With --json --show-pack-id each object names its pack.
+    const withPack = JSON.parse(ok(await cairn(repo, ['--json', 'find', '--show-pack-id', '--pack', dataPack]), 'find --show-pack-id --json').out) as { pack_id: string }[];
+    expect(withPack.length).toBeGreaterThan(0);
+    expect(withPack.every((f) => f.pack_id === dataPack)).toBe(true);
+    for (const [bad, code, message] of [
+      [['--pack', '1'.repeat(64)], 1, `unable to find pack(s): [${'1'.repeat(64)}]`],
+      [['--blob', 'xyz'], 1, 'invalid blob id "xyz"'],
+      [['--blob', '--tree', 'ab'], 1, '--blob and --tree cannot be used together'],
+      [['--show-pack-id', 'a.txt'], 1, '--show-pack-id goes with --blob, --tree or --pack'],
+    ] as const) {
+      const r = await cairn(repo, ['find', ...bad]);
+      expect(r.code, bad.join(' ')).toBe(code);
+      expect(r.stderr).toContain(message);
+    }
+  });
+
   it.runIf(HAVE_RESTIC)('list prints the ids restic list prints', async () => {
     for (const t of ['blobs', 'packs', 'index', 'snapshots', 'keys']) {
       const ours = ok(await cairn(repo, ['list', t]), `list ${t}`).out.trim().split('\n').sort();

@@ -11,7 +11,9 @@ import { parseLocalTime, parseTime } from '../../fs/time.js';
 import { buildExcluder } from '../../archiver/excludes.js';
 import { goModeString } from '../../fs/filemode.js';
 import { filterOf } from './restore.js';
+import { describeLocation, findObjects, packPatterns, parseIdPatterns, type FoundObject, type ObjectPatterns } from '../../repository/find-objects.js';
 import type { Run } from '../main.js';
+import type { Context } from '../context.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -102,8 +104,16 @@ export function registerBrowse(program: Command, run: Run): void {
     .option('-l, --long', 'long listing')
     .option('-O, --oldest <time>', 'only entries modified at or after this local time (2006-01-02, 2006-01-02 15:04 or 2006-01-02 15:04:05)')
     .option('-N, --newest <time>', 'only entries modified at or before this local time')
-    .action((patterns: string[], o: FilterFlags & { snapshot: string[]; ignoreCase?: boolean; long?: boolean; oldest?: string; newest?: string }) =>
+    .option('--blob', 'the patterns are ids (or their first hex digits) of data blobs: find the files that use them')
+    .option('--tree', 'the patterns are ids (or prefixes) of trees: find the folders that are them')
+    .option('--pack', 'the patterns are ids (or prefixes) of packs: find the files and folders whose blobs they hold')
+    .option('--show-pack-id', 'with --blob, --tree or --pack: say which pack holds each object found, and where')
+    .action((patterns: string[], o: FilterFlags & { snapshot: string[]; ignoreCase?: boolean; long?: boolean; oldest?: string; newest?: string; blob?: boolean; tree?: boolean; pack?: boolean; showPackId?: boolean }) =>
       run(async (ctx) => {
+        const kinds = [o.blob && '--blob', o.tree && '--tree', o.pack && '--pack'].filter(Boolean);
+        if (kinds.length > 1) throw new CairnError('BAD_INPUT', `${kinds.join(' and ')} cannot be used together: search one kind of id at a time`);
+        if (o.showPackId && kinds.length === 0) throw new CairnError('BAD_INPUT', '--show-pack-id goes with --blob, --tree or --pack');
+        if (kinds.length === 1) return findIds(ctx, patterns, o);
         let match: (p: string) => boolean;
         try {
           match = (await buildExcluder(o.ignoreCase ? { iexclude: patterns } : { exclude: patterns })).excluded;
@@ -173,6 +183,52 @@ export function registerBrowse(program: Command, run: Run): void {
 }
 
 /** Every node below `tree`, depth first, a folder before its contents; an interrupt stops it at the next folder. */
+/** `find --blob/--tree/--pack`, printed as restic prints it (with --json: one array). */
+async function findIds(ctx: Context, patterns: string[], o: FilterFlags & { snapshot: string[]; blob?: boolean; tree?: boolean; pack?: boolean; showPackId?: boolean }): Promise<void> {
+  const ids = parseIdPatterns(patterns, o.pack ? 'pack id' : o.tree ? 'tree id' : 'blob id');
+  const repo = await ctx.openRepository();
+  const snaps = await findSnapshots(repo, o.snapshot, filterOf(o));
+  await repo.loadIndex();
+  const want: ObjectPatterns = o.pack ? await packPatterns(repo, ids) : o.tree ? { blobs: [], trees: ids } : { blobs: ids, trees: [] };
+  const json: Record<string, unknown>[] = [];
+  const found = new Map<string, FoundObject>();
+  const locate = (f: FoundObject) => repo.index.lookup(f.type, f.id);
+  await findObjects(
+    repo,
+    snaps,
+    want,
+    (f) => {
+      found.set(`${f.type}:${f.id}`, f);
+      if (ctx.opts.json) {
+        json.push({
+          object_type: f.type === 'tree' ? 'tree' : 'blob',
+          id: f.id,
+          path: f.path,
+          ...(f.parentTree && { parent_tree: f.parentTree }),
+          snapshot: f.snapshot.id,
+          time: f.snapshot.time,
+          ...(o.showPackId && { pack_id: locate(f)?.packId ?? null }),
+        });
+        return;
+      }
+      const when = `${shortId(f.snapshot.id)} (${f.snapshot.time.slice(0, 19).replace('T', ' ')})`;
+      if (f.type === 'tree') ctx.write(`Found tree ${f.id}\n ... path ${f.path}\n ... in snapshot ${when}\n`);
+      else ctx.write(`Found blob ${f.id}\n ... in file ${f.path}\n     (tree ${f.parentTree})\n ... in snapshot ${when}\n`);
+    },
+    ctx.signal,
+  );
+  if (ctx.opts.json) {
+    ctx.json(json);
+    return;
+  }
+  if (!o.showPackId) return;
+  for (const f of [...found.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))) {
+    const loc = locate(f);
+    if (!loc) ctx.write(`Note: no pack in the index holds ${f.type === 'tree' ? 'tree' : 'blob'} ${f.id}\n`);
+    else ctx.write(`Object belongs to pack ${loc.packId}\n ... Pack ${shortId(loc.packId)}: ${describeLocation(f.id, loc)}\n`);
+  }
+}
+
 async function walkNodes(repo: Repository, tree: Id, dir: string, fn: (p: string, n: Node, parent: string) => void, signal?: AbortSignal): Promise<void> {
   if (signal?.aborted) throw new CairnError('INTERRUPTED', 'interrupted');
   for (const n of (await repo.loadTree(tree)).nodes) {
