@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import { repairIndex } from '../../maintenance/repair.js';
 import { repairSnapshots } from '../../maintenance/repair-snapshots.js';
+import { recover } from '../../maintenance/recover.js';
 import { shortId } from '../../repository/id.js';
 import type { Context } from '../context.js';
 import type { Run } from '../main.js';
@@ -42,7 +43,34 @@ async function runRepairSnapshots(ctx: Context, o: { forget?: boolean; dryRun?: 
   else if (!o.forget) ctx.print('the damaged snapshots are still there: remove them with "cairn forget ID" or run again with --forget');
 }
 
+async function runRecover(ctx: Context, o: { dryRun?: boolean; host?: string }): Promise<void> {
+  const repo = await ctx.openRepository();
+  await ctx.lock(repo, false);
+  const say = (line: string): void => {
+    if (!ctx.opts.json) ctx.print(line);
+  };
+  say('load index files');
+  const r = await recover(repo, { dryRun: o.dryRun, host: o.host, signal: ctx.signal });
+  say(`load ${r.trees} trees\nload snapshots\ndone\n`);
+  for (const u of r.unreadable) ctx.warn(`tree ${u.id} could not be loaded: ${u.message}`);
+  if (ctx.opts.json) {
+    ctx.json({ message_type: 'summary', dry_run: Boolean(o.dryRun), trees: r.trees, roots: r.roots, snapshot_id: r.snapshotId, unreadable_trees: r.unreadable.map((u) => u.id) });
+    return;
+  }
+  say(`found ${r.roots.length} unreferenced roots`);
+  for (const id of r.roots) say(`  ${id}`);
+  if (r.snapshotId) say(`saved new snapshot ${shortId(r.snapshotId)}`);
+  else if (r.roots.length === 0) say('no snapshot to write.');
+  else say('dry run: no snapshot written');
+}
+
 export function registerRepair(program: Command, run: Run): void {
+  program
+    .command('recover')
+    .description('save a snapshot (path /recover, tag recovered) of every folder tree no snapshot reaches, as after a forget by mistake')
+    .option('-n, --dry-run', 'list the unreferenced trees, write nothing')
+    .option('--host <host>', 'the new snapshot\'s host (default: this one)')
+    .action((o: { dryRun?: boolean; host?: string }) => run((ctx) => runRecover(ctx, o)));
   const repair = program.command('repair').description('repair a damaged repository');
   repair
     .command('snapshots')
