@@ -18,6 +18,7 @@ import { Repository } from '../repository/repository.js';
 import { WorkerPool } from '../repository/worker-pool.js';
 import type { LocalCache } from '../repository/cache.js';
 import { retentionPolicy, type Plan, type RepositoryTarget } from './config.js';
+import { repoGate } from './repo-gate.js';
 import type { SourceSpec, TargetContext, TargetRunner } from './targets.js';
 
 /** A repository and the file that holds its password (read when used, never logged). */
@@ -88,19 +89,26 @@ export interface BackupPlanResult {
 }
 
 /**
- * Opens a repository, takes a shared lock (writes wait until it is confirmed), loads the index and
- * starts a worker pool; releases all of it after `fn`.
+ * Opens a repository, waits for the daemon's jobs that hold it alone (see repo-gate.ts), takes a
+ * shared lock (writes wait until it is confirmed), loads the index and starts a worker pool;
+ * releases all of it after `fn`, or when `fn` calls `release`.
  */
-export async function withRepository<T>(ref: RepositoryRef, compression: string | undefined, fn: (repo: Repository, pool: WorkerPool, release: () => Promise<void>) => Promise<T>): Promise<T> {
+export async function withRepository<T>(ref: RepositoryRef, compression: string | undefined, fn: (repo: Repository, pool: WorkerPool, release: () => Promise<void>) => Promise<T>, signal?: AbortSignal): Promise<T> {
   const repo = await openRepository(ref, compression);
   let lock: Lock | null = null;
   let pool: WorkerPool | null = null;
+  let leaveGate: (() => void) | null = null;
   const release = async () => {
     const l = lock;
     lock = null;
-    await l?.release();
+    try {
+      await l?.release();
+    } finally {
+      leaveGate?.();
+    }
   };
   try {
+    leaveGate = await repoGate.shared(ref.location, signal);
     lock = await Lock.begin(repo, false);
     repo.gateWrites(lock.confirmed);
     await repo.loadIndex();
@@ -145,7 +153,7 @@ export async function backupPlan(ref: RepositoryRef, plan: Plan, sources: Source
     });
     const result = await archiver.run();
     await release();
-    const forgotten = plan.retention ? await forget(repo, plan) : [];
+    const forgotten = plan.retention ? await forget(repo, plan, ref.location, opts.signal) : [];
     return {
       snapshotId: result.snapshotId,
       files: result.summary.total_files_processed,
@@ -153,14 +161,24 @@ export async function backupPlan(ref: RepositoryRef, plan: Plan, sources: Source
       errors: result.errors.length,
       forgotten,
     };
-  });
+  }, opts.signal);
 }
 
-/** Removes the plan's snapshots that its retention no longer keeps, under an exclusive lock. */
-export async function forget(repo: Repository, plan: Plan): Promise<string[]> {
+/**
+ * Removes the plan's snapshots that its retention no longer keeps, under an exclusive lock (once
+ * the daemon's other jobs on `location` let go of it).
+ */
+export async function forget(repo: Repository, plan: Plan, location: string, signal?: AbortSignal): Promise<string[]> {
   const policy = retentionPolicy(plan.retention!);
   if (policyIsEmpty(policy)) return [];
-  const lock = await Lock.acquire(repo, true);
+  const leaveGate = await repoGate.exclusive(location, signal);
+  let lock: Lock;
+  try {
+    lock = await Lock.acquire(repo, true);
+  } catch (err) {
+    leaveGate();
+    throw err;
+  }
   try {
     const mine = (await repo.listSnapshots(() => undefined)).filter((s) => (s.tags ?? []).includes(planTag(plan.name)));
     const { remove } = applyPolicy(mine, policy);
@@ -172,7 +190,11 @@ export async function forget(repo: Repository, plan: Plan): Promise<string[]> {
     }
     return remove.map((s) => s.id);
   } finally {
-    await lock.release();
+    try {
+      await lock.release();
+    } finally {
+      leaveGate();
+    }
   }
 }
 

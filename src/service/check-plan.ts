@@ -12,6 +12,7 @@ import { openRepository, repositoryRef, type RepositoryRef } from './backup-plan
 import type { CheckOptions, Plan } from './config.js';
 import type { JobRecord } from './catalog.js';
 import type { TargetOutcome, TargetProgress } from './targets.js';
+import { repoGate } from './repo-gate.js';
 
 /** What a check job reads, fixed when it is queued (in its `meta`). */
 export interface CheckSpec {
@@ -80,8 +81,11 @@ export async function checkPlan(plan: Plan, spec: CheckSpec, ctx: CheckPlanConte
   const repo = await openRepository({ ...ref, initIfMissing: false });
   let lock: Lock | null = null;
   let pool: WorkerPool | null = null;
+  let leaveGate: (() => void) | null = null;
   try {
     pool = readData ? new WorkerPool(repo).start() : null;
+    // A prune of the daemon's that holds the repository is waited for (see repo-gate.ts).
+    leaveGate = await repoGate.shared(ref.location, ctx.signal);
     lock = await Lock.begin(repo, false);
     repo.gateWrites(lock.confirmed);
     const r = await checkRepository(repo, pool, {
@@ -111,6 +115,7 @@ export async function checkPlan(plan: Plan, spec: CheckSpec, ctx: CheckPlanConte
   } finally {
     await pool?.close().catch(() => undefined);
     await lock?.release().catch(() => undefined);
+    leaveGate?.();
     await repo.close().catch(() => undefined);
   }
 }

@@ -14,6 +14,9 @@ import type { JobRecord } from './catalog.js';
 import { tempDir } from '../../test/support/tools.js';
 import { waitFor } from '../../test/support/daemon.js';
 import { startInProcessDaemon } from '../../test/support/in-process-daemon.js';
+import { repoGate } from './repo-gate.js';
+import { openRepository } from './backup-plan.js';
+import { Lock } from '../repository/lock.js';
 
 process.env.CAIRN_KDF_N = '1024';
 
@@ -195,6 +198,37 @@ describe('daemon in process', () => {
     expect(await dataBytes()).toBeLessThan(start + 4 * 1024 * 1024);
     const snaps = (await api<{ snapshots: unknown[] }>('GET', '/api/v1/snapshots?plan=pr')).body.snapshots;
     expect(snaps).toHaveLength(1);
+  });
+
+  it("waits for its own prune of a repository instead of failing on its lock, and checks wait too", async () => {
+    const src = path.join(base, 'gate-src');
+    await fs.mkdir(src, { recursive: true });
+    await fs.writeFile(path.join(src, 'f.txt'), 'gate\n');
+    expect((await api('POST', '/api/v1/plans', { name: 'gated', sources: [{ path: src }], maxAttempts: 2 })).status).toBe(201);
+    expect((await finished((await d.runPlan('gated')).id)).state).toBe('done');
+    // What a prune of another plan holds: the daemon's gate alone, and the repository's exclusive lock.
+    const leave = await repoGate.exclusive(d.repository.location);
+    const repo = await openRepository({ ...d.repository, initIfMissing: false });
+    const lock = await Lock.acquire(repo, true);
+    try {
+      const backup = await d.runPlan('gated');
+      const check = await d.runCheck('gated');
+      await new Promise((r) => setTimeout(r, 1500));
+      // Past every retry the backup would have had (50 ms, then 100 ms): still waiting, not failed.
+      for (const id of [backup.id, check.id]) expect((await d.catalog.getJob(id))!.state).not.toMatch(/failed|done/);
+      expect(repoGate.state(d.repository.location).waiting).toBe(1);
+      await lock.release();
+      leave();
+      for (const id of [backup.id, check.id]) {
+        const j = await finished(id);
+        expect(j.state, j.error ?? '').toBe('done');
+        expect(j.tasks[0].attempts).toBe(1);
+      }
+    } finally {
+      await lock.release().catch(() => undefined);
+      leave();
+      await repo.close();
+    }
   });
 
   it('never runs one plan twice at once', async () => {

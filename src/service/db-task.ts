@@ -21,7 +21,8 @@ export const databaseTask: SourceTaskRunner = async (plan, task, ctx) => {
   const loc = await withPassword(parseDbUrl(source.url), source.passwordFile);
   // The drill loads into a scratch database on the source's own server unless told otherwise.
   const scratch = typeof source.verify === 'object' && source.verify.scratch ? await withPassword(parseDbUrl(source.verify.scratch, { needName: false }), source.passwordFile) : loc.engine === 'sqlite' ? undefined : { ...loc, database: '' };
-  return withRepository(repositoryRef(plan.target, ctx.defaultRepository), plan.compression, async (repo, pool, release) => {
+  const ref = repositoryRef(plan.target, ctx.defaultRepository);
+  return withRepository(ref, plan.compression, async (repo, pool, release) => {
     const r = await backupDatabase(repo, pool, loc, { host: os.hostname(), tags: [...(plan.tags ?? []), planTag(plan.name)], signal: ctx.signal });
     const bytes = r.summary.total_bytes_processed;
     ctx.onProgress({ files: 1, bytes, current: r.path });
@@ -31,7 +32,7 @@ export const databaseTask: SourceTaskRunner = async (plan, task, ctx) => {
       verified = { tables: report.tables, rows: report.rows };
     }
     await release();
-    const forgotten = plan.retention ? await forget(repo, plan) : [];
+    const forgotten = plan.retention ? await forget(repo, plan, ref.location, ctx.signal) : [];
     return { files: 1, bytes, result: { snapshot: r.snapshotId, path: r.path, ...(verified && { verified }), forgotten } };
-  });
+  }, ctx.signal);
 };

@@ -43,7 +43,7 @@ export const exportTask: SourceTaskRunner = async (plan: Plan, task, ctx) => {
     const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>).pipe(limit(endpoint.maxBytes ?? DEFAULT_MAX_BYTES, (n) => ctx.onProgress({ files: 0, bytes: n, current: endpoint.name })));
     const result = await backupStream(repo, pool, body, endpoint.name, { host: os.hostname(), tags: [...(plan.tags ?? []), planTag(plan.name), `endpoint:${endpoint.name}`], signal: ctx.signal });
     await release();
-    const forgotten = plan.retention ? await forget(repo, plan) : [];
+    const forgotten = plan.retention ? await forget(repo, plan, ref.location, ctx.signal) : [];
     return { files: 1, bytes: result.summary.total_bytes_processed, result: { snapshot: result.snapshotId, forgotten } };
-  });
+  }, ctx.signal);
 };
