@@ -132,11 +132,6 @@ export class JobRunner extends EventEmitter {
     return (await this.#catalog.getJob(id))!;
   }
 
-  /** A plan's check job that waits for its turn, if any. */
-  waitingCheck(plan: string): string | null {
-    return this.#queue.find((q) => q.plan === plan && q.kind === 'check')?.id ?? null;
-  }
-
   /** Jobs running now. */
   runningJobs(): string[] {
     return [...this.#running.keys()];
