@@ -75,10 +75,9 @@ describe('snapshots, ls, diff, stats, cat, key', () => {
     const dataPack = index.packs.find((p) => p.blobs.every((b) => b.type === 'data'))!.id;
     const rootTrees = (JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out) as { tree: string }[]).map((s) => s.tree);
     const runs = [
-      ['--blob', data[0].slice(0, 8), data[1]],
-      ['--blob', ...data.map((d) => d.slice(0, 8))],
+      ['--blob', ...data.map((d, i) => (i === 1 ? d : d.slice(0, 8)))],
       // One tree at a time: restic stops looking once it has made as many finds as it was given trees.
-      ...trees.filter((t) => !rootTrees.includes(t)).map((t) => ['--tree', t.slice(0, 8)]),
+      ...trees.filter((t) => !rootTrees.includes(t)).slice(0, 2).map((t) => ['--tree', t.slice(0, 8)]),
       ['--pack', dataPack.slice(0, 8)],
       ['--pack', dataPack],
       ['--blob', '0000000000000000'],
@@ -100,7 +99,8 @@ describe('snapshots, ls, diff, stats, cat, key', () => {
     for (const args of runs) {
       // Without --json too: the text is restic's, line for line.
       expect(textBySnapshot(ok(await cairn(repo, ['find', ...args]), `find ${args.join(' ')}`).out), args.join(' ')).toEqual(textBySnapshot(ok(await restic(repo, ['find', ...args]), `restic find ${args.join(' ')}`).out));
-      if (args[0] === '--show-pack-id') continue;
+      // JSON for one search of each kind.
+      if (!['--blob', '--tree', '--pack'].includes(args[0]) || (args[0] === '--pack' && args[1].length === 64)) continue;
       expect(jsonBySnapshot(ok(await cairn(repo, ['--json', 'find', ...args]), 'find --json').out), args.join(' ')).toEqual(jsonBySnapshot(ok(await restic(repo, ['--json', 'find', ...args]), 'restic find --json').out));
     }
     // Any prefix finds what its id finds (restic takes only 8 digits or all 64).
