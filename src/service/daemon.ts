@@ -324,10 +324,12 @@ export class Daemon {
   }
 
   async #checkStatus(plan: Plan): Promise<CheckStatus | null> {
-    const last = await this.catalog.lastJob(plan.name, undefined, 'check');
+    const recent = await this.catalog.listJobs({ plan: plan.name, kind: 'check', limit: 20 });
+    const last = recent[0] ?? null;
     if (!plan.check && !last) return null;
-    const ok = last?.state === 'done' ? last : await this.catalog.lastJob(plan.name, 'done', 'check');
-    const finished = last && (last.state === 'done' || last.state === 'failed') ? last : null;
+    const ok = recent.find((j) => j.state === 'done') ?? (await this.catalog.lastJob(plan.name, 'done', 'check'));
+    // What the last check that ended found, while the next one runs.
+    const finished = recent.find((j) => j.state === 'done' || j.state === 'failed') ?? null;
     const problems = finished ? (finished.state === 'done' ? 0 : ((finished.tasks[0]?.result as { problems?: number } | null)?.problems ?? null)) : null;
     return {
       schedule: plan.check?.schedule ?? null,
