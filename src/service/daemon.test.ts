@@ -213,7 +213,8 @@ describe('daemon in process', () => {
     try {
       const backup = await d.runPlan('gated');
       const check = await d.runCheck('gated');
-      await new Promise((r) => setTimeout(r, 1500));
+      await waitFor('the backup to wait for the repository', () => repoGate.state(d.repository.location).waiting === 1);
+      await new Promise((r) => setTimeout(r, 1000));
       // Past every retry the backup would have had (50 ms, then 100 ms): still waiting, not failed.
       for (const id of [backup.id, check.id]) expect((await d.catalog.getJob(id))!.state).not.toMatch(/failed|done/);
       expect(repoGate.state(d.repository.location).waiting).toBe(1);
