@@ -12,7 +12,7 @@ import { Key } from '../crypto/crypto.js';
 import { ScratchCompressor, ScratchDecompressor } from '../compress/zstd.js';
 import { LOADED } from '../util/worker.js';
 import { CairnError } from '../errors.js';
-import { SMALL_FILE } from './worker-protocol.js';
+import { SMALL_FILE, keepsExisting, microseconds } from './worker-protocol.js';
 import { PackFileWriter, encodeListing, parsePackTail } from './pack.js';
 import { SharedBlobView } from './master-index.js';
 import { hashId, type Id } from './id.js';
@@ -414,13 +414,10 @@ function probeFile(o: Extract<FsOp, { op: 'probe' }>): ProbeResult {
     if (code === 'ENOENT' || code === 'ENOTDIR') return 'absent';
     throw err;
   }
-  if (o.overwrite === 'never') return 'skip';
-  const nodeUs = o.mtime === null ? null : Math.floor(o.mtime * 1e6);
-  const fileUs = Number(st.mtimeNs / 1000n);
-  if (o.overwrite === 'if-newer' && !(nodeUs !== null && nodeUs > fileUs + 1)) return 'skip';
+  if (keepsExisting(o.overwrite, o.mtime, st.mtimeNs)) return 'skip';
   if (st.isDirectory()) return fs.readdirSync(at).length > 0 ? 'busy-dir' : 'differs';
   if (!st.isFile()) return 'differs';
-  if (o.overwrite === 'if-changed' && Number(st.size) === o.size && nodeUs !== null && Math.abs(nodeUs - fileUs) <= 1) return 'same';
+  if (o.overwrite === 'if-changed' && Number(st.size) === o.size && o.mtime !== null && Math.abs(microseconds(o.mtime) - microseconds(st.mtimeNs)) <= 1) return 'same';
   return verifyFile(at, o.blobs, o.size) ? 'same' : 'differs';
 }
 

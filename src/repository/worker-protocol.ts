@@ -63,6 +63,22 @@ export interface RestoreBlob extends OpenBlob {
 export type OverwriteMode = 'always' | 'if-changed' | 'if-newer' | 'never';
 export const OVERWRITE_MODES: readonly OverwriteMode[] = ['always', 'if-changed', 'if-newer', 'never'];
 
+/** A modification time in whole microseconds (what a restore sets): seconds as a double, or nanoseconds. */
+export function microseconds(t: number | bigint): number {
+  return typeof t === 'bigint' ? Number(t / 1000n) : Math.floor(t * 1e6);
+}
+
+/**
+ * Whether the overwrite mode leaves what is at a node's place as it is: `never` always, `if-newer`
+ * unless the node's modification time (seconds; null when it does not parse) is later than that
+ * of what is there (nanoseconds), by more than a microsecond.
+ */
+export function keepsExisting(mode: OverwriteMode, nodeMtime: number | null, existingMtimeNs: bigint): boolean {
+  if (mode === 'never') return true;
+  if (mode !== 'if-newer') return false;
+  return !(nodeMtime !== null && microseconds(nodeMtime) > microseconds(existingMtimeNs) + 1);
+}
+
 /**
  * What a restore finds where a file goes: nothing; something the overwrite mode leaves alone; the
  * file with the right content (or, with `if-changed`, its size and modification time); something

@@ -9,7 +9,7 @@ import type { Id } from '../repository/id.js';
 import type { BlobLocation } from '../repository/master-index.js';
 import type { Repository } from '../repository/repository.js';
 import type { WorkerPool } from '../repository/worker-pool.js';
-import type { FsOp, OverwriteMode, ProbeResult, RestoreBlob } from '../repository/worker-protocol.js';
+import { keepsExisting, type FsOp, type OverwriteMode, type ProbeResult, type RestoreBlob } from '../repository/worker-protocol.js';
 import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
 import { mapLimit } from '../util/limit.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
@@ -412,8 +412,7 @@ async function placeOthers(plan: RestorePlan, kept: Uint8Array, o: PlaceContext)
         if (code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
       }
       if (st) {
-        const m = mtimeOf(plan, i);
-        if (o.overwrite === 'never' || (o.overwrite === 'if-newer' && !(m !== null && Math.floor(m * 1e6) > Number(st.mtimeNs / 1000n) + 1))) {
+        if (keepsExisting(o.overwrite, mtimeOf(plan, i), st.mtimeNs)) {
           kept[i] = SKIP;
           o.act('unchanged', dest, 0);
           continue;

@@ -77,6 +77,11 @@ export interface CheckStatus {
   problems: number | null;
 }
 
+/** A job as a plan's status shows it: id, state, when it last changed, and its error. */
+function runOf(j: JobRecord): { job: string; state: string; at: string; error: string | null } {
+  return { job: j.id, state: j.state, at: j.finishedAt ?? j.startedAt ?? j.createdAt, error: j.error };
+}
+
 export function parseListen(listen: string | undefined): { host: string; port: number } {
   if (!listen) return { host: '127.0.0.1', port: DEFAULT_PORT };
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(listen) ?? /^()()(\d{1,5})$/.exec(listen);
@@ -314,7 +319,7 @@ export class Daemon {
       fromConfig: rec.fromConfig,
       running: this.runner.isPlanBusy(plan.name),
       lastSuccess,
-      lastRun: last ? { job: last.id, state: last.state, at: last.finishedAt ?? last.startedAt ?? last.createdAt, error: last.error } : null,
+      lastRun: last ? runOf(last) : null,
       nextRun: this.scheduler.nextRun(plan.name)?.toISOString() ?? null,
       pendingChanges: (pending ?? (await this.catalog.journalCounts())).get(plan.name) ?? 0,
       behind,
@@ -334,7 +339,7 @@ export class Daemon {
     return {
       schedule: plan.check?.schedule ?? null,
       nextRun: this.scheduler.nextRun(plan.name, 'check')?.toISOString() ?? null,
-      lastRun: last ? { job: last.id, state: last.state, at: last.finishedAt ?? last.startedAt ?? last.createdAt, error: last.error } : null,
+      lastRun: last ? runOf(last) : null,
       lastSuccess: ok?.finishedAt ?? null,
       problems,
     };

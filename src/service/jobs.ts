@@ -30,6 +30,8 @@ export interface JobRunnerOptions {
 }
 
 const PROGRESS_SAVE_MS = 1000;
+/** Errors that another attempt would meet again. */
+const PERMANENT: string[] = ['BAD_INPUT', 'WRONG_PASSWORD', 'NOT_A_REPOSITORY'];
 const MAX_BACKOFF_MS = 5 * 60_000;
 
 /** The tasks a plan's job is made of. */
@@ -306,8 +308,7 @@ export class JobRunner extends EventEmitter {
         }
         const message = (err as Error).message;
         // Damage a check found stays found: it is reported, not tried again.
-        const permanentCodes = job.kind === 'check' ? ['BAD_INPUT', 'WRONG_PASSWORD', 'NOT_A_REPOSITORY', 'INTEGRITY'] : ['BAD_INPUT', 'WRONG_PASSWORD', 'NOT_A_REPOSITORY'];
-        const permanent = err instanceof CairnError && permanentCodes.includes(err.code);
+        const permanent = err instanceof CairnError && (PERMANENT.includes(err.code) || (job.kind === 'check' && err.code === 'INTEGRITY'));
         if (permanent || attempts >= plan.maxAttempts) {
           // A task may say what it found before it failed (a check's problems).
           const result = (err as { result?: Record<string, unknown> }).result;

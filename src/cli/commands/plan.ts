@@ -71,6 +71,15 @@ function describe(r: PlanReply): string {
   return lines.join('\n');
 }
 
+/** With `wait`, the job once it has ended (asked again every half second); else the job as it is. */
+async function settled(c: { request<T>(method: string, route: string): Promise<T> }, job: JobRecord, wait: boolean | undefined, signal: AbortSignal): Promise<JobRecord> {
+  while (wait && (job.state === 'pending' || job.state === 'running') && !signal.aborted) {
+    await new Promise((r) => setTimeout(r, 500));
+    job = await c.request<JobRecord>('GET', `/api/v1/jobs/${job.id}`);
+  }
+  return job;
+}
+
 function show(ctx: Context, value: unknown, text: string): void {
   if (ctx.opts.json) ctx.json(value);
   else ctx.print(text);
@@ -169,11 +178,7 @@ export function registerPlan(program: Command, run: Run): void {
       if (o.readData && o.readDataSubset !== undefined) throw new CairnError('BAD_INPUT', '--read-data and --read-data-subset cannot be used together');
       const readData = o.readData ? true : o.readDataSubset;
       const c = await client(o);
-      let job = await c.request<JobRecord>('POST', `/api/v1/plans/${name(n)}/check`, readData === undefined ? {} : { readData });
-      while (o.wait && (job.state === 'pending' || job.state === 'running') && !ctx.signal.aborted) {
-        await new Promise((r) => setTimeout(r, 500));
-        job = await c.request<JobRecord>('GET', `/api/v1/jobs/${job.id}`);
-      }
+      const job = await settled(c, await c.request<JobRecord>('POST', `/api/v1/plans/${name(n)}/check`, readData === undefined ? {} : { readData }), o.wait, ctx.signal);
       const r = job.tasks[0]?.result as { packs?: number; packsRead?: number; snapshots?: number; errors?: string[]; problems?: number; skipped?: string } | null;
       const lines = [`check ${job.id} ${job.state}${job.error ? `: ${job.error}` : ''}`];
       if (r?.skipped) lines.push(`  ${r.skipped}`);
@@ -188,11 +193,7 @@ export function registerPlan(program: Command, run: Run): void {
   connection(plan.command('run <name>').description('run a plan now').option('--wait', 'wait for the job to finish')).action((n: string, o: ClientOptions & { wait?: boolean }) =>
     run(async (ctx) => {
       const c = await client(o);
-      let job = await c.request<JobRecord>('POST', `/api/v1/plans/${name(n)}/run`);
-      while (o.wait && (job.state === 'pending' || job.state === 'running') && !ctx.signal.aborted) {
-        await new Promise((r) => setTimeout(r, 500));
-        job = await c.request<JobRecord>('GET', `/api/v1/jobs/${job.id}`);
-      }
+      const job = await settled(c, await c.request<JobRecord>('POST', `/api/v1/plans/${name(n)}/run`), o.wait, ctx.signal);
       show(ctx, job, `job ${job.id} ${job.state}${job.error ? `: ${job.error}` : ''}`);
       if (job.state === 'failed') throw new CairnError('INTERNAL', `job ${job.id} failed`);
     }),
