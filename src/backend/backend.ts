@@ -35,6 +35,14 @@ export interface Backend {
   readonly local?: boolean;
 
   /**
+   * Optional: whether a file, once saved, is in every other client's listing at once. A folder on
+   * a local disk (ext4, xfs, btrfs, tmpfs, zfs…) says yes; network and FUSE file systems, object
+   * stores and servers are not trusted to, and locking then waits as restic does before it looks
+   * again for a racing client's lock (see repository/lock.ts).
+   */
+  listsAtOnce?(): Promise<boolean>;
+
+  /**
    * Creates the repository's layout (folders or markers). Fails with `REPO_EXISTS` when a
    * `config` file is already there; until then it may run again (an interrupted `init`).
    */

@@ -31,6 +31,10 @@ export class DryRunBackend implements Backend {
     await rm(path, { force: true });
   }
 
+  listsAtOnce(): Promise<boolean> {
+    return this.#inner.listsAtOnce?.() ?? Promise.resolve(false);
+  }
+
   load(h: Handle, offset?: number, length?: number, signal?: AbortSignal): Promise<Buffer> {
     return this.#inner.load(h, offset, length, signal);
   }

@@ -26,6 +26,14 @@ export function handlePath(root: string, h: Handle): string {
 }
 
 /**
+ * File systems (statfs f_type) on this machine's disks or memory, where a file renamed into place
+ * is in every process's listing as soon as the rename returns: ext2-4, xfs, btrfs, tmpfs, zfs,
+ * f2fs, overlayfs, bcachefs. NFS, SMB and FUSE mounts (sshfs, rclone, s3fs) are left out: their
+ * listings may lag.
+ */
+const LISTS_AT_ONCE = new Set([0xef53, 0x58465342, 0x9123683e, 0x01021994, 0x2fc12fc1, 0xf2f52010, 0x794c7630, 0xca451a4e]);
+
+/**
  * A repository in a local folder, laid out and permissioned as restic lays it out, so restic and
  * Cairn can share it. Each save goes to a temporary file in the target folder (named so that it
  * never looks like an id), is fsynced, made read-only and renamed into place; the folder is then
@@ -38,11 +46,20 @@ export class LocalBackend implements Backend {
   readonly stagingFolder: string;
   readonly #root: string;
   #modes?: Promise<Modes>;
+  #listsAtOnce?: Promise<boolean>;
 
   constructor(root: string) {
     this.#root = path.resolve(root);
     this.location = this.#root;
     this.stagingFolder = path.join(this.#root, 'data');
+  }
+
+  listsAtOnce(): Promise<boolean> {
+    this.#listsAtOnce ??= fs.statfs(this.#root).then(
+      (s) => LISTS_AT_ONCE.has(s.type),
+      () => false,
+    );
+    return this.#listsAtOnce;
   }
 
   async create(): Promise<void> {

@@ -95,6 +95,10 @@ export class RetryBackend implements Backend {
     return this.#retry(`save ${h.type} ${h.name}`, () => this.#inner.save(h, data, signal), signal);
   }
 
+  listsAtOnce(): Promise<boolean> {
+    return this.#inner.listsAtOnce?.() ?? Promise.resolve(false);
+  }
+
   load(h: Handle, offset = 0, length?: number, signal?: AbortSignal): Promise<Buffer> {
     return this.#retry(
       `load ${h.type} ${h.name}`,

@@ -112,6 +112,10 @@ export class ThrottledBackend implements Backend {
     return this.#inner.save(h, data, signal);
   }
 
+  listsAtOnce(): Promise<boolean> {
+    return this.#inner.listsAtOnce?.() ?? Promise.resolve(false);
+  }
+
   async load(h: Handle, offset?: number, length?: number, signal?: AbortSignal): Promise<Buffer> {
     const data = await this.#inner.load(h, offset, length, signal);
     await this.#down?.take(data.length);

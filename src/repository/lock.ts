@@ -19,7 +19,12 @@ export interface LockJSON {
 /** restic's rules: a lock older than this is stale; locks are refreshed well inside it. */
 export const STALE_AFTER_MS = 30 * 60 * 1000;
 export const REFRESH_EVERY_MS = 5 * 60 * 1000;
-/** After writing our lock, wait this long and look again, so two clients racing both see each other. */
+/**
+ * After writing our lock, wait this long and look again, so that of two clients racing at least
+ * one sees the other's lock even where listings lag (restic waits as long). Where the backend
+ * lists a saved file at once (a local disk), looking again right away is enough: whichever
+ * client wrote last lists after both writes, sees the other's lock and backs off.
+ */
 const SETTLE_MS = 200;
 
 /** Whether a process with this pid runs on this host (one we may not signal counts as running). */
@@ -80,11 +85,13 @@ export class Lock {
    * meanwhile and must not write before `confirmed` resolves (see Repository.gateWrites).
    */
   static async begin(repo: Repository, exclusive: boolean): Promise<Lock> {
+    const atOnce = repo.backend.listsAtOnce?.() ?? Promise.resolve(false);
     await Lock.#checkConflicts(repo, exclusive, null);
     const id = await repo.saveJSON('lock', JSON.stringify(Lock.#body(exclusive)));
     const lock = new Lock(repo, exclusive, id);
+    const settle = (await atOnce) ? 0 : SETTLE_MS;
     lock.confirmed = (async () => {
-      await new Promise((r) => setTimeout(r, SETTLE_MS));
+      if (settle > 0) await new Promise((r) => setTimeout(r, settle));
       if (lock.#released) return;
       try {
         await Lock.#checkConflicts(repo, exclusive, id);

@@ -2,11 +2,12 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { LocalBackend } from '../../src/backend/local.js';
 import { formatTime } from '../../src/fs/time.js';
 import { Lock, type LockJSON } from '../../src/repository/lock.js';
 import { Repository } from '../../src/repository/repository.js';
+import { HAVE_RCLONE, startRestServer } from '../support/rest-server.js';
 import { seededBytes } from '../support/trees.js';
 import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, tempDir, type TestRepo } from '../support/tools.js';
 
@@ -16,9 +17,16 @@ async function packCount(repo: TestRepo): Promise<number> {
   return n;
 }
 
-async function openRepo(repo: TestRepo): Promise<Repository> {
+/** A local folder whose listings are taken to lag, as a network file system's or a server's may. */
+class LaggingBackend extends LocalBackend {
+  override listsAtOnce(): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+}
+
+async function openRepo(repo: TestRepo, lagging = false): Promise<Repository> {
   const password = (await fs.readFile(repo.passwordFile, 'utf8')).split('\n')[0];
-  return Repository.open(new LocalBackend(repo.dir), password);
+  return Repository.open(lagging ? new LaggingBackend(repo.dir) : new LocalBackend(repo.dir), password);
 }
 
 async function writeLock(repo: Repository, over: Partial<LockJSON>): Promise<string> {
@@ -78,7 +86,7 @@ describe('locks', () => {
   it('a racing exclusive lock that appears while ours settles fails our writes with LOCKED and removes our lock', async () => {
     const repo = await makeRepoPaths();
     ok(await cairn(repo, ['init']), 'init');
-    const r = await openRepo(repo);
+    const r = await openRepo(repo, true);
     const ours = await Lock.begin(r, false);
     r.gateWrites(ours.confirmed);
     const racer = await writeLock(r, { pid: process.pid, exclusive: true, hostname: 'racer-host' });
@@ -87,7 +95,28 @@ describe('locks', () => {
     expect(await fs.readdir(path.join(repo.dir, 'locks'))).toEqual([racer]);
   });
 
-  it('check, restore and dump read while their lock settles, but a racing exclusive lock still stops them with 11 and nothing restored', async () => {
+  it('on a local disk a lock is confirmed at once, and of two clients racing for exclusive locks never both win', async () => {
+    const repo = await makeRepoPaths();
+    ok(await cairn(repo, ['init']), 'init');
+    const [a, b] = [await openRepo(repo), await openRepo(repo)];
+    expect(await a.backend.listsAtOnce!()).toBe(true);
+    expect(await new LocalBackend(path.join(repo.dir, 'no-such-folder')).listsAtOnce()).toBe(false);
+    let bothWon = 0;
+    let oneWon = 0;
+    for (let round = 0; round < 40; round++) {
+      const results = await Promise.allSettled([a, b].map(async (r) => Lock.acquire(r, true)));
+      const won = results.filter((x) => x.status === 'fulfilled').map((x) => x.value);
+      for (const x of results) if (x.status === 'rejected') expect(x.reason).toMatchObject({ code: 'LOCKED' });
+      if (won.length === 2) bothWon++;
+      if (won.length === 1) oneWon++;
+      await Promise.all(won.map((l) => l.release()));
+      expect(await fs.readdir(path.join(repo.dir, 'locks'))).toEqual([]);
+    }
+    expect(bothWon).toBe(0);
+    expect(oneWon).toBeGreaterThan(0);
+  });
+
+  it.runIf(HAVE_RCLONE)('check, restore and dump read while their lock settles, but a racing exclusive lock still stops them with 11 and nothing restored', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();
     await fs.writeFile(path.join(src, 'f'), seededBytes(1, 100_000));
@@ -95,9 +124,14 @@ describe('locks', () => {
     ok(await cairn(repo, ['backup', src]), 'backup');
     const r = await openRepo(repo);
     const locksDir = path.join(repo.dir, 'locks');
-    // Another client's exclusive lock appears as soon as the command's own lock does (inside restic's 200 ms settle).
+    // The commands reach the repository through a REST server, whose listings are not trusted to
+    // be at once, so they wait as restic does; another client's exclusive lock appears in the
+    // folder as soon as the command's own lock does (inside those 200 ms).
+    const server = await startRestServer(path.dirname(repo.dir));
+    onTestFinished(() => server.stop());
+    const remote = { env: { CAIRN_REPOSITORY: `rest:${server.url}${path.basename(repo.dir)}/` } };
     const raced = async (args: string[]) => {
-      const run = cairn(repo, args);
+      const run = cairn(repo, args, remote);
       let racer: string | null = null;
       const started = Date.now();
       while (Date.now() - started < 20_000) {
@@ -125,8 +159,8 @@ describe('locks', () => {
     expect(dump.out).toBe('');
     // Each left no lock of its own behind, and without a racer all three succeed.
     expect(await fs.readdir(locksDir)).toEqual([]);
-    ok(await cairn(repo, ['check', '--read-data']), 'check');
-    ok(await cairn(repo, ['restore', 'latest', '--target', target]), 'restore');
+    ok(await cairn(repo, ['check', '--read-data'], remote), 'check');
+    ok(await cairn(repo, ['restore', 'latest', '--target', target], remote), 'restore');
     expect(await fs.readFile(path.join(target, src, 'f'))).toEqual(await fs.readFile(path.join(src, 'f')));
   });
 
