@@ -176,8 +176,7 @@ describe('locks', () => {
     ok(await cairn(repo, ['check']), 'check after unlock');
   });
 
-  it('shares locks with restic in both directions', async () => {
-    if (!HAVE_RESTIC) return;
+  it.runIf(HAVE_RESTIC)('shares locks with restic in both directions', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();
     await fs.writeFile(path.join(src, 'f'), 'x');
@@ -220,8 +219,7 @@ describe('locks', () => {
 });
 
 describe('sharing a repository', () => {
-  it('two cairn backups and one restic backup at once all succeed; prune refuses with 11 while a lock is held', async () => {
-    if (!HAVE_RESTIC) return;
+  it.runIf(HAVE_RESTIC)('two cairn backups and one restic backup at once all succeed; prune refuses with 11 while a lock is held', async () => {
     const repo = await makeRepoPaths();
     ok(await cairn(repo, ['init']), 'init');
     const sources: string[] = [];

@@ -88,8 +88,16 @@ export function cairn(repo: TestRepo, args: string[], opts: { input?: Buffer | s
   return runCommand(process.execPath, [CLI, ...args], { env: { ...repo.env, ...opts.env }, input: opts.input, uid: opts.uid, gid: opts.gid });
 }
 
-export function restic(repo: TestRepo, args: string[], opts: { input?: Buffer | string } = {}): Promise<RunResult> {
-  return runCommand('restic', args, { env: repo.env, input: opts.input });
+/**
+ * restic's commands that only read. restic waits 200 ms after writing its lock before it looks
+ * again for other clients' locks, so these run with `--no-lock` unless `lock` asks for restic's
+ * locking (tests of how the two tools' locks meet).
+ */
+const RESTIC_READS = new Set(['cat', 'check', 'diff', 'dump', 'find', 'list', 'ls', 'restore', 'snapshots', 'stats']);
+
+export function restic(repo: TestRepo, args: string[], opts: { input?: Buffer | string; lock?: boolean } = {}): Promise<RunResult> {
+  const noLock = !opts.lock && RESTIC_READS.has(args[0]) && !args.includes('--no-lock') ? ['--no-lock'] : [];
+  return runCommand('restic', [...noLock, ...args], { env: repo.env, input: opts.input });
 }
 
 /** Fails with the command's output, so a broken run explains itself. */
