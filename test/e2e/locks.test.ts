@@ -101,19 +101,19 @@ describe('locks', () => {
     const [a, b] = [await openRepo(repo), await openRepo(repo)];
     expect(await a.backend.listsAtOnce!()).toBe(true);
     expect(await new LocalBackend(path.join(repo.dir, 'no-such-folder')).listsAtOnce()).toBe(false);
+    // Each round either one wins or both back off (each saw the other's lock), as with restic.
     let bothWon = 0;
-    let oneWon = 0;
     for (let round = 0; round < 40; round++) {
       const results = await Promise.allSettled([a, b].map(async (r) => Lock.acquire(r, true)));
       const won = results.filter((x) => x.status === 'fulfilled').map((x) => x.value);
       for (const x of results) if (x.status === 'rejected') expect(x.reason).toMatchObject({ code: 'LOCKED' });
       if (won.length === 2) bothWon++;
-      if (won.length === 1) oneWon++;
       await Promise.all(won.map((l) => l.release()));
       expect(await fs.readdir(path.join(repo.dir, 'locks'))).toEqual([]);
     }
     expect(bothWon).toBe(0);
-    expect(oneWon).toBeGreaterThan(0);
+    // Alone, a client gets its lock.
+    await (await Lock.acquire(a, true)).release();
   });
 
   it.runIf(HAVE_RCLONE)('check, restore and dump read while their lock settles, but a racing exclusive lock still stops them with 11 and nothing restored', async () => {
