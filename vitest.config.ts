@@ -8,7 +8,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    setupFiles: ['test/support/cleanup.ts'],
+    setupFiles: ['test/support/cleanup.ts', 'test/support/bytes.ts'],
     // Commands the tests start keep their index caches out of the home folder (TestRepo has its own).
     env: { CAIRN_CACHE_DIR: path.join(os.tmpdir(), 'cairn-test-cache') },
     // Most tests wait on child processes, servers and disks, so two files at a time pay even on two
