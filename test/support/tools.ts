@@ -90,13 +90,13 @@ export function cairn(repo: TestRepo, args: string[], opts: { input?: Buffer | s
 
 /**
  * restic's commands that only read. restic waits 200 ms after writing its lock before it looks
- * again for other clients' locks, so these run with `--no-lock` unless `lock` asks for restic's
- * locking (tests of how the two tools' locks meet).
+ * again for other clients' locks, so these run with `--no-lock`; the tests of how the two tools'
+ * locks meet use the commands that write (backup, forget, prune), which lock as restic always does.
  */
 const RESTIC_READS = new Set(['cat', 'check', 'diff', 'dump', 'find', 'list', 'ls', 'restore', 'snapshots', 'stats']);
 
-export function restic(repo: TestRepo, args: string[], opts: { input?: Buffer | string; lock?: boolean } = {}): Promise<RunResult> {
-  const noLock = !opts.lock && RESTIC_READS.has(args[0]) && !args.includes('--no-lock') ? ['--no-lock'] : [];
+export function restic(repo: TestRepo, args: string[], opts: { input?: Buffer | string } = {}): Promise<RunResult> {
+  const noLock = RESTIC_READS.has(args[0]) && !args.includes('--no-lock') ? ['--no-lock'] : [];
   return runCommand('restic', [...noLock, ...args], { env: repo.env, input: opts.input });
 }
 
