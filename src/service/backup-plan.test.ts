@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { openRepository } from './backup-plan.js';
-import { tempDir } from '../../test/support/tools.js';
+import { backupPlan, openRepository } from './backup-plan.js';
+import { parsePlan } from './config.js';
+import { cairn, makeRepoPaths, ok, runCommand, tempDir, type TestRepo } from '../../test/support/tools.js';
+import { seededBytes } from '../../test/support/trees.js';
 
 process.env.CAIRN_KDF_N = '1024';
 
@@ -17,5 +19,70 @@ describe('the repository of a plan', () => {
     expect(await fs.readdir(path.join(dir, 'repo', 'keys'))).toHaveLength(1);
     for (const r of repos) await r.close();
     await expect(openRepository({ ...ref, location: path.join(dir, 'other'), initIfMissing: false })).rejects.toThrow(/no repository/);
+  });
+});
+
+describe("a plan's file options", () => {
+  const run = async (repo: TestRepo, plan: Record<string, unknown>, src: string): Promise<string> => {
+    const p = parsePlan({ sources: [{ path: src }], ...plan });
+    const ref = { location: repo.dir, passwordFile: repo.passwordFile, initIfMissing: true };
+    const r = await backupPlan(ref, p, [{ path: src }], { changedPaths: null, signal: new AbortController().signal, onProgress: () => undefined, onItemError: (f, m) => expect.fail(`${f}: ${m}`) });
+    return r.snapshotId!;
+  };
+  const node = async (repo: TestRepo, snap: string, file: string) =>
+    ok(await cairn(repo, ['ls', '--json', snap]), 'ls')
+      .out.trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { path?: string; atime?: string })
+      .find((n) => n.path === file)!;
+
+  it('ignoreInode takes a file whose size and mtime match as unchanged though its inode changed, as backup --ignore-inode; withAtime stores access times', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    const f = path.join(src, 'f');
+    const [atime, mtime] = [new Date('2021-02-03T04:05:06Z'), new Date('2020-01-02T03:04:05Z')];
+    await fs.writeFile(f, seededBytes(1, 4_000));
+    await fs.utimes(f, atime, mtime);
+    const first = await run(repo, { name: 'nfs', ignoreInode: true, withAtime: true }, src);
+    expect(new Date((await node(repo, first, f)).atime!).toISOString()).toBe(atime.toISOString());
+    // Another file of the same size and times takes its place: a new inode and ctime.
+    const swap = path.join(src, '.swap');
+    await fs.writeFile(swap, seededBytes(2, 4_000));
+    await fs.utimes(swap, atime, mtime);
+    await fs.rename(swap, f);
+    const second = await run(repo, { name: 'nfs', ignoreInode: true }, src);
+    expect(new Date((await node(repo, second, f)).atime!).toISOString()).toBe(mtime.toISOString());
+    expect(ok(await cairn(repo, ['dump', second, f]), 'dump').stdout).toEqual(seededBytes(1, 4_000));
+    // The second snapshot records the new inode and ctime; another swap, and without ignoreInode
+    // the new inode makes the file changed: read again.
+    await fs.writeFile(swap, seededBytes(2, 4_000));
+    await fs.utimes(swap, atime, mtime);
+    await fs.rename(swap, f);
+    const third = await run(repo, { name: 'plain' }, src);
+    expect(ok(await cairn(repo, ['dump', third, f]), 'dump').stdout).toEqual(seededBytes(2, 4_000));
+  });
+
+  it.runIf(process.getuid?.() === 0)('oneFileSystem keeps a mount point below a source as an empty folder', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'here.txt'), 'here');
+    await fs.mkdir(path.join(src, 'mnt'));
+    ok(await runCommand('mount', ['-t', 'tmpfs', 'tmpfs', path.join(src, 'mnt')]), 'mount tmpfs');
+    try {
+      await fs.writeFile(path.join(src, 'mnt', 'other-fs.txt'), 'elsewhere');
+      const listed = async (snap: string) => ok(await cairn(repo, ['ls', snap]), 'ls').out.split('\n');
+      const within = await listed(await run(repo, { name: 'x', oneFileSystem: true }, src));
+      expect(within).toContain(path.join(src, 'mnt'));
+      expect(within).not.toContain(path.join(src, 'mnt', 'other-fs.txt'));
+      expect(await listed(await run(repo, { name: 'all' }, src))).toContain(path.join(src, 'mnt', 'other-fs.txt'));
+    } finally {
+      await runCommand('umount', [path.join(src, 'mnt')]);
+    }
+  });
+
+  it('refuses them for targets that are not repositories', () => {
+    for (const k of ['oneFileSystem', 'ignoreInode', 'ignoreCtime', 'withAtime']) {
+      expect(() => parsePlan({ name: 'a', sources: [{ path: '/srv' }], target: { kind: 'archive', dest: '/backups' }, [k]: true })).toThrow(`${k} applies to repository targets`);
+    }
   });
 });

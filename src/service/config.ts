@@ -255,6 +255,17 @@ export const PlanInput = z
      */
     prune: z.union([z.boolean(), z.strictObject({ maxUnused: z.string().min(1).optional() })]).optional(),
     compression: z.enum(['auto', 'off', 'max']).optional(),
+    /**
+     * `cairn backup`'s --one-file-system, --ignore-inode (which implies ignoreCtime), --ignore-ctime
+     * and --with-atime, for the plan's whole walk (repository targets): a mount point below a source
+     * stays an empty folder; a file whose size and mtime match the last snapshot is not read again
+     * even when its inode (network and FUSE file systems renumber them) or ctime changed; access
+     * times are stored.
+     */
+    oneFileSystem: z.boolean().optional(),
+    ignoreInode: z.boolean().optional(),
+    ignoreCtime: z.boolean().optional(),
+    withAtime: z.boolean().optional(),
     tags: z.array(z.string().min(1)).optional(),
     /** The site an export plan serves (`POST /backup {"siteId"}`). */
     site: z.string().min(1).optional(),
@@ -287,6 +298,11 @@ export const PlanInput = z
         new Intl.DateTimeFormat('en', { timeZone: p.timezone });
       } catch {
         ctx.addIssue({ code: 'custom', path: ['timezone'], message: `unknown time zone ${JSON.stringify(p.timezone)}: use an IANA name such as Europe/Berlin` });
+      }
+    }
+    if (p.target.kind !== 'repository') {
+      for (const k of ['oneFileSystem', 'ignoreInode', 'ignoreCtime', 'withAtime'] as const) {
+        if (p[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: `${k} applies to repository targets` });
       }
     }
     const http = p.sources.some((s) => s.kind === 'http');

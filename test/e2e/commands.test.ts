@@ -576,8 +576,7 @@ describe('crash safety', () => {
 });
 
 describe('--one-file-system', () => {
-  it('keeps a mount point as an empty folder and does not cross into it', async () => {
-    if (process.getuid?.() !== 0) return;
+  it.runIf(process.getuid?.() === 0)('keeps a mount point as an empty folder and does not cross into it', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();
     await fs.writeFile(path.join(src, 'here.txt'), 'here');

@@ -98,6 +98,9 @@ describe.runIf(HAVE_RESTIC)('daemon plans (must-show 1)', () => {
   it("checks a plan's repository from the CLI: on demand, with the plan's rotation, and names damage", async () => {
     ok(await d.cli(['plan', 'add', 'checked', '--path', src, '--check', '0 3 * * 0', '--check-read-data', 'next/2']), 'plan add --check');
     expect((await d.cli(['plan', 'add', 'x', '--path', src, '--check-read-data', 'all'])).stderr).toMatch(/--check-read-data needs --check/);
+    const flagged = JSON.parse(ok(await d.cli(['--json', 'plan', 'add', 'flagged', '--path', src, '-x', '--ignore-inode', '--ignore-ctime', '--with-atime', '--paused']), 'plan add -x …').out) as { plan: object };
+    expect(flagged.plan).toMatchObject({ oneFileSystem: true, ignoreInode: true, ignoreCtime: true, withAtime: true });
+    ok(await d.cli(['plan', 'rm', 'flagged']), 'plan rm');
     ok(await d.cli(['plan', 'run', 'checked', '--wait']), 'plan run');
     const first = ok(await d.cli(['plan', 'check', 'checked', '--wait']), 'plan check');
     expect(first.out.trim()).toMatch(/^check \S+ done\n {2}\d+ snapshots, \d+ packs, \d+ read whole$/);

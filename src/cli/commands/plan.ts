@@ -26,6 +26,10 @@ interface AddFlags extends ClientOptions {
   retention?: string;
   tag: string[];
   compression?: string;
+  oneFileSystem?: boolean;
+  ignoreInode?: boolean;
+  ignoreCtime?: boolean;
+  withAtime?: boolean;
   maxAge?: string;
   paused?: boolean;
   check?: string;
@@ -104,6 +108,10 @@ export function registerPlan(program: Command, run: Run): void {
       .option('--retention <policy>', 'keep snapshots younger than this age (1h, 7d, 6m, 1y)')
       .option('--tag <tag>', 'tag the snapshots (may be repeated)', collect, [])
       .option('--compression <mode>', 'auto, off or max')
+      .option('-x, --one-file-system', 'do not cross file system boundaries (as backup -x)')
+      .option('--ignore-inode', 'a file is unchanged when its size and mtime match, whatever its inode and ctime (as backup --ignore-inode)')
+      .option('--ignore-ctime', 'a file is unchanged when its size, mtime and inode match, whatever its ctime')
+      .option('--with-atime', 'store access times')
       .option('--max-age <age>', 'report the plan as behind when its last success is older')
       .option('--check <cron>', "check the repository on this schedule (e.g. '0 3 * * 0')")
       .option('--check-read-data <subset>', "with --check, read pack contents too: all, a percentage ('10%'), a size ('500M'), 'n/t', or 'next/t' for the next of t groups at each check")
@@ -122,6 +130,10 @@ export function registerPlan(program: Command, run: Run): void {
         ...(o.retention !== undefined && { retention: o.retention }),
         ...(o.tag.length > 0 && { tags: o.tag }),
         ...(o.compression !== undefined && { compression: o.compression }),
+        ...(o.oneFileSystem && { oneFileSystem: true }),
+        ...(o.ignoreInode && { ignoreInode: true }),
+        ...(o.ignoreCtime && { ignoreCtime: true }),
+        ...(o.withAtime && { withAtime: true }),
         ...(o.maxAge !== undefined && { maxAge: o.maxAge }),
         ...(o.check !== undefined && { check: { schedule: o.check, ...(o.checkReadData !== undefined && { readData: readDataValue(o.checkReadData) }) } }),
         ...(o.paused && { paused: true }),
