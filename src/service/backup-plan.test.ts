@@ -80,9 +80,11 @@ describe("a plan's file options", () => {
     }
   });
 
-  it('refuses them for targets that are not repositories', () => {
+  it('refuses them for targets that are not repositories and for plans of databases', () => {
     for (const k of ['oneFileSystem', 'ignoreInode', 'ignoreCtime', 'withAtime']) {
-      expect(() => parsePlan({ name: 'a', sources: [{ path: '/srv' }], target: { kind: 'archive', dest: '/backups' }, [k]: true })).toThrow(`${k} applies to repository targets`);
+      const message = `${k} applies to folders backed up into a repository`;
+      expect(() => parsePlan({ name: 'a', sources: [{ path: '/srv' }], target: { kind: 'archive', dest: '/backups' }, [k]: true })).toThrow(message);
+      expect(() => parsePlan({ name: 'a', sources: [{ kind: 'database', url: 'sqlite:/srv/app.db' }], schedule: '0 3 * * *', [k]: true })).toThrow(message);
     }
   });
 });

@@ -300,9 +300,9 @@ export const PlanInput = z
         ctx.addIssue({ code: 'custom', path: ['timezone'], message: `unknown time zone ${JSON.stringify(p.timezone)}: use an IANA name such as Europe/Berlin` });
       }
     }
-    if (p.target.kind !== 'repository') {
+    if (p.target.kind !== 'repository' || !p.sources.some((s) => s.kind === 'path')) {
       for (const k of ['oneFileSystem', 'ignoreInode', 'ignoreCtime', 'withAtime'] as const) {
-        if (p[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: `${k} applies to repository targets` });
+        if (p[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: `${k} applies to folders backed up into a repository` });
       }
     }
     const http = p.sources.some((s) => s.kind === 'http');
