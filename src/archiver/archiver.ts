@@ -41,7 +41,11 @@ export interface BackupOptions {
   parent?: Snapshot | null;
   /** Read every file even when the parent snapshot says it is unchanged. */
   force?: boolean;
-  /** restic's --ignore-inode and --ignore-ctime: a file is unchanged from its parent's node without the inode or ctime agreeing. */
+  /**
+   * restic's --ignore-inode and --ignore-ctime: a file is unchanged from its parent's node without
+   * the inode or ctime agreeing. As restic, ignoreInode implies ignoreCtime (where inodes are not
+   * stable, ctimes are not either).
+   */
   ignoreInode?: boolean;
   ignoreCtime?: boolean;
   /** The snapshot's time (restic's --time), in nanoseconds since the epoch; default: when the backup started. */
@@ -480,7 +484,8 @@ export class Archiver {
   #unchanged(old: Node, st: EntryStat): boolean {
     if (old.type !== 'file' || !old.content) return false;
     if (old.size !== Number(st.size) || (!this.#opts.ignoreInode && old.inode !== Number(st.ino))) return false;
-    if (!statTimeIs(st, 'mtime', old.mtime) || (!this.#opts.ignoreCtime && !statTimeIs(st, 'ctime', old.ctime))) return false;
+    const ignoreCtime = this.#opts.ignoreCtime || this.#opts.ignoreInode;
+    if (!statTimeIs(st, 'mtime', old.mtime) || (!ignoreCtime && !statTimeIs(st, 'ctime', old.ctime))) return false;
     for (const id of old.content) if (!this.#repo.hasBlob('data', id)) return false;
     return true;
   }

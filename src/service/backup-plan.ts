@@ -146,9 +146,8 @@ export async function backupPlan(ref: RepositoryRef, plan: Plan, sources: Source
       excludeLists: excluder.lists,
       parent,
       oneFileSystem: plan.oneFileSystem,
-      // As `cairn backup`: where inodes are not stable, ctimes are not either.
       ignoreInode: plan.ignoreInode,
-      ignoreCtime: plan.ignoreInode === true || plan.ignoreCtime,
+      ignoreCtime: plan.ignoreCtime,
       withAtime: plan.withAtime,
       // The journal counts from the plan's last success, so it only describes the way from the plan's own snapshot.
       changedPaths: opts.changedPaths && parent?.tags?.includes(planTag(plan.name)) ? opts.changedPaths : undefined,

@@ -147,8 +147,7 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
         parent,
         force: o.force,
         ignoreInode: o.ignoreInode,
-        // As restic: --ignore-inode implies --ignore-ctime (where inodes are not stable, ctimes are not either).
-        ignoreCtime: o.ignoreCtime || o.ignoreInode,
+        ignoreCtime: o.ignoreCtime,
         timeNs,
         withAtime: o.withAtime,
         signal: ctx.signal,
