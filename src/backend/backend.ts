@@ -75,6 +75,15 @@ export interface Backend {
   saveFile?(h: Handle, path: string, signal?: AbortSignal): Promise<void>;
 
   /**
+   * Optional: stores `data` under `h` in place of the file there (or as a new file), atomically:
+   * readers, and a crash at any moment, see the old file or the new one, never neither and never a
+   * part. Only a format upgrade rewrites a file (`config`, see maintenance/migrate.ts). A local
+   * folder renames over the old file; S3 puts the object again. Use `replaceFile`, which removes
+   * and then saves on backends without it (a REST server refuses overwrites), as restic does.
+   */
+  replace?(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void>;
+
+  /**
    * Returns `length` bytes from `offset` (whole file from `offset` when `length` is undefined).
    * Fails with `NOT_FOUND` when the file does not exist, and with `INTEGRITY` when the file is
    * shorter than `offset + length` (never returns a short buffer silently). Idempotent.
@@ -116,6 +125,17 @@ export async function saveLocalFile(backend: Backend, h: Handle, path: string, s
   if (backend.saveFile) return backend.saveFile(h, path, signal);
   await backend.save(h, await readFile(path), signal);
   await rm(path, { force: true });
+}
+
+/**
+ * Puts `data` in place of the file at `h`: by the backend's atomic `replace` when it has one,
+ * otherwise by removing the file and saving the new one (a crash between the two leaves no file,
+ * so callers keep the old content elsewhere until this returns).
+ */
+export async function replaceFile(backend: Backend, h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+  if (backend.replace) return backend.replace(h, data, signal);
+  await backend.remove(h);
+  await backend.save(h, data, signal);
 }
 
 /**

@@ -4,7 +4,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Backend, FileType, Handle } from './backend.js';
-import { FILE_TYPES, loadRange, saveLocalFile } from './backend.js';
+import { FILE_TYPES, loadRange, replaceFile, saveLocalFile } from './backend.js';
 
 /** A backend under test and how to throw it away. */
 export interface BackendFixture {
@@ -122,6 +122,25 @@ export function runBackendConformance(name: string, make: () => Promise<BackendF
           await b.remove(CONFIG);
           expect(await b.exists()).toBe(false);
         }
+      }),
+    );
+
+    it(
+      'replaceFile puts new content in place of the config file (atomically where the backend has replace); other files are untouched',
+      withBackend(async (b) => {
+        await b.create();
+        await b.save(CONFIG, Buffer.from('version 1 config'));
+        const other: Handle = { type: 'snapshot', name: randomName() };
+        await b.save(other, Buffer.from('a snapshot'));
+        await replaceFile(b, CONFIG, Buffer.from('version 2 config, longer'));
+        expect((await b.load(CONFIG)).toString()).toBe('version 2 config, longer');
+        expect(await b.stat(CONFIG)).toEqual({ name: '', size: 24 });
+        expect([...(await listed(b, 'config'))]).toEqual([['', 24]]);
+        expect(await b.exists()).toBe(true);
+        expect((await b.load(other)).toString()).toBe('a snapshot');
+        // Replacing with the same content again (a retried upgrade) is fine too.
+        await replaceFile(b, CONFIG, Buffer.from('version 2 config, longer'));
+        expect((await b.load(CONFIG)).toString()).toBe('version 2 config, longer');
       }),
     );
 

@@ -31,6 +31,10 @@ export class DryRunBackend implements Backend {
     await rm(path, { force: true });
   }
 
+  async replace(_h: Handle, _data: Uint8Array): Promise<void> {
+    // Nothing is stored.
+  }
+
   listsAtOnce(): Promise<boolean> {
     return this.#inner.listsAtOnce?.() ?? Promise.resolve(false);
   }

@@ -105,6 +105,12 @@ export class LocalBackend implements Backend {
       throw this.#failure(err, 'writing', `${what} in ${this.#root}`);
     }
 
+    await this.#place(file, data, what, signal);
+  }
+
+  /** Writes `data` beside `file`, makes it durable and read-only, renames it over `file` and syncs the folder. */
+  async #place(file: string, data: Uint8Array, what: string, signal?: AbortSignal): Promise<void> {
+    const dir = path.dirname(file);
     const tmp = path.join(dir, `.${path.basename(file)}-tmp-${randomBytes(8).toString('hex')}`);
     let fh: FileHandle | undefined;
     try {
@@ -132,6 +138,12 @@ export class LocalBackend implements Backend {
     } catch (err) {
       throw this.#failure(err, 'writing', `${what} in ${this.#root}`);
     }
+  }
+
+  /** A rename over the old file: the folder holds the old file or the new one at every moment. */
+  async replace(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    checkAborted(signal, `saving ${label(h)}`);
+    await this.#place(handlePath(this.#root, h), data, label(h), signal);
   }
 
   /** Makes the file durable and read-only, then renames it into place: no byte is copied. */

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CairnError } from '../errors.js';
 import { Limiter } from '../util/limit.js';
-import type { Backend, FileInfo, FileType, Handle } from './backend.js';
+import { replaceFile, type Backend, type FileInfo, type FileType, type Handle } from './backend.js';
 import { UnreachableError } from './remote.js';
 
 export interface RetryOptions {
@@ -93,6 +93,10 @@ export class RetryBackend implements Backend {
 
   save(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void> {
     return this.#retry(`save ${h.type} ${h.name}`, () => this.#inner.save(h, data, signal), signal);
+  }
+
+  replace(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    return this.#retry(`replace ${h.type} ${h.name}`, () => replaceFile(this.#inner, h, data, signal), signal);
   }
 
   listsAtOnce(): Promise<boolean> {

@@ -165,6 +165,11 @@ export class S3Backend implements Backend {
     return saveOnce(this, h, data, this.location, signal, () => this.#put(h, Buffer.from(data.buffer, data.byteOffset, data.byteLength), data.byteLength, signal));
   }
 
+  /** One PutObject over the old object: S3 shows the old object or the new one, never neither. */
+  replace(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    return this.#put(h, Buffer.from(data.buffer, data.byteOffset, data.byteLength), data.byteLength, signal);
+  }
+
   /**
    * Uploads a local file as it is read (a staged pack), so a backup holds no pack in memory to
    * send it; removes the file once it is stored. Looks before it writes, as `save` does. Each

@@ -1,6 +1,6 @@
 import fs from 'node:fs/promises';
 import { CairnError } from '../errors.js';
-import type { Backend, FileInfo, FileType, Handle } from './backend.js';
+import { replaceFile, type Backend, type FileInfo, type FileType, type Handle } from './backend.js';
 
 export interface Clock {
   now(): number;
@@ -110,6 +110,11 @@ export class ThrottledBackend implements Backend {
   async save(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void> {
     await this.#up?.take(data.length);
     return this.#inner.save(h, data, signal);
+  }
+
+  async replace(h: Handle, data: Uint8Array, signal?: AbortSignal): Promise<void> {
+    await this.#up?.take(data.length);
+    return replaceFile(this.#inner, h, data, signal);
   }
 
   listsAtOnce(): Promise<boolean> {
