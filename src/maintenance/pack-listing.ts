@@ -124,6 +124,11 @@ export class PackListing {
     return this.#words[e * WORDS + 2];
   }
 
+  /** Whether blob e is stored compressed (the index lists its uncompressed length). */
+  compressed(e: number): boolean {
+    return this.#words[e * WORDS + 3] !== 0;
+  }
+
   /** Blob e as the index files list it; the id comes from the index's table. */
   blob(e: number, index: MasterIndex): PackedBlob {
     const ulen = this.#words[e * WORDS + 3];

@@ -45,6 +45,12 @@ export interface PackInfo {
   usedBlobs: number;
   usedBytes: number;
   unusedBytes: number;
+  /**
+   * Holds uncompressed blobs that must be compressed (restic's rule in a version 2 repository: a
+   * tree pack always, a data pack with --repack-uncompressed): repacked whatever it holds unused,
+   * within --max-repack-size.
+   */
+  mustCompress?: boolean;
 }
 
 /** Packs below this size are small: many of them are merged (restic's rule, a 25th of a pack). */
@@ -55,8 +61,8 @@ const SMALL_PACKS_WORTH_MERGING = 10;
 /**
  * Which of the packs that hold needed blobs to repack, as restic 0.14 decides, so that both tools
  * leave a repository alike:
- * - packs with trees that hold unused blobs, and packs that mix trees and data: always (tree
- *   packs are small, and every walk reads them);
+ * - packs with trees that hold unused blobs, packs that mix trees and data, and packs that must
+ *   be compressed (`mustCompress`): always (tree packs are small, and every walk reads them);
  * - fully used small packs (each backup ends with one or two), once there are at least ten;
  * - other partly used packs, the largest unused share first, while more than `limit` unused
  *   bytes would stay.
@@ -65,8 +71,8 @@ const SMALL_PACKS_WORTH_MERGING = 10;
  */
 export function planRepack(packs: readonly PackInfo[], limit: number, maxRepack: number): { repack: PackInfo[]; unusedLeft: number } {
   const size = (p: PackInfo): number => p.usedBytes + p.unusedBytes;
-  const candidates = packs.filter((p) => p.unusedBytes > 0 || p.kind === 'mixed');
-  const small = packs.filter((p) => p.unusedBytes === 0 && p.kind !== 'mixed' && size(p) < SMALL_PACK);
+  const candidates = packs.filter((p) => p.unusedBytes > 0 || p.kind === 'mixed' || p.mustCompress);
+  const small = packs.filter((p) => p.unusedBytes === 0 && p.kind !== 'mixed' && !p.mustCompress && size(p) < SMALL_PACK);
   if (small.length >= SMALL_PACKS_WORTH_MERGING) candidates.push(...small);
   const rank = (p: PackInfo): number => (p.kind !== 'data' ? 0 : size(p) < SMALL_PACK ? 1 : 2);
   candidates.sort((a, b) => rank(a) - rank(b) || b.unusedBytes * size(a) - a.unusedBytes * size(b));
@@ -75,7 +81,7 @@ export function planRepack(packs: readonly PackInfo[], limit: number, maxRepack:
   const repack: PackInfo[] = [];
   for (const p of candidates) {
     if (repackBytes + size(p) >= maxRepack) continue;
-    if (p.kind === 'data' && unusedLeft <= limit && size(p) >= SMALL_PACK) continue;
+    if (p.kind === 'data' && !p.mustCompress && unusedLeft <= limit && size(p) >= SMALL_PACK) continue;
     repack.push(p);
     repackBytes += size(p);
     unusedLeft -= p.unusedBytes;
@@ -89,8 +95,14 @@ export function planRepack(packs: readonly PackInfo[], limit: number, maxRepack:
  * Order for crash safety: new packs, then the new index (superseding the old), then old index
  * files, then old packs; a crash at any point leaves a repository restic check accepts.
  * Refuses to run when a snapshot or tree cannot be read: it could not know what is in use.
+ * In a version 2 repository, repacked blobs that are not compressed are compressed (trees always,
+ * data unless compression is off), as restic's repacking does; `repackUncompressed` repacks every
+ * pack that holds an uncompressed data blob too (restic's --repack-uncompressed).
  */
-export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; maxRepackBytes?: number; dryRun?: boolean; signal?: AbortSignal } = {}): Promise<PruneStats> {
+export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; maxRepackBytes?: number; repackUncompressed?: boolean; dryRun?: boolean; signal?: AbortSignal } = {}): Promise<PruneStats> {
+  const v2 = repo.config.version >= 2;
+  if (opts.repackUncompressed && !v2) throw new CairnError('BAD_INPUT', '--repack-uncompressed: compression requires repository format version 2 (run "cairn migrate upgrade_repo_v2" first)');
+  if (opts.repackUncompressed && repo.compression === 'off') throw new CairnError('BAD_INPUT', '--repack-uncompressed and --compression off cannot be used together');
   const maxUnused = opts.maxUnused ?? { percent: 5 };
   const oldIndexIds = await repo.listIds('index');
   const listing = new PackListing();
@@ -142,10 +154,12 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
   const packs: PackInfo[] = listing.packIds.map((id, p) => {
     const info: PackInfo = { id, kind: 'data', blobs: 0, usedBlobs: 0, usedBytes: 0, unusedBytes: 0 };
     let trees = 0;
+    let uncompressed = false;
     for (const e of listing.blobsOf(p)) {
       const s = listing.slot(e);
       info.blobs++;
       if (index.slotType(s) === 'tree') trees++;
+      if (!listing.compressed(e)) uncompressed = true;
       if (used[s] && index.locatedAt(s, id, listing.offset(e))) {
         kept[e] = 1;
         info.usedBlobs++;
@@ -153,6 +167,7 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
       } else info.unusedBytes += listing.length(e);
     }
     if (trees > 0) info.kind = trees === info.blobs ? 'tree' : 'mixed';
+    if (v2 && uncompressed && (info.kind === 'tree' || opts.repackUncompressed)) info.mustCompress = true;
     return info;
   });
   const unreferenced = [...onDisk.keys()].filter((id) => !listing.has(id));
@@ -207,7 +222,10 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
       }
       if (hashId(plain) !== b.id) throw new CairnError('INTEGRITY', `pack ${p.id}: ${b.type} blob ${b.id} has the wrong content; prune stops`);
       builders[b.type] ??= new PackBuilder(repo.key);
-      builders[b.type]!.add(b.type, b.id, sealed, b.uncompressedLength);
+      if (v2 && b.uncompressedLength === undefined && (b.type === 'tree' || repo.compression !== 'off')) {
+        const again = repo.sealBlob(plain, b.type, opts.repackUncompressed);
+        builders[b.type]!.add(b.type, b.id, again.bytes, again.uncompressedLength);
+      } else builders[b.type]!.add(b.type, b.id, sealed, b.uncompressedLength);
       if (builders[b.type]!.size >= PACK_SIZE) await flush(b.type);
     }
   }

@@ -314,11 +314,18 @@ export class Repository {
     return { id, added: true, packedSize: sealed.bytes.length };
   }
 
-  /** Compresses (unless compression is off or it does not help) and encrypts a blob of `type`. */
-  sealBlob(plain: Uint8Array, type: BlobType): { bytes: Buffer; uncompressedLength?: number } {
-    if (this.compression !== 'off') {
-      const packed = compress(plain, this.compression, type === 'tree' ? 'json' : 'data');
-      if (packed.length < plain.length) return { bytes: this.key.encrypt(packed), uncompressedLength: plain.length };
+  /**
+   * Compresses and encrypts a blob of `type`. In a version 2 repository trees are always stored
+   * compressed, as restic stores them (its prune repacks every tree pack that holds an uncompressed
+   * tree, whatever --compression says); data is compressed unless compression is off or it does
+   * not help, or whatever the result with `always` (prune --repack-uncompressed, which would
+   * otherwise pick the same packs again every time).
+   */
+  sealBlob(plain: Uint8Array, type: BlobType, always = false): { bytes: Buffer; uncompressedLength?: number } {
+    const compressed = type === 'tree' || always;
+    if (this.config.version >= 2 && (compressed || this.compression !== 'off')) {
+      const packed = compress(plain, this.compression === 'max' ? 'max' : 'auto', type === 'tree' ? 'json' : 'data');
+      if (compressed || packed.length < plain.length) return { bytes: this.key.encrypt(packed), uncompressedLength: plain.length };
     }
     return { bytes: this.key.encrypt(plain) };
   }

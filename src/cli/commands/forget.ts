@@ -32,6 +32,7 @@ interface ForgetFlags {
   prune?: boolean;
   maxUnused: string;
   maxRepackSize?: string;
+  repackUncompressed?: boolean;
 }
 
 function count(flag: string, v: string | undefined): number | undefined {
@@ -67,6 +68,7 @@ export function registerForget(program: Command, run: Run): void {
     .option('--prune', 'then remove the data no snapshot needs any more (see prune)')
     .option('--max-unused <limit>', 'with --prune: unused space allowed to stay', '5%')
     .option('--max-repack-size <size>', 'with --prune: repack at most this much')
+    .option('--repack-uncompressed', 'with --prune: repack and compress every pack that holds uncompressed data')
     .action((ids: string[], o: ForgetFlags) =>
       run(async (ctx) => {
         const dur = (v: string | undefined) => (v === undefined ? undefined : parseDuration(v));
@@ -125,7 +127,7 @@ export function registerForget(program: Command, run: Run): void {
         }
         for (const s of toRemove) await repo.backend.remove({ type: 'snapshot', name: s.id });
         if (!ctx.opts.json) ctx.print(`removed ${toRemove.length} snapshots`);
-        if (o.prune) await runPrune(ctx, repo, { maxUnused: o.maxUnused, maxRepackSize: o.maxRepackSize });
+        if (o.prune) await runPrune(ctx, repo, { maxUnused: o.maxUnused, maxRepackSize: o.maxRepackSize, repackUncompressed: o.repackUncompressed });
       }),
     );
 }

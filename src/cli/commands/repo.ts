@@ -10,6 +10,7 @@ import { parsePackTail } from '../../repository/pack.js';
 import { shortId } from '../../repository/id.js';
 import { findSnapshot } from '../../repository/find.js';
 import { configToJSON } from '../../repository/config.js';
+import { MIGRATIONS, findMigration } from '../../maintenance/migrate.js';
 import { formatBytes } from '../progress.js';
 import type { Run } from '../main.js';
 
@@ -85,6 +86,47 @@ export function registerRepoCommands(program: Command, run: Run): void {
         if (subset) say(`read ${r.packsRead} of ${r.packs} packs (${formatBytes(r.bytesRead)})`);
         if (r.errors.length > 0) throw new CairnError('INTEGRITY', `Fatal: repository contains errors (${r.errors.length})`);
         say('no errors were found');
+      }),
+    );
+
+  program
+    .command('migrate [names...]')
+    .description("apply restic's migrations (upgrade_repo_v2); with no name, list those this repository can take")
+    .option('-f, --force', 'apply a migration even when it says it does not apply')
+    .action((names: string[], o: { force?: boolean }) =>
+      run(async (ctx) => {
+        const chosen = names.map(findMigration);
+        const repo = await ctx.openRepository();
+        await ctx.lock(repo, true);
+        const say = (line: string): void => {
+          if (!ctx.opts.json) ctx.print(line);
+        };
+        if (chosen.length === 0) {
+          const available = MIGRATIONS.filter((m) => m.refusal(repo) === null);
+          if (ctx.opts.json) ctx.json(available.map((m) => ({ name: m.name, description: m.description })));
+          else ctx.write(`available migrations:\n${available.map((m) => `  ${m.name}: ${m.description}\n`).join('')}`);
+          return;
+        }
+        for (const m of chosen) {
+          const refusal = m.refusal(repo);
+          if (refusal !== null && !o.force) {
+            ctx.warn(`migration ${m.name} cannot be applied: ${refusal}\nIf you want to apply this migration anyway, re-run with option --force`);
+            if (ctx.opts.json) ctx.json({ message_type: 'migration', name: m.name, applied: false, reason: refusal });
+            continue;
+          }
+          if (refusal !== null) ctx.warn(`check for migration ${m.name} failed (${refusal}), continuing anyway`);
+          if (m.checkFirst) {
+            say('checking repository integrity...');
+            const r = await checkRepository(repo, null, { signal: ctx.signal });
+            for (const e of r.errors) ctx.err.write(`error: ${e}\n`);
+            if (r.errors.length > 0) throw new CairnError('INTEGRITY', `the repository has errors (${r.errors.length}): migration ${m.name} not applied; repair them first (cairn check, cairn repair)`);
+          }
+          say(`applying migration ${m.name}...`);
+          await m.apply(repo, ctx.signal);
+          if (ctx.opts.json) ctx.json({ message_type: 'migration', name: m.name, applied: true });
+          say(`migration ${m.name}: success`);
+          if (m.name === 'upgrade_repo_v2') say('new data is compressed from now on; "cairn prune --repack-uncompressed" compresses the data already stored');
+        }
       }),
     );
 
