@@ -15,6 +15,7 @@ import { CairnError } from '../errors.js';
 import { SMALL_FILE, keepsExisting, microseconds } from './worker-protocol.js';
 import { PackFileWriter, encodeListing, parsePackTail } from './pack.js';
 import { SharedBlobView } from './master-index.js';
+import { BlobClaims } from './claims.js';
 import { hashId, type Id } from './id.js';
 import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, ProbeResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
 import { applyMetadataSync } from '../fs/apply.js';
@@ -29,6 +30,8 @@ const chunker = new Chunker(BigInt(`0x${init.polynomial}`));
 let stored = new SharedBlobView(init.index);
 /** ... and blobs in this worker's packs that are not saved yet: the one being written and those handed over (by id). */
 const mine = new Set<string>();
+/** ... and new blobs another worker of this pool has taken on (see claims.ts). */
+const claims = new BlobClaims(init.claims);
 const unsavedPacks = new Map<Id, string[]>();
 /** Packs handed over but not yet saved; past this many the worker waits, so staged files stay few. */
 const MAX_UNSAVED_PACKS = 1;
@@ -48,12 +51,16 @@ function post(msg: Reply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(msg, transfer);
 }
 
+/** Errors that lost a pack: the pool fails as a whole (see the `fatal` reply). */
+const fatal = new WeakSet<Error>();
+
 /** Failures writing a staged pack are the repository's, not the source file's: they end the backup. */
 function packFailure(err: unknown): CairnError {
   pack?.abort();
   pack = null;
-  if (err instanceof CairnError) return err;
-  return new CairnError('BACKEND_UNAVAILABLE', `writing a pack in ${init.staging.folder} failed: ${(err as Error).message}`, { cause: err });
+  const e = err instanceof CairnError ? err : new CairnError('BACKEND_UNAVAILABLE', `writing a pack in ${init.staging.folder} failed: ${(err as Error).message}`, { cause: err });
+  fatal.add(e);
+  return e;
 }
 
 async function emitPack(): Promise<void> {
@@ -77,7 +84,7 @@ async function emitPack(): Promise<void> {
 async function saveChunk(chunk: Buffer, r: SaveResult): Promise<void> {
   const id = hashId(chunk);
   r.content.push(id);
-  if (mine.has(id) || stored.has('data', id)) return;
+  if (mine.has(id) || stored.has('data', id) || !claims.claim(id)) return;
   mine.add(id);
   let plain = chunk;
   let uncompressedLength: number | undefined;
@@ -542,7 +549,7 @@ async function reply(seq: number, fn: () => Promise<unknown>, lent?: ArrayBuffer
     post({ op: 'done', seq, result: await fn(), lent }, back);
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { code?: string };
-    post({ op: 'error', seq, message: e.message, code: err instanceof CairnError ? err.code : undefined, errno: err instanceof CairnError ? undefined : e.code, lent }, back);
+    post({ op: 'error', seq, message: e.message, code: err instanceof CairnError ? err.code : undefined, errno: err instanceof CairnError ? undefined : e.code, lent, fatal: fatal.has(e) || undefined }, back);
   }
 }
 

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
@@ -7,6 +8,7 @@ import { LocalBackend } from '../backend/local.js';
 import { Repository } from './repository.js';
 import { SourceError, WorkerPool } from './worker-pool.js';
 import { hashId } from './id.js';
+import type { IndexJSON } from './master-index.js';
 import { makeRepoPaths, tempDir } from '../../test/support/tools.js';
 import { seededBytes } from '../../test/support/trees.js';
 
@@ -99,4 +101,55 @@ describe('worker pool', () => {
       }
     });
   }
+  it('copies of a file read at once by different workers are stored once (the index lists each blob once)', async () => {
+    const paths = await makeRepoPaths();
+    const password = (await fsp.readFile(paths.passwordFile, 'utf8')).split('\n')[0];
+    const repo = await Repository.init(new LocalBackend(paths.dir), password, { kdf: { N: 1024, r: 8, p: 1 } });
+    const src = await tempDir();
+    // 20 contents, 30 copies each, interleaved over folders, small and large files: both workers meet every one.
+    for (let d = 0; d < 30; d++) {
+      await fsp.mkdir(path.join(src, `d${d}`));
+      for (let c = 0; c < 20; c++) await fsp.writeFile(path.join(src, `d${d}`, `f${c}`), seededBytes(c, c < 15 ? 30_000 : 700_000));
+    }
+    const pool = new WorkerPool(repo, { workers: 2 });
+    try {
+      await new Archiver(repo, pool, { paths: [src] }).run();
+    } finally {
+      await pool.close();
+    }
+    const listed: string[] = [];
+    for (const id of await repo.listIds('index')) {
+      const idx = await repo.loadJSON<IndexJSON>('index', id);
+      for (const p of idx.packs) for (const b of p.blobs) if (b.type === 'data') listed.push(b.id);
+    }
+    // The larger contents may be cut in two chunks: at least one blob per content, each listed once.
+    expect(new Set(listed).size).toBeGreaterThanOrEqual(20);
+    expect(listed.length).toBe(new Set(listed).size);
+    await repo.close();
+  });
+
+  // A real full disk: a small tmpfs (root only, as in CI).
+  it.runIf(process.getuid?.() === 0)('fails as a whole once a worker loses a pack (a full disk): files other workers took from it would name blobs never saved', async () => {
+    const disk = await tempDir();
+    expect(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=3m', 'tmpfs', disk]).status).toBe(0);
+    try {
+      const repo = await Repository.init(new LocalBackend(path.join(disk, 'repo')), 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
+      const src = await tempDir();
+      await fsp.writeFile(path.join(src, 'big'), seededBytes(1, 4 * 1024 * 1024));
+      await fsp.writeFile(path.join(src, 'small'), seededBytes(2, 100_000));
+      const pool = new WorkerPool(repo, { workers: 1 });
+      try {
+        await expect(pool.saveFile(path.join(src, 'big'))).rejects.toThrow(/no space left on device|ENOSPC/);
+        // Room again, but the pool stays failed: nothing more is saved through it.
+        await fsp.rm(path.join(disk, 'repo', 'data'), { recursive: true, force: true });
+        await fsp.mkdir(path.join(disk, 'repo', 'data'));
+        await expect(pool.saveFile(path.join(src, 'small'))).rejects.toThrow(/no space left on device|ENOSPC/);
+      } finally {
+        await pool.close();
+        await repo.close();
+      }
+    } finally {
+      spawnSync('umount', [disk]);
+    }
+  });
 });

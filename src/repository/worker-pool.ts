@@ -12,6 +12,7 @@ import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Prob
 import { transferable } from '../util/transfer.js';
 import { polynomialToHex } from '../chunker/polynomial.js';
 import { removeStaged, stagingPrefix, sweepStaging } from './staging.js';
+import { newClaimTable } from './claims.js';
 
 /** The compiled worker script; tests run from TypeScript sources, so they use the build in dist/. */
 function blobWorkerScript(): URL {
@@ -89,7 +90,7 @@ export class WorkerPool {
   /** Set by the first backup job: stale staged files are swept before this pool stages any. */
   #stagingReady: Promise<void> | null = null;
   readonly #size: number;
-  readonly #init: Omit<WorkerInit, 'index'>;
+  readonly #init: Omit<WorkerInit, 'index' | 'claims'>;
   /** The index table the workers read (see MasterIndex.table). */
   #sharedIndex: SharedArrayBuffer | null = null;
   /** Buffers back from workers, to load the next ranges into. */
@@ -126,8 +127,9 @@ export class WorkerPool {
   #boot(): void {
     const script = blobWorkerScript();
     this.#sharedIndex = this.#repo.index.table;
+    const claims = newClaimTable();
     for (let i = 0; i < this.#size; i++) {
-      const workerData: WorkerInit = { ...this.#init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` }, index: this.#sharedIndex };
+      const workerData: WorkerInit = { ...this.#init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` }, index: this.#sharedIndex, claims };
       const worker = startWorker(script, { workerData });
       const slot: Slot = { worker, inFlight: 0, loaded: whenLoaded(worker) };
       worker.on('message', (m: Reply) => this.#onMessage(slot, m));
@@ -160,7 +162,12 @@ export class WorkerPool {
     this.#pending.delete(m.seq);
     p.slot.inFlight--;
     if (m.lent) this.#giveBack(m.lent);
-    if (m.op === 'done') p.resolve(m.result);
+    if (m.op === 'error' && m.fatal) {
+      // Blobs this worker claimed are gone with its pack; other workers' files may name them.
+      const err = new CairnError(m.code as ErrorCode, m.message);
+      p.reject(err);
+      this.#fail(err);
+    } else if (m.op === 'done') p.resolve(m.result);
     else if (m.code) p.reject(new CairnError(m.code as ErrorCode, m.message));
     else p.reject(new SourceError(m.message, m.errno));
   }

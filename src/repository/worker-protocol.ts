@@ -25,6 +25,8 @@ export interface WorkerInit {
   readAhead?: 'auto' | 'always';
   /** The index's blob table (MasterIndex.table): blobs already stored are not stored again. */
   index: SharedArrayBuffer;
+  /** The pool's claims on new blobs, shared by its workers (see claims.ts). */
+  claims: SharedArrayBuffer;
 }
 
 /** A blob to open out of a loaded pack range; `offset` is relative to the range. */
@@ -125,7 +127,8 @@ export interface CheckPackResult {
 
 export type Reply =
   | { op: 'done'; seq: number; result: unknown; lent?: ArrayBuffer }
-  | { op: 'error'; seq: number; message: string; code?: string; errno?: string; lent?: ArrayBuffer }
+  /** `fatal`: the worker lost a pack it was writing, so blobs it claimed will never be saved: the pool fails. */
+  | { op: 'error'; seq: number; message: string; code?: string; errno?: string; lent?: ArrayBuffer; fatal?: boolean }
   /** A filled pack, staged at `path`; its blobs as its header's plaintext (see HeaderBlobs). */
   | { op: 'pack'; id: Id; path: string; length: number; header: ArrayBuffer; count: number }
   | { op: 'loaded' };
