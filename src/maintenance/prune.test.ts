@@ -49,6 +49,21 @@ describe('which packs prune repacks (as restic 0.14)', () => {
     expect(ids(planRepack([...ten, big], Infinity, Infinity))).toEqual(['s0', 's3', 's6', 's1', 's2', 's4', 's5', 's7', 's8', 's9']);
   });
 
+  it('repacks packs that must be compressed whatever they hold unused, within the maximum; with cacheableOnly no data pack', () => {
+    const raw = { ...pack('raw', 'data', [7000]), mustCompress: true };
+    const trees = { ...pack('trees', 'tree', [300]), mustCompress: true };
+    const packs = [raw, trees, pack('done', 'data', [7000]), pack('b', 'data', [3000], [3000])];
+    expect(ids(planRepack(packs, Infinity, Infinity))).toEqual(['trees', 'raw']);
+    expect(ids(planRepack(packs, 0, Infinity))).toEqual(['trees', 'b', 'raw']);
+    expect(ids(planRepack(packs, Infinity, 1 * MiB))).toEqual(['trees']);
+    expect(ids(planRepack(packs, 0, Infinity, { cacheableOnly: true }))).toEqual(['trees']);
+    expect(planRepack(packs, 0, Infinity, { cacheableOnly: true }).unusedLeft).toBe(3000 * 1024);
+    // Ten small data packs are not merged either.
+    const small = Array.from({ length: 10 }, (_, i) => pack(`s${i}`, 'data', [100]));
+    expect(ids(planRepack(small, Infinity, Infinity, { cacheableOnly: true }))).toEqual([]);
+    expect(ids(planRepack(small, Infinity, Infinity))).toHaveLength(10);
+  });
+
   it('keeps a pack that would take the repacked total to the maximum', () => {
     const packs = [pack('t', 'tree', [100], [100]), pack('a', 'data', [4000], [4000]), pack('b', 'data', [100], [500])];
     expect(ids(planRepack(packs, 0, 1 * MiB))).toEqual(['t', 'b']);

@@ -67,12 +67,15 @@ const SMALL_PACKS_WORTH_MERGING = 10;
  * - other partly used packs, the largest unused share first, while more than `limit` unused
  *   bytes would stay.
  * Tree packs come first, then small packs; a pack that would take the repacked total to
- * `maxRepack` bytes is kept. Returns the packs to repack and the unused bytes left in the others.
+ * `maxRepack` bytes is kept. With `cacheableOnly` (restic's --repack-cacheable-only) no data pack
+ * is repacked: only what a local cache would hold is downloaded. Returns the packs to repack and
+ * the unused bytes left in the others.
  */
-export function planRepack(packs: readonly PackInfo[], limit: number, maxRepack: number): { repack: PackInfo[]; unusedLeft: number } {
+export function planRepack(packs: readonly PackInfo[], limit: number, maxRepack: number, opts: { cacheableOnly?: boolean } = {}): { repack: PackInfo[]; unusedLeft: number } {
   const size = (p: PackInfo): number => p.usedBytes + p.unusedBytes;
-  const candidates = packs.filter((p) => p.unusedBytes > 0 || p.kind === 'mixed' || p.mustCompress);
-  const small = packs.filter((p) => p.unusedBytes === 0 && p.kind !== 'mixed' && !p.mustCompress && size(p) < SMALL_PACK);
+  const repackable = packs.filter((p) => !(opts.cacheableOnly && p.kind === 'data'));
+  const candidates = repackable.filter((p) => p.unusedBytes > 0 || p.kind === 'mixed' || p.mustCompress);
+  const small = repackable.filter((p) => p.unusedBytes === 0 && p.kind !== 'mixed' && !p.mustCompress && size(p) < SMALL_PACK);
   if (small.length >= SMALL_PACKS_WORTH_MERGING) candidates.push(...small);
   const rank = (p: PackInfo): number => (p.kind !== 'data' ? 0 : size(p) < SMALL_PACK ? 1 : 2);
   candidates.sort((a, b) => rank(a) - rank(b) || b.unusedBytes * size(a) - a.unusedBytes * size(b));
@@ -99,7 +102,7 @@ export function planRepack(packs: readonly PackInfo[], limit: number, maxRepack:
  * data unless compression is off), as restic's repacking does; `repackUncompressed` repacks every
  * pack that holds an uncompressed data blob too (restic's --repack-uncompressed).
  */
-export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; maxRepackBytes?: number; repackUncompressed?: boolean; dryRun?: boolean; signal?: AbortSignal } = {}): Promise<PruneStats> {
+export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; maxRepackBytes?: number; repackUncompressed?: boolean; repackCacheableOnly?: boolean; dryRun?: boolean; signal?: AbortSignal } = {}): Promise<PruneStats> {
   const v2 = repo.config.version >= 2;
   if (opts.repackUncompressed && !v2) throw new CairnError('BAD_INPUT', '--repack-uncompressed: compression requires repository format version 2 (run "cairn migrate upgrade_repo_v2" first)');
   if (opts.repackUncompressed && repo.compression === 'off') throw new CairnError('BAD_INPUT', '--repack-uncompressed and --compression off cannot be used together');
@@ -179,6 +182,7 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
     packs.filter((p) => p.usedBlobs > 0),
     limit,
     opts.maxRepackBytes ?? Infinity,
+    { cacheableOnly: opts.repackCacheableOnly },
   );
 
   const stats: PruneStats = {

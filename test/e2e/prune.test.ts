@@ -154,6 +154,52 @@ describe('prune', () => {
     await restoresExactly(repo, 'latest', src);
   });
 
+  it.runIf(HAVE_RESTIC)('--repack-cacheable-only repacks tree packs and leaves every data pack as it is; restic agrees nothing is left', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    ok(await cairn(repo, ['init']), 'init');
+    // A folder that never changes keeps its tree in the first backup's tree pack, whose other trees go unused.
+    await fs.mkdir(path.join(src, 'steady'));
+    await fs.writeFile(path.join(src, 'steady', 'notes.txt'), textBytes(599, 10_000));
+    await fs.mkdir(path.join(src, 'moving'));
+    for (let round = 0; round < 4; round++) {
+      await fs.writeFile(path.join(src, 'moving', `big-${round}.bin`), seededBytes(200 + round, 1_200_000));
+      await fs.writeFile(path.join(src, 'moving', 'changing.txt'), textBytes(600 + round, 80_000));
+      if (round >= 1) await fs.rm(path.join(src, 'moving', `big-${round - 1}.bin`));
+      ok(await cairn(repo, ['backup', src]), `backup ${round}`);
+    }
+    ok(await cairn(repo, ['forget', '--keep-last', '1']), 'forget');
+    const packsOf = async (): Promise<Map<string, string>> => {
+      const m = new Map<string, string>();
+      for (const p of ok(await restic(repo, ['list', 'packs']), 'list packs').out.trim().split('\n')) m.set(p, (await fs.readFile(path.join(repo.dir, 'data', p.slice(0, 2), p))).subarray(0, 64).toString('hex'));
+      return m;
+    };
+    const dataPacks = async (): Promise<Set<string>> => {
+      const out = new Set<string>();
+      for (const id of ok(await restic(repo, ['list', 'index']), 'list index').out.trim().split('\n')) {
+        const idx = JSON.parse(ok(await restic(repo, ['cat', 'index', id]), 'cat index').out) as { packs: { id: string; blobs: { type: string }[] }[] };
+        for (const p of idx.packs) if (p.blobs.every((b) => b.type === 'data')) out.add(p.id);
+      }
+      return out;
+    };
+    const before = await packsOf();
+    const dataBefore = await dataPacks();
+    const plan = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--max-unused', '0', '--dry-run']), 'prune --dry-run').out) as { packsRepacked: number };
+    const stats = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--max-unused', '0', '--repack-cacheable-only']), 'prune --repack-cacheable-only').out) as { packsRepacked: number; packsRemoved: number };
+    expect(stats.packsRepacked).toBeGreaterThan(0);
+    expect(stats.packsRepacked).toBeLessThan(plan.packsRepacked);
+    const after = await packsOf();
+    // Data packs that still hold used blobs are the same files; the ones removed held nothing used.
+    const kept = [...dataBefore].filter((p) => after.has(p));
+    expect(kept.length).toBeGreaterThan(0);
+    for (const p of kept) expect(after.get(p)).toBe(before.get(p));
+    expect([...after.keys()].filter((p) => !before.has(p)).every((p) => !dataBefore.has(p))).toBe(true);
+    expect((await dataPacks()).size).toBe(kept.length);
+    expect(ok(await restic(repo, ['prune', '--dry-run', '--max-unused', '0', '--repack-cacheable-only']), 'restic prune --repack-cacheable-only --dry-run').out).toMatch(/to repack:\s+0 blobs/);
+    ok(await restic(repo, ['check', '--read-data']), 'restic check --read-data');
+    await restoresExactly(repo, 'latest', src);
+  });
+
   it('removes the packs of an interrupted backup and refuses when a snapshot cannot be read', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();

@@ -33,6 +33,7 @@ interface ForgetFlags {
   maxUnused: string;
   maxRepackSize?: string;
   repackUncompressed?: boolean;
+  repackCacheableOnly?: boolean;
 }
 
 function count(flag: string, v: string | undefined): number | undefined {
@@ -69,6 +70,7 @@ export function registerForget(program: Command, run: Run): void {
     .option('--max-unused <limit>', 'with --prune: unused space allowed to stay', '5%')
     .option('--max-repack-size <size>', 'with --prune: repack at most this much')
     .option('--repack-uncompressed', 'with --prune: repack and compress every pack that holds uncompressed data')
+    .option('--repack-cacheable-only', 'with --prune: repack only tree packs')
     .action((ids: string[], o: ForgetFlags) =>
       run(async (ctx) => {
         const dur = (v: string | undefined) => (v === undefined ? undefined : parseDuration(v));
@@ -127,7 +129,7 @@ export function registerForget(program: Command, run: Run): void {
         }
         for (const s of toRemove) await repo.backend.remove({ type: 'snapshot', name: s.id });
         if (!ctx.opts.json) ctx.print(`removed ${toRemove.length} snapshots`);
-        if (o.prune) await runPrune(ctx, repo, { maxUnused: o.maxUnused, maxRepackSize: o.maxRepackSize, repackUncompressed: o.repackUncompressed });
+        if (o.prune) await runPrune(ctx, repo, { maxUnused: o.maxUnused, maxRepackSize: o.maxRepackSize, repackUncompressed: o.repackUncompressed, repackCacheableOnly: o.repackCacheableOnly });
       }),
     );
 }
