@@ -32,6 +32,18 @@ async function indexedBlobs(repo: TestRepo): Promise<IndexBlob[]> {
   return out;
 }
 
+interface RawStats {
+  total_size: number;
+  total_uncompressed_size: number;
+  compression_progress?: number;
+  compression_ratio?: number;
+  compression_space_saving?: number;
+}
+
+async function rawStats(repo: TestRepo): Promise<RawStats> {
+  return JSON.parse(ok(await cairn(repo, ['--json', 'stats', '--mode', 'raw-data']), 'stats --mode raw-data').out) as RawStats;
+}
+
 async function configVersion(repo: TestRepo): Promise<number> {
   return (JSON.parse(ok(await restic(repo, ['cat', 'config']), 'restic cat config').out) as { version: number }).version;
 }
@@ -54,6 +66,9 @@ describe.runIf(HAVE_RESTIC)('migrate upgrade_repo_v2 and prune --repack-uncompre
     ok(await restic(repo, ['backup', src]), 'restic backup');
     const want = await describeTree(src);
 
+    const plain = await rawStats(repo);
+    expect(plain.compression_progress).toBeUndefined();
+    expect(plain.total_uncompressed_size).toBeLessThan(plain.total_size);
     const early = await cairn(repo, ['prune', '--repack-uncompressed']);
     expect(early.code).toBe(1);
     expect(early.stderr).toMatch(/compression requires repository format version 2 \(run "cairn migrate upgrade_repo_v2" first\)/);
@@ -82,6 +97,10 @@ describe.runIf(HAVE_RESTIC)('migrate upgrade_repo_v2 and prune --repack-uncompre
     expect(afterPrune.filter((b) => b.type === 'tree').every((b) => b.uncompressed_length !== undefined)).toBe(true);
     expect(afterPrune.filter((b) => b.type === 'data').every((b) => b.uncompressed_length === undefined)).toBe(true);
     expect(ok(await restic(repo, ['prune', '--dry-run']), 'restic prune --dry-run after prune').out).toMatch(/to repack:\s+0 blobs/);
+    const halfway = await rawStats(repo);
+    expect(halfway.total_uncompressed_size).toBe(plain.total_uncompressed_size);
+    expect(halfway.compression_progress).toBeGreaterThan(0);
+    expect(halfway.compression_progress).toBeLessThan(100);
 
     const off = await cairn(repo, ['--compression', 'off', 'prune', '--repack-uncompressed']);
     expect(off.code).toBe(1);
@@ -97,6 +116,12 @@ describe.runIf(HAVE_RESTIC)('migrate upgrade_repo_v2 and prune --repack-uncompre
     expect(ok(await restic(repo, ['prune', '--dry-run', '--repack-uncompressed']), 'restic prune --repack-uncompressed --dry-run').out).toMatch(/to repack:\s+0 blobs/);
     const again = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--repack-uncompressed']), 'prune --repack-uncompressed again').out) as { packsRepacked: number };
     expect(again.packsRepacked).toBe(0);
+    const done = await rawStats(repo);
+    expect(done.total_uncompressed_size).toBe(plain.total_uncompressed_size);
+    expect(done.compression_progress).toBe(100);
+    expect(done.compression_ratio).toBeGreaterThan(1.2);
+    expect(done.compression_space_saving).toBeCloseTo((1 - done.total_size / done.total_uncompressed_size) * 100, 6);
+    expect(ok(await cairn(repo, ['stats', '--mode', 'raw-data']), 'stats').out).toMatch(/ Total Uncompressed Size: .*\n {14}Total Size: .*\n {4}Compression Progress: {2}100\.00%\n {7}Compression Ratio: {2}\d+\.\d\dx\nCompression Space Saving: {2}\d+\.\d\d%\n$/);
 
     ok(await restic(repo, ['check', '--read-data']), 'restic check --read-data at the end');
     const target = await tempDir();

@@ -10,6 +10,7 @@ import { parsePackTail } from '../../repository/pack.js';
 import { shortId } from '../../repository/id.js';
 import { findSnapshot } from '../../repository/find.js';
 import { configToJSON } from '../../repository/config.js';
+import { CRYPTO_OVERHEAD } from '../../crypto/crypto.js';
 import { MIGRATIONS, findMigration } from '../../maintenance/migrate.js';
 import { formatBytes } from '../progress.js';
 import type { Run } from '../main.js';
@@ -310,21 +311,43 @@ export function registerRepoCommands(program: Command, run: Run): void {
           throw new CairnError('BAD_INPUT', `unknown --mode ${JSON.stringify(o.mode)}`);
         }
         for (const s of snaps) await walk(s.tree, '');
+        // raw-data also tells how far compression has come, as restic 0.15 and later do: the
+        // plaintext of every blob, and of the compressed ones what they hold and what they take.
+        const packed = { plain: 0, compressedPlain: 0, compressedStored: 0 };
         if (o.mode === 'raw-data' || o.mode === 'blobs-per-file') {
           size = 0;
           for (const b of blobs) {
             const loc = b.startsWith('t') ? repo.index.lookup('tree', b.slice(1)) : repo.index.lookup('data', b);
-            if (loc) size += loc.length;
+            if (!loc) continue;
+            size += loc.length;
+            packed.plain += loc.uncompressedLength ?? loc.length - CRYPTO_OVERHEAD;
+            if (loc.uncompressedLength !== undefined) {
+              packed.compressedPlain += loc.uncompressedLength;
+              packed.compressedStored += loc.length;
+            }
           }
           count = blobs.size;
         }
+        const raw = o.mode === 'raw-data';
+        const compression = {
+          total_uncompressed_size: raw ? packed.plain : 0,
+          compression_ratio: raw && packed.compressedStored > 0 ? packed.compressedPlain / packed.compressedStored : 0,
+          compression_progress: raw && packed.plain > 0 ? (packed.compressedPlain / packed.plain) * 100 : 0,
+          compression_space_saving: raw && packed.plain > 0 ? (1 - size / packed.plain) * 100 : 0,
+        };
         if (ctx.opts.json) {
-          ctx.json({ total_size: size, total_file_count: o.mode === 'raw-data' ? undefined : count, total_blob_count: o.mode === 'raw-data' ? count : undefined, snapshots_count: snaps.length });
+          // Zero compression figures are left out, as restic leaves them out.
+          const shown = Object.fromEntries(Object.entries(compression).filter(([, v]) => v > 0));
+          ctx.json({ total_size: size, ...shown, total_file_count: raw ? undefined : count, total_blob_count: raw ? count : undefined, snapshots_count: snaps.length });
           return;
         }
         ctx.write(`Stats in ${o.mode} mode:\n     Snapshots processed:  ${snaps.length}\n`);
-        ctx.write(o.mode === 'raw-data' ? `        Total Blob Count:  ${count}\n` : `        Total File Count:  ${count}\n`);
+        ctx.write(raw ? `        Total Blob Count:  ${count}\n` : `        Total File Count:  ${count}\n`);
+        if (raw) ctx.write(` Total Uncompressed Size:  ${formatBytes(packed.plain)}\n`);
         ctx.write(`              Total Size:  ${formatBytes(size)}\n`);
+        if (compression.compression_progress > 0) ctx.write(`    Compression Progress:  ${compression.compression_progress.toFixed(2)}%\n`);
+        if (compression.compression_ratio > 0) ctx.write(`       Compression Ratio:  ${compression.compression_ratio.toFixed(2)}x\n`);
+        if (compression.compression_space_saving > 0) ctx.write(`Compression Space Saving:  ${compression.compression_space_saving.toFixed(2)}%\n`);
       }),
     );
 }
