@@ -24,9 +24,9 @@ const CONFIG: Handle = { type: 'config', name: '' };
  * restic's upgrade_repo_v2: the config says version 2 from now on, so new data and new index and
  * snapshot files are compressed. Nothing else changes: version 2 reads every version 1 file as it
  * is, and `prune --repack-uncompressed` compresses the old data. The old config's bytes are kept
- * in a private folder under the system's temporary folder until the new one is in place; on a
- * backend that cannot replace a file atomically (REST) a crash in between would leave no config,
- * and the error then names that copy.
+ * in a private folder under the system's temporary folder until the new one is in place: on a
+ * backend that cannot replace a file atomically (REST) a crash between removing the old config and
+ * saving the new one would leave none, and that copy stays; a failure names it.
  */
 const upgradeRepoV2: Migration = {
   name: 'upgrade_repo_v2',
