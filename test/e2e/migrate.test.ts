@@ -133,6 +133,17 @@ describe.runIf(HAVE_RESTIC)('migrate upgrade_repo_v2 and prune --repack-uncompre
     expect((await indexedBlobs(repo)).every((b) => b.uncompressed_length !== undefined)).toBe(true);
   });
 
+  it("init takes restic's version names: stable and latest are 2; anything else is refused", async () => {
+    for (const [name, version] of [['stable', 2], ['latest', 2], ['1', 1]] as const) {
+      const repo = await makeRepoPaths();
+      ok(await cairn(repo, ['init', '--repository-version', name]), `init --repository-version ${name}`);
+      expect(await configVersion(repo)).toBe(version);
+    }
+    const bad = await cairn(await makeRepoPaths(), ['init', '--repository-version', '3']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/invalid --repository-version "3": use 1, 2, stable or latest/);
+  });
+
   it('refuses to upgrade a damaged repository and leaves its config as it was', async () => {
     const repo = await makeRepoPaths();
     const src = await makeSource();

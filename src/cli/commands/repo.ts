@@ -19,15 +19,15 @@ export function registerRepoCommands(program: Command, run: Run): void {
   program
     .command('init')
     .description('create a new repository')
-    .option('--repository-version <v>', 'repository format version: 1 or 2 (latest)', '2')
+    .option('--repository-version <v>', 'repository format version: 1, 2, stable or latest (both 2, as in restic 0.14)', '2')
     .option('--copy-chunker-params', "use --from-repo's chunker parameters, so that copy between the two deduplicates fully")
     .option('--from-repo <location>', 'the repository to take chunker parameters from (env CAIRN_FROM_REPOSITORY)')
     .option('--from-password-file <file>', "its password file (env CAIRN_FROM_PASSWORD_FILE)")
     .option('--from-password-command <command>', 'a command that prints its password (env CAIRN_FROM_PASSWORD_COMMAND)')
     .action((o: { repositoryVersion: string; copyChunkerParams?: boolean; fromRepo?: string; fromPasswordFile?: string; fromPasswordCommand?: string }) =>
       run(async (ctx) => {
-        const v = o.repositoryVersion === 'latest' ? '2' : o.repositoryVersion;
-        if (v !== '1' && v !== '2') throw new CairnError('BAD_INPUT', `invalid --repository-version ${JSON.stringify(v)}: use 1 or 2`);
+        const v = o.repositoryVersion === 'latest' || o.repositoryVersion === 'stable' ? '2' : o.repositoryVersion;
+        if (v !== '1' && v !== '2') throw new CairnError('BAD_INPUT', `invalid --repository-version ${JSON.stringify(v)}: use 1, 2, stable or latest`);
         let polynomial: bigint | undefined;
         if (o.copyChunkerParams) {
           const from = o.fromRepo ?? process.env.CAIRN_FROM_REPOSITORY ?? process.env.RESTIC_FROM_REPOSITORY;
