@@ -34,6 +34,11 @@ export interface PruneStats {
   bytesFreed: number;
   unusedBefore: number;
   unusedAfter: number;
+  /**
+   * In a version 2 repository, the size of the packs that stay as they are and hold uncompressed
+   * blobs (restic's "not yet compressed"): what `--repack-uncompressed` would compress.
+   */
+  notCompressed: number;
 }
 
 /** A pack as prune sees it: what it holds, how many of its blobs it keeps (`usedBlobs`), and their bytes. */
@@ -51,6 +56,8 @@ export interface PackInfo {
    * within --max-repack-size.
    */
   mustCompress?: boolean;
+  /** Holds at least one blob stored uncompressed. */
+  uncompressed?: boolean;
 }
 
 /** Packs below this size are small: many of them are merged (restic's rule, a 25th of a pack). */
@@ -170,6 +177,7 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
       } else info.unusedBytes += listing.length(e);
     }
     if (trees > 0) info.kind = trees === info.blobs ? 'tree' : 'mixed';
+    if (uncompressed) info.uncompressed = true;
     if (v2 && uncompressed && (info.kind === 'tree' || opts.repackUncompressed)) info.mustCompress = true;
     return info;
   });
@@ -194,7 +202,12 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
     bytesFreed: removeWhole.reduce((s, p) => s + (onDisk.get(p.id) ?? 0), 0) + unreferenced.reduce((s, id) => s + (onDisk.get(id) ?? 0), 0) + repack.reduce((s, p) => s + p.unusedBytes, 0),
     unusedBefore,
     unusedAfter: unusedLeft,
+    notCompressed: 0,
   };
+  if (v2) {
+    const changing = new Set([...removeWhole, ...repack].map((p) => p.id));
+    stats.notCompressed = packs.reduce((s, p) => s + (p.uncompressed && !changing.has(p.id) ? (onDisk.get(p.id) ?? 0) : 0), 0);
+  }
   if (opts.dryRun || (removeWhole.length === 0 && repack.length === 0 && unreferenced.length === 0)) return stats;
 
   // Repack: verify each needed blob, then copy its sealed bytes as they are into new packs.

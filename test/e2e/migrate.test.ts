@@ -106,8 +106,14 @@ describe.runIf(HAVE_RESTIC)('migrate upgrade_repo_v2 and prune --repack-uncompre
     expect(off.code).toBe(1);
     expect(off.stderr).toMatch(/--repack-uncompressed and --compression off cannot be used together/);
     const before = await dataBytes(repo);
-    const dry = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--repack-uncompressed', '--dry-run']), 'prune --repack-uncompressed --dry-run').out) as { packsRepacked: number };
+    // Every data pack still holds uncompressed data (all but the small tree packs): prune says how much.
+    const waiting = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--dry-run']), 'prune --dry-run').out) as { notCompressed: number };
+    expect(waiting.notCompressed).toBeLessThan(before);
+    expect(waiting.notCompressed).toBeGreaterThan(before - 50_000);
+    expect(ok(await cairn(repo, ['prune', '--dry-run']), 'prune --dry-run').out).toMatch(/\nnot yet compressed: .* \(prune --repack-uncompressed compresses it\)\n$/);
+    const dry = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--repack-uncompressed', '--dry-run']), 'prune --repack-uncompressed --dry-run').out) as { packsRepacked: number; notCompressed: number };
     expect(dry.packsRepacked).toBeGreaterThan(0);
+    expect(dry.notCompressed).toBe(0);
     expect(await dataBytes(repo)).toBe(before);
     ok(await cairn(repo, ['prune', '--repack-uncompressed']), 'prune --repack-uncompressed');
     // The text compresses; the random data is stored compressed too (zstd's raw blocks), so nothing is picked again.
@@ -116,6 +122,7 @@ describe.runIf(HAVE_RESTIC)('migrate upgrade_repo_v2 and prune --repack-uncompre
     expect(ok(await restic(repo, ['prune', '--dry-run', '--repack-uncompressed']), 'restic prune --repack-uncompressed --dry-run').out).toMatch(/to repack:\s+0 blobs/);
     const again = JSON.parse(ok(await cairn(repo, ['--json', 'prune', '--repack-uncompressed']), 'prune --repack-uncompressed again').out) as { packsRepacked: number };
     expect(again.packsRepacked).toBe(0);
+    expect(again).toMatchObject({ notCompressed: 0 });
     const done = await rawStats(repo);
     expect(done.total_uncompressed_size).toBe(plain.total_uncompressed_size);
     expect(done.compression_progress).toBe(100);

@@ -14,6 +14,7 @@ export async function runPrune(ctx: Context, repo: Repository, o: { maxUnused?: 
   else {
     ctx.print(`${o.dryRun ? 'would remove' : 'removed'} ${stats.packsRemoved} packs and repack ${stats.packsRepacked} of ${stats.packs} into ${stats.packsWritten} new`);
     ctx.print(`${o.dryRun ? 'would free' : 'freed'} ${formatBytes(stats.bytesFreed)}; unused space ${formatBytes(stats.unusedBefore)} before, ${formatBytes(stats.unusedAfter)} after`);
+    if (stats.notCompressed > 0) ctx.print(`not yet compressed: ${formatBytes(stats.notCompressed)} (prune --repack-uncompressed compresses it)`);
   }
   return stats;
 }
