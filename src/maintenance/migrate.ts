@@ -3,8 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { CairnError } from '../errors.js';
 import { replaceFile, type Handle } from '../backend/backend.js';
-import { configFromJSON, configToJSON, type ConfigJSON } from '../repository/config.js';
-import { decodeUnpacked, encodeUnpacked, parseJSON } from '../repository/unpacked.js';
+import { openConfig, sealConfig } from '../repository/config.js';
 import type { Repository } from '../repository/repository.js';
 
 /** restic's migrations, by the names restic gives them. */
@@ -35,15 +34,15 @@ const upgradeRepoV2: Migration = {
   refusal: (repo) => (repo.config.version === 1 ? null : `repository is already upgraded to version ${repo.config.version}`),
   async apply(repo, signal) {
     const raw = await repo.backend.load(CONFIG, 0, undefined, signal);
-    const old = configFromJSON(parseJSON<ConfigJSON>(decodeUnpacked(repo.key.decrypt(raw), 'config'), 'config'));
+    const old = openConfig(repo.key, raw);
     if (old.id !== repo.config.id) throw new CairnError('INTEGRITY', 'the config file changed while the repository was open; run migrate again');
     const folder = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-migrate-upgrade-repo-v2-'));
     const copy = path.join(folder, 'config');
     await fs.writeFile(copy, raw, { mode: 0o600 });
-    const sealed = repo.key.encrypt(encodeUnpacked(JSON.stringify(configToJSON({ ...old, version: 2 })), false));
+    const sealed = sealConfig(repo.key, { ...old, version: 2 });
     try {
       await replaceFile(repo.backend, CONFIG, sealed, signal);
-      const back = configFromJSON(parseJSON<ConfigJSON>(decodeUnpacked(repo.key.decrypt(await repo.backend.load(CONFIG)), 'config'), 'config'));
+      const back = openConfig(repo.key, await repo.backend.load(CONFIG));
       if (back.version !== 2 || back.id !== old.id) throw new CairnError('INTEGRITY', 'the config read back is not the one written');
     } catch (err) {
       const why = (err as Error).message;

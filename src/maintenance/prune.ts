@@ -204,10 +204,8 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
     unusedAfter: unusedLeft,
     notCompressed: 0,
   };
-  if (v2) {
-    const changing = new Set([...removeWhole, ...repack].map((p) => p.id));
-    stats.notCompressed = packs.reduce((s, p) => s + (p.uncompressed && !changing.has(p.id) ? (onDisk.get(p.id) ?? 0) : 0), 0);
-  }
+  const gone = new Set([...removeWhole, ...repack].map((p) => p.id));
+  if (v2) stats.notCompressed = packs.reduce((s, p) => s + (p.uncompressed && !gone.has(p.id) ? (onDisk.get(p.id) ?? 0) : 0), 0);
   if (opts.dryRun || (removeWhole.length === 0 && repack.length === 0 && unreferenced.length === 0)) return stats;
 
   // Repack: verify each needed blob, then copy its sealed bytes as they are into new packs.
@@ -251,7 +249,6 @@ export async function prune(repo: Repository, opts: { maxUnused?: MaxUnused; max
   stats.packsWritten = newPacks.length;
 
   // The new index lists every pack that stays, and supersedes all the old index files.
-  const gone = new Set([...removeWhole, ...repack].map((p) => p.id));
   const staying = listing.packIds.flatMap((id, p) => (gone.has(id) ? [] : [listing.forIndex(p, index)]));
   await repo.saveIndex([...staying, ...newPacks], oldIndexIds);
   for (const id of oldIndexIds) await repo.backend.remove({ type: 'index', name: id });

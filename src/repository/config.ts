@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { CairnError } from '../errors.js';
 import { polynomialFromHex, polynomialToHex, randomPolynomial } from '../chunker/polynomial.js';
+import type { Key } from '../crypto/crypto.js';
+import { decodeUnpacked, encodeUnpacked, parseJSON } from './unpacked.js';
 
 /** The repository's `config` file. */
 export interface ConfigJSON {
@@ -30,4 +32,21 @@ export function configFromJSON(j: ConfigJSON): RepoConfig {
   }
   if (typeof j.id !== 'string' || j.id.length === 0) throw new CairnError('INTEGRITY', 'config has no repository id');
   return { version: j.version, id: j.id, polynomial: polynomialFromHex(j.chunker_polynomial) };
+}
+
+/** The `config` file's bytes for `c`: its JSON, uncompressed, encrypted with the master key. */
+export function sealConfig(key: Key, c: RepoConfig): Buffer {
+  return key.encrypt(encodeUnpacked(JSON.stringify(configToJSON(c)), false));
+}
+
+/** The config in a `config` file's bytes; `INTEGRITY` when they fail verification with `key`. */
+export function openConfig(key: Key, sealed: Buffer): RepoConfig {
+  let raw: Buffer;
+  try {
+    raw = key.decrypt(sealed);
+  } catch (err) {
+    if (err instanceof CairnError && err.code === 'INTEGRITY') throw new CairnError('INTEGRITY', 'the config file fails verification: it is damaged or belongs to another repository');
+    throw err;
+  }
+  return configFromJSON(parseJSON<ConfigJSON>(decodeUnpacked(raw, 'config'), 'config'));
 }

@@ -4,14 +4,14 @@ import { Key } from '../crypto/crypto.js';
 import type { KdfParams } from '../crypto/kdf.js';
 import { compress, decompress, type CompressionMode } from '../compress/zstd.js';
 import { mapLimit } from '../util/limit.js';
-import { configFromJSON, configToJSON, newConfig, type ConfigJSON, type RepoConfig } from './config.js';
+import { newConfig, openConfig, sealConfig, type RepoConfig } from './config.js';
 import { hashId, ID_PATTERN, type Id } from './id.js';
 import type { ScannedIndex } from './index-scan.js';
 import { addKey, openMasterKey } from './keyfile.js';
 import type { CachedFileType, LocalCache } from './cache.js';
 import { indexJSONLength, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, writeIndexJSON } from './master-index.js';
 import { HeaderBlobs, PackBuilder, type BlobList, type BlobType, type PackedBlob } from './pack.js';
-import { decodeUnpacked, decodeUnpackedBytes, encodeUnpacked, encodeUnpackedStream, parseJSON } from './unpacked.js';
+import { decodeUnpackedBytes, encodeUnpacked, encodeUnpackedStream, parseJSON } from './unpacked.js';
 import type { Snapshot, SnapshotJSON } from './snapshot.js';
 import { snapshotToJSON } from './snapshot.js';
 import { decodeTree, type Tree } from './tree.js';
@@ -77,8 +77,7 @@ export class Repository {
     const master = Key.random();
     const keyId = await addKey(backend, master, password, opts.kdf);
     const config = newConfig(opts.version ?? 2, opts.polynomial);
-    const sealed = master.encrypt(encodeUnpacked(JSON.stringify(configToJSON(config)), false));
-    await backend.save({ type: 'config', name: '' }, sealed);
+    await backend.save({ type: 'config', name: '' }, sealConfig(master, config));
     const repo = new Repository(backend, master, keyId, config, opts);
     repo.#indexLoaded = true;
     return repo;
@@ -90,14 +89,7 @@ export class Repository {
       throw new CairnError('REPO_NOT_FOUND', `no repository at ${backend.location}: the config file is missing (run "cairn init" first)`);
     }
     const { key, keyId } = await openMasterKey(backend, password);
-    let raw: Buffer;
-    try {
-      raw = key.decrypt(await backend.load({ type: 'config', name: '' }));
-    } catch (err) {
-      if (err instanceof CairnError && err.code === 'INTEGRITY') throw new CairnError('INTEGRITY', 'the config file fails verification: it is damaged or belongs to another repository');
-      throw err;
-    }
-    const config = configFromJSON(parseJSON<ConfigJSON>(decodeUnpacked(raw, 'config'), 'config'));
+    const config = openConfig(key, await backend.load({ type: 'config', name: '' }));
     return new Repository(backend, key, keyId, config, opts);
   }
 
