@@ -97,6 +97,14 @@ export interface Backend {
    */
   loadInto?(h: Handle, offset: number, into: Buffer, signal?: AbortSignal): Promise<void>;
 
+  /**
+   * Optional: where a stored file is on this machine's file system, for a reader that reads it
+   * itself (a worker thread checking a pack piece by piece, see maintenance/check.ts). Only
+   * backends whose files are plain local files have it; wrappers pass it on only where reading
+   * around them changes nothing (not under a download limit).
+   */
+  readonly localPath?: (h: Handle) => string;
+
   /** Size of a file; `NOT_FOUND` when it does not exist. */
   stat(h: Handle): Promise<FileInfo>;
 

@@ -54,6 +54,8 @@ export class LocalBackend implements Backend {
     this.stagingFolder = path.join(this.#root, 'data');
   }
 
+  readonly localPath = (h: Handle): string => handlePath(this.#root, h);
+
   listsAtOnce(): Promise<boolean> {
     this.#listsAtOnce ??= fs.statfs(this.#root).then(
       (s) => LISTS_AT_ONCE.has(s.type),

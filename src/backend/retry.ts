@@ -50,11 +50,15 @@ export class RetryBackend implements Backend {
   /** Present when the inner backend has it: a failed attempt may have written part of `into`; the next one writes all of it. */
   readonly loadInto?: (h: Handle, offset: number, into: Buffer, signal?: AbortSignal) => Promise<void>;
 
+  /** The inner backend's: reading a local file in place is not a call to retry. */
+  readonly localPath?: (h: Handle) => string;
+
   constructor(inner: Backend, opts: RetryOptions = {}) {
     this.#inner = inner;
     this.#opts = { retries: 10, unreachableRetries: 2, baseDelayMs: 100, maxDelayMs: 15_000, concurrency: 8, ...opts };
     this.#slots = new Limiter(this.#opts.concurrency);
     this.stagingFolder = inner.stagingFolder;
+    this.localPath = inner.localPath;
     const saveFile = inner.saveFile?.bind(inner);
     // A failed attempt leaves the file where it was (saveFile removes it only once stored).
     if (saveFile) this.saveFile = (h, path, signal) => this.#retry(`save ${h.type} ${h.name}`, () => saveFile(h, path, signal), signal);

@@ -66,6 +66,10 @@ describe('throttle', () => {
       await fs.writeFile(staged, Buffer.alloc(100));
       await b.saveFile!({ type: 'data', name: 'b'.repeat(64) }, staged);
       expect(up.slept).toEqual([2000, 3000]);
+      // A reader of the local file itself would pass the download limit by: none is offered.
+      expect(b.localPath).toBeUndefined();
+      const uploadsOnly = new ThrottledBackend(new LocalBackend(path.join(dir, 'repo')), { upload: new Throttle(100, up) });
+      expect(uploadsOnly.localPath?.({ type: 'data', name })).toBe(path.join(dir, 'repo', 'data', 'aa', name));
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

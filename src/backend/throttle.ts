@@ -76,6 +76,8 @@ export class ThrottledBackend implements Backend {
   readonly stagingFolder?: string;
   readonly saveFile?: (h: Handle, path: string, signal?: AbortSignal) => Promise<void>;
   readonly loadInto?: (h: Handle, offset: number, into: Buffer, signal?: AbortSignal) => Promise<void>;
+  /** The inner backend's, unless downloads are limited: a reader of the file itself would pass the limit by. */
+  readonly localPath?: (h: Handle) => string;
   readonly #inner: Backend;
   readonly #up?: Throttle;
   readonly #down?: Throttle;
@@ -87,6 +89,7 @@ export class ThrottledBackend implements Backend {
     this.location = inner.location;
     this.local = inner.local;
     this.stagingFolder = inner.stagingFolder;
+    if (!limits.download) this.localPath = inner.localPath;
     const saveFile = inner.saveFile?.bind(inner);
     if (saveFile) {
       this.saveFile = async (h, path, signal) => {

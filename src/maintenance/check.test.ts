@@ -30,6 +30,67 @@ async function repositoryWithData(count: number, bytes: number, workers: number)
   return { backend, repo };
 }
 
+describe('reading a pack to check it', () => {
+  it('from a local file, piece by piece in a worker, finds what checking the loaded bytes finds, whatever the damage', async () => {
+    const { backend, repo } = await repositoryWithData(0, 0, 1);
+    const pool = new WorkerPool(repo, { workers: 1, packSize: 16 * 1024 * 1024 });
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-file-'));
+    try {
+      // One pack: random blobs (stored as they are), compressible ones, and one larger than the
+      // worker's read buffer (9 MiB, a chunk's most and a read), which it then grows to.
+      for (let i = 0; i < 3; i++) await pool.saveBuffer(randomBytes(200_000));
+      for (let i = 0; i < 2; i++) await pool.saveBuffer(Buffer.from(`line ${i} `.repeat(40_000)));
+      await pool.saveBuffer(randomBytes(10 * 1024 * 1024));
+      await pool.flush();
+      const packs: string[] = [];
+      for await (const f of backend.list('data')) packs.push(f.name);
+      expect(packs).toHaveLength(1);
+      const id = packs[0];
+      const good = await backend.load({ type: 'data', name: id });
+      const blobs = await readPackHeader(repo, id, good.length);
+      expect(blobs).toHaveLength(6);
+      const headerStart = blobs[5].offset + blobs[5].length;
+      const damaged = (f: (b: Buffer) => Buffer): Buffer => f(Buffer.from(good));
+      const flip = (at: number) => (b: Buffer) => ((b[at] ^= 0x01), b);
+      const variants: Record<string, Buffer> = {
+        intact: good,
+        'a byte flipped in the first blob': damaged(flip(40)),
+        'a byte flipped in the last blob': damaged(flip(headerStart - 1)),
+        'a byte flipped in the header': damaged(flip(headerStart + 20)),
+        'cut short': good.subarray(0, good.length - 10),
+        'a header length past any header': damaged((b) => (b.writeUInt32LE(0xffffffff, b.length - 4), b)),
+        'a header length past the file': damaged((b) => (b.writeUInt32LE(b.length, b.length - 4), b)),
+        'bytes appended': Buffer.concat([good, Buffer.alloc(100, 7)]),
+        'three bytes': good.subarray(0, 3),
+        empty: Buffer.alloc(0),
+      };
+      for (const [what, bytes] of Object.entries(variants)) {
+        const file = path.join(dir, id);
+        await fs.writeFile(file, bytes);
+        const fromFile = await pool.checkPackFile(id, file);
+        const loaded = await pool.checkPack(id, Buffer.from(bytes));
+        expect({ errors: fromFile.errors, listing: Buffer.from(fromFile.listing) }, what).toEqual({ errors: loaded.errors, listing: Buffer.from(loaded.listing) });
+        if (what === 'intact') {
+          expect(fromFile.errors).toEqual([]);
+          expect(fromFile.listing.length).toBeGreaterThan(0);
+        } else {
+          expect(fromFile.errors[0], what).toMatch(new RegExp(`^pack ${id}: content hash is [0-9a-f]{64}, the file is damaged$`));
+        }
+      }
+      await fs.writeFile(path.join(dir, id), variants['a byte flipped in the first blob']);
+      const flipped = (await pool.checkPackFile(id, path.join(dir, id))).errors;
+      expect(flipped).toEqual([expect.stringContaining('content hash is'), `pack ${id}: ${blobs[0].type} blob ${blobs[0].id} fails verification (damaged ciphertext)`]);
+      await fs.writeFile(path.join(dir, id), variants['a byte flipped in the last blob']);
+      expect((await pool.checkPackFile(id, path.join(dir, id))).errors[1]).toBe(`pack ${id}: data blob ${blobs[5].id} fails verification (damaged ciphertext)`);
+      await expect(pool.checkPackFile(id, path.join(dir, 'gone'))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await pool.close();
+      await repo.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('check', () => {
   it('names every snapshot that reaches a damaged tree, even when trees are shared', async () => {
     process.env.CAIRN_KDF_N ??= '1024';

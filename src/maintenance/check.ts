@@ -6,6 +6,7 @@ import { LISTING_RECORD, encodeListing } from '../repository/pack.js';
 import { readPackHeader } from './repair.js';
 import type { Repository } from '../repository/repository.js';
 import type { WorkerPool } from '../repository/worker-pool.js';
+import type { CheckPackResult } from '../repository/worker-protocol.js';
 import { Limiter, mapLimit, Yielder } from '../util/limit.js';
 import { parseSize } from '../util/size.js';
 
@@ -197,12 +198,13 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
     }
     for (const m of missing) res.errors.push(`pack ${id}: ${m} listed in the index is not in the pack`);
   };
-  // Reading data, in buffers that the workers hand back: from a local disk one pack per worker
-  // being checked and one loading (two per worker took ~18 MiB more for ~3% less time); from a
-  // remote, whose loads take longer, two per worker (one being checked, one waiting) and one
-  // loading. With one per worker and none loading, the workers waited for reads.
+  // Reading data: a pack stored as a local file is read by the worker that checks it, piece by
+  // piece (see checkPackFile), two per worker so that none waits for the next; others are loaded
+  // here into buffers that the workers hand back, two per worker (one being checked, one waiting)
+  // and one loading. With one per worker and none loading, the workers waited for reads.
   const workers = pool?.size ?? 1;
-  const inFlight = repo.backend.stagingFolder !== undefined ? workers + 1 : workers * 2 + 1;
+  const localPath = repo.backend.localPath;
+  const inFlight = localPath ? workers * 2 : workers * 2 + 1;
   const checkPacks = async (): Promise<void> => {
     const reading = !!(opts.readData && pool);
     // The packs read whole: all of them at once (a pack's bytes check against themselves while the
@@ -225,20 +227,23 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
       if (err) res.errors.push(err instanceof CairnError && (err as Error).message.startsWith('pack ') ? (err as Error).message : `pack ${id}: ${(err as Error).message}`);
       opts.onProgress?.({ phase, done: ++done, total });
     };
+    const loadAndCheck = async (id: Id, size: number): Promise<CheckPackResult> => {
+      const buf = pool!.buffer(size);
+      let data: Buffer;
+      try {
+        data = await loadRange(repo.backend, { type: 'data', name: id }, 0, size, buf);
+      } catch (err) {
+        pool!.recycle(buf);
+        throw err;
+      }
+      if (data.buffer !== buf.buffer) pool!.recycle(buf);
+      return pool!.checkPack(id, data);
+    };
     const readPacks = mapLimit(toRead, inFlight, async (id) => {
       if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
       const size = onDisk.get(id)!;
       try {
-        const buf = pool!.buffer(size);
-        let data: Buffer;
-        try {
-          data = await loadRange(repo.backend, { type: 'data', name: id }, 0, size, buf);
-        } catch (err) {
-          pool!.recycle(buf);
-          throw err;
-        }
-        if (data.buffer !== buf.buffer) pool!.recycle(buf);
-        const r = await pool!.checkPack(id, data);
+        const r = localPath ? await pool!.checkPackFile(id, localPath({ type: 'data', name: id })) : await loadAndCheck(id, size);
         await ready;
         if (unreferenced.has(id)) return;
         res.packsRead++;

@@ -46,7 +46,7 @@ export interface PackedBlob {
 const ENTRY_PLAIN = 1 + 4 + 32;
 const ENTRY_COMPRESSED = 1 + 4 + 4 + 32;
 /** A pack header larger than this is damage, not data: restic's packs hold at most a few thousand blobs. */
-const MAX_HEADER = 16 * 1024 * 1024;
+export const MAX_HEADER = 16 * 1024 * 1024;
 
 export function encodePackHeader(blobs: readonly PackedBlob[]): Buffer {
   let size = 0;

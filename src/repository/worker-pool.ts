@@ -313,6 +313,11 @@ export class WorkerPool {
     return this.#call({ op: 'checkPack', seq: ++this.#seq, id, data: ab, length: data.length }, [ab]);
   }
 
+  /** As checkPack, for a pack stored in the local file at `path`, which the worker reads itself. */
+  checkPackFile(id: Id, path: string): Promise<CheckPackResult> {
+    return this.#call({ op: 'checkPackFile', seq: ++this.#seq, id, path });
+  }
+
   verifyFile(path: string, blobs: { id: Id; size: number }[]): Promise<boolean> {
     return this.#call({ op: 'verifyFile', seq: ++this.#seq, path, blobs });
   }

@@ -46,6 +46,7 @@ export type Request =
   | { op: 'packSaved'; id: Id }
   | { op: 'open'; seq: number; data: ArrayBuffer; blobs: OpenBlob[] }
   | { op: 'checkPack'; seq: number; id: Id; data: ArrayBuffer; length: number }
+  | { op: 'checkPackFile'; seq: number; id: Id; path: string }
   | { op: 'verifyFile'; seq: number; path: string; blobs: { id: Id; size: number }[] }
   | { op: 'restoreBlobs'; seq: number; data: ArrayBuffer; blobs: RestoreBlob[] }
   | { op: 'fsBatch'; seq: number; ops: FsOp[] };
