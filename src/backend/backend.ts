@@ -99,11 +99,12 @@ export interface Backend {
 
   /**
    * Optional: where a stored file is on this machine's file system, for a reader that reads it
-   * itself (a worker thread checking a pack piece by piece, see maintenance/check.ts). Only
-   * backends whose files are plain local files have it; wrappers pass it on only where reading
-   * around them changes nothing (not under a download limit).
+   * itself (a worker thread checking or restoring out of a pack, see maintenance/check.ts and
+   * restorer/restorer.ts). Fails as `load` would when the file is not there. Only backends whose
+   * files are plain local files have it; wrappers pass it on only where reading around them
+   * changes nothing (not under a download limit).
    */
-  readonly localPath?: (h: Handle) => string;
+  readonly localPath?: (h: Handle) => Promise<string>;
 
   /** Size of a file; `NOT_FOUND` when it does not exist. */
   stat(h: Handle): Promise<FileInfo>;

@@ -149,6 +149,10 @@ describe('local backend', () => {
     const h: Handle = { type: 'data', name: flat };
     expect((await b.load(h, 1, 2)).toString()).toBe('la');
     expect(await b.stat(h)).toEqual({ name: flat, size: 4 });
+    // Readers of the files themselves (workers checking and restoring) find both places too.
+    expect(await b.localPath(h)).toBe(path.join(dir, 'data', flat));
+    expect(await b.localPath({ type: 'data', name: saved })).toBe(path.join(dir, 'data', 'ef', saved));
+    await expect(b.localPath({ type: 'data', name: '02'.repeat(32) })).rejects.toMatchObject({ code: 'NOT_FOUND', message: `data file ${'02'.repeat(32)} in ${dir} does not exist` });
     await b.remove(h);
     await expect(fs.stat(path.join(dir, 'data', flat))).rejects.toMatchObject({ code: 'ENOENT' });
   });

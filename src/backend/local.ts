@@ -54,7 +54,12 @@ export class LocalBackend implements Backend {
     this.stagingFolder = path.join(this.#root, 'data');
   }
 
-  readonly localPath = (h: Handle): string => handlePath(this.#root, h);
+  /** A stored file's path: a data file may also be at data/<id> (see #openExisting). */
+  readonly localPath = (h: Handle): Promise<string> =>
+    this.#openExisting(h, handlePath(this.#root, h), async (p) => {
+      await fs.access(p);
+      return p;
+    });
 
   listsAtOnce(): Promise<boolean> {
     this.#listsAtOnce ??= fs.statfs(this.#root).then(

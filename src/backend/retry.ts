@@ -51,7 +51,7 @@ export class RetryBackend implements Backend {
   readonly loadInto?: (h: Handle, offset: number, into: Buffer, signal?: AbortSignal) => Promise<void>;
 
   /** The inner backend's: reading a local file in place is not a call to retry. */
-  readonly localPath?: (h: Handle) => string;
+  readonly localPath?: (h: Handle) => Promise<string>;
 
   constructor(inner: Backend, opts: RetryOptions = {}) {
     this.#inner = inner;

@@ -69,7 +69,8 @@ describe('throttle', () => {
       // A reader of the local file itself would pass the download limit by: none is offered.
       expect(b.localPath).toBeUndefined();
       const uploadsOnly = new ThrottledBackend(new LocalBackend(path.join(dir, 'repo')), { upload: new Throttle(100, up) });
-      expect(uploadsOnly.localPath?.({ type: 'data', name })).toBe(path.join(dir, 'repo', 'data', 'aa', name));
+      await uploadsOnly.save({ type: 'data', name }, Buffer.alloc(10));
+      expect(await uploadsOnly.localPath?.({ type: 'data', name })).toBe(path.join(dir, 'repo', 'data', 'aa', name));
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

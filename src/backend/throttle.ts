@@ -77,7 +77,7 @@ export class ThrottledBackend implements Backend {
   readonly saveFile?: (h: Handle, path: string, signal?: AbortSignal) => Promise<void>;
   readonly loadInto?: (h: Handle, offset: number, into: Buffer, signal?: AbortSignal) => Promise<void>;
   /** The inner backend's, unless downloads are limited: a reader of the file itself would pass the limit by. */
-  readonly localPath?: (h: Handle) => string;
+  readonly localPath?: (h: Handle) => Promise<string>;
   readonly #inner: Backend;
   readonly #up?: Throttle;
   readonly #down?: Throttle;

@@ -243,7 +243,7 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
       if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
       const size = onDisk.get(id)!;
       try {
-        const r = localPath ? await pool!.checkPackFile(id, localPath({ type: 'data', name: id })) : await loadAndCheck(id, size);
+        const r = localPath ? await pool!.checkPackFile(id, await localPath({ type: 'data', name: id })) : await loadAndCheck(id, size);
         await ready;
         if (unreferenced.has(id)) return;
         res.packsRead++;

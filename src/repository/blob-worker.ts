@@ -387,22 +387,15 @@ function checkPackFile(id: string, file: string): CheckPackResult {
   const fd = openSource(file);
   try {
     const size = fs.fstatSync(fd).size;
-    const readAt = (into: Buffer, pos: number): void => {
-      for (let got = 0; got < into.length; ) {
-        const n = fs.readSync(fd, into, got, into.length - got, pos + got);
-        if (n === 0) throw new CairnError('INTEGRITY', `pack ${id}: the file ended at ${pos + got} of ${size} bytes while it was read`);
-        got += n;
-      }
-    };
     let blobs: PackedBlob[] | null = null;
     let tail = Buffer.alloc(0);
     try {
       if (size >= 4) {
         const length = Buffer.allocUnsafe(4);
-        readAt(length, size - 4);
+        readAt(fd, length, size - 4);
         // A length past MAX_HEADER is refused by parsePackTail, from the same four bytes.
         tail = Buffer.allocUnsafe(Math.min(size, Math.min(length.readUInt32LE(0), MAX_HEADER) + 4));
-        readAt(tail, size - tail.length);
+        readAt(fd, tail, size - tail.length);
       }
       const header = parsePackTail(key, tail, size, id);
       if ('need' in header) errors.push(`pack ${id}: header does not fit the file`);
@@ -415,7 +408,7 @@ function checkPackFile(id: string, file: string): CheckPackResult {
     if (blobs) {
       // parsePackTail checked that the blobs lie one after another from the start and end where the header begins.
       for (const b of blobs) {
-        const view = bytesAt(b.offset, b.length, readAt);
+        const view = bytesAt(fd, b.offset, b.length);
         hash.update(view);
         try {
           openBlob(view, b);
@@ -430,7 +423,7 @@ function checkPackFile(id: string, file: string): CheckPackResult {
     }
     while (pos < size) {
       const n = Math.min(READ_SIZE, size - pos);
-      hash.update(bytesAt(pos, n, readAt));
+      hash.update(bytesAt(fd, pos, n));
       pos += n;
     }
   } finally {
@@ -441,11 +434,20 @@ function checkPackFile(id: string, file: string): CheckPackResult {
   return { listing, errors };
 }
 
-/** `length` bytes from `pos`, read into the read buffer (grown when it is too small). */
-function bytesAt(pos: number, length: number, readAt: (into: Buffer, pos: number) => void): Buffer {
+/** Fills `into` from `pos` of the file open at `fd`; a file that ends before is damage (`INTEGRITY`). */
+function readAt(fd: number, into: Buffer, pos: number): void {
+  for (let got = 0; got < into.length; ) {
+    const n = fs.readSync(fd, into, got, into.length - got, pos + got);
+    if (n === 0) throw new CairnError('INTEGRITY', `the file ends at ${pos + got} bytes, before ${pos + into.length}`);
+    got += n;
+  }
+}
+
+/** `length` bytes from `pos` of the file open at `fd`, read into the read buffer (grown when it is too small). */
+function bytesAt(fd: number, pos: number, length: number): Buffer {
   if (readBuf.length < length) readBuf = Buffer.allocUnsafe(length);
   const view = readBuf.subarray(0, length);
-  readAt(view, pos);
+  readAt(fd, view, pos);
   return view;
 }
 
@@ -527,31 +529,64 @@ function writeDest(at: string | Uint8Array, offset: number, data: Buffer, create
   }
 }
 
-/** Opens and verifies each blob out of a loaded pack range and writes it wherever it goes. */
-function restoreBlobs(data: ArrayBuffer, blobs: RestoreBlob[]): { errors: (string | null)[]; written: number } {
-  const buf = Buffer.from(data);
-  const errors: (string | null)[] = [];
-  let written = 0;
+type RestoreResult = { errors: (string | null)[]; written: number };
+
+/**
+ * Opens and verifies each blob out of pack bytes (`buf`, which starts at `base` in the pack) and
+ * writes it wherever it goes; adds each blob's error (or null) and the bytes written to `out`.
+ */
+function restoreBlobs(buf: Buffer, blobs: RestoreBlob[], base = 0, out: RestoreResult = { errors: [], written: 0 }): RestoreResult {
   for (const b of blobs) {
     let plain: Buffer;
     try {
-      plain = openBlob(buf.subarray(b.offset, b.offset + b.length), b);
+      plain = openBlob(buf.subarray(b.offset - base, b.offset - base + b.length), b);
     } catch (err) {
-      errors.push((err as Error).message);
+      out.errors.push((err as Error).message);
       continue;
     }
     let error: string | null = null;
     for (const d of b.dests) {
       try {
         writeDest(d.path, d.offset, plain, d.create);
-        written += plain.length;
+        out.written += plain.length;
       } catch (err) {
         error = `writing ${showPath(fromWire(d.path))}: ${(err as Error).message}`;
       }
     }
-    errors.push(error);
+    out.errors.push(error);
   }
-  return { errors, written };
+  return out;
+}
+
+/**
+ * restoreBlobs for blobs (in pack order, offsets in the file) of a pack stored in the local file
+ * `file`, read here a run at a time into the read buffer: the blobs that end within READ_SIZE of
+ * the run's first, or a larger blob alone. A read that fails fails the blobs of its run.
+ */
+function restoreBlobsFile(file: string, blobs: RestoreBlob[]): RestoreResult {
+  const out: RestoreResult = { errors: [], written: 0 };
+  const fd = openSource(file);
+  try {
+    for (let i = 0; i < blobs.length; ) {
+      const from = blobs[i].offset;
+      let end = from + blobs[i].length;
+      let j = i + 1;
+      while (j < blobs.length && blobs[j].offset >= from && blobs[j].offset + blobs[j].length - from <= READ_SIZE) end = Math.max(end, blobs[j].offset + blobs[j++].length);
+      const run = blobs.slice(i, j);
+      i = j;
+      let bytes: Buffer;
+      try {
+        bytes = bytesAt(fd, from, end - from);
+      } catch (err) {
+        for (let k = 0; k < run.length; k++) out.errors.push((err as Error).message);
+        continue;
+      }
+      restoreBlobs(bytes, run, from, out);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
 }
 
 function fsBatch(ops: FsOp[]): (string | null | boolean | { probe: ProbeResult })[] {
@@ -613,7 +648,9 @@ async function handle(m: Request): Promise<void> {
     case 'verifyFile':
       return reply(m.seq, async () => verifyFile(m.path, m.blobs));
     case 'restoreBlobs':
-      return reply(m.seq, async () => restoreBlobs(m.data, m.blobs), m.data);
+      return reply(m.seq, async () => restoreBlobs(Buffer.from(m.data), m.blobs), m.data);
+    case 'restoreBlobsFile':
+      return reply(m.seq, async () => restoreBlobsFile(m.path, m.blobs));
     case 'fsBatch':
       return reply(m.seq, async () => fsBatch(m.ops));
     default:

@@ -328,6 +328,11 @@ export class WorkerPool {
     return this.#call({ op: 'restoreBlobs', seq: ++this.#seq, data: ab, blobs }, [ab]);
   }
 
+  /** As restoreBlobs, for blobs of a pack stored in the local file at `path` (offsets in the file), which the worker reads itself. */
+  restoreBlobsFile(path: string, blobs: RestoreBlob[]): Promise<{ errors: (string | null)[]; written: number }> {
+    return this.#call({ op: 'restoreBlobsFile', seq: ++this.#seq, path, blobs });
+  }
+
   /** Runs a batch of file-system operations with synchronous calls in one worker. */
   fsBatch(ops: FsOp[]): Promise<(string | null | boolean | { probe: ProbeResult })[]> {
     return this.#call({ op: 'fsBatch', seq: ++this.#seq, ops });

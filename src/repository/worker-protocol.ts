@@ -49,6 +49,7 @@ export type Request =
   | { op: 'checkPackFile'; seq: number; id: Id; path: string }
   | { op: 'verifyFile'; seq: number; path: string; blobs: { id: Id; size: number }[] }
   | { op: 'restoreBlobs'; seq: number; data: ArrayBuffer; blobs: RestoreBlob[] }
+  | { op: 'restoreBlobsFile'; seq: number; path: string; blobs: RestoreBlob[] }
   | { op: 'fsBatch'; seq: number; ops: FsOp[] };
 
 /** Where a restored blob goes. `create` is set when this write creates the file (with that size). */

@@ -8,7 +8,7 @@ import type { Node } from '../fs/node.js';
 import type { Id } from '../repository/id.js';
 import type { BlobLocation } from '../repository/master-index.js';
 import type { Repository } from '../repository/repository.js';
-import type { WorkerPool } from '../repository/worker-pool.js';
+import { SourceError, type WorkerPool } from '../repository/worker-pool.js';
 import { keepsExisting, type FsOp, type OverwriteMode, type ProbeResult, type RestoreBlob } from '../repository/worker-protocol.js';
 import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
 import { mapLimit } from '../util/limit.js';
@@ -279,8 +279,11 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   const wanted = new Uint8Array(plan.count);
   for (const f of todo) wanted[f] = 1;
   const order = refs.order((f) => wanted[f] === 1 && !plan.failed[f]);
-  // One range per worker plus one loading: enough to keep the workers busy, little in memory.
-  await mapLimit(refs.ranges(order), pool.size + 1, async ({ packId, from, to }) => {
+  // A pack that is a local file is read by the worker that restores its blobs, a few at a time
+  // (see restoreBlobsFile), two ranges per worker so that none waits for the next; others are
+  // loaded here, one range per worker plus one loading: enough to keep the workers busy, little in memory.
+  const localPath = repo.backend.localPath;
+  await mapLimit(refs.ranges(order), localPath ? pool.size * 2 : pool.size + 1, async ({ packId, from, to }) => {
     aborted();
     const start = refs.offset[order[from]];
     const last = order[to - 1];
@@ -292,26 +295,50 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     const eachDest = (g: number, fn: (file: number, r: number) => void): void => {
       for (let j = groups[g]; j < groups[g + 1]; j++) fn(refs.file[order[j]], order[j]);
     };
-    let data: Buffer;
-    const buf = pool.buffer(end - start);
-    try {
-      data = await loadRange(repo.backend, { type: 'data', name: packId }, start, end - start, buf);
-    } catch (err) {
-      pool.recycle(buf);
+    const failAll = (err: unknown): void => {
       for (let g = 0; g + 1 < groups.length; g++) eachDest(g, (f) => markFailed(f, `pack ${packId}: ${(err as Error).message}`));
-      return;
+    };
+    // Offsets from `base`: the range's start when it is loaded here, the file's when a worker reads it.
+    const blobsFrom = (base: number): RestoreBlob[] => {
+      const blobs: RestoreBlob[] = [];
+      for (let g = 0; g + 1 < groups.length; g++) {
+        const r = order[groups[g]];
+        const dests: RestoreBlob['dests'] = [];
+        eachDest(g, (f, d) => {
+          if (!plan.failed[f]) dests.push({ path: plan.dest[f], offset: refs.fileOffset[d], create: plan.blobs[f] === 1 ? plan.size[f] : undefined });
+        });
+        blobs.push({ id: refs.id(r), offset: refs.offset[r] - base, length: refs.length[r], uncompressedLength: refs.uncompressedLength(r), dests });
+      }
+      return blobs;
+    };
+    let restored: { errors: (string | null)[]; written: number };
+    if (localPath) {
+      let file: string;
+      try {
+        file = await localPath({ type: 'data', name: packId });
+      } catch (err) {
+        return failAll(err);
+      }
+      try {
+        restored = await pool.restoreBlobsFile(file, blobsFrom(0));
+      } catch (err) {
+        // The pack cannot be opened (gone, or not readable): its blobs fail, as a failed load's.
+        if (err instanceof SourceError) return failAll(err);
+        throw err;
+      }
+    } else {
+      let data: Buffer;
+      const buf = pool.buffer(end - start);
+      try {
+        data = await loadRange(repo.backend, { type: 'data', name: packId }, start, end - start, buf);
+      } catch (err) {
+        pool.recycle(buf);
+        return failAll(err);
+      }
+      if (data.buffer !== buf.buffer) pool.recycle(buf);
+      restored = await pool.restoreBlobs(data, blobsFrom(start));
     }
-    if (data.buffer !== buf.buffer) pool.recycle(buf);
-    const blobs: RestoreBlob[] = [];
-    for (let g = 0; g + 1 < groups.length; g++) {
-      const r = order[groups[g]];
-      const dests: RestoreBlob['dests'] = [];
-      eachDest(g, (f, d) => {
-        if (!plan.failed[f]) dests.push({ path: plan.dest[f], offset: refs.fileOffset[d], create: plan.blobs[f] === 1 ? plan.size[f] : undefined });
-      });
-      blobs.push({ id: refs.id(r), offset: refs.offset[r] - start, length: refs.length[r], uncompressedLength: refs.uncompressedLength(r), dests });
-    }
-    const { errors, written } = await pool.restoreBlobs(data, blobs);
+    const { errors, written } = restored;
     result.bytesWritten += written;
     progress.bytesDone += written;
     errors.forEach((error, g) => {

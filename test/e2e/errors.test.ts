@@ -217,6 +217,31 @@ describe('damage', () => {
     await expect(fs.access(path.join(target, src, 'lost'))).rejects.toThrow();
   });
 
+  it('a pack gone and one cut short: restore restores every other file, names each file it cannot and why, and exits non-zero', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    ok(await cairn(repo, ['init']), 'init');
+    // One backup per file: each file's data in a pack of its own (the larger of the two a backup adds).
+    const dataPack: Record<string, string> = {};
+    for (const [i, name] of ['a', 'b', 'c'].entries()) {
+      const before = new Set(await packFiles(repo));
+      await fs.writeFile(path.join(src, name), seededBytes(20 + i, 300_000));
+      ok(await cairn(repo, ['backup', src]), `backup ${name}`);
+      const added = await Promise.all((await packFiles(repo)).filter((p) => !before.has(p)).map(async (p) => [(await fs.stat(p)).size, p] as const));
+      dataPack[name] = added.sort((x, y) => y[0] - x[0])[0][1];
+    }
+    await fs.rm(dataPack.a);
+    await fs.chmod(dataPack.b, 0o600);
+    await fs.truncate(dataPack.b, 1000);
+    const target = await tempDir();
+    const r = await cairn(repo, ['restore', 'latest', '--target', target]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${src}/a: pack ${path.basename(dataPack.a)}: data file ${path.basename(dataPack.a)} in ${repo.dir} does not exist`);
+    expect(r.stderr).toMatch(new RegExp(`${src}/b: pack ${path.basename(dataPack.b)}: the file ends at 1000 bytes, before \\d+`));
+    expect(await fs.readFile(path.join(target, src, 'c'))).toEqual(seededBytes(22, 300_000));
+    for (const gone of ['a', 'b']) await expect(fs.access(path.join(target, src, gone))).rejects.toThrow();
+  });
+
   it('a truncated pack and a truncated index are reported by check', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();
