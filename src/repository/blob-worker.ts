@@ -2,7 +2,8 @@
  * A blob worker: the CPU-heavy half of backup, restore and check, run on one thread per core.
  * For backup it reads a source file itself, chunks it, hashes each chunk, and seals the chunks
  * the repository does not have yet into its own data pack, which it hands to the main thread
- * when full. For restore and check it opens blobs out of pack bytes the main thread loaded.
+ * when full. For restore and check it opens blobs out of pack bytes the main thread loaded, or,
+ * from a local repository, out of the pack file, which it reads itself.
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -415,7 +416,6 @@ function checkPackFile(id: string, file: string): CheckPackResult {
         } catch (err) {
           errors.push(`pack ${id}: ${b.type} ${(err as Error).message}`);
         }
-        pos = b.offset + b.length;
       }
       hash.update(tail);
       pos = size;
