@@ -347,88 +347,68 @@ function openBlob(sealed: Buffer, b: OpenBlob): Buffer {
   return plain;
 }
 
+/** Checks a pack loaded whole by the main thread (see checkPackBytes). */
 function checkPack(id: string, data: ArrayBuffer, length: number): CheckPackResult {
   const buf = Buffer.from(data, 0, length);
-  const errors: string[] = [];
-  const actual = hashId(buf);
-  if (actual !== id) errors.push(`pack ${id}: content hash is ${actual}, the file is damaged`);
-  let header;
-  try {
-    header = parsePackTail(key, buf, buf.length, id);
-  } catch (err) {
-    errors.push((err as Error).message);
-    return { listing: new Uint8Array(0), errors };
-  }
-  if ('need' in header) {
-    errors.push(`pack ${id}: header does not fit the file`);
-    return { listing: new Uint8Array(0), errors };
-  }
-  for (const b of header.blobs) {
-    try {
-      openBlob(buf.subarray(b.offset, b.offset + b.length), b);
-    } catch (err) {
-      errors.push(`pack ${id}: ${b.type} ${(err as Error).message}`);
-    }
-  }
-  // Its own buffer, exactly the records: a structured clone copies the whole ArrayBuffer.
-  return { listing: encodeListing(header.blobs), errors };
+  return checkPackBytes(id, length, (pos, n) => buf.subarray(pos, pos + n));
 }
 
 /**
- * checkPack for a pack stored as a file on this machine, read here piece by piece: the header
- * from the tail first, then each blob into the read buffer, where it is added to the pack's hash
- * before it is opened, so every byte is read and hashed once and no pack is ever held whole (the
- * main thread's loaded packs took ~30 MiB of check's peak). A pack whose header cannot be read is
- * still read through for its hash.
+ * Checks a pack stored as a file on this machine, which it reads here piece by piece, so that no
+ * pack is ever held whole (the main thread's loaded packs took ~30 MiB of check's peak).
  */
 function checkPackFile(id: string, file: string): CheckPackResult {
-  const errors: string[] = [];
-  const hash = createHash('sha256');
-  let listing: Uint8Array = new Uint8Array(0);
   const fd = openSource(file);
   try {
-    const size = fs.fstatSync(fd).size;
-    let blobs: PackedBlob[] | null = null;
-    let tail = Buffer.alloc(0);
-    try {
-      if (size >= 4) {
-        const length = Buffer.allocUnsafe(4);
-        readAt(fd, length, size - 4);
-        // A length past MAX_HEADER is refused by parsePackTail, from the same four bytes.
-        tail = Buffer.allocUnsafe(Math.min(size, Math.min(length.readUInt32LE(0), MAX_HEADER) + 4));
-        readAt(fd, tail, size - tail.length);
-      }
-      const header = parsePackTail(key, tail, size, id);
-      if ('need' in header) errors.push(`pack ${id}: header does not fit the file`);
-      else blobs = header.blobs;
-    } catch (err) {
-      if (!(err instanceof CairnError)) throw err;
-      errors.push(err.message);
-    }
-    let pos = 0;
-    if (blobs) {
-      // parsePackTail checked that the blobs lie one after another from the start and end where the header begins.
-      for (const b of blobs) {
-        const view = bytesAt(fd, b.offset, b.length);
-        hash.update(view);
-        try {
-          openBlob(view, b);
-        } catch (err) {
-          errors.push(`pack ${id}: ${b.type} ${(err as Error).message}`);
-        }
-      }
-      hash.update(tail);
-      pos = size;
-      listing = encodeListing(blobs);
-    }
-    while (pos < size) {
-      const n = Math.min(READ_SIZE, size - pos);
-      hash.update(bytesAt(fd, pos, n));
-      pos += n;
-    }
+    return checkPackBytes(id, fs.fstatSync(fd).size, (pos, n) => bytesAt(fd, pos, n));
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * Checks a pack of `size` bytes that `read` gives piece by piece (`n` bytes from `pos`, valid
+ * until the next read): the header from the tail first, then each blob, which is added to the
+ * pack's hash before it is opened (decrypted in place), so every byte is read and hashed once. A
+ * pack whose header cannot be read is read through for its hash.
+ */
+function checkPackBytes(id: string, size: number, read: (pos: number, n: number) => Buffer): CheckPackResult {
+  const errors: string[] = [];
+  const hash = createHash('sha256');
+  let listing: Uint8Array = new Uint8Array(0);
+  let tail = Buffer.alloc(0);
+  if (size >= 4) {
+    // A length past MAX_HEADER is refused by parsePackTail, from the same four bytes.
+    const length = read(size - 4, 4).readUInt32LE(0);
+    const n = Math.min(size, Math.min(length, MAX_HEADER) + 4);
+    tail = Buffer.from(read(size - n, n));
+  }
+  let blobs: PackedBlob[] | null = null;
+  try {
+    const header = parsePackTail(key, tail, size, id);
+    if ('need' in header) errors.push(`pack ${id}: header does not fit the file`);
+    else blobs = header.blobs;
+  } catch (err) {
+    errors.push((err as Error).message);
+  }
+  let pos = 0;
+  if (blobs) {
+    // parsePackTail checked that the blobs lie one after another from the start and end where the header begins.
+    for (const b of blobs) {
+      const view = read(b.offset, b.length);
+      hash.update(view);
+      try {
+        openBlob(view, b);
+      } catch (err) {
+        errors.push(`pack ${id}: ${b.type} ${(err as Error).message}`);
+      }
+    }
+    hash.update(tail);
+    pos = size;
+    // Its own buffer, exactly the records: a structured clone copies the whole ArrayBuffer.
+    listing = encodeListing(blobs);
+  }
+  for (; pos < size; pos += READ_SIZE) hash.update(read(pos, Math.min(READ_SIZE, size - pos)));
   const actual = hash.digest('hex');
   if (actual !== id) errors.unshift(`pack ${id}: content hash is ${actual}, the file is damaged`);
   return { listing, errors };
