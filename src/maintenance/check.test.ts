@@ -80,6 +80,9 @@ describe('reading a pack to check it', () => {
       await fs.writeFile(path.join(dir, id), variants['a byte flipped in the first blob']);
       const flipped = (await pool.checkPackFile(id, path.join(dir, id))).errors;
       expect(flipped).toEqual([expect.stringContaining('content hash is'), `pack ${id}: ${blobs[0].type} blob ${blobs[0].id} fails verification (damaged ciphertext)`]);
+      // The first five blobs are read as one run: damage in its middle names that blob alone.
+      await fs.writeFile(path.join(dir, id), damaged(flip(blobs[3].offset + 50)));
+      expect((await pool.checkPackFile(id, path.join(dir, id))).errors.slice(1)).toEqual([`pack ${id}: ${blobs[3].type} blob ${blobs[3].id} fails verification (damaged ciphertext)`]);
       await fs.writeFile(path.join(dir, id), variants['a byte flipped in the last blob']);
       expect((await pool.checkPackFile(id, path.join(dir, id))).errors[1]).toBe(`pack ${id}: data blob ${blobs[5].id} fails verification (damaged ciphertext)`);
       await expect(pool.checkPackFile(id, path.join(dir, 'gone'))).rejects.toThrow(/ENOENT/);
