@@ -13,7 +13,7 @@ import { findParent, findSnapshot } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
 import type { Context } from '../context.js';
 import { formatBytes, formatDuration } from '../progress.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 import { backupDatabases } from './db.js';
 import { parseSize } from '../../util/size.js';
 import { parseLocalTime } from '../../fs/time.js';

@@ -12,7 +12,7 @@ import { buildExcluder } from '../../archiver/excludes.js';
 import { goModeString } from '../../fs/filemode.js';
 import { filterOf } from './restore.js';
 import { describeLocation, findObjects, packPatterns, parseIdPatterns, type FoundObject, type ObjectPatterns } from '../../repository/find-objects.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 import type { Context } from '../context.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import { shortId } from '../../repository/id.js';
 import { formatBytes } from '../progress.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 
 /** restic's default: a repository's cache unused for this many days is old. */
 const DEFAULT_MAX_AGE_DAYS = 30;

@@ -5,7 +5,7 @@ import { findSnapshot, matchesFilter } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
 import type { Snapshot } from '../../repository/snapshot.js';
 import { formatBytes } from '../progress.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 
 interface CopyFlags {
   fromRepo?: string;

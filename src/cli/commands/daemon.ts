@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 
 interface DaemonFlags {
   config?: string;

@@ -3,7 +3,7 @@ import { Command } from 'commander';
 import { CairnError } from '../../errors.js';
 import type { DumpEvent, DumpResult } from '../../sources/db/pipeline/pipeline.js';
 import type { Context } from '../context.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 import { formatBytes } from '../progress.js';
 
 interface DumpFlags {

@@ -13,7 +13,7 @@ const engines = async () => ({
   ...(await import('../../sources/db/verify.js')),
 });
 import type { Context } from '../context.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 import { formatBytes, formatDuration } from '../progress.js';
 import { reportBackup } from './backup.js';
 

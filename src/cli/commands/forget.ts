@@ -4,7 +4,7 @@ import { findSnapshot, matchesFilter } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
 import { snapshotOutput, type Snapshot } from '../../repository/snapshot.js';
 import { applyPolicy, groupSnapshots, parseDuration, policyIsEmpty, type Policy } from '../../maintenance/forget.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 import { parseMaxUnused } from '../../maintenance/prune.js';
 import { runPrune } from './prune.js';
 

@@ -7,7 +7,7 @@ import type { Plan } from '../../service/config.js';
 import type { PlanStatus } from '../../service/daemon.js';
 import { formatBytes } from '../progress.js';
 import type { Context } from '../context.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { parseMaxUnused, prune, type PruneStats } from '../../maintenance/prune.js';
 import type { Repository } from '../../repository/repository.js';
 import type { Context } from '../context.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 import { formatBytes } from '../progress.js';
 import { parseSize } from '../../util/size.js';
 

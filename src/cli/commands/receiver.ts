@@ -4,7 +4,7 @@ import { DEFAULT_MAX_SIZE } from '../../receiver/names.js';
 import { parseSize } from '../../util/size.js';
 import { readSecretFile } from '../../util/secret-file.js';
 import type { Context } from '../context.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 
 interface ReceiverFlags {
   port: string;

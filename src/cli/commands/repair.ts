@@ -5,7 +5,7 @@ import { repairSnapshots } from '../../maintenance/repair-snapshots.js';
 import { recover } from '../../maintenance/recover.js';
 import { shortId } from '../../repository/id.js';
 import type { Context } from '../context.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 
 async function runRepairIndex(ctx: Context): Promise<void> {
   const repo = await ctx.openRepository();

@@ -13,7 +13,7 @@ import { configToJSON } from '../../repository/config.js';
 import { CRYPTO_OVERHEAD } from '../../crypto/crypto.js';
 import { MIGRATIONS, findMigration } from '../../maintenance/migrate.js';
 import { formatBytes } from '../progress.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 
 export function registerRepoCommands(program: Command, run: Run): void {
   program

@@ -9,7 +9,7 @@ import { fileContent, findFileNode } from '../../restorer/file-stream.js';
 import { shortId, type Id } from '../../repository/id.js';
 import type { Repository } from '../../repository/repository.js';
 import type { Snapshot } from '../../repository/snapshot.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 import { OVERWRITE_MODES, type OverwriteMode } from '../../repository/worker-protocol.js';
 import { formatBytes } from '../progress.js';
 

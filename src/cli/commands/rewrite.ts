@@ -4,7 +4,7 @@ import { buildExcluder } from '../../archiver/excludes.js';
 import { findSnapshots } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
 import { rewriteSnapshot, saveRewritten, type RewrittenSnapshot } from '../../maintenance/rewrite.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { findSnapshots } from '../../repository/find.js';
 import { shortId } from '../../repository/id.js';
 import { changedTags, checkTagChange, flattenTags, retagSnapshot, type TagChange } from '../../maintenance/tag.js';
-import type { Run } from '../main.js';
+import type { Run } from '../program.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
