@@ -33,7 +33,7 @@ async function repositoryWithData(count: number, bytes: number, workers: number)
 describe('reading a pack to check it', () => {
   it('from a local file, piece by piece in a worker, finds what checking the loaded bytes finds, whatever the damage', async () => {
     const { backend, repo } = await repositoryWithData(0, 0, 1);
-    const pool = new WorkerPool(repo, { workers: 1, packSize: 16 * 1024 * 1024 });
+    const pool = new WorkerPool(repo, { workers: 1, packSize: 64 * 1024 * 1024 });
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-file-'));
     try {
       // One pack: random blobs (stored as they are), compressible ones, and one larger than the
@@ -41,6 +41,14 @@ describe('reading a pack to check it', () => {
       for (let i = 0; i < 3; i++) await pool.saveBuffer(randomBytes(200_000));
       for (let i = 0; i < 2; i++) await pool.saveBuffer(Buffer.from(`line ${i} `.repeat(40_000)));
       await pool.saveBuffer(randomBytes(10 * 1024 * 1024));
+      // Around the worker's 1 MiB reads, which take runs of small blobs and a larger blob alone: a
+      // plaintext past 1 MiB from a small sealed blob, a compressed blob larger than a read, and a
+      // blob 10 bytes past one.
+      await pool.saveBuffer(Buffer.from('0123456789abcdef'.repeat(3 * 65536)));
+      const half = randomBytes(6 * 1024 * 1024);
+      for (let i = 0; i < half.length; i += 64) half.fill(0, i, i + 32);
+      await pool.saveBuffer(half);
+      await pool.saveBuffer(randomBytes(1024 * 1024 + 10 - 32));
       await pool.flush();
       const packs: string[] = [];
       for await (const f of backend.list('data')) packs.push(f.name);
@@ -48,8 +56,12 @@ describe('reading a pack to check it', () => {
       const id = packs[0];
       const good = await backend.load({ type: 'data', name: id });
       const blobs = await readPackHeader(repo, id, good.length);
-      expect(blobs).toHaveLength(6);
-      const headerStart = blobs[5].offset + blobs[5].length;
+      expect(blobs).toHaveLength(9);
+      expect(blobs.map((b) => [b.length > 1024 * 1024, (b.uncompressedLength ?? 0) > 1024 * 1024])).toEqual([
+        [false, false], [false, false], [false, false], [false, false], [false, false], [true, false], [false, true], [true, true], [true, false],
+      ]);
+      expect(blobs[8].length).toBe(1024 * 1024 + 10);
+      const headerStart = blobs[8].offset + blobs[8].length;
       const damaged = (f: (b: Buffer) => Buffer): Buffer => f(Buffer.from(good));
       const flip = (at: number) => (b: Buffer) => ((b[at] ^= 0x01), b);
       const variants: Record<string, Buffer> = {
@@ -84,7 +96,14 @@ describe('reading a pack to check it', () => {
       await fs.writeFile(path.join(dir, id), damaged(flip(blobs[3].offset + 50)));
       expect((await pool.checkPackFile(id, path.join(dir, id))).errors.slice(1)).toEqual([`pack ${id}: ${blobs[3].type} blob ${blobs[3].id} fails verification (damaged ciphertext)`]);
       await fs.writeFile(path.join(dir, id), variants['a byte flipped in the last blob']);
-      expect((await pool.checkPackFile(id, path.join(dir, id))).errors[1]).toBe(`pack ${id}: data blob ${blobs[5].id} fails verification (damaged ciphertext)`);
+      expect((await pool.checkPackFile(id, path.join(dir, id))).errors[1]).toBe(`pack ${id}: data blob ${blobs[8].id} fails verification (damaged ciphertext)`);
+      // A byte flipped in any blob's IV, ciphertext or tag names that blob and no other.
+      for (const [k, b] of blobs.entries()) {
+        for (const at of [b.offset + 5, b.offset + Math.floor(b.length / 2), b.offset + b.length - 3]) {
+          await fs.writeFile(path.join(dir, id), damaged(flip(at)));
+          expect((await pool.checkPackFile(id, path.join(dir, id))).errors.slice(1), `blob ${k} at ${at - b.offset}`).toEqual([`pack ${id}: ${b.type} blob ${b.id} fails verification (damaged ciphertext)`]);
+        }
+      }
       await expect(pool.checkPackFile(id, path.join(dir, 'gone'))).rejects.toThrow(/ENOENT/);
     } finally {
       await pool.close();
