@@ -12,18 +12,23 @@ import { CLI, ROOT, cairn, makeRepoPaths, ok, runCommand, tempDir } from '../sup
 const HEAVY = ['tar-stream', 'yazl', '@aws-sdk', 'fastify', 'kysely', 'mysql2', '/pg/', 'better-sqlite3', 'croner', '@parcel/watcher', 'pino', 'prom-client', 'zod'];
 
 describe('startup', () => {
-  it('commands on a local repository load none of the libraries that only other commands need', async () => {
+  it("commands on a local repository load none of the libraries, nor the command modules, that only other commands need", async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();
     await fs.writeFile(path.join(src, 'f'), 'x');
     ok(await cairn(repo, ['init']), 'init');
     ok(await cairn(repo, ['backup', src]), 'backup');
     const trace = path.join(await tempDir(), 'modules');
+    // Each command loads its own module of src/cli/commands and those it takes helpers from (backup
+    // backs up databases with db.js; the browsing commands filter paths as restore does), no other.
+    const own: Record<string, string[]> = { snapshots: ['browse', 'restore'], ls: ['browse', 'restore'], backup: ['backup', 'db'], check: ['repo'], restore: ['restore'] };
     for (const args of [['snapshots'], ['ls', 'latest'], ['backup', src], ['check'], ['restore', 'latest', '--target', await tempDir()]]) {
       const r = await runCommand(process.execPath, ['--import', path.join(ROOT, 'test/support/trace-imports.mjs'), CLI, ...args], { env: { ...repo.env, CAIRN_TRACE_IMPORTS: trace } });
       ok(r, args.join(' '));
       const loaded = (await fs.readFile(trace, 'utf8')).split('\n');
       expect(loaded.length, args.join(' ')).toBeGreaterThan(50);
+      const commands = loaded.map((url) => /\/dist\/cli\/commands\/([a-z-]+)\.js$/.exec(url)?.[1]).filter((m) => m !== undefined);
+      expect(commands.sort(), args.join(' ')).toEqual(own[args[0]]);
       expect(loaded.filter((url) => HEAVY.some((h) => url.includes(`/node_modules/${h.replace(/^\//, '')}`) || (h.startsWith('/') && url.includes(`/node_modules${h}`)))), args.join(' ')).toEqual([]);
     }
   });
