@@ -11,7 +11,8 @@ import { encodeTree } from '../repository/tree.js';
 import { formatTime } from '../fs/time.js';
 import { checkRepository, parseReadDataSubset } from './check.js';
 import { readPackHeader } from './repair.js';
-import type { PackedBlob } from '../repository/pack.js';
+import { sealPackHeader, type PackedBlob } from '../repository/pack.js';
+import { compress } from '../compress/zstd.js';
 
 /** A new local repository holding `count` buffers of random bytes, in packs of about 1 MiB written by `workers` workers. */
 async function repositoryWithData(count: number, bytes: number, workers: number): Promise<{ backend: LocalBackend; repo: Repository }> {
@@ -105,6 +106,47 @@ describe('reading a pack to check it', () => {
         }
       }
       await expect(pool.checkPackFile(id, path.join(dir, 'gone'))).rejects.toThrow(/ENOENT/);
+    } finally {
+      await pool.close();
+      await repo.close();
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('reading a blob that its MAC vouches for but that is wrong', () => {
+  it('names the pack and the blob: plaintext that is not zstd, that decompresses to another size than recorded, or whose hash is not its id', async () => {
+    const { repo } = await repositoryWithData(0, 0, 1);
+    const pool = new WorkerPool(repo, { workers: 1 });
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-wrong-'));
+    try {
+      // What a faulty writer could store: sealed with the right key, so only what follows the MAC can tell.
+      const text = Buffer.from('wrong '.repeat(1000));
+      const stored: [Buffer, Omit<PackedBlob, 'offset' | 'length'>][] = [
+        [randomBytes(500), { id: hashId(randomBytes(8)), type: 'data', uncompressedLength: 500 }],
+        [compress(text), { id: hashId(text), type: 'data', uncompressedLength: text.length + 1 }],
+        [text, { id: hashId(randomBytes(8)), type: 'tree' }],
+        [compress(text), { id: hashId(text), type: 'data', uncompressedLength: text.length }],
+      ];
+      const blobs: PackedBlob[] = [];
+      const parts: Buffer[] = [];
+      let offset = 0;
+      for (const [plain, b] of stored) {
+        const sealed = repo.key.encrypt(plain);
+        blobs.push({ ...b, offset, length: sealed.length });
+        parts.push(sealed);
+        offset += sealed.length;
+      }
+      const pack = Buffer.concat([...parts, sealPackHeader(repo.key, blobs)]);
+      const id = hashId(pack);
+      await fs.writeFile(path.join(dir, id), pack);
+      const want = [
+        `pack ${id}: data blob ${blobs[0].id}: zstd decompression failed: Unknown frame descriptor`,
+        `pack ${id}: data blob ${blobs[1].id}: decompressed size ${text.length} differs from the recorded ${text.length + 1}`,
+        `pack ${id}: tree blob ${blobs[2].id} has the wrong content hash`,
+      ];
+      expect((await pool.checkPackFile(id, path.join(dir, id))).errors).toEqual(want);
+      expect((await pool.checkPack(id, pack)).errors).toEqual(want);
     } finally {
       await pool.close();
       await repo.close();

@@ -342,7 +342,13 @@ function openBlob(sealed: Buffer, b: OpenBlob): Buffer {
   } catch {
     throw new CairnError('INTEGRITY', `blob ${b.id} fails verification (damaged ciphertext)`);
   }
-  if (b.uncompressedLength !== undefined) plain = decompressor.decompress(plain, b.uncompressedLength);
+  if (b.uncompressedLength !== undefined) {
+    try {
+      plain = decompressor.decompress(plain, b.uncompressedLength);
+    } catch (err) {
+      throw new CairnError('INTEGRITY', `blob ${b.id}: ${(err as Error).message}`);
+    }
+  }
   if (hashId(plain) !== b.id) throw new CairnError('INTEGRITY', `blob ${b.id} has the wrong content hash`);
   return plain;
 }
