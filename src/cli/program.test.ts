@@ -20,6 +20,7 @@ describe('loading only the command being run', () => {
     expect((await buildProgram(argv('bakup'))).commands).toHaveLength(all.commands.length);
     expect((await buildProgram(argv('-r', 'repo', 'backup', '/src'))).commands.map((c) => c.name())).toEqual(['version', 'backup']);
     expect((await buildProgram(argv('key', 'list'))).commands.map((c) => c.name())).toEqual(['version', ...COMMAND_MODULES[0].names]);
+    expect((await buildProgram(argv('--json', 'version'))).commands.map((c) => c.name())).toEqual(['version']);
   });
 
   it("finds the command past the program's own options and their values", async () => {
