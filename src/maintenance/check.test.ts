@@ -9,6 +9,7 @@ import { WorkerPool } from '../repository/worker-pool.js';
 import { hashId } from '../repository/id.js';
 import { encodeTree } from '../repository/tree.js';
 import { formatTime } from '../fs/time.js';
+import type { Node } from '../fs/node.js';
 import { checkRepository, parseReadDataSubset } from './check.js';
 import { readPackHeader } from './repair.js';
 import { sealPackHeader, type PackedBlob } from '../repository/pack.js';
@@ -177,6 +178,86 @@ describe('check', () => {
     expect(r.errors).toContain(`snapshot ${sa}: references damaged or missing data`);
     expect(r.errors).toContain(`snapshot ${sb}: references damaged or missing data`);
     expect(r.errors.filter((e) => e.includes(missing))).toHaveLength(1);
+  });
+
+  it('with --read-data, takes the trees from the workers that read their packs: loads none again, and names the same damage as the walk that loads them', async () => {
+    process.env.CAIRN_KDF_N ??= '1024';
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-'));
+    const local = new LocalBackend(path.join(dir, 'repo'));
+    const repo = await Repository.init(local, 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
+    const now = formatTime(BigInt(Date.now()) * 1_000_000n);
+    const meta = { mtime: now, atime: now, ctime: now, uid: 0, gid: 0 };
+    const file = (name: string, content: string[]): Node => ({ name, type: 'file', mode: 0o644, ...meta, size: content.length, content });
+    const folder = (name: string, subtree: string): Node => ({ name, type: 'dir', mode: 2147484141, ...meta, content: null, subtree });
+    const tree = async (nodes: Node[]): Promise<string> => (await repo.saveBlob('tree', encodeTree(nodes))).id;
+    const d1 = (await repo.saveBlob('data', randomBytes(100))).id;
+    const d2 = (await repo.saveBlob('data', randomBytes(100))).id;
+    const missing = 'ab'.repeat(32);
+    // In a tree pack of its own, so that loading it loads no other tree.
+    const lacking = await tree([file('g', [d2, missing])]);
+    await repo.flush();
+    const sound = await tree([file('empty', []), file('f1', [d1]), file('f2', [d1, d2, d1]), { name: 'link', type: 'symlink', mode: 134218239, ...meta, content: null, linktarget: 'f1' }]);
+    const damaged = await tree([file('h', [d2])]);
+    // A chain of folders deeper than a stack of calls would take.
+    let deep = await tree([file('bottom', [d1])]);
+    for (let i = 0; i < 3000; i++) deep = await tree([folder('d', deep)]);
+    const root = await tree([folder('a', sound), folder('deep', deep), folder('ünï\nb', lacking)]);
+    const other = await tree([folder('c', damaged), folder('same', sound)]);
+    await repo.flush();
+    const s1 = await repo.saveSnapshot({ time: now, tree: root, paths: ['/r'] });
+    const s2 = await repo.saveSnapshot({ time: now, tree: other, paths: ['/o'] });
+
+    /** check, with the data files the backend loaded for it (a tree is loaded with its pack). */
+    const run = async (readData: boolean, filesHere = true): Promise<{ errors: string[]; loads: string[] }> => {
+      const loads: string[] = [];
+      const counted = new Proxy(local, {
+        get(t, p) {
+          const v = Reflect.get(t, p, t) as unknown;
+          // As a remote repository: packs are loaded here and handed to the workers.
+          if (p === 'localPath' && !filesHere) return undefined;
+          if (p === 'load' || p === 'loadInto') {
+            return (h: { type: string; name: string }, ...rest: unknown[]) => (h.type === 'data' && loads.push(h.name), (v as (...a: unknown[]) => unknown).call(t, h, ...rest));
+          }
+          return typeof v === 'function' ? v.bind(t) : v;
+        },
+      });
+      const fresh = await Repository.open(counted, 'pw');
+      const pool = readData ? new WorkerPool(fresh) : null;
+      try {
+        const r = await checkRepository(fresh, pool, { readData });
+        return { errors: r.errors, loads };
+      } finally {
+        await pool?.close();
+      }
+    };
+    const walkErrors = (errors: string[]): string[] => errors.filter((e) => !e.startsWith('pack ')).sort();
+    const lack = [`file /ünï\nb/g (tree ${lacking}): data blob ${missing} not in the index`, `snapshot ${s1}: references damaged or missing data`];
+
+    const walked = await run(false);
+    expect(walkErrors(walked.errors)).toEqual(lack.sort());
+    expect(new Set(walked.loads)).toEqual(new Set([repo.index.lookup('tree', lacking)!.packId, repo.index.lookup('tree', root)!.packId]));
+    const read = await run(true);
+    expect(read.errors.sort()).toEqual(lack.sort());
+    // Only the tree with the missing blob was loaded again, to name its file.
+    expect(read.loads).toEqual([repo.index.lookup('tree', lacking)!.packId]);
+    const loaded = await run(true, false);
+    expect(loaded.errors.sort()).toEqual(lack.sort());
+    const packs = [...repo.index.packIds()];
+    expect(loaded.loads.sort()).toEqual([...packs, repo.index.lookup('tree', lacking)!.packId].sort());
+
+    // A byte flipped in a tree blob: each way names the tree where the snapshots reach it.
+    const at = repo.index.lookup('tree', damaged)!;
+    const packFile = path.join(dir, 'repo', 'data', at.packId.slice(0, 2), at.packId);
+    const bytes = await fs.readFile(packFile);
+    bytes[at.offset + 40] ^= 1;
+    await fs.writeFile(packFile, bytes);
+    const hurt = [...lack, `tree ${damaged} (/c): tree blob ${damaged} in pack ${at.packId} fails verification`, `snapshot ${s2}: references damaged or missing data`].sort();
+    expect(walkErrors((await run(false)).errors)).toEqual(hurt);
+    const reread = await run(true);
+    expect(walkErrors(reread.errors)).toEqual(hurt);
+    expect(reread.errors.filter((e) => e.startsWith('pack ')).sort()).toEqual(
+      [`pack ${at.packId}: content hash is ${hashId(bytes)}, the file is damaged`, `pack ${at.packId}: tree blob ${damaged} fails verification (damaged ciphertext)`].sort(),
+    );
   });
 
   it('holds the index against the packs, with and without reading data: a listed pack that is gone, a pack no index lists, a blob listed in a pack that lacks it', async () => {

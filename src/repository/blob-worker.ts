@@ -23,6 +23,7 @@ import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, Prob
 import { applyMetadataSync } from '../fs/apply.js';
 import { fromWire, showPath } from '../fs/fspath.js';
 import { transferable } from '../util/transfer.js';
+import { TreeFactsWriter } from './tree-facts.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -354,19 +355,19 @@ function openBlob(sealed: Buffer, b: OpenBlob): Buffer {
 }
 
 /** Checks a pack loaded whole by the main thread (see checkPackBytes). */
-function checkPack(id: string, data: ArrayBuffer, length: number): CheckPackResult {
+function checkPack(id: string, data: ArrayBuffer, length: number, trees: boolean): CheckPackResult {
   const buf = Buffer.from(data, 0, length);
-  return checkPackBytes(id, length, (pos, n) => buf.subarray(pos, pos + n));
+  return checkPackBytes(id, length, (pos, n) => buf.subarray(pos, pos + n), trees);
 }
 
 /**
  * Checks a pack stored as a file on this machine, which it reads here piece by piece, so that no
  * pack is ever held whole (the main thread's loaded packs took ~30 MiB of check's peak).
  */
-function checkPackFile(id: string, file: string): CheckPackResult {
+function checkPackFile(id: string, file: string, trees: boolean): CheckPackResult {
   const fd = openSource(file);
   try {
-    return checkPackBytes(id, fs.fstatSync(fd).size, (pos, n) => bytesAt(fd, pos, n));
+    return checkPackBytes(id, fs.fstatSync(fd).size, (pos, n) => bytesAt(fd, pos, n), trees);
   } finally {
     fs.closeSync(fd);
   }
@@ -376,10 +377,12 @@ function checkPackFile(id: string, file: string): CheckPackResult {
  * Checks a pack of `size` bytes that `read` gives piece by piece (`n` bytes from `pos`, valid
  * until the next read): the header from the tail first, then each blob, which is added to the
  * pack's hash before it is opened (decrypted in place), so every byte is read and hashed once. A
- * pack whose header cannot be read is read through for its hash.
+ * pack whose header cannot be read is read through for its hash. With `trees`, the facts of each
+ * sound tree blob come back too (see tree-facts.ts).
  */
-function checkPackBytes(id: string, size: number, read: (pos: number, n: number) => Buffer): CheckPackResult {
+function checkPackBytes(id: string, size: number, read: (pos: number, n: number) => Buffer, trees: boolean): CheckPackResult {
   const errors: string[] = [];
+  const facts = trees ? new TreeFactsWriter() : null;
   const hash = createHash('sha256');
   let listing: Uint8Array = new Uint8Array(0);
   let tail = Buffer.alloc(0);
@@ -412,7 +415,8 @@ function checkPackBytes(id: string, size: number, read: (pos: number, n: number)
       for (; i < j; i++) {
         const b = blobs[i];
         try {
-          openBlob(run.subarray(b.offset - from, b.offset - from + b.length), b);
+          const plain = openBlob(run.subarray(b.offset - from, b.offset - from + b.length), b);
+          if (facts && b.type === 'tree') facts.add(b.id, plain);
         } catch (err) {
           errors.push(`pack ${id}: ${b.type} ${(err as Error).message}`);
         }
@@ -426,7 +430,7 @@ function checkPackBytes(id: string, size: number, read: (pos: number, n: number)
   for (; pos < size; pos += READ_SIZE) hash.update(read(pos, Math.min(READ_SIZE, size - pos)));
   const actual = hash.digest('hex');
   if (actual !== id) errors.unshift(`pack ${id}: content hash is ${actual}, the file is damaged`);
-  return { listing, errors };
+  return facts ? { listing, errors, trees: facts.finish() } : { listing, errors };
 }
 
 /** Fills `into` from `pos` of the file open at `fd`; a file that ends before is damage (`INTEGRITY`). */
@@ -637,9 +641,9 @@ async function handle(m: Request): Promise<void> {
       return;
     }
     case 'checkPack':
-      return reply(m.seq, async () => checkPack(m.id, m.data, m.length), m.data);
+      return reply(m.seq, async () => checkPack(m.id, m.data, m.length, !!m.trees), m.data);
     case 'checkPackFile':
-      return reply(m.seq, async () => checkPackFile(m.id, m.path));
+      return reply(m.seq, async () => checkPackFile(m.id, m.path, !!m.trees));
     case 'verifyFile':
       return reply(m.seq, async () => verifyFile(m.path, m.blobs));
     case 'restoreBlobs':

@@ -308,14 +308,15 @@ export class WorkerPool {
     if (buf.byteOffset === 0 && buf.buffer instanceof ArrayBuffer) this.#giveBack(buf.buffer);
   }
 
-  checkPack(id: Id, data: Buffer): Promise<CheckPackResult> {
+  /** Checks pack `id` from its bytes; with `trees`, the result holds the facts of its trees (see tree-facts.ts). */
+  checkPack(id: Id, data: Buffer, trees = false): Promise<CheckPackResult> {
     const ab = lend(data);
-    return this.#call({ op: 'checkPack', seq: ++this.#seq, id, data: ab, length: data.length }, [ab]);
+    return this.#call({ op: 'checkPack', seq: ++this.#seq, id, data: ab, length: data.length, trees }, [ab]);
   }
 
   /** As checkPack, for a pack stored in the local file at `path`, which the worker reads itself. */
-  checkPackFile(id: Id, path: string): Promise<CheckPackResult> {
-    return this.#call({ op: 'checkPackFile', seq: ++this.#seq, id, path });
+  checkPackFile(id: Id, path: string, trees = false): Promise<CheckPackResult> {
+    return this.#call({ op: 'checkPackFile', seq: ++this.#seq, id, path, trees });
   }
 
   verifyFile(path: string, blobs: { id: Id; size: number }[]): Promise<boolean> {

@@ -45,8 +45,8 @@ export type Request =
   | { op: 'index'; table: SharedArrayBuffer }
   | { op: 'packSaved'; id: Id }
   | { op: 'open'; seq: number; data: ArrayBuffer; blobs: OpenBlob[] }
-  | { op: 'checkPack'; seq: number; id: Id; data: ArrayBuffer; length: number }
-  | { op: 'checkPackFile'; seq: number; id: Id; path: string }
+  | { op: 'checkPack'; seq: number; id: Id; data: ArrayBuffer; length: number; trees?: boolean }
+  | { op: 'checkPackFile'; seq: number; id: Id; path: string; trees?: boolean }
   | { op: 'verifyFile'; seq: number; path: string; blobs: { id: Id; size: number }[] }
   | { op: 'restoreBlobs'; seq: number; data: ArrayBuffer; blobs: RestoreBlob[] }
   | { op: 'restoreBlobsFile'; seq: number; path: string; blobs: RestoreBlob[] }
@@ -125,6 +125,8 @@ export interface CheckPackResult {
   /** The pack's header as listing records (see LISTING_RECORD in pack.ts); empty when it could not be read. */
   listing: Uint8Array;
   errors: string[];
+  /** When asked for: the facts of the pack's sound tree blobs (see tree-facts.ts). */
+  trees?: Uint8Array;
 }
 
 export type Reply =

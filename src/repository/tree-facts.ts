@@ -1,0 +1,114 @@
+/**
+ * What check's walk needs of a tree, taken by the blob worker that opens the tree while it reads
+ * the tree's pack (check --read-data), so that the main thread does not load, decrypt, decompress
+ * and hash every tree a second time: per tree its subfolders (name and subtree id) and the data
+ * blobs its files reference. Bytes, not objects, so that a pack's trees cross from the worker with
+ * no garbage: per tree its id's 32 bytes, a flag byte, the number of subfolders and of data blobs
+ * (uint32 LE each), then each subfolder (subtree id, name length as uint32 LE, name in UTF-8), then
+ * the data blobs' ids, 32 bytes each.
+ *
+ * A tree that the walk must look at itself (its JSON does not parse, a folder without a subtree,
+ * an id that is not 64 hex digits, anything odd) gets the flag byte 1 and nothing else: the walk
+ * loads it as it loads a tree whose pack was not read, and names what is wrong.
+ */
+import { decodeTree } from './tree.js';
+import { ID_PATTERN, type Id } from './id.js';
+
+const HEAD = 32 + 1 + 4 + 4;
+const LOOK_YOURSELF = 1;
+
+/** The facts of a pack's trees, tree after tree, in one growing buffer. */
+export class TreeFactsWriter {
+  #buf = Buffer.allocUnsafe(64 * 1024);
+  #at = 0;
+
+  /** Adds the facts of tree `id`, whose plaintext `plain` has been checked against `id`. */
+  add(id: Id, plain: Buffer): void {
+    const start = this.#at;
+    this.#room(HEAD);
+    this.#buf.write(id, start, 32, 'hex');
+    this.#at = start + HEAD;
+    let dirs = 0;
+    let blobs = 0;
+    try {
+      const { nodes } = decodeTree(plain, id);
+      // Subfolders first, then data blobs: two passes, so the reader finds each kind together.
+      for (const n of nodes) {
+        if (n.type !== 'dir') continue;
+        if (typeof n.subtree !== 'string' || !ID_PATTERN.test(n.subtree)) throw new Error('a folder without a subtree');
+        const name = Buffer.byteLength(n.name, 'utf8');
+        this.#room(32 + 4 + name);
+        this.#buf.write(n.subtree, this.#at, 32, 'hex');
+        this.#buf.writeUInt32LE(name, this.#at + 32);
+        this.#buf.write(n.name, this.#at + 36, name, 'utf8');
+        this.#at += 36 + name;
+        dirs++;
+      }
+      for (const n of nodes) {
+        if (n.type !== 'file' || n.content == null) continue;
+        if (!Array.isArray(n.content)) throw new Error('a file whose content is not a list');
+        for (const b of n.content as unknown[]) {
+          if (typeof b !== 'string' || !ID_PATTERN.test(b)) throw new Error('a data blob id that is not one');
+          this.#room(32);
+          this.#buf.write(b, this.#at, 32, 'hex');
+          this.#at += 32;
+          blobs++;
+        }
+      }
+      this.#buf[start + 32] = 0;
+    } catch {
+      this.#at = start + HEAD;
+      this.#buf[start + 32] = LOOK_YOURSELF;
+      dirs = blobs = 0;
+    }
+    this.#buf.writeUInt32LE(dirs, start + 33);
+    this.#buf.writeUInt32LE(blobs, start + 37);
+  }
+
+  /** The facts so far, in a buffer of their own (a structured clone copies a whole ArrayBuffer); empty when none. */
+  finish(): Uint8Array {
+    return this.#at === 0 ? new Uint8Array(0) : new Uint8Array(this.#buf.subarray(0, this.#at));
+  }
+
+  #room(n: number): void {
+    if (this.#at + n <= this.#buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.#at + n, this.#buf.length * 2));
+    this.#buf.copy(grown, 0, 0, this.#at);
+    this.#buf = grown;
+  }
+}
+
+/** One tree's facts as the walk reads them. */
+export interface TreeFacts {
+  /** Subfolders' names, each beside its subtree's id in `subtrees`. */
+  names: string[];
+  subtrees: Id[];
+  /** The data blobs its files reference, 32 bytes each, in a view valid during the callback only. */
+  blobs: Uint8Array;
+}
+
+/**
+ * Calls `each` with every tree in `bytes` (from TreeFactsWriter): its id and its facts, or null
+ * when the walk must look at it itself.
+ */
+export function readTreeFacts(bytes: Uint8Array, each: (id: Id, facts: TreeFacts | null) => void): void {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  for (let at = 0; at < b.length; ) {
+    const id = b.toString('hex', at, at + 32);
+    const flag = b[at + 32];
+    const dirs = b.readUInt32LE(at + 33);
+    const blobs = b.readUInt32LE(at + 37);
+    at += HEAD;
+    const names: string[] = [];
+    const subtrees: Id[] = [];
+    for (let i = 0; i < dirs; i++) {
+      subtrees.push(b.toString('hex', at, at + 32));
+      const name = b.readUInt32LE(at + 32);
+      names.push(b.toString('utf8', at + 36, at + 36 + name));
+      at += 36 + name;
+    }
+    const blobIds = b.subarray(at, at + blobs * 32);
+    at += blobs * 32;
+    each(id, flag === LOOK_YOURSELF ? null : { names, subtrees, blobs: blobIds });
+  }
+}
