@@ -7,7 +7,7 @@ import { readPackHeader } from './repair.js';
 import type { Repository } from '../repository/repository.js';
 import type { WorkerPool } from '../repository/worker-pool.js';
 import type { CheckPackResult } from '../repository/worker-protocol.js';
-import { readTreeFacts } from '../repository/tree-facts.js';
+import { FolderStore, readTreeFacts } from '../repository/tree-facts.js';
 import { Limiter, mapLimit, Yielder } from '../util/limit.js';
 import { parseSize } from '../util/size.js';
 
@@ -44,9 +44,6 @@ export interface ReadDataSubset {
   label: string;
   select: PackSelector;
 }
-
-/** The walk's facts of a tree without subfolders (most trees), shared. */
-const NO_FOLDERS: { readonly names: string[]; readonly subtrees: Id[] } = Object.freeze({ names: [], subtrees: [] });
 
 /** restic's limit on t in n/t: it splits packs by the first byte of their id. */
 const MAX_BUCKETS = 256;
@@ -213,9 +210,11 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   // (see tree-facts.ts), so the walk waits for the packs and loads only the trees of which no
   // sound copy was read: loading, decrypting, decompressing and hashing every tree a second time
   // on the main thread took ~0.5 CPU s of the benchmark's check beside two busy workers, and its
-  // tree pack cache ~15 MiB.
+  // tree pack cache ~15 MiB. A tree whose files' blobs are all indexed leaves only its
+  // subfolders, as bytes, until the walk takes them.
   const useFacts = !!(opts.readData && pool && !opts.readSubset);
-  const treeFacts = new Map<Id, { names: string[]; subtrees: Id[] }>();
+  /** Made once the index is in: it finds a tree by its slot there. */
+  let folders: FolderStore | null = null;
   let packsFinished!: () => void;
   const packsRead = new Promise<void>((resolve) => (packsFinished = resolve));
   /** Whether the index holds every data blob of `blobs` (ids, 32 bytes each). */
@@ -278,7 +277,8 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
         // A tree whose files reference a blob the index lacks is left to the walk, which names each.
         if (r.trees) {
           readTreeFacts(r.trees, (tree, f) => {
-            if (f && indexed(f.blobs)) treeFacts.set(tree, f.subtrees.length > 0 ? { names: f.names, subtrees: f.subtrees } : NO_FOLDERS);
+            const slot = f && indexed(f.blobs) ? index.slot('tree', tree) : -1;
+            if (slot >= 0) (folders ??= new FolderStore(index.slots)).add(slot, f!);
           });
         }
       } catch (err) {
@@ -323,13 +323,13 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
     return v;
   };
   const checkTree = async (id: Id, where: string): Promise<boolean> => {
-    if (!index.has('tree', id)) {
+    const slot = index.slot('tree', id);
+    if (slot < 0) {
       treeErrors.push(`tree ${id} (${where}): not in the index`);
       return false;
     }
-    const facts = treeFacts.get(id);
+    const facts = folders?.take(slot);
     if (facts) {
-      treeFacts.delete(id);
       // A turn of its own, so that a deep folder is walked a level per turn, not down the stack.
       await Promise.resolve();
       const subs = facts.subtrees.map((sub, i) => walkTree(sub, `${where === '/' ? '' : where}/${facts.names[i]}`));

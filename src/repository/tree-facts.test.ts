@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readTreeFacts, TreeFactsWriter, type TreeFacts } from './tree-facts.js';
+import { decodeFolders, FolderStore, readTreeFacts, TreeFactsWriter, type TreeFacts } from './tree-facts.js';
 
 const times = { mtime: '2026-01-02T03:04:05.5Z', atime: '2026-01-02T03:04:05.5Z', ctime: '2026-01-02T03:04:05.5Z', uid: 0, gid: 0 };
 const id = (c: string): string => c.repeat(64);
@@ -14,7 +14,7 @@ function read(bytes: Uint8Array): [string, { names: string[]; subtrees: string[]
   readTreeFacts(bytes, (tree, f: TreeFacts | null) => {
     const blobs: string[] = [];
     if (f) for (let o = 0; o < f.blobs.length; o += 32) blobs.push(Buffer.from(f.blobs.subarray(o, o + 32)).toString('hex'));
-    out.push([tree, f && { names: f.names, subtrees: f.subtrees, blobs }]);
+    out.push([Buffer.from(tree).toString('hex'), f && { ...decodeFolders(f.folders, f.folderCount), blobs }]);
   });
   return out;
 }
@@ -80,6 +80,38 @@ describe('tree facts', () => {
     expect(facts!.names).toEqual(nodes.slice(0, 3000).map((n) => (n as { name: string }).name));
     expect(facts!.subtrees).toEqual(nodes.slice(0, 3000).map((n) => (n as { subtree: string }).subtree));
     expect(facts!.blobs).toEqual(nodes.slice(3000).flatMap((n) => (n as { content: string[] }).content));
+  });
+
+  it('keep, by index slot, each tree’s subfolders until the walk takes them, once; the first copy of a tree stays', () => {
+    const w = new TreeFactsWriter();
+    w.add(id('1'), tree([{ name: 'a', type: 'dir', mode: 2147484141, subtree: id('a') }, { name: 'é b', type: 'dir', mode: 2147484141, subtree: id('b') }, { name: 'f', type: 'file', mode: 0o644, size: 1, content: [id('c')] }]));
+    w.add(id('2'), tree([{ name: 'f', type: 'file', mode: 0o644, size: 1, content: [id('c')] }]));
+    w.add(id('3'), Buffer.from('not JSON'));
+    w.add(id('1'), tree([{ name: 'other', type: 'dir', mode: 2147484141, subtree: id('d') }]));
+    const store = new FolderStore(8);
+    const slots = new Map([[id('1'), 5], [id('2'), 0], [id('3'), 7]]);
+    readTreeFacts(w.finish(), (t, f) => {
+      if (f) store.add(slots.get(Buffer.from(t).toString('hex'))!, f);
+    });
+    expect(store.take(5)).toEqual({ names: ['a', 'é b'], subtrees: [id('a'), id('b')] });
+    expect(store.take(5)).toBeNull();
+    expect(store.take(0)).toEqual({ names: [], subtrees: [] });
+    expect(store.take(0)).toBeNull();
+    expect(store.take(7)).toBeNull();
+    expect(store.take(1)).toBeNull();
+  });
+
+  it('grow their store past its first buffer', () => {
+    const store = new FolderStore(2000);
+    const names = (t: number): string[] => Array.from({ length: 20 }, (_, i) => `folder ${t}-${i}`);
+    for (let t = 0; t < 2000; t++) {
+      const w = new TreeFactsWriter();
+      w.add(id('1'), tree(names(t).map((name, i) => ({ name, type: 'dir', mode: 2147484141, subtree: (t * 100 + i).toString(16).padStart(64, '0') }))));
+      readTreeFacts(w.finish(), (_t, f) => store.add(t, f!));
+    }
+    for (const t of [0, 999, 1999]) {
+      expect(store.take(t)).toEqual({ names: names(t), subtrees: names(t).map((_, i) => (t * 100 + i).toString(16).padStart(64, '0')) });
+    }
   });
 
   it('are empty for a pack without trees', () => {

@@ -78,37 +78,102 @@ export class TreeFactsWriter {
   }
 }
 
-/** One tree's facts as the walk reads them. */
+/** One tree's facts as the walk reads them, in views valid during the callback only. */
 export interface TreeFacts {
-  /** Subfolders' names, each beside its subtree's id in `subtrees`. */
-  names: string[];
-  subtrees: Id[];
-  /** The data blobs its files reference, 32 bytes each, in a view valid during the callback only. */
+  /** Its subfolders' records (subtree id, name length, name), `folderCount` of them. */
+  folders: Uint8Array;
+  folderCount: number;
+  /** The data blobs its files reference, 32 bytes each. */
   blobs: Uint8Array;
 }
 
 /**
- * Calls `each` with every tree in `bytes` (from TreeFactsWriter): its id and its facts, or null
- * when the walk must look at it itself.
+ * Calls `each` with every tree in `bytes` (from TreeFactsWriter): its id's 32 bytes and its facts,
+ * or null when the walk must look at it itself.
  */
-export function readTreeFacts(bytes: Uint8Array, each: (id: Id, facts: TreeFacts | null) => void): void {
+export function readTreeFacts(bytes: Uint8Array, each: (id: Uint8Array, facts: TreeFacts | null) => void): void {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   for (let at = 0; at < b.length; ) {
-    const id = b.toString('hex', at, at + 32);
+    const id = b.subarray(at, at + 32);
     const flag = b[at + 32];
-    const dirs = b.readUInt32LE(at + 33);
+    const folderCount = b.readUInt32LE(at + 33);
     const blobs = b.readUInt32LE(at + 37);
     at += HEAD;
-    const names: string[] = [];
-    const subtrees: Id[] = [];
-    for (let i = 0; i < dirs; i++) {
-      subtrees.push(b.toString('hex', at, at + 32));
-      const name = b.readUInt32LE(at + 32);
-      names.push(b.toString('utf8', at + 36, at + 36 + name));
-      at += 36 + name;
-    }
+    const from = at;
+    for (let i = 0; i < folderCount; i++) at += 36 + b.readUInt32LE(at + 32);
+    const folders = b.subarray(from, at);
     const blobIds = b.subarray(at, at + blobs * 32);
     at += blobs * 32;
-    each(id, flag === LOOK_YOURSELF ? null : { names, subtrees, blobs: blobIds });
+    each(id, flag === LOOK_YOURSELF ? null : { folders, folderCount, blobs: blobIds });
+  }
+}
+
+/** A tree's subfolders: names, each beside its subtree's id. */
+export interface Folders {
+  names: string[];
+  subtrees: Id[];
+}
+
+/** The subfolders that `folders` (`count` records, see TreeFacts) hold. */
+export function decodeFolders(folders: Uint8Array, count: number): Folders {
+  const b = Buffer.from(folders.buffer, folders.byteOffset, folders.length);
+  const names: string[] = [];
+  const subtrees: Id[] = [];
+  for (let i = 0, at = 0; i < count; i++) {
+    subtrees.push(b.toString('hex', at, at + 32));
+    const name = b.readUInt32LE(at + 32);
+    names.push(b.toString('utf8', at + 36, at + 36 + name));
+    at += 36 + name;
+  }
+  return { names, subtrees };
+}
+
+const NONE = -1;
+const NO_FOLDERS = -2;
+
+/**
+ * The subfolders of many trees, kept as bytes until the walk takes them, and found by the tree's
+ * slot in the index (MasterIndex.slot, stable while nothing is added): ~40 bytes and the name per
+ * subfolder and 4 per slot, where a map of strings and arrays took ~150 bytes a tree and ~120 a
+ * subfolder, which for a repository of a million trees is the difference of ~200 MB.
+ */
+export class FolderStore {
+  readonly #at: Int32Array;
+  #buf = Buffer.allocUnsafe(64 * 1024);
+  #end = 0;
+
+  constructor(slots: number) {
+    this.#at = new Int32Array(slots).fill(NONE);
+  }
+
+  /** Keeps the subfolders of the tree in `slot` (the first copy of a tree stays). */
+  add(slot: number, facts: TreeFacts): void {
+    if (this.#at[slot] !== NONE) return;
+    if (facts.folderCount === 0) {
+      this.#at[slot] = NO_FOLDERS;
+      return;
+    }
+    const need = 4 + facts.folders.length;
+    if (this.#end + need > this.#buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.#end + need, this.#buf.length * 2));
+      this.#buf.copy(grown, 0, 0, this.#end);
+      this.#buf = grown;
+    }
+    this.#at[slot] = this.#end;
+    this.#buf.writeUInt32LE(facts.folderCount, this.#end);
+    this.#buf.set(facts.folders, this.#end + 4);
+    this.#end += need;
+  }
+
+  /** The subfolders of the tree in `slot`, or null when none were kept; each is given once. */
+  take(slot: number): Folders | null {
+    const at = this.#at[slot];
+    if (at === NONE) return null;
+    this.#at[slot] = NONE;
+    if (at === NO_FOLDERS) return { names: [], subtrees: [] };
+    const count = this.#buf.readUInt32LE(at);
+    let end = at + 4;
+    for (let i = 0; i < count; i++) end += 36 + this.#buf.readUInt32LE(end + 32);
+    return decodeFolders(this.#buf.subarray(at + 4, end), count);
   }
 }
