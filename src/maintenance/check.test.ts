@@ -180,6 +180,39 @@ describe('check', () => {
     expect(r.errors.filter((e) => e.includes(missing))).toHaveLength(1);
   });
 
+  it('names a tree the index lacks once, and every snapshot and folder that reaches it', async () => {
+    process.env.CAIRN_KDF_N ??= '1024';
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-'));
+    const repo = await Repository.init(new LocalBackend(path.join(dir, 'repo')), 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
+    const now = formatTime(BigInt(Date.now()) * 1_000_000n);
+    const lost = 'cd'.repeat(32);
+    const folder = (name: string, subtree: string): Node => ({ name, type: 'dir', mode: 2147484141, mtime: now, atime: now, ctime: now, uid: 0, gid: 0, content: null, subtree });
+    const root = (await repo.saveBlob('tree', encodeTree([folder('x', lost), folder('y', lost)]))).id;
+    await repo.flush();
+    const s1 = await repo.saveSnapshot({ time: now, tree: root, paths: ['/r'] });
+    const s2 = await repo.saveSnapshot({ time: now, tree: lost, paths: ['/l'] });
+    const s3 = await repo.saveSnapshot({ time: now, tree: 'not an id', paths: ['/n'] });
+    for (const readData of [false, true]) {
+      const pool = readData ? new WorkerPool(repo) : null;
+      try {
+        const r = await checkRepository(repo, pool, { readData });
+        expect(r.errors.filter((e) => e.includes(lost))).toHaveLength(1);
+        expect(r.errors).toHaveLength(5);
+        expect(r.errors).toEqual(
+          expect.arrayContaining([
+            expect.stringMatching(new RegExp(`^tree ${lost} \\((/x|/y|/)\\): not in the index$`)),
+            'tree not an id (/): not in the index',
+            `snapshot ${s1}: references damaged or missing data`,
+            `snapshot ${s2}: references damaged or missing data`,
+            `snapshot ${s3}: references damaged or missing data`,
+          ]),
+        );
+      } finally {
+        await pool?.close();
+      }
+    }
+  });
+
   it('with --read-data, takes the trees from the workers that read their packs: loads none again, and names the same damage as the walk that loads them', async () => {
     process.env.CAIRN_KDF_N ??= '1024';
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-'));

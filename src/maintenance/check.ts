@@ -45,6 +45,10 @@ export interface ReadDataSubset {
   select: PackSelector;
 }
 
+/** A walked tree's verdict (0: not yet settled). */
+const SOUND = 1;
+const DAMAGED = 2;
+
 /** restic's limit on t in n/t: it splits packs by the first byte of their id. */
 const MAX_BUCKETS = 256;
 
@@ -307,27 +311,39 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   };
 
   // Trees: every snapshot's, each tree once; every referenced blob must be indexed. A tree's
-  // verdict covers its whole subtree and is remembered, so each snapshot that reaches damage is named.
-  const verdicts = new Map<Id, Promise<boolean>>();
+  // verdict covers its whole subtree and is remembered, so each snapshot that reaches damage is
+  // named: by the tree's slot in the index, a byte a slot once settled (a map of ids to promises
+  // took ~150 bytes a tree), and as a promise while its subtrees are walked.
+  let settled: Uint8Array | null = null;
+  const walking = new Map<number, Promise<boolean>>();
+  /** Trees the index lacks, each reported once. */
+  const unindexed = new Set<Id>();
   const limiter = new Limiter(8);
   // Trees come from cached tree packs, so the walk would hold the thread until it ends, and
   // packs loaded meanwhile would wait to be handed to the workers. It pauses inside the limiter,
   // so that a pause holds every turn and the trees waiting for one do not run meanwhile.
   const yielder = new Yielder();
-  const walkTree = (id: Id, where: string): Promise<boolean> => {
-    let v = verdicts.get(id);
+  const walkTree = (id: Id, where: string): Promise<boolean> | boolean => {
+    const slot = index.slot('tree', id);
+    if (slot < 0) {
+      if (!unindexed.has(id)) treeErrors.push(`tree ${id} (${where}): not in the index`);
+      unindexed.add(id);
+      return false;
+    }
+    settled ??= new Uint8Array(index.slots);
+    if (settled[slot] !== 0) return settled[slot] === SOUND;
+    let v = walking.get(slot);
     if (!v) {
-      v = checkTree(id, where);
-      verdicts.set(id, v);
+      v = checkTree(id, slot, where).then((ok) => {
+        settled![slot] = ok ? SOUND : DAMAGED;
+        walking.delete(slot);
+        return ok;
+      });
+      walking.set(slot, v);
     }
     return v;
   };
-  const checkTree = async (id: Id, where: string): Promise<boolean> => {
-    const slot = index.slot('tree', id);
-    if (slot < 0) {
-      treeErrors.push(`tree ${id} (${where}): not in the index`);
-      return false;
-    }
+  const checkTree = async (id: Id, slot: number, where: string): Promise<boolean> => {
     const facts = folders?.take(slot);
     if (facts) {
       // A turn of its own, so that a deep folder is walked a level per turn, not down the stack.
@@ -348,7 +364,7 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
       return false;
     }
     let ok = true;
-    const subs: Promise<boolean>[] = [];
+    const subs: (Promise<boolean> | boolean)[] = [];
     for (const n of nodes) {
       const p = `${where === '/' ? '' : where}/${n.name}`;
       if (n.type === 'file') {
