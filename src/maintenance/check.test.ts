@@ -156,11 +156,17 @@ describe('reading a blob that its MAC vouches for but that is wrong', () => {
   });
 });
 
+/** A new, empty local repository, and its folder. */
+async function emptyRepository(): Promise<{ dir: string; local: LocalBackend; repo: Repository }> {
+  process.env.CAIRN_KDF_N ??= '1024';
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-'));
+  const local = new LocalBackend(path.join(dir, 'repo'));
+  return { dir, local, repo: await Repository.init(local, 'pw', { kdf: { N: 1024, r: 8, p: 1 } }) };
+}
+
 describe('check', () => {
   it('names every snapshot that reaches a damaged tree, even when trees are shared', async () => {
-    process.env.CAIRN_KDF_N ??= '1024';
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-'));
-    const repo = await Repository.init(new LocalBackend(path.join(dir, 'repo')), 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
+    const { repo } = await emptyRepository();
     const now = formatTime(BigInt(Date.now()) * 1_000_000n);
     const missing = 'ab'.repeat(32);
     const leaf = encodeTree([{ name: 'file', type: 'file', mode: 0o644, mtime: now, atime: now, ctime: now, uid: 0, gid: 0, size: 3, content: [missing] }]);
@@ -181,9 +187,7 @@ describe('check', () => {
   });
 
   it('names a tree the index lacks once, and every snapshot and folder that reaches it', async () => {
-    process.env.CAIRN_KDF_N ??= '1024';
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-'));
-    const repo = await Repository.init(new LocalBackend(path.join(dir, 'repo')), 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
+    const { repo } = await emptyRepository();
     const now = formatTime(BigInt(Date.now()) * 1_000_000n);
     const lost = 'cd'.repeat(32);
     const folder = (name: string, subtree: string): Node => ({ name, type: 'dir', mode: 2147484141, mtime: now, atime: now, ctime: now, uid: 0, gid: 0, content: null, subtree });
@@ -214,10 +218,7 @@ describe('check', () => {
   });
 
   it('with --read-data, takes the trees from the workers that read their packs: loads none again, and names the same damage as the walk that loads them', async () => {
-    process.env.CAIRN_KDF_N ??= '1024';
-    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-'));
-    const local = new LocalBackend(path.join(dir, 'repo'));
-    const repo = await Repository.init(local, 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
+    const { dir, local, repo } = await emptyRepository();
     const now = formatTime(BigInt(Date.now()) * 1_000_000n);
     const meta = { mtime: now, atime: now, ctime: now, uid: 0, gid: 0 };
     const file = (name: string, content: string[]): Node => ({ name, type: 'file', mode: 0o644, ...meta, size: content.length, content });
