@@ -313,7 +313,7 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   // Trees: every snapshot's, each tree once; every referenced blob must be indexed. A tree's
   // verdict covers its whole subtree and is remembered, so each snapshot that reaches damage is
   // named: by the tree's slot in the index, a byte a slot once settled (a map of ids to promises
-  // took ~150 bytes a tree), and as a promise while its subtrees are walked.
+  // took ~175 bytes a tree), and as a promise while its subtrees are walked.
   let settled: Uint8Array | null = null;
   const walking = new Map<number, Promise<boolean>>();
   /** Trees the index lacks, each reported once. */
@@ -346,10 +346,15 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   const checkTree = async (id: Id, slot: number, where: string): Promise<boolean> => {
     const facts = folders?.take(slot);
     if (facts) {
-      // A turn of its own, so that a deep folder is walked a level per turn, not down the stack.
+      // A turn of its own, so that a deep folder is walked a level per turn, not down the stack;
+      // and one subfolder after another, depth first, so that the trees being walked (and their
+      // facts, taken out of the store) are as few as the folders are deep, not the whole walk's.
       await Promise.resolve();
-      const subs = facts.subtrees.map((sub, i) => walkTree(sub, `${where === '/' ? '' : where}/${facts.names[i]}`));
-      return (await Promise.all(subs)).every(Boolean);
+      let ok = true;
+      for (let i = 0; i < facts.subtrees.length; i++) {
+        if (!(await walkTree(facts.subtrees[i], `${where === '/' ? '' : where}/${facts.names[i]}`))) ok = false;
+      }
+      return ok;
     }
     let nodes;
     try {
