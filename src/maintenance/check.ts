@@ -219,21 +219,12 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   const useFacts = !!(opts.readData && pool && !opts.readSubset);
   /** Made once the index is in: it finds a tree by its slot there. */
   let folders: FolderStore | null = null;
-  let packsFinished!: () => void;
-  const packsRead = new Promise<void>((resolve) => (packsFinished = resolve));
   /** Whether the index holds every data blob of `blobs` (ids, 32 bytes each). */
   const indexed = (blobs: Uint8Array): boolean => {
     for (let o = 0; o < blobs.length; o += 32) if (index.slot('data', blobs.subarray(o, o + 32)) < 0) return false;
     return true;
   };
   const checkPacks = async (): Promise<void> => {
-    try {
-      await readAndCompare();
-    } finally {
-      packsFinished();
-    }
-  };
-  const readAndCompare = async (): Promise<void> => {
     const reading = !!(opts.readData && pool);
     // The packs read whole: all of them at once (a pack's bytes check against themselves while the
     // index loads), or a subset chosen among the indexed packs once the index is in. The others'
@@ -388,11 +379,12 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
     }
     return (await Promise.all(subs)).every(Boolean) && ok;
   };
-  const checkSnapshots = async (): Promise<void> => {
+  /** With facts, the walk waits for `packs`, the packs' reading (whose failure is reported there). */
+  const checkSnapshots = async (packs: Promise<void>): Promise<void> => {
     await ready;
     const snapshots = await repo.listSnapshots((id, err) => treeErrors.push(`snapshot ${id}: ${(err as Error).message}`));
     res.snapshots = snapshots.length;
-    if (useFacts) await packsRead;
+    if (useFacts) await packs.catch(() => undefined);
     for (const s of snapshots) {
       if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
       if (!s.tree) {
@@ -407,7 +399,8 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   // keeps the workers busy and leaves the main thread mostly idle. Their errors are reported after
   // the packs', as when run in turn.
   const treeErrors: string[] = [];
-  const [packsDone, snapshotsDone] = await Promise.allSettled([checkPacks(), checkSnapshots()]);
+  const packs = checkPacks();
+  const [packsDone, snapshotsDone] = await Promise.allSettled([packs, checkSnapshots(packs)]);
   for (const r of [packsDone, snapshotsDone]) if (r.status === 'rejected') throw r.reason;
   res.errors.push(...treeErrors);
   return res;

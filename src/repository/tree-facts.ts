@@ -17,6 +17,14 @@ import { ID_PATTERN, type Id } from './id.js';
 const HEAD = 32 + 1 + 4 + 4;
 const LOOK_YOURSELF = 1;
 
+/** `buf`, or a copy of its first `used` bytes in one twice as large (or as large as needed), with room for `more`. */
+function withRoom(buf: Buffer<ArrayBuffer>, used: number, more: number): Buffer<ArrayBuffer> {
+  if (used + more <= buf.length) return buf;
+  const grown = Buffer.allocUnsafe(Math.max(used + more, buf.length * 2));
+  buf.copy(grown, 0, 0, used);
+  return grown;
+}
+
 /** The facts of a pack's trees, tree after tree, in one growing buffer. */
 export class TreeFactsWriter {
   #buf = Buffer.allocUnsafe(64 * 1024);
@@ -71,10 +79,7 @@ export class TreeFactsWriter {
   }
 
   #room(n: number): void {
-    if (this.#at + n <= this.#buf.length) return;
-    const grown = Buffer.allocUnsafe(Math.max(this.#at + n, this.#buf.length * 2));
-    this.#buf.copy(grown, 0, 0, this.#at);
-    this.#buf = grown;
+    this.#buf = withRoom(this.#buf, this.#at, n);
   }
 }
 
@@ -154,11 +159,7 @@ export class FolderStore {
       return;
     }
     const need = 4 + facts.folders.length;
-    if (this.#end + need > this.#buf.length) {
-      const grown = Buffer.allocUnsafe(Math.max(this.#end + need, this.#buf.length * 2));
-      this.#buf.copy(grown, 0, 0, this.#end);
-      this.#buf = grown;
-    }
+    this.#buf = withRoom(this.#buf, this.#end, need);
     this.#at[slot] = this.#end;
     this.#buf.writeUInt32LE(facts.folderCount, this.#end);
     this.#buf.set(facts.folders, this.#end + 4);
