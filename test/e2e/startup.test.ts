@@ -32,4 +32,18 @@ describe('startup', () => {
       expect(loaded.filter((url) => HEAVY.some((h) => url.includes(`/node_modules/${h.replace(/^\//, '')}`) || (h.startsWith('/') && url.includes(`/node_modules${h}`)))), args.join(' ')).toEqual([]);
     }
   });
+
+  it('runs as the installed command does, through its first line: glibc\'s memory settings and node\'s options apply', async () => {
+    // npm makes a package's bin executable when it installs it; the build does not.
+    await fs.chmod(CLI, 0o755);
+    const probe = path.join(await tempDir(), 'probe.mjs');
+    await fs.writeFile(
+      probe,
+      "process.on('exit', () => process.stderr.write(JSON.stringify({ tunables: process.env.GLIBC_TUNABLES, arenas: process.env.MALLOC_ARENA_MAX, trim: process.env.MALLOC_TRIM_THRESHOLD_, gc: typeof globalThis.gc })));\n",
+    );
+    const r = await runCommand(CLI, ['version'], { env: { NODE_OPTIONS: `--import ${probe}`, GLIBC_TUNABLES: undefined } });
+    ok(r, 'version');
+    expect(r.out).toMatch(/^cairn \S+ on node v/);
+    expect(JSON.parse(r.stderr)).toEqual({ tunables: 'glibc.malloc.hugetlb=1', arenas: '2', trim: '33554432', gc: 'function' });
+  });
 });
