@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_TRIM_THRESHOLD_=33554432 MALLOC_ARENA_MAX=2 GLIBC_TUNABLES=glibc.malloc.hugetlb=1 node --max-semi-space-size=4 --heap-growing-percent=30 --expose-gc
+#!/usr/bin/env -S MALLOC_TRIM_THRESHOLD_=33554432 MALLOC_ARENA_MAX=2 GLIBC_TUNABLES=glibc.malloc.hugetlb=1 node --max-semi-space-size=4 --heap-growing-percent=30 --single-threaded-gc --expose-gc
 // The young generation is capped at 4 MiB per semi-space (V8's default grows to 16): a backup
 // or restore makes many short-lived objects, and a larger nursery only holds more garbage
 // (unchanged backup of the benchmark corpus: peak RSS -28 MB, CPU unchanged). 2 MiB took another
@@ -7,7 +7,12 @@
 // to 4. The old
 // generation may grow 30% past what the last full collection kept before the next one (V8
 // lets a fast program's heap grow up to fourfold): a backup of 200,000 small files peaked at
-// ~230 rather than ~315 MiB, for ~0.3 s more of full collections. --expose-gc lets the threads
+// ~230 rather than ~315 MiB, for ~0.3 s more of full collections. --single-threaded-gc has each
+// thread collect its own heap without V8's helper threads: the heaps are small (the workers'
+// nurseries 1 MiB, collected every few MiB of cipher output), and waking helpers for each
+// collection cost more than it saved, on virtual machines most (check --read-data of the
+// benchmark corpus 2.43-2.67 -> 2.28-2.51 s, 0.2 CPU s less; a backup of 120,000 small files no
+// slower). --expose-gc lets the threads
 // that encrypt and decrypt collect the cipher's dead buffers as they go (see util/gc.ts). They
 // must be command-line options: V8 sizes each heap when it creates it, and they apply to the
 // worker threads too. MALLOC_TRIM_THRESHOLD_ lets glibc keep up to 32 MiB of freed memory at the

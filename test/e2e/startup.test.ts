@@ -39,11 +39,17 @@ describe('startup', () => {
     const probe = path.join(await tempDir(), 'probe.mjs');
     await fs.writeFile(
       probe,
-      "process.on('exit', () => process.stderr.write(JSON.stringify({ tunables: process.env.GLIBC_TUNABLES, arenas: process.env.MALLOC_ARENA_MAX, trim: process.env.MALLOC_TRIM_THRESHOLD_, gc: typeof globalThis.gc })));\n",
+      "process.on('exit', () => process.stderr.write(JSON.stringify({ tunables: process.env.GLIBC_TUNABLES, arenas: process.env.MALLOC_ARENA_MAX, trim: process.env.MALLOC_TRIM_THRESHOLD_, gc: typeof globalThis.gc, options: process.execArgv.filter((a) => a.startsWith('--') && !a.startsWith('--import')) })));\n",
     );
     const r = await runCommand(CLI, ['version'], { env: { NODE_OPTIONS: `--import ${probe}`, GLIBC_TUNABLES: undefined } });
     ok(r, 'version');
     expect(r.out).toMatch(/^cairn \S+ on node v/);
-    expect(JSON.parse(r.stderr)).toEqual({ tunables: 'glibc.malloc.hugetlb=1', arenas: '2', trim: '33554432', gc: 'function' });
+    expect(JSON.parse(r.stderr)).toEqual({
+      tunables: 'glibc.malloc.hugetlb=1',
+      arenas: '2',
+      trim: '33554432',
+      gc: 'function',
+      options: ['--max-semi-space-size=4', '--heap-growing-percent=30', '--single-threaded-gc', '--expose-gc'],
+    });
   });
 });
