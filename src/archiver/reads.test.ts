@@ -10,6 +10,8 @@ import { makeRepoPaths, tempDir } from '../../test/support/tools.js';
 
 /** Bytes this process has read with read(2) and its kin, from files, pipes or sockets, all threads together. */
 const bytesRead = () => Number(/^rchar: (\d+)$/m.exec(fs.readFileSync('/proc/self/io', 'utf8'))![1]);
+/** Calls to read(2) and its kin this process has made, all threads together. */
+const readCalls = () => Number(/^syscr: (\d+)$/m.exec(fs.readFileSync('/proc/self/io', 'utf8'))![1]);
 const MiB = 1024 * 1024;
 
 /**
@@ -66,5 +68,32 @@ describe('what a backup reads', () => {
     before = bytesRead();
     await new Archiver(repo, pool, { paths: [src], parent: third.snapshot, force: true }).run();
     expect(bytesRead() - before).toBeGreaterThanOrEqual(total);
+  });
+
+  it('reads a small file with one call when it has the size the walk saw, and whole when it has grown or shrunk since', async () => {
+    // The same 60 files, saved as of the size they have and then as of one byte less: only the
+    // second time does a read that gives what the walk saw not settle that a file ends there.
+    const files = small.slice(0, 60);
+    const calls = async (delta: number): Promise<number> => {
+      const before = readCalls();
+      await Promise.all(files.map((p) => pool.saveSmallFile(p, fs.statSync(p).size + delta)));
+      return readCalls() - before;
+    };
+    const asSeen = await calls(0);
+    const changed = await calls(-1);
+    expect(changed - asSeen).toBeGreaterThanOrEqual(50);
+    expect(asSeen).toBeGreaterThanOrEqual(60);
+
+    // Sizes as a walk saw them before the files changed: what is saved is what the files hold now.
+    const grown = path.join(src, 'grown');
+    const shrunk = path.join(src, 'shrunk');
+    fs.writeFileSync(grown, randomBytes(5000));
+    fs.writeFileSync(shrunk, randomBytes(100));
+    const [g, sh] = await Promise.all([pool.saveSmallFile(grown, 100), pool.saveSmallFile(shrunk, 5000)]);
+    await pool.flush();
+    expect(g.size).toBe(5000);
+    expect(sh.size).toBe(100);
+    expect(Buffer.concat(await Promise.all(g.content.map((id) => repo.loadBlob('data', id)))).equals(fs.readFileSync(grown))).toBe(true);
+    expect(Buffer.concat(await Promise.all(sh.content.map((id) => repo.loadBlob('data', id)))).equals(fs.readFileSync(shrunk))).toBe(true);
   });
 });

@@ -263,7 +263,7 @@ function readingAhead(): boolean {
  * grew past SMALL_FILE, or whose read stopped short, is read again whole; a failure of the pack
  * (the repository's) fails the batch. Every file is closed, whatever happens.
  */
-async function saveFiles(paths: (string | Uint8Array)[], started: StartedBatch): Promise<BatchFileResult[]> {
+async function saveFiles(paths: (string | Uint8Array)[], sizes: number[], started: StartedBatch): Promise<BatchFileResult[]> {
   const out: BatchFileResult[] = [];
   const closed = new Array<boolean>(paths.length).fill(false);
   try {
@@ -275,8 +275,10 @@ async function saveFiles(paths: (string | Uint8Array)[], started: StartedBatch):
         try {
           n = await f.read;
           // A read may stop short of the end (network and FUSE file systems may): only a read
-          // that finds nothing more says the file is whole.
-          if (n > 0 && n <= SMALL_FILE && fs.readSync(f.fd, eofProbe, 0, 1, n) > 0) n = SLOT;
+          // that finds nothing more says the file is whole, unless it gave the size the walk saw
+          // (then the file is saved as it was seen, and its size and content agree). The second
+          // read per file cost the benchmark's 37,000 small files ~0.1 CPU s.
+          if (n > 0 && n <= SMALL_FILE && n !== sizes[k] && fs.readSync(f.fd, eofProbe, 0, 1, n) > 0) n = SLOT;
         } finally {
           fs.closeSync(f.fd);
           closed[k] = true;
@@ -687,9 +689,9 @@ port.on('message', (m: Request) => {
     // Read ahead (from a cold cache) as the batch arrives, while earlier jobs run; else when its turn comes.
     if (readingAhead()) {
       const started = startBatch(m.paths);
-      queue = queue.then(() => reply(m.seq, () => saveFiles(m.paths, started)));
+      queue = queue.then(() => reply(m.seq, () => saveFiles(m.paths, m.sizes, started)));
     } else {
-      queue = queue.then(() => reply(m.seq, () => saveFiles(m.paths, startBatch(m.paths))));
+      queue = queue.then(() => reply(m.seq, () => saveFiles(m.paths, m.sizes, startBatch(m.paths))));
     }
     return;
   }

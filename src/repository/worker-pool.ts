@@ -47,6 +47,8 @@ const BATCH_BYTES = 1024 * 1024;
 
 interface Batch {
   paths: (string | Buffer)[];
+  /** Each file's size as the walk saw it. */
+  sizes: number[];
   waiters: { resolve: (r: SaveResult) => void; reject: (e: unknown) => void }[];
   bytes: number;
 }
@@ -230,8 +232,9 @@ export class WorkerPool {
   async saveSmallFile(path: string | Buffer, size: number): Promise<SaveResult> {
     await this.#prepareStaging();
     return new Promise<SaveResult>((resolve, reject) => {
-      const b = (this.#batch ??= { paths: [], waiters: [], bytes: 0 });
+      const b = (this.#batch ??= { paths: [], sizes: [], waiters: [], bytes: 0 });
       b.paths.push(path);
+      b.sizes.push(size);
       b.waiters.push({ resolve, reject });
       b.bytes += size;
       if (b.paths.length >= BATCH_FILES || b.bytes >= BATCH_BYTES) this.#sendBatch();
@@ -245,7 +248,7 @@ export class WorkerPool {
     const b = this.#batch;
     this.#batch = null;
     if (!b) return;
-    this.#call<BatchFileResult[]>({ op: 'files', seq: ++this.#seq, paths: b.paths }).then(
+    this.#call<BatchFileResult[]>({ op: 'files', seq: ++this.#seq, paths: b.paths, sizes: b.sizes }).then(
       (results) =>
         results.forEach((r, i) => {
           if ('error' in r) b.waiters[i].reject(new SourceError(r.error, r.errno));

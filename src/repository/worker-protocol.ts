@@ -39,7 +39,8 @@ export interface OpenBlob {
 
 export type Request =
   | { op: 'file'; seq: number; path: string | Uint8Array }
-  | { op: 'files'; seq: number; paths: (string | Uint8Array)[] }
+  /** Small files; `sizes` as the walk saw them (see saveFiles in blob-worker.ts). */
+  | { op: 'files'; seq: number; paths: (string | Uint8Array)[]; sizes: number[] }
   | { op: 'buffer'; seq: number; data: ArrayBuffer }
   | { op: 'flush'; seq: number }
   | { op: 'index'; table: SharedArrayBuffer }
