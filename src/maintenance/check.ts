@@ -10,6 +10,7 @@ import type { CheckPackResult } from '../repository/worker-protocol.js';
 import { FolderStore, readTreeFacts } from '../repository/tree-facts.js';
 import { Limiter, mapLimit, Yielder } from '../util/limit.js';
 import { parseSize } from '../util/size.js';
+import { BoundedQueue, runStage } from '../util/queue.js';
 
 export interface CheckOptions {
   readData?: boolean;
@@ -138,6 +139,9 @@ function shuffled<T>(a: T[], random: () => number): T[] {
   return a;
 }
 
+/** Reading every pack, the index loads once the listing ends or has found this many (see checkRepository). */
+const LISTED_BEFORE_INDEX = 256;
+
 /**
  * restic's check: index files load; every pack the index names exists and its header agrees with
  * the index; every snapshot's trees load and every blob they reference is indexed; with
@@ -148,34 +152,53 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   const expected = new Map<Id, Buffer[]>();
 
   // The index loads while the packs are listed (a listing is one request per folder on a remote),
-  // and with `readData` the packs are read and checked meanwhile: a pack's bytes check against
-  // themselves (its hash, its header, its blobs' MACs and hashes), and only comparing its header
-  // with what the index lists waits for the index. That takes the index's load, ~0.2 s for the
-  // benchmark's 51,000 blobs, off the time before the workers start.
+  // and with `readData` the packs are read and checked meanwhile, each as soon as the listing
+  // finds it: a pack's bytes check against themselves (its hash, its header, its blobs' MACs and
+  // hashes), and only comparing its header with what the index lists waits for the index. That
+  // takes the index's load, ~0.2 s for the benchmark's 51,000 blobs, off the time before the
+  // workers start. The index's load waits for the listing to end or to find LISTED_BEFORE_INDEX
+  // packs (work for the workers meanwhile): on one thread with it, a local listing went on only
+  // between the index's parses, gave its first pack when the load was nearly done (~0.15 s after it
+  // began) and then the benchmark's packs one by one, so a worker waited ~0.1 s more for its first.
   const onDisk = new Map<Id, number>();
+  const readAll = !!(opts.readData && pool && !opts.readSubset);
+  /** With every pack read, the packs as the listing finds them, for the readers (see checkPacks). */
+  const found = readAll ? new BoundedQueue<Id>(Infinity) : null;
+  let enoughFound = (): void => undefined;
   const listing = (async () => {
-    for await (const f of repo.backend.list('data')) onDisk.set(f.name, f.size);
+    try {
+      for await (const f of repo.backend.list('data')) {
+        onDisk.set(f.name, f.size);
+        void found?.push(f.name);
+        if (onDisk.size === LISTED_BEFORE_INDEX) enoughFound();
+      }
+    } finally {
+      found?.close();
+      enoughFound();
+    }
   })();
   listing.catch(() => undefined);
-  const indexLoaded = repo.loadIndex({
-    onFile: (_id, listed) => {
-      const listings = encodeListings(listed);
-      listed.packs.forEach((packId, p) => {
-        let lists = expected.get(packId);
-        if (!lists) expected.set(packId, (lists = []));
-        lists.push(listings[p]);
-      });
-    },
-    onError: (id, err) => res.errors.push(`index ${id}: ${(err as Error).message}`),
-  });
+  const indexLoaded = (found ? new Promise<void>((resolve) => (enoughFound = resolve)) : Promise.resolve()).then(() =>
+    repo.loadIndex({
+      onFile: (_id, listed) => {
+        const listings = encodeListings(listed);
+        listed.packs.forEach((packId, p) => {
+          let lists = expected.get(packId);
+          if (!lists) expected.set(packId, (lists = []));
+          lists.push(listings[p]);
+        });
+      },
+      onError: (id, err) => res.errors.push(`index ${id}: ${(err as Error).message}`),
+    }),
+  );
   indexLoaded.catch(() => undefined);
   const index = repo.index;
 
-  await listing;
-  res.packs = onDisk.size;
   /** Packs no index lists: a warning each, and not checked (restic checks the indexed packs). */
   const unreferenced = new Set<Id>();
   const ready = (async () => {
+    await listing;
+    res.packs = onDisk.size;
     await indexLoaded;
     for (const id of onDisk.keys()) {
       if (expected.has(id)) continue;
@@ -216,7 +239,7 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   // on the main thread took ~0.5 CPU s of the benchmark's check beside two busy workers, and its
   // tree pack cache ~15 MiB. A tree whose files' blobs are all indexed leaves only its
   // subfolders, as bytes, until the walk takes them.
-  const useFacts = !!(opts.readData && pool && !opts.readSubset);
+  const useFacts = readAll;
   /** Made once the index is in: it finds a tree by its slot there. */
   let folders: FolderStore | null = null;
   /** Whether the index holds every data blob of `blobs` (ids, 32 bytes each). */
@@ -226,12 +249,11 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   };
   const checkPacks = async (): Promise<void> => {
     const reading = !!(opts.readData && pool);
-    // The packs read whole: all of them at once (a pack's bytes check against themselves while the
-    // index loads), or a subset chosen among the indexed packs once the index is in. The others'
-    // headers are compared with the index: the indexed packs, once it is in.
+    // The packs read whole: all of them as they are listed (a pack's bytes check against themselves
+    // while the index loads), or a subset chosen among the indexed packs once the index is in. The
+    // others' headers are compared with the index: the indexed packs, once it is in.
     let toRead: Id[] = [];
-    if (reading && !opts.readSubset) toRead = [...onDisk.keys()];
-    else if (reading && opts.readSubset) {
+    if (reading && opts.readSubset) {
       await ready;
       const checkable = new Map<Id, number>();
       for (const id of expected.keys()) {
@@ -241,10 +263,12 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
       toRead = [...opts.readSubset(checkable)];
     }
     const chosen = new Set(toRead);
-    let total = toRead.length;
+    /** Packs whose headers alone are checked. */
+    let headers = 0;
     const settle = (id: Id, err: unknown, phase: string): void => {
       if (err) res.errors.push(err instanceof CairnError && (err as Error).message.startsWith('pack ') ? (err as Error).message : `pack ${id}: ${(err as Error).message}`);
-      opts.onProgress?.({ phase, done: ++done, total });
+      // Reading every pack, the total grows as the listing goes.
+      opts.onProgress?.({ phase, done: ++done, total: (readAll ? onDisk.size : toRead.length) + headers });
     };
     const loadAndCheck = async (id: Id, size: number): Promise<CheckPackResult> => {
       const buf = pool!.buffer(size);
@@ -258,7 +282,7 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
       if (data.buffer !== buf.buffer) pool!.recycle(buf);
       return pool!.checkPack(id, data, useFacts);
     };
-    const readPacks = mapLimit(toRead, inFlight, async (id) => {
+    const readPack = async (id: Id): Promise<void> => {
       if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
       const size = onDisk.get(id)!;
       try {
@@ -281,11 +305,17 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
         return;
       }
       settle(id, null, 'read data');
-    });
+    };
+    const readPacks = found
+      ? runStage(found, null, inFlight, async (id) => {
+          await readPack(id);
+          return null;
+        })
+      : mapLimit(toRead, inFlight, readPack);
     const readHeaders = (async () => {
       await ready;
-      const ids = [...expected.keys()].filter((id) => onDisk.has(id) && !chosen.has(id));
-      total += ids.length;
+      const ids = readAll ? [] : [...expected.keys()].filter((id) => onDisk.has(id) && !chosen.has(id));
+      headers = ids.length;
       await mapLimit(ids, 8, async (id) => {
         if (opts.signal?.aborted) throw new CairnError('INTERRUPTED', 'check interrupted');
         try {

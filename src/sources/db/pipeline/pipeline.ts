@@ -9,7 +9,7 @@ import { withCredentials } from '../credentials.js';
 import { engineFor } from '../engines.js';
 import { locationOf, type DumpEntry } from './config.js';
 import { dumpFileName } from './names.js';
-import { BoundedQueue, runStage } from './queue.js';
+import { BoundedQueue, runStage } from '../../../util/queue.js';
 import { uploadArchive } from './upload.js';
 import { zipOneFile } from './zip.js';
 

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { BoundedQueue, runStage } from './queue.js';
-import { archiveNamePattern, dumpFileName, dumpTimestamp } from './names.js';
 
 describe('bounded queue and stages', () => {
   it('makes a producer wait while the queue is full and hands items out in order', async () => {
@@ -35,17 +34,5 @@ describe('bounded queue and stages', () => {
     for (let x = await output.shift(); x !== undefined; x = await output.shift()) got.push(x);
     expect(got.sort()).toEqual([10, 30, 50]);
     expect(most).toBe(3);
-  });
-});
-
-describe('dump file names', () => {
-  it('names files engine-timestamp-database-uuid.sql, and archives .sql.zip', () => {
-    const at = new Date(2025, 0, 2, 3, 4, 5);
-    expect(dumpTimestamp(at)).toBe('2025-01-02-03-04-05');
-    const name = dumpFileName('mysql', 'pt_xyz', at, '0b7e8a8e-1111-4222-8333-944445555666');
-    expect(name).toBe('mysql-2025-01-02-03-04-05-pt_xyz-0b7e8a8e-1111-4222-8333-944445555666.sql');
-    expect(archiveNamePattern('pt_xyz').test(`${name}.zip`)).toBe(true);
-    expect(archiveNamePattern('pt').test(`${name}.zip`)).toBe(false);
-    expect(dumpFileName('postgres', 'a', at)).toMatch(/^postgres-2025-01-02-03-04-05-a-[0-9a-f-]{36}\.sql$/);
   });
 });
