@@ -25,8 +25,25 @@ import { fromWire, showPath } from '../fs/fspath.js';
 import { transferable } from '../util/transfer.js';
 import { TreeFactsWriter } from './tree-facts.js';
 
-const init = workerData as WorkerInit;
 const port = parentPort!;
+/** Jobs that came before this module was ready for them: those that follow a prewarmed worker's settings. */
+const early: Request[] = [];
+let onJob: ((m: Request) => void) | null = null;
+port.on('message', (m: Request) => {
+  if (onJob) onJob(m);
+  else if (m.op !== 'init') early.push(m);
+});
+/** The pool's settings: as workerData, or, for a worker started ahead of its pool (see prewarmWorkers), its first message. */
+const init: WorkerInit =
+  (workerData as WorkerInit | null) ??
+  (await new Promise<WorkerInit>((resolve) => {
+    const first = (m: Request): void => {
+      if (m.op !== 'init') return;
+      port.off('message', first);
+      resolve(m.init);
+    };
+    port.on('message', first);
+  }));
 const key = Key.fromRaw(init.key);
 const chunker = new Chunker(BigInt(`0x${init.polynomial}`));
 /** Blobs the repository holds (the main thread's index, shared) ... */
@@ -670,7 +687,7 @@ async function reply(seq: number, fn: () => Promise<unknown>, lent?: ArrayBuffer
   }
 }
 
-port.on('message', (m: Request) => {
+onJob = (m: Request): void => {
   if (m.op === 'index') {
     stored = new SharedBlobView(m.table);
     return;
@@ -697,6 +714,7 @@ port.on('message', (m: Request) => {
   }
   // Jobs run one after another: the pack and the read buffer belong to one job at a time.
   queue = queue.then(() => handle(m));
-});
+};
+for (const m of early.splice(0)) onJob(m);
 
 post(LOADED);

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { Archiver } from '../archiver/archiver.js';
 import { LocalBackend } from '../backend/local.js';
 import { Repository } from './repository.js';
-import { SourceError, WorkerPool } from './worker-pool.js';
+import { SourceError, WorkerPool, prewarmWorkers, prewarmedWorkers } from './worker-pool.js';
 import { hashId } from './id.js';
 import type { IndexJSON } from './master-index.js';
 import { makeRepoPaths, tempDir } from '../../test/support/tools.js';
@@ -15,6 +15,37 @@ import { seededBytes } from '../../test/support/trees.js';
 const openFds = () => fs.readdirSync('/proc/self/fd').length;
 
 describe('worker pool', () => {
+  it('takes workers started ahead of it: jobs sent while they load are done once they have its settings, and it starts the workers it lacks', async () => {
+    const paths = await makeRepoPaths();
+    const password = (await fsp.readFile(paths.passwordFile, 'utf8')).split('\n')[0];
+    const repo = await Repository.init(new LocalBackend(paths.dir), password, { kdf: { N: 1024, r: 8, p: 1 } });
+    prewarmWorkers(1);
+    expect(prewarmedWorkers()).toBe(1);
+    const pool = new WorkerPool(repo, { workers: 2 });
+    try {
+      // Sent at once, before the prewarmed worker has loaded or had the pool's settings.
+      const chunks = [0, 1, 2, 3, 4, 5].map((i) => seededBytes(50 + i, 300_000 + i));
+      const ids = chunks.map((c) => hashId(c));
+      // Copies go: a chunk's own buffer is handed to the worker.
+      const results = await Promise.all(chunks.map((c) => pool.saveBuffer(Buffer.from(c))));
+      expect(prewarmedWorkers()).toBe(0);
+      expect(results.map((r) => r.content)).toEqual(ids.map((id) => [id]));
+      await pool.flush();
+      for (const [i, c] of chunks.entries()) expect((await repo.loadBlob('data', ids[i])).equals(c)).toBe(true);
+    } finally {
+      await pool.close();
+      await repo.close();
+    }
+  });
+
+  it('prewarmed workers no pool takes do not keep the process alive', () => {
+    const url = new URL('../../dist/repository/worker-pool.js', import.meta.url).href;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(url)}); m.prewarmWorkers(2); console.log(m.prewarmedWorkers());`], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.error).toBeUndefined();
+    expect(r.stdout.trim()).toBe('2');
+    expect(r.status).toBe(0);
+  });
+
   it('closed while workers are in the middle of files: the backup settles, nothing stays open or staged', async () => {
     const paths = await makeRepoPaths();
     const password = (await fsp.readFile(paths.passwordFile, 'utf8')).split('\n')[0];

@@ -21,6 +21,39 @@ function blobWorkerScript(): URL {
   return url;
 }
 
+/** How many workers a pool runs unless told: one per core (CAIRN_WORKERS overrides), at most 8. */
+function defaultPoolSize(): number {
+  return Number(process.env.CAIRN_WORKERS) || Math.max(1, Math.min(os.availableParallelism(), 8));
+}
+
+/** Workers started ahead of their pool (see prewarmWorkers), loaded or loading, waiting for its settings. */
+const prewarmed: { worker: Worker; loaded: Promise<void>; dead: boolean }[] = [];
+
+/**
+ * Starts a default pool's workers before the repository is open, so that they load their modules
+ * while the key is derived (~0.1 s of scrypt on one core) and the index loads: the next pool made
+ * takes them and sends them its settings. Check and restore start their pool once the key is
+ * known, and their first pack waited ~0.1-0.17 s for the workers' boot. Workers no pool takes do
+ * not keep the process alive.
+ */
+export function prewarmWorkers(n = defaultPoolSize()): void {
+  const script = blobWorkerScript();
+  while (prewarmed.length < n) {
+    const worker = startWorker(script, {});
+    worker.unref();
+    const w = { worker, loaded: whenLoaded(worker), dead: false };
+    // One that failed to load is left for a fresh one (a pool that takes it listens for errors from then on).
+    const died = (): void => void (w.dead = true);
+    worker.once('error', died).once('exit', died);
+    prewarmed.push(w);
+  }
+}
+
+/** How many prewarmed workers wait for a pool. */
+export function prewarmedWorkers(): number {
+  return prewarmed.length;
+}
+
 interface Slot {
   worker: Worker;
   inFlight: number;
@@ -104,7 +137,7 @@ export class WorkerPool {
   constructor(repo: Repository, opts: PoolOptions = {}) {
     this.#repo = repo;
     this.#staging = { folder: repo.backend.stagingFolder ?? os.tmpdir(), prefix: stagingPrefix() };
-    this.#size = opts.workers ?? (Number(process.env.CAIRN_WORKERS) || Math.max(1, Math.min(os.availableParallelism(), 8)));
+    this.#size = opts.workers ?? defaultPoolSize();
     this.#init = {
       key: repo.key.raw,
       polynomial: polynomialToHex(repo.config.polynomial),
@@ -130,10 +163,21 @@ export class WorkerPool {
     const script = blobWorkerScript();
     this.#sharedIndex = this.#repo.index.table;
     const claims = newClaimTable();
+    const warm = prewarmed.splice(0, this.#size).filter((w) => !w.dead);
     for (let i = 0; i < this.#size; i++) {
       const workerData: WorkerInit = { ...this.#init, staging: { ...this.#staging, prefix: `${this.#staging.prefix}${i}-` }, index: this.#sharedIndex, claims };
-      const worker = startWorker(script, { workerData });
-      const slot: Slot = { worker, inFlight: 0, loaded: whenLoaded(worker) };
+      let slot: Slot;
+      const w = warm[i];
+      if (w) {
+        // Its settings come first: the worker takes its jobs only once it has them.
+        w.worker.ref();
+        w.worker.postMessage({ op: 'init', init: workerData } satisfies Request);
+        slot = { worker: w.worker, inFlight: 0, loaded: w.loaded };
+      } else {
+        const worker = startWorker(script, { workerData });
+        slot = { worker, inFlight: 0, loaded: whenLoaded(worker) };
+      }
+      const worker = slot.worker;
       worker.on('message', (m: Reply) => this.#onMessage(slot, m));
       worker.on('error', (err) => this.#fail(err));
       this.#slots.push(slot);

@@ -38,6 +38,8 @@ export interface OpenBlob {
 }
 
 export type Request =
+  /** A worker started without workerData (see prewarmWorkers) gets its settings first. */
+  | { op: 'init'; init: WorkerInit }
   | { op: 'file'; seq: number; path: string | Uint8Array }
   /** Small files; `sizes` as the walk saw them (see saveFiles in blob-worker.ts). */
   | { op: 'files'; seq: number; paths: (string | Uint8Array)[]; sizes: number[] }

@@ -14,6 +14,7 @@ import { CRYPTO_OVERHEAD } from '../../crypto/crypto.js';
 import { MIGRATIONS, findMigration } from '../../maintenance/migrate.js';
 import { formatBytes } from '../progress.js';
 import type { Run } from '../program.js';
+import { prewarmWorkers } from '../../repository/worker-pool.js';
 
 export function registerRepoCommands(program: Command, run: Run): void {
   program
@@ -56,6 +57,8 @@ export function registerRepoCommands(program: Command, run: Run): void {
         if (o.readData && o.readDataSubset !== undefined) throw new CairnError('BAD_INPUT', '--read-data and --read-data-subset cannot be used together');
         const subset = o.readDataSubset !== undefined ? parseReadDataSubset(o.readDataSubset) : undefined;
         const readData = Boolean(o.readData || subset);
+        // The workers load while the key is derived; the pool made below takes them.
+        if (readData) prewarmWorkers();
         const repo = await ctx.openRepository();
         // Workers boot while the lock settles and the index loads; check only reads until it reports.
         const pool = readData ? ctx.pool(repo).start() : null;

@@ -11,6 +11,7 @@ import type { Repository } from '../../repository/repository.js';
 import type { Snapshot } from '../../repository/snapshot.js';
 import type { Run } from '../program.js';
 import { OVERWRITE_MODES, type OverwriteMode } from '../../repository/worker-protocol.js';
+import { prewarmWorkers } from '../../repository/worker-pool.js';
 import { formatBytes } from '../progress.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
@@ -49,6 +50,8 @@ export function registerRestore(program: Command, run: Run): void {
         const { ref: snapRef, subPath } = splitSnapshotRef(ref);
         const inc = await buildExcluder({ exclude: o.include, iexclude: o.iinclude });
         const exc = await buildExcluder({ exclude: o.exclude, iexclude: o.iexclude });
+        // The workers load while the key is derived; the pool made below takes them.
+        prewarmWorkers();
         const repo = await ctx.openRepository();
         // Workers boot and the snapshot and index load while the lock settles; nothing is written before.
         const pool = ctx.pool(repo).start();
