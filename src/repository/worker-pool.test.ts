@@ -38,12 +38,17 @@ describe('worker pool', () => {
     }
   });
 
-  it('prewarmed workers no pool takes do not keep the process alive', () => {
+  it('prewarmed workers no pool takes do not keep the process alive, loaded or not', async () => {
     const url = new URL('../../dist/repository/worker-pool.js', import.meta.url).href;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', `const m = await import(${JSON.stringify(url)}); m.prewarmWorkers(2); console.log(m.prewarmedWorkers());`], { encoding: 'utf8', timeout: 20_000 });
-    expect(r.error).toBeUndefined();
-    expect(r.stdout.trim()).toBe('2');
-    expect(r.status).toBe(0);
+    const script = path.join(await tempDir(), 'prewarm.mjs');
+    // Loaded: a second on, both are alive and waiting for a pool's settings; the process ends all the same.
+    await fsp.writeFile(script, `const m = await import(${JSON.stringify(url)}); m.prewarmWorkers(2); setTimeout(() => console.log(m.prewarmedWorkers()), Number(process.argv[2]));`);
+    for (const ms of ['0', '1000']) {
+      const r = spawnSync(process.execPath, [script, ms], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.error).toBeUndefined();
+      expect(r.stdout.trim()).toBe('2');
+      expect(r.status).toBe(0);
+    }
   });
 
   it('closed while workers are in the middle of files: the backup settles, nothing stays open or staged', async () => {

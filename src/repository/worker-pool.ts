@@ -40,18 +40,19 @@ export function prewarmWorkers(n = defaultPoolSize()): void {
   const script = blobWorkerScript();
   while (prewarmed.length < n) {
     const worker = startWorker(script, {});
-    worker.unref();
     const w = { worker, loaded: whenLoaded(worker), dead: false };
     // One that failed to load is left for a fresh one (a pool that takes it listens for errors from then on).
     const died = (): void => void (w.dead = true);
     worker.once('error', died).once('exit', died);
+    // After the listeners: a 'message' listener added to an unreferenced worker references it again.
+    worker.unref();
     prewarmed.push(w);
   }
 }
 
-/** How many prewarmed workers wait for a pool. */
+/** How many prewarmed workers wait for a pool (those that failed to load not counted). */
 export function prewarmedWorkers(): number {
-  return prewarmed.length;
+  return prewarmed.filter((w) => !w.dead).length;
 }
 
 interface Slot {

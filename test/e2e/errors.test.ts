@@ -29,6 +29,13 @@ describe('bad input', () => {
     const r = await cairn(repo, ['snapshots'], { env: { CAIRN_PASSWORD_FILE: '', CAIRN_PASSWORD: 'not it' } });
     expect(r.code).toBe(12);
     expect(r.stderr).toMatch(/wrong password/);
+    // Commands that start their workers before the key is derived end all the same (they hung
+    // until the test's time ran out while the workers kept the process alive).
+    for (const args of [['check', '--read-data'], ['restore', 'latest', '--target', await tempDir()]]) {
+      const w = await cairn(repo, args, { env: { CAIRN_PASSWORD_FILE: '', CAIRN_PASSWORD: 'not it' } });
+      expect(w.code, args.join(' ')).toBe(12);
+      expect(w.stderr).toMatch(/wrong password/);
+    }
   });
 
   it('no repository: exit 10', async () => {
