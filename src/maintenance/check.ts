@@ -165,6 +165,7 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
   /** With every pack read, the packs as the listing finds them, for the readers (see checkPacks). */
   const found = readAll ? new BoundedQueue<Id>(Infinity) : null;
   let enoughFound = (): void => undefined;
+  const enough = found ? new Promise<void>((resolve) => (enoughFound = resolve)) : Promise.resolve();
   const listing = (async () => {
     try {
       for await (const f of repo.backend.list('data')) {
@@ -178,7 +179,7 @@ export async function checkRepository(repo: Repository, pool: WorkerPool | null,
     }
   })();
   listing.catch(() => undefined);
-  const indexLoaded = (found ? new Promise<void>((resolve) => (enoughFound = resolve)) : Promise.resolve()).then(() =>
+  const indexLoaded = enough.then(() =>
     repo.loadIndex({
       onFile: (_id, listed) => {
         const listings = encodeListings(listed);

@@ -29,21 +29,14 @@ const port = parentPort!;
 /** Jobs that came before this module was ready for them: those that follow a prewarmed worker's settings. */
 const early: Request[] = [];
 let onJob: ((m: Request) => void) | null = null;
+let onInit: ((init: WorkerInit) => void) | null = null;
 port.on('message', (m: Request) => {
-  if (onJob) onJob(m);
-  else if (m.op !== 'init') early.push(m);
+  if (m.op === 'init') onInit?.(m.init);
+  else if (onJob) onJob(m);
+  else early.push(m);
 });
 /** The pool's settings: as workerData, or, for a worker started ahead of its pool (see prewarmWorkers), its first message. */
-const init: WorkerInit =
-  (workerData as WorkerInit | null) ??
-  (await new Promise<WorkerInit>((resolve) => {
-    const first = (m: Request): void => {
-      if (m.op !== 'init') return;
-      port.off('message', first);
-      resolve(m.init);
-    };
-    port.on('message', first);
-  }));
+const init: WorkerInit = (workerData as WorkerInit | null) ?? (await new Promise<WorkerInit>((resolve) => (onInit = resolve)));
 const key = Key.fromRaw(init.key);
 const chunker = new Chunker(BigInt(`0x${init.polynomial}`));
 /** Blobs the repository holds (the main thread's index, shared) ... */
