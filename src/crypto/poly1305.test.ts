@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { poly1305, poly1305Into } from './poly1305.js';
+import { poly1305, poly1305Implementations, poly1305Into, poly1305Native } from './poly1305.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -113,49 +113,84 @@ describe('poly1305', () => {
     expect(JABBERWOCKY.length).toBe(127);
   });
 
-  for (const v of VECTORS) {
-    it(`matches RFC 8439 ${v.name}`, () => {
-      expect(toHex(poly1305(hex(v.key), v.msg))).toBe(v.tag);
-      expect(toHex(referencePoly1305(hex(v.key), v.msg))).toBe(v.tag);
+  it('uses libsodium for long messages (sodium-native loads here)', () => {
+    expect(poly1305Native).toBe('libsodium');
+    expect(Object.keys(poly1305Implementations).sort()).toEqual(['libsodium', 'webassembly']);
+  });
+
+  for (const [name, impl] of Object.entries(poly1305Implementations)) {
+    const tag = (key: Uint8Array, msg: Uint8Array): Uint8Array => {
+      const out = new Uint8Array(16);
+      impl(key, msg, out, 0);
+      return out;
+    };
+
+    describe(name, () => {
+      for (const v of VECTORS) {
+        it(`matches RFC 8439 ${v.name}`, () => {
+          expect(toHex(tag(hex(v.key), v.msg))).toBe(v.tag);
+          expect(toHex(referencePoly1305(hex(v.key), v.msg))).toBe(v.tag);
+        });
+      }
+
+      it('matches the BigInt reference on random keys and every length around block and chunk edges', () => {
+        const lengths = [0, 1, 15, 16, 17, 31, 32, 33, 100, 1000, 1023, 1024, 1025, 65535, 65536, 65537, 65536 + 16, 2 * 65536 + 5, 200_003];
+        for (let i = 0; i < 64; i++) lengths.push(i);
+        for (const len of lengths) {
+          const key = randomBytes(32);
+          const msg = randomBytes(len);
+          expect(toHex(tag(key, msg)), `length ${len}`).toBe(toHex(referencePoly1305(key, msg)));
+        }
+      });
+
+      it('matches the reference when every limb is at its maximum', () => {
+        const key = Buffer.alloc(32, 0xff);
+        for (const len of [15, 16, 17, 48, 1024, 65536 + 7]) {
+          const msg = Buffer.alloc(len, 0xff);
+          expect(toHex(tag(key, msg)), `length ${len}`).toBe(toHex(referencePoly1305(key, msg)));
+        }
+      });
+
+      it('reads messages that are views into larger buffers', () => {
+        const backing = randomBytes(5000);
+        const key = randomBytes(32);
+        for (const view of [backing.subarray(3, 3 + 501), backing.subarray(7, 7 + 4001)]) {
+          expect(toHex(tag(key, view))).toBe(toHex(referencePoly1305(key, view)));
+        }
+      });
+
+      it('writes into a caller buffer at an offset, and nowhere else', () => {
+        const key = randomBytes(32);
+        for (const len of [77, 3000]) {
+          const msg = randomBytes(len);
+          const out = Buffer.alloc(40, 0xaa);
+          impl(key, msg, out, 20);
+          expect(toHex(out.subarray(20, 36))).toBe(toHex(referencePoly1305(key, msg)));
+          expect(out.subarray(0, 20).every((b) => b === 0xaa)).toBe(true);
+          expect(out.subarray(36).every((b) => b === 0xaa)).toBe(true);
+        }
+      });
+
+      it('rejects a key of the wrong size and an output that has no room', () => {
+        expect(() => impl(new Uint8Array(31), new Uint8Array(2048), new Uint8Array(16), 0)).toThrow(RangeError);
+        expect(() => impl(new Uint8Array(32), new Uint8Array(2048), new Uint8Array(20), 5)).toThrow(/does not fit/);
+      });
     });
   }
 
-  it('matches the BigInt reference on random keys and every length around block and chunk edges', () => {
-    const lengths = [0, 1, 15, 16, 17, 31, 32, 33, 100, 1000, 65535, 65536, 65537, 65536 + 16, 2 * 65536 + 5, 200_003];
-    for (let i = 0; i < 64; i++) lengths.push(i);
-    for (const len of lengths) {
-      const key = randomBytes(32);
+  it('gives the same tags through the routed functions on both sides of the switch to libsodium', () => {
+    const key = randomBytes(32);
+    for (const len of [0, 16, 1023, 1024, 1025, 9000]) {
       const msg = randomBytes(len);
+      const out = Buffer.alloc(24);
+      poly1305Into(key, msg, out, 8);
+      expect(toHex(out.subarray(8)), `length ${len}`).toBe(toHex(referencePoly1305(key, msg)));
       expect(toHex(poly1305(key, msg)), `length ${len}`).toBe(toHex(referencePoly1305(key, msg)));
     }
-  });
-
-  it('matches the reference when every limb is at its maximum', () => {
-    const key = Buffer.alloc(32, 0xff);
-    for (const len of [15, 16, 17, 48, 1024, 65536 + 7]) {
-      const msg = Buffer.alloc(len, 0xff);
-      expect(toHex(poly1305(key, msg)), `length ${len}`).toBe(toHex(referencePoly1305(key, msg)));
-    }
-  });
-
-  it('reads messages that are views into larger buffers', () => {
-    const backing = randomBytes(1000);
-    const key = randomBytes(32);
-    const view = backing.subarray(3, 3 + 501);
-    expect(toHex(poly1305(key, view))).toBe(toHex(referencePoly1305(key, view)));
-  });
-
-  it('writes into a caller buffer at an offset', () => {
-    const key = randomBytes(32);
-    const msg = randomBytes(77);
-    const out = Buffer.alloc(40, 0xaa);
-    poly1305Into(key, msg, out, 20);
-    expect(toHex(out.subarray(20, 36))).toBe(toHex(referencePoly1305(key, msg)));
-    expect(out.subarray(0, 20).every((b) => b === 0xaa)).toBe(true);
-    expect(out.subarray(36).every((b) => b === 0xaa)).toBe(true);
   });
 
   it('rejects a key of the wrong size', () => {
     expect(() => poly1305(new Uint8Array(31), new Uint8Array(0))).toThrow(RangeError);
+    expect(() => poly1305(new Uint8Array(31), new Uint8Array(4096))).toThrow(RangeError);
   });
 });
