@@ -1,6 +1,10 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { poly1305, poly1305Implementations, poly1305Into, poly1305Native } from './poly1305.js';
+import { loadSodium, poly1305, poly1305Implementations, poly1305Into, poly1305Native, type AddonRequire, type Sodium } from './poly1305.js';
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const toHex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
@@ -116,6 +120,62 @@ describe('poly1305', () => {
   it('uses libsodium for long messages (sodium-native loads here)', () => {
     expect(poly1305Native).toBe('libsodium');
     expect(Object.keys(poly1305Implementations).sort()).toEqual(['libsodium', 'webassembly']);
+  });
+
+  describe('loading sodium-native', () => {
+    const real = createRequire(import.meta.url);
+    /** A require that records what it loads; `fail` ids throw as a missing or broken file would. */
+    const recording = (resolve: (id: string) => string, fail: (id: string) => boolean = () => false): { req: AddonRequire; loaded: string[] } => {
+      const loaded: string[] = [];
+      const req = Object.assign(
+        (id: string): unknown => {
+          loaded.push(id);
+          if (fail(id)) throw Object.assign(new Error(`Cannot find module '${id}'`), { code: 'MODULE_NOT_FOUND' });
+          return real(id);
+        },
+        { resolve },
+      );
+      return { req, loaded };
+    };
+    const works = (s: Sodium | null): void => {
+      expect(s).not.toBeNull();
+      const key = randomBytes(32);
+      const msg = randomBytes(3000);
+      const out = new Uint8Array(16);
+      s!.crypto_onetimeauth(out, msg, key);
+      expect(toHex(out)).toBe(toHex(referencePoly1305(key, msg)));
+    };
+
+    it('loads the addon built for this platform straight from the package, without its resolver', () => {
+      const { req, loaded } = recording((id) => real.resolve(id));
+      works(loadSodium(req));
+      expect(loaded).toEqual([path.join(path.dirname(real.resolve('sodium-native')), 'prebuilds', `${process.platform}-${process.arch}`, 'sodium-native.node')]);
+      // This module's own load went the same way: require-addon was never loaded.
+      expect(Object.keys(real.cache).filter((f) => f.includes(`${path.sep}require-addon${path.sep}`))).toEqual([]);
+    });
+
+    it("falls back to the package's entry when there is no such file", () => {
+      const empty = mkdtempSync(path.join(os.tmpdir(), 'cairn-sodium-'));
+      try {
+        // A package folder without prebuilds: the path is tried for real and fails.
+        const { req, loaded } = recording((id) => (id === 'sodium-native' ? path.join(empty, 'index.js') : real.resolve(id)));
+        works(loadSodium(req));
+        expect(loaded).toEqual([path.join(empty, 'prebuilds', `${process.platform}-${process.arch}`, 'sodium-native.node'), 'sodium-native']);
+      } finally {
+        rmSync(empty, { recursive: true, force: true });
+      }
+    });
+
+    it('falls back when the file loads but is not sodium-native, and gives null when nothing loads', () => {
+      // The file is there but is something else (here: the package's metadata).
+      const other = recording((id) => (id === 'sodium-native' ? real.resolve('sodium-native/package.json') : real.resolve(id)));
+      const odd = Object.assign((id: string): unknown => (id.endsWith('.node') ? real(real.resolve('sodium-native/package.json')) : other.req(id)), { resolve: other.req.resolve });
+      works(loadSodium(odd));
+      expect(other.loaded).toEqual(['sodium-native']);
+      const none = recording((id) => real.resolve(id), () => true);
+      expect(loadSodium(none.req)).toBeNull();
+      expect(none.loaded).toHaveLength(2);
+    });
   });
 
   for (const [name, impl] of Object.entries(poly1305Implementations)) {
