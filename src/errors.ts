@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'PARTIAL'
   | 'SOURCE_FAILED'
   | 'INTERRUPTED'
+  | 'NO_SPACE'
   | 'INTERNAL';
 
 export class CairnError extends Error {
@@ -48,6 +49,16 @@ export function exitCodeFor(err: unknown): number {
     default:
       return 1;
   }
+}
+
+/**
+ * What an error from the file system says when it failed for want of room (a full file system, or
+ * the user's disk quota), or null. Writes that fail so would all fail alike: callers stop at the
+ * first (`NO_SPACE`) rather than report each.
+ */
+export function noSpace(err: unknown): string | null {
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  return code === 'ENOSPC' ? 'no space left on device' : code === 'EDQUOT' ? 'disk quota exceeded' : null;
 }
 
 export function isNotFound(err: unknown): boolean {

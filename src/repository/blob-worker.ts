@@ -13,13 +13,13 @@ import { Chunker, MAX_CHUNK, MIN_CHUNK } from '../chunker/chunker.js';
 import { Key } from '../crypto/crypto.js';
 import { ScratchCompressor, ScratchDecompressor } from '../compress/zstd.js';
 import { LOADED } from '../util/worker.js';
-import { CairnError } from '../errors.js';
+import { CairnError, noSpace } from '../errors.js';
 import { SMALL_FILE, keepsExisting, microseconds } from './worker-protocol.js';
 import { MAX_HEADER, PackFileWriter, encodeListing, parsePackTail, type PackedBlob } from './pack.js';
 import { SharedBlobView } from './master-index.js';
 import { BlobClaims } from './claims.js';
 import { hashId, type Id } from './id.js';
-import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, ProbeResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
+import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, ProbeResult, Reply, Request, RestoreBlob, RestoreBlobsResult, SaveResult, WorkerInit } from './worker-protocol.js';
 import { applyMetadataSync } from '../fs/apply.js';
 import { fromWire, showPath } from '../fs/fspath.js';
 import { transferable } from '../util/transfer.js';
@@ -540,14 +540,14 @@ function writeDest(at: string | Uint8Array, offset: number, data: Buffer, create
   }
 }
 
-type RestoreResult = { errors: (string | null)[]; written: number };
 
 /**
  * Opens and verifies each blob out of pack bytes (`buf`, which starts at `base` in the pack) and
  * writes it wherever it goes; adds each blob's error (or null) and the bytes written to `out`.
  */
-function restoreBlobs(buf: Buffer, blobs: RestoreBlob[], base = 0, out: RestoreResult = { errors: [], written: 0 }): RestoreResult {
+function restoreBlobs(buf: Buffer, blobs: RestoreBlob[], base = 0, out: RestoreBlobsResult = { errors: [], written: 0 }): RestoreBlobsResult {
   for (const b of blobs) {
+    if (out.full) break;
     let plain: Buffer;
     try {
       plain = openBlob(buf.subarray(b.offset - base, b.offset - base + b.length), b);
@@ -561,6 +561,12 @@ function restoreBlobs(buf: Buffer, blobs: RestoreBlob[], base = 0, out: RestoreR
         writeDest(d.path, d.offset, plain, d.create);
         out.written += plain.length;
       } catch (err) {
+        const full = noSpace(err);
+        if (full) {
+          // Every later write would fail alike: the blobs from this one on are left untried.
+          out.full = `${full} writing ${showPath(fromWire(d.path))}`;
+          return out;
+        }
         error = `writing ${showPath(fromWire(d.path))}: ${(err as Error).message}`;
       }
     }
@@ -574,11 +580,11 @@ function restoreBlobs(buf: Buffer, blobs: RestoreBlob[], base = 0, out: RestoreR
  * `file`, read here a run at a time into the read buffer: the blobs that end within READ_SIZE of
  * the run's first, or a larger blob alone. A read that fails fails the blobs of its run.
  */
-function restoreBlobsFile(file: string, blobs: RestoreBlob[]): RestoreResult {
-  const out: RestoreResult = { errors: [], written: 0 };
+function restoreBlobsFile(file: string, blobs: RestoreBlob[]): RestoreBlobsResult {
+  const out: RestoreBlobsResult = { errors: [], written: 0 };
   const fd = openSource(file);
   try {
-    for (let i = 0; i < blobs.length; ) {
+    for (let i = 0; i < blobs.length && !out.full; ) {
       const from = blobs[i].offset;
       let end = from + blobs[i].length;
       let j = i + 1;
@@ -624,6 +630,9 @@ function fsBatch(ops: FsOp[]): (string | null | boolean | { probe: ProbeResult }
           return 'unknown operation';
       }
     } catch (err) {
+      // A target with no room left fails the batch, as restoreBlobs's writes do.
+      const full = o.op === 'create' || o.op === 'meta' ? noSpace(err) : null;
+      if (full) throw new CairnError('NO_SPACE', `${full} ${o.op === 'create' ? 'creating' : 'setting the metadata of'} ${showPath(fromWire(o.path))}`);
       return (err as Error).message;
     }
   });

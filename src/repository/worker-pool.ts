@@ -8,7 +8,7 @@ import type { Repository } from './repository.js';
 import { PACK_SIZE } from './repository.js';
 import { startWorker, terminateLoaded, whenLoaded, workerScript } from '../util/worker.js';
 import { SMALL_FILE } from './worker-protocol.js';
-import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, ProbeResult, Reply, Request, RestoreBlob, SaveResult, WorkerInit } from './worker-protocol.js';
+import type { BatchFileResult, CheckPackResult, FsOp, OpenBlob, OpenResult, ProbeResult, Reply, Request, RestoreBlob, RestoreBlobsResult, SaveResult, WorkerInit } from './worker-protocol.js';
 import { transferable } from '../util/transfer.js';
 import { polynomialToHex } from '../chunker/polynomial.js';
 import { removeStaged, stagingPrefix, sweepStaging } from './staging.js';
@@ -372,13 +372,13 @@ export class WorkerPool {
   }
 
   /** Verifies blobs out of a loaded pack range and writes each to its destinations, in a worker. */
-  restoreBlobs(data: Buffer, blobs: RestoreBlob[]): Promise<{ errors: (string | null)[]; written: number }> {
+  restoreBlobs(data: Buffer, blobs: RestoreBlob[]): Promise<RestoreBlobsResult> {
     const ab = lend(data);
     return this.#call({ op: 'restoreBlobs', seq: ++this.#seq, data: ab, blobs }, [ab]);
   }
 
   /** As restoreBlobs, for blobs of a pack stored in the local file at `path` (offsets in the file), which the worker reads itself. */
-  restoreBlobsFile(path: string, blobs: RestoreBlob[]): Promise<{ errors: (string | null)[]; written: number }> {
+  restoreBlobsFile(path: string, blobs: RestoreBlob[]): Promise<RestoreBlobsResult> {
     return this.#call({ op: 'restoreBlobsFile', seq: ++this.#seq, path, blobs });
   }
 

@@ -124,6 +124,18 @@ export interface OpenResult {
   errors: (string | null)[];
 }
 
+/** What restoreBlobs and restoreBlobsFile did. */
+export interface RestoreBlobsResult {
+  /** Per blob, in request order: its error, or null when it went everywhere it goes. */
+  errors: (string | null)[];
+  written: number;
+  /**
+   * Set when the target had no room left for a write (see noSpace): the blobs from that one on
+   * were not tried and have no entry in `errors`.
+   */
+  full?: string;
+}
+
 export interface CheckPackResult {
   /** The pack's header as listing records (see LISTING_RECORD in pack.ts); empty when it could not be read. */
   listing: Uint8Array;

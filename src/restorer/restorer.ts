@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { CairnError } from '../errors.js';
+import { CairnError, noSpace } from '../errors.js';
 import { loadRange } from '../backend/backend.js';
 import { createSpecial, toSeconds } from '../fs/apply.js';
 import { isUtf8 } from '../fs/goquote.js';
@@ -9,7 +9,7 @@ import type { Id } from '../repository/id.js';
 import type { BlobLocation } from '../repository/master-index.js';
 import type { Repository } from '../repository/repository.js';
 import { SourceError, type WorkerPool } from '../repository/worker-pool.js';
-import { keepsExisting, type FsOp, type OverwriteMode, type ProbeResult, type RestoreBlob } from '../repository/worker-protocol.js';
+import { keepsExisting, type FsOp, type OverwriteMode, type ProbeResult, type RestoreBlob, type RestoreBlobsResult } from '../repository/worker-protocol.js';
 import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
 import { mapLimit } from '../util/limit.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
@@ -80,13 +80,30 @@ function chunks<T>(items: T[], n: number): T[][] {
  * tree of many small files costs a few messages per hundred files rather than a libuv round trip
  * per system call. Files already holding the right content are skipped, so an interrupted
  * restore resumes. All-zero blocks are not written: sparse files stay sparse.
+ *
+ * A target that runs out of room (a full file system or disk quota) stops the restore at once
+ * with one `NO_SPACE` error that says how far it got: every later write would fail alike. What
+ * was written stays, as after an interrupted restore, and running the same restore again once
+ * there is room finishes it.
  */
 export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: Id, rootPath: string, opts: RestoreOptions): Promise<RestoreResult> {
+  const result: RestoreResult = { filesRestored: 0, filesSkipped: 0, filesDeleted: 0, bytesWritten: 0, bytesSkipped: 0, errors: [] };
+  const planned = { files: 0 };
+  try {
+    return await restoreInto(result, planned, repo, pool, rootTree, rootPath, opts);
+  } catch (err) {
+    const full = err instanceof CairnError && err.code === 'NO_SPACE' ? err.message : noSpace(err);
+    if (!full) throw err;
+    const done = `${result.filesRestored + result.filesSkipped} of ${planned.files} files in place`;
+    throw new CairnError('NO_SPACE', `the restore target is full (${full}): restore stopped with ${done}; make room (or restore less with --include) and run the same restore again, which keeps the files already restored`, { cause: err });
+  }
+}
+
+async function restoreInto(result: RestoreResult, planned: { files: number }, repo: Repository, pool: WorkerPool, rootTree: Id, rootPath: string, opts: RestoreOptions): Promise<RestoreResult> {
   const target = path.resolve(opts.target);
   const owner = opts.owner ?? process.getuid?.() === 0;
   const overwrite = opts.overwrite ?? 'always';
   const dry = opts.dryRun === true;
-  const result: RestoreResult = { filesRestored: 0, filesSkipped: 0, filesDeleted: 0, bytesWritten: 0, bytesSkipped: 0, errors: [] };
   const act = (action: RestoreAction, dest: FsPath, size: number): void => opts.onAction?.(action, snapPathOf(dest), size);
   const fail = (p: string, message: string): void => {
     result.errors.push({ path: p, message });
@@ -170,6 +187,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   const selected = (p: string): boolean => !opts.exclude?.(p) && (!opts.include || opts.include(p));
 
   const files = fileList.filter((f) => !plan.failed[f]);
+  planned.files = files.length;
   const progress = { filesDone: 0, bytesDone: 0, filesTotal: files.length, bytesTotal: files.reduce((s, f) => s + plan.size[f], 0), errors: 0 };
   const report = (): void => {
     progress.errors = result.errors.length;
@@ -283,8 +301,12 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   // (see restoreBlobsFile), two ranges per worker so that none waits for the next; others are
   // loaded here, one range per worker plus one loading: enough to keep the workers busy, little in memory.
   const localPath = repo.backend.localPath;
+  // Set once a write found the target full: no range is started after it, those in flight finish
+  // (their files done are counted), and the restore stops with that.
+  let full: string | undefined;
   await mapLimit(refs.ranges(order), localPath ? pool.size * 2 : pool.size + 1, async ({ packId, from, to }) => {
     aborted();
+    if (full) return;
     const start = refs.offset[order[from]];
     const last = order[to - 1];
     const end = refs.offset[last] + refs.length[last];
@@ -311,7 +333,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       }
       return blobs;
     };
-    let restored: { errors: (string | null)[]; written: number };
+    let restored: RestoreBlobsResult;
     if (localPath) {
       let file: string;
       try {
@@ -339,6 +361,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
       restored = await pool.restoreBlobs(data, blobsFrom(start));
     }
     const { errors, written } = restored;
+    full ??= restored.full;
     result.bytesWritten += written;
     progress.bytesDone += written;
     errors.forEach((error, g) => {
@@ -353,6 +376,7 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
     });
     report();
   });
+  if (full) throw new CairnError('NO_SPACE', full);
 
   // Damaged files are removed rather than left looking complete.
   for (const f of todo) if (plan.failed[f]) fs.rmSync(plan.dest[f], { force: true });
@@ -460,6 +484,7 @@ async function placeOthers(plan: RestorePlan, kept: Uint8Array, o: PlaceContext)
         await createSpecial(dest, node!);
       }
     } catch (err) {
+      if (noSpace(err)) throw err;
       plan.failed[i] = 1;
       o.fail(dest, (err as Error).message);
     }

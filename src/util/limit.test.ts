@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Yielder } from './limit.js';
+import { Yielder, mapLimit } from './limit.js';
 
 function busy(ms: number): void {
   const until = performance.now() + ms;
@@ -45,5 +45,37 @@ describe('Yielder', () => {
 
   it('without it, the same chains hold the thread to the end', async () => {
     expect(await timerStep(() => Promise.resolve())).toBe(-1);
+  });
+});
+
+describe('mapLimit', () => {
+  it('keeps the order of its input with at most n calls in flight', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const out = await mapLimit([5, 1, 4, 2, 3], 2, async (x, i) => {
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setTimeout(r, x));
+      inFlight--;
+      return `${i}:${x}`;
+    });
+    expect(out).toEqual(['0:5', '1:1', '2:4', '3:2', '4:3']);
+    expect(most).toBe(2);
+  });
+
+  it('starts no call after one has failed, lets those in flight finish, and fails with the first error', async () => {
+    const started: number[] = [];
+    const finished: number[] = [];
+    const run = mapLimit([0, 1, 2, 3, 4, 5, 6, 7], 3, async (x) => {
+      started.push(x);
+      await new Promise((r) => setTimeout(r, x === 1 ? 5 : 20));
+      if (x === 1) throw new Error('item 1 failed');
+      finished.push(x);
+      return x;
+    });
+    await expect(run).rejects.toThrow('item 1 failed');
+    // 0 and 2 were in flight with 1 and finish; nothing started after 1 failed.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(started).toEqual([0, 1, 2]);
+    expect(finished.sort()).toEqual([0, 2]);
   });
 });

@@ -39,14 +39,23 @@ export class Limiter {
   }
 }
 
-/** Maps `items` through `fn` with at most `n` calls in flight; results keep the input order. */
+/**
+ * Maps `items` through `fn` with at most `n` calls in flight; results keep the input order. The
+ * first call that fails fails the whole, and no call starts after it (those in flight finish).
+ */
 export async function mapLimit<T, R>(items: readonly T[], n: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
+  let failed = false;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (next < items.length && !failed) {
       const i = next++;
-      out[i] = await fn(items[i], i);
+      try {
+        out[i] = await fn(items[i], i);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, worker));

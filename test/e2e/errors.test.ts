@@ -2,7 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, runCommand, tempDir, type TestRepo } from '../support/tools.js';
-import { seededBytes } from '../support/trees.js';
+import { compareTrees, describeTree, seededBytes } from '../support/trees.js';
 import { LocalBackend } from '../../src/backend/local.js';
 import { hashId } from '../../src/repository/id.js';
 import type { IndexJSON } from '../../src/repository/master-index.js';
@@ -273,16 +273,28 @@ describe('damage', () => {
   });
 });
 
+/**
+ * Runs `fn` with a tmpfs of `size` mounted at a new folder, unmounted after: a real full file
+ * system. Mounting needs root: elsewhere the test does nothing, and in CI a failed mount fails it.
+ */
+async function onSmallDisk(size: string, fn: (mnt: string) => Promise<void>): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const mnt = await tempDir();
+  const mounted = await runCommand('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', mnt]);
+  if (mounted.code !== 0) {
+    if (process.env.CI === 'true') throw new Error(`mount -t tmpfs failed in CI: ${mounted.stderr}`);
+    return;
+  }
+  try {
+    await fn(mnt);
+  } finally {
+    await runCommand('umount', [mnt]);
+  }
+}
+
 describe('full disk', () => {
   it('a backup into a full file system fails clearly, leaves no temporary files, and the repository stays usable', async () => {
-    if (process.getuid?.() !== 0) return;
-    const mnt = await tempDir();
-    const mounted = await runCommand('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
-    if (mounted.code !== 0) {
-      if (process.env.CI === 'true') throw new Error(`mount -t tmpfs failed in CI: ${mounted.stderr}`);
-      return;
-    }
-    try {
+    await onSmallDisk('4m', async (mnt) => {
       const repo = await makeRepoPaths();
       repo.dir = path.join(mnt, 'repo');
       repo.env = { ...repo.env, CAIRN_REPOSITORY: repo.dir };
@@ -300,9 +312,40 @@ describe('full disk', () => {
       await fs.rm(path.join(src, 'big'));
       ok(await cairn(repo, ['check']), 'check after the failure');
       expect(JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out)).toHaveLength(1);
-    } finally {
-      await runCommand('umount', [mnt]);
-    }
+    });
+  });
+});
+
+describe('full restore target', () => {
+  it('a restore into a file system that fills up stops at once with one message saying how far it got, and the same restore finishes once there is room', async () => {
+    // Room for some of the 2.3 MiB of small files and the 3 MiB one, not for all.
+    await onSmallDisk('4m', async (mnt) => {
+      const repo = await makeRepoPaths();
+      const src = await tempDir();
+      await fs.mkdir(path.join(src, 'small'));
+      for (let i = 0; i < 300; i++) await fs.writeFile(path.join(src, 'small', `f${i}`), seededBytes(1000 + i, 8192));
+      for (let i = 0; i < 20; i++) await fs.symlink(`small/f${i}`, path.join(src, `link${i}`));
+      await fs.writeFile(path.join(src, 'big'), seededBytes(5, 3 * 1024 * 1024));
+      ok(await cairn(repo, ['init']), 'init');
+      ok(await cairn(repo, ['backup', src]), 'backup');
+      const target = path.join(mnt, 'target');
+      const r = await cairn(repo, ['restore', 'latest', '--target', target]);
+      expect(r.code).toBe(1);
+      // One line, not one per file that would not fit.
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^Fatal: the restore target is full \(no space left on device (writing|creating) \/.+\): restore stopped with (\d+) of 301 files in place; make room .* run the same restore again/);
+      const placed = Number(/stopped with (\d+) of/.exec(lines[0])![1]);
+      expect(placed).toBeLessThan(301);
+      // Room again: the same restore finishes, and the tree is the backed-up one.
+      ok(await runCommand('mount', ['-o', 'remount,size=64m', mnt]), 'remount larger');
+      const again = ok(await cairn(repo, ['restore', 'latest', '--target', target, '--verify']), 'restore again');
+      expect(again.stderr).toBe('');
+      // What the first run put in place is kept; the rest, a partly written file among it, is written now.
+      expect(again.out).toContain(`restored ${301 - placed} files`);
+      expect(again.out).toMatch(new RegExp(`, ${placed} left as they were`));
+      expect(compareTrees(await describeTree(src), await describeTree(path.join(target, src)), 1000n)).toEqual([]);
+    });
   });
 });
 
