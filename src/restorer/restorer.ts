@@ -123,7 +123,8 @@ async function restoreInto(result: RestoreResult, planned: { files: number }, re
     if (!st.isDirectory()) throw new CairnError('BAD_INPUT', `restore target ${target} exists and is not a directory`);
     fresh = fs.readdirSync(target).length === 0;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (err instanceof CairnError) throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new CairnError('BAD_INPUT', `cannot use ${target} as the restore target: ${whyNoFolder(target, err)}`, { cause: err });
   }
 
   // Walk the snapshot's trees; directories are kept only when they hold something selected.
@@ -205,7 +206,7 @@ async function restoreInto(result: RestoreResult, planned: { files: number }, re
     return true;
   };
   if (!dry) {
-    fs.mkdirSync(target, { recursive: true });
+    makeFolder(target, 'the restore target');
     for (let i = 0; i < plan.count; i++) {
       if (plan.type(i) !== 'dir') continue;
       const dest = plan.dest[i];
@@ -216,7 +217,7 @@ async function restoreInto(result: RestoreResult, planned: { files: number }, re
         if (st?.isDirectory()) continue;
         if (st) fs.rmSync(dest, { force: true });
       }
-      fs.mkdirSync(dest, { recursive: true });
+      makeFolder(dest, 'a folder of the restore');
     }
   }
 
@@ -413,6 +414,47 @@ async function restoreInto(result: RestoreResult, planned: { files: number }, re
   }
   report();
   return result;
+}
+
+/**
+ * Makes folder `dir` (and any missing above it). A folder that cannot be made ends the restore
+ * with what stands in the way (`BAD_INPUT`; a full target is `NO_SPACE`, see restoreTree), not
+ * with the system call's bare error: Node's recursive mkdir reports a read-only file system, for
+ * one, as ENOENT, so the nearest folder that exists is asked why.
+ */
+function makeFolder(dir: FsPath, what: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (err) {
+    if (noSpace(err)) throw err;
+    throw new CairnError('BAD_INPUT', `cannot create ${what} ${showPath(dir)}: ${whyNoFolder(dir, err)}`, { cause: err });
+  }
+}
+
+function whyNoFolder(dir: FsPath, err: unknown): string {
+  let above = typeof dir === 'string' ? path.dirname(dir) : null;
+  while (above !== null) {
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(above);
+    } catch {
+      // Not there (or below a file): the folder above says more.
+    }
+    if (st) {
+      if (!st.isDirectory()) return `${above} is not a folder`;
+      try {
+        fs.accessSync(above, fs.constants.W_OK);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'EROFS') return `the file system of ${above} is read-only`;
+        if (code === 'EACCES' || code === 'EPERM') return `permission denied: this user cannot write to ${above}`;
+      }
+      break;
+    }
+    const up = path.dirname(above);
+    above = up === above ? null : up;
+  }
+  return (err as Error).message;
 }
 
 /** A file kept as it is by the overwrite mode, or already right (its metadata is set again). */

@@ -71,6 +71,34 @@ describe('bad input', () => {
     const r = await cairn(repo, ['restore', 'latest', '--target', file]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/is not a directory/);
+    // A target below a file: what stands in the way, not the system call's error.
+    const below = await cairn(repo, ['restore', 'latest', '--target', path.join(file, 'sub', 'dir')]);
+    expect(below.code).toBe(1);
+    expect(below.stderr.trim()).toBe(`Fatal: cannot use ${path.join(file, 'sub', 'dir')} as the restore target: ${file} is not a folder`);
+  });
+
+  it('a restore target this user may not create, or on a read-only file system, fails with the reason', async () => {
+    const parent = await tempDir();
+    await fs.chmod(parent, 0o555);
+    const r2 = await makeRepoPaths();
+    await fs.chmod(path.dirname(r2.dir), 0o777);
+    await fs.chmod(r2.passwordFile, 0o644);
+    ok(await cairn(r2, ['init']), 'init');
+    ok(await cairn(r2, ['backup', src]), 'backup');
+    for (const e of await fs.readdir(r2.dir, { recursive: true })) await fs.chmod(path.join(r2.dir, e), 0o777);
+    await fs.chmod(r2.dir, 0o777);
+    if (process.getuid?.() === 0) {
+      const denied = await cairn(r2, ['restore', 'latest', '--target', path.join(parent, 'new')], { uid: 65534, gid: 65534, env: { HOME: '/tmp' } });
+      expect(denied.code).toBe(1);
+      expect(denied.stderr).toContain(`Fatal: cannot create the restore target ${path.join(parent, 'new')}: permission denied: this user cannot write to ${parent}`);
+      expect(denied.stderr).not.toMatch(/unexpected| {4}at /);
+    }
+    await onReadOnlyDisk(async (mnt) => {
+      const ro = await cairn(r2, ['restore', 'latest', '--target', path.join(mnt, 'a', 'b')]);
+      expect(ro.code).toBe(1);
+      expect(ro.stderr).toContain(`Fatal: cannot create the restore target ${path.join(mnt, 'a', 'b')}: the file system of ${mnt} is read-only`);
+      expect(ro.stderr).not.toMatch(/unexpected| {4}at /);
+    });
   });
 
   it('unknown and ambiguous snapshot ids fail clearly', async () => {
@@ -290,6 +318,14 @@ async function onSmallDisk(size: string, fn: (mnt: string) => Promise<void>): Pr
   } finally {
     await runCommand('umount', [mnt]);
   }
+}
+
+/** Runs `fn` with an empty tmpfs mounted read-only at a new folder (root only, as onSmallDisk). */
+async function onReadOnlyDisk(fn: (mnt: string) => Promise<void>): Promise<void> {
+  await onSmallDisk('1m', async (mnt) => {
+    ok(await runCommand('mount', ['-o', 'remount,ro', mnt]), 'remount read-only');
+    await fn(mnt);
+  });
 }
 
 describe('full disk', () => {
