@@ -3,6 +3,7 @@ import type { Dirent } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { CairnError } from '../errors.js';
+import { whyNoFolder } from '../fs/no-folder.js';
 import type { Backend, FileInfo, FileType, Handle } from './backend.js';
 import { checkAborted, checkRange, FOLDERS, handleKey, ID, label, tooShort } from './files.js';
 
@@ -90,6 +91,7 @@ export class LocalBackend implements Backend {
       await syncDir(path.dirname(this.#root));
     } catch (err) {
       if (errno(err) === 'EEXIST' || errno(err) === 'ENOTDIR') throw notAFolder(err);
+      if (errno(err) === 'ENOENT') throw new CairnError('BACKEND_UNAVAILABLE', `cannot create a repository at ${this.#root}: ${whyNoFolder(this.#root, err)}`, { cause: err });
       throw this.#failure(err, 'creating the repository at', this.#root);
     }
   }

@@ -13,6 +13,7 @@ import { keepsExisting, type FsOp, type OverwriteMode, type ProbeResult, type Re
 import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
 import { mapLimit } from '../util/limit.js';
 import { joinPath, showPath, type FsPath } from '../fs/fspath.js';
+import { whyNoFolder } from '../fs/no-folder.js';
 import { doubled } from '../util/typed.js';
 import { RestorePlan } from './plan.js';
 
@@ -419,8 +420,7 @@ async function restoreInto(result: RestoreResult, planned: { files: number }, re
 /**
  * Makes folder `dir` (and any missing above it). A folder that cannot be made ends the restore
  * with what stands in the way (`BAD_INPUT`; a full target is `NO_SPACE`, see restoreTree), not
- * with the system call's bare error: Node's recursive mkdir reports a read-only file system, for
- * one, as ENOENT, so the nearest folder that exists is asked why.
+ * with the system call's bare error (see whyNoFolder).
  */
 function makeFolder(dir: FsPath, what: string): void {
   try {
@@ -431,31 +431,6 @@ function makeFolder(dir: FsPath, what: string): void {
   }
 }
 
-function whyNoFolder(dir: FsPath, err: unknown): string {
-  let above = typeof dir === 'string' ? path.dirname(dir) : null;
-  while (above !== null) {
-    let st: fs.Stats | undefined;
-    try {
-      st = fs.statSync(above);
-    } catch {
-      // Not there (or below a file): the folder above says more.
-    }
-    if (st) {
-      if (!st.isDirectory()) return `${above} is not a folder`;
-      try {
-        fs.accessSync(above, fs.constants.W_OK);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'EROFS') return `the file system of ${above} is read-only`;
-        if (code === 'EACCES' || code === 'EPERM') return `permission denied: this user cannot write to ${above}`;
-      }
-      break;
-    }
-    const up = path.dirname(above);
-    above = up === above ? null : up;
-  }
-  return (err as Error).message;
-}
 
 /** A file kept as it is by the overwrite mode, or already right (its metadata is set again). */
 const SKIP = 1;

@@ -77,7 +77,7 @@ describe('bad input', () => {
     expect(below.stderr.trim()).toBe(`Fatal: cannot use ${path.join(file, 'sub', 'dir')} as the restore target: ${file} is not a folder`);
   });
 
-  it('a restore target this user may not create, or on a read-only file system, fails with the reason', async () => {
+  it('a restore target (or a repository) this user may not create, or on a read-only file system, fails with the reason', async () => {
     const parent = await tempDir();
     await fs.chmod(parent, 0o555);
     const r2 = await makeRepoPaths();
@@ -98,6 +98,10 @@ describe('bad input', () => {
       expect(ro.code).toBe(1);
       expect(ro.stderr).toContain(`Fatal: cannot create the restore target ${path.join(mnt, 'a', 'b')}: the file system of ${mnt} is read-only`);
       expect(ro.stderr).not.toMatch(/unexpected| {4}at /);
+      // And a repository there.
+      const init = await cairn(r2, ['init'], { env: { CAIRN_REPOSITORY: path.join(mnt, 'repo') } });
+      expect(init.code).toBe(1);
+      expect(init.stderr.trim()).toBe(`Fatal: cannot create a repository at ${path.join(mnt, 'repo')}: the file system of ${mnt} is read-only`);
     });
   });
 
