@@ -431,7 +431,6 @@ function makeFolder(dir: FsPath, what: string): void {
   }
 }
 
-
 /** A file kept as it is by the overwrite mode, or already right (its metadata is set again). */
 const SKIP = 1;
 const SAME = 2;
