@@ -70,15 +70,29 @@ function secondsOf(time: string): number | string {
  * Sets ownership (when `owner`), mode and times from a node. Ownership goes first because chown
  * clears setuid and setgid bits. Node passes times as a double of seconds and libuv keeps whole
  * microseconds, so restored times are exact to the microsecond, not to the nanosecond the snapshot holds.
- * Synchronous calls: worker threads restore many files in a batch.
+ * Synchronous calls: worker threads restore many files in a batch. Each step is tried whatever
+ * the others did, as restic does, and the first failure is thrown at the end: a file system that
+ * refuses an owner or an attribute (a FUSE or network mount, say) still gets the mode and times.
  */
 export function applyMetadataSync(path: string | Buffer, node: NodeMeta, opts: { owner: boolean }): void {
   const link = node.type === 'symlink';
-  if (opts.owner) fsSync.lchownSync(path, node.uid, node.gid);
-  if (!link && node.mode !== undefined) fsSync.chmodSync(path, unixPermFromGoMode(node.mode));
-  if (!link) writeXattrs(path, node.extended_attributes);
-  const atime = typeof node.atime === 'number' ? node.atime : toSeconds(node.atime);
-  const mtime = typeof node.mtime === 'number' ? node.mtime : toSeconds(node.mtime);
-  if (link) fsSync.lutimesSync(path, atime, mtime);
-  else fsSync.utimesSync(path, atime, mtime);
+  let first: unknown;
+  const attempt = (step: () => void): void => {
+    try {
+      step();
+    } catch (err) {
+      first ??= err;
+    }
+  };
+  if (opts.owner) attempt(() => fsSync.lchownSync(path, node.uid, node.gid));
+  const mode = node.mode;
+  if (!link && mode !== undefined) attempt(() => fsSync.chmodSync(path, unixPermFromGoMode(mode)));
+  if (!link) attempt(() => writeXattrs(path, node.extended_attributes));
+  attempt(() => {
+    const atime = typeof node.atime === 'number' ? node.atime : toSeconds(node.atime);
+    const mtime = typeof node.mtime === 'number' ? node.mtime : toSeconds(node.mtime);
+    if (link) fsSync.lutimesSync(path, atime, mtime);
+    else fsSync.utimesSync(path, atime, mtime);
+  });
+  if (first !== undefined) throw first;
 }

@@ -6,6 +6,7 @@ import { goModeFromUnix, goModeString, unixPermFromGoMode, nodeTypeFromUnix, GoM
 import { formatTime, parseTime, timeIsNs } from './time.js';
 import { goQuote, goUnquote } from './goquote.js';
 import { applyMetadataSync, nodeMeta, splitDevice } from './apply.js';
+import { readXattrs } from './xattr.js';
 import { nodeToJSON, sameNode, utf8Compare, type Node } from './node.js';
 
 describe('Go file modes', () => {
@@ -177,6 +178,25 @@ describe('metadata a restore keeps', () => {
     expect(st.atimeNs).toBe(1612325106123456000n);
     expect(st.mtimeNs).toBe(1577927045987654000n);
     expect(Number(st.mode) & 0o777).toBe(0o640);
+  });
+
+  it('sets the mode, the times and the attributes the file system takes when it refuses one, then fails with that one', async () => {
+    const file = path.join(await tempDir(), 'f');
+    fs.writeFileSync(file, 'x');
+    // The kernel knows no "bogus" namespace of attributes: it refuses that one on any file system.
+    const n: Node = {
+      ...node('2021-02-03T04:05:06.123456789Z', '2020-01-02T03:04:05.987654321+02:00'),
+      extended_attributes: [
+        { name: 'bogus.attr', value: Buffer.from('no').toString('base64') },
+        { name: 'user.kept', value: Buffer.from('yes').toString('base64') },
+      ],
+    };
+    expect(() => applyMetadataSync(file, nodeMeta(n), { owner: false })).toThrow(/not supported|EOPNOTSUPP/i);
+    const st = fs.statSync(file, { bigint: true });
+    expect(st.mtimeNs).toBe(1577927045987654000n);
+    expect(st.atimeNs).toBe(1612325106123456000n);
+    expect(Number(st.mode) & 0o777).toBe(0o640);
+    expect(readXattrs(file)).toEqual([{ name: 'user.kept', value: Buffer.from('yes').toString('base64') }]);
   });
 
   it('keeps a time that does not parse as text, and setting it fails with the parser\'s message', async () => {

@@ -35,8 +35,16 @@ export function readXattrs(path: string | Buffer): Node['extended_attributes'] {
   return out.length > 0 ? out : undefined;
 }
 
-/** Sets a node's extended attributes; throws on the first one the file system refuses. */
+/** Sets a node's extended attributes; each is tried, and the first one the file system refuses is thrown after. */
 export function writeXattrs(path: string | Buffer, attrs: Node['extended_attributes']): void {
   if (!attrs || attrs.length === 0 || typeof path !== 'string') return;
-  for (const a of attrs) xattr.setAttributeSync(path, a.name, Buffer.from(a.value, 'base64'));
+  let first: unknown;
+  for (const a of attrs) {
+    try {
+      xattr.setAttributeSync(path, a.name, Buffer.from(a.value, 'base64'));
+    } catch (err) {
+      first ??= err;
+    }
+  }
+  if (first !== undefined) throw first;
 }
