@@ -31,14 +31,18 @@
 import { CommanderError } from 'commander';
 import { buildProgram } from './program.js';
 import { filterSdkNodeWarning } from '../util/sdk-warning.js';
+import { noSpace } from '../errors.js';
 
 async function main(): Promise<void> {
   filterSdkNodeWarning();
   // A reader that goes away (`cairn … | head`) must not kill a backup half way and leave its lock:
-  // the work goes on, and what it would have printed is dropped.
+  // the work goes on, and what it would have printed is dropped. Output that cannot be written
+  // for another reason (`cairn dump … > file` on a full disk) does not kill it either: the command
+  // ends as it would (releasing its lock), then fails.
+  let outputFailed: NodeJS.ErrnoException | undefined;
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') throw err;
+      if (err.code !== 'EPIPE' && err.code !== 'ERR_STREAM_DESTROYED') outputFailed ??= err;
     });
   }
   const program = await buildProgram();
@@ -50,6 +54,10 @@ async function main(): Promise<void> {
       return;
     }
     throw err;
+  }
+  if (outputFailed && !process.exitCode) {
+    process.exitCode = 1;
+    process.stderr.write(`Fatal: writing the output failed: ${noSpace(outputFailed) ?? outputFailed.message}\n`);
   }
 }
 

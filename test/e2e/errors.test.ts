@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, runCommand, tempDir, type TestRepo } from '../support/tools.js';
+import { CLI, HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, runCommand, tempDir, type TestRepo } from '../support/tools.js';
 import { compareTrees, describeTree, seededBytes } from '../support/trees.js';
 import { LocalBackend } from '../../src/backend/local.js';
 import { hashId } from '../../src/repository/id.js';
@@ -352,6 +352,33 @@ describe('full disk', () => {
       await fs.rm(path.join(src, 'big'));
       ok(await cairn(repo, ['check']), 'check after the failure');
       expect(JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out)).toHaveLength(1);
+    });
+  });
+});
+
+describe('output to a full disk', () => {
+  it('dump and ls into a file on a full file system fail with one message, not a crash, and leave no lock', async () => {
+    await onSmallDisk('1m', async (mnt) => {
+      const repo = await makeRepoPaths();
+      const src = await tempDir();
+      await fs.writeFile(path.join(src, 'big'), seededBytes(9, 3 * 1024 * 1024));
+      for (let i = 0; i < 2000; i++) await fs.writeFile(path.join(src, `file-with-a-long-name-${i}`), '');
+      ok(await cairn(repo, ['init']), 'init');
+      ok(await cairn(repo, ['backup', src]), 'backup');
+      // Standard output redirected to a file, as a shell does it.
+      const into = (file: string, ...args: string[]) =>
+        runCommand('sh', ['-c', 'f="$1"; shift; exec "$@" > "$f"', 'sh', file, process.execPath, CLI, ...args], { env: repo.env });
+      const dump = await into(path.join(mnt, 'big'), 'dump', 'latest', path.join(src, 'big'));
+      expect(dump.code).toBe(1);
+      expect(dump.stderr).toBe('Fatal: writing standard output failed (no space left on device): the dump is incomplete\n');
+      const tar = await into(path.join(mnt, 'all.tar'), 'dump', 'latest', '/');
+      expect(tar.code).toBe(1);
+      expect(tar.stderr).toBe('Fatal: writing standard output failed (no space left on device): the dump is incomplete\n');
+      // The disk is full now: a listing that does not fit fails at the end, after the command released its lock.
+      const ls = await into(path.join(mnt, 'ls.txt'), 'ls', 'latest');
+      expect(ls.code).toBe(1);
+      expect(ls.stderr).toBe('Fatal: writing the output failed: no space left on device\n');
+      expect(await fs.readdir(path.join(repo.dir, 'locks'))).toEqual([]);
     });
   });
 });

@@ -1,7 +1,7 @@
 import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Command } from 'commander';
-import { CairnError } from '../../errors.js';
+import { CairnError, noSpace } from '../../errors.js';
 import { buildExcluder } from '../../archiver/excludes.js';
 import { findSnapshot, splitSnapshotRef, type SnapshotFilter } from '../../repository/find.js';
 import { findSubtree, restoreTree } from '../../restorer/restorer.js';
@@ -131,6 +131,8 @@ export function registerRestore(program: Command, run: Run): void {
           if (code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_PREMATURE_CLOSE') {
             throw new CairnError('SOURCE_FAILED', 'standard output was closed before the dump was complete');
           }
+          const full = noSpace(err);
+          if (full) throw new CairnError('NO_SPACE', `writing standard output failed (${full}): the dump is incomplete`);
           throw err;
         };
         const out = ctx.out as Writable;
