@@ -540,10 +540,10 @@ function writeDest(at: string | Uint8Array, offset: number, data: Buffer, create
   }
 }
 
-
 /**
  * Opens and verifies each blob out of pack bytes (`buf`, which starts at `base` in the pack) and
  * writes it wherever it goes; adds each blob's error (or null) and the bytes written to `out`.
+ * A write that finds the target full sets `out.full` and ends it (see RestoreBlobsResult).
  */
 function restoreBlobs(buf: Buffer, blobs: RestoreBlob[], base = 0, out: RestoreBlobsResult = { errors: [], written: 0 }): RestoreBlobsResult {
   for (const b of blobs) {
@@ -630,7 +630,7 @@ function fsBatch(ops: FsOp[]): (string | null | boolean | { probe: ProbeResult }
           return 'unknown operation';
       }
     } catch (err) {
-      // A target with no room left fails the batch, as restoreBlobs's writes do.
+      // A target with no room left fails the whole batch: every later operation would fail alike.
       const full = o.op === 'create' || o.op === 'meta' ? noSpace(err) : null;
       if (full) throw new CairnError('NO_SPACE', `${full} ${o.op === 'create' ? 'creating' : 'setting the metadata of'} ${showPath(fromWire(o.path))}`);
       return (err as Error).message;
