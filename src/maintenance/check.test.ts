@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { LocalBackend } from '../backend/local.js';
 import { Repository } from '../repository/repository.js';
 import { WorkerPool } from '../repository/worker-pool.js';
@@ -15,10 +15,17 @@ import { readPackHeader } from './repair.js';
 import { sealPackHeader, type PackedBlob } from '../repository/pack.js';
 import { compress } from '../compress/zstd.js';
 
+/** The folders the repositories below were made in, removed after the file's tests. */
+const made: string[] = [];
+afterAll(async () => {
+  await Promise.all(made.map((d) => fs.rm(d, { recursive: true, force: true })));
+});
+
 /** A new local repository holding `count` buffers of random bytes, in packs of about 1 MiB written by `workers` workers. */
 async function repositoryWithData(count: number, bytes: number, workers: number): Promise<{ backend: LocalBackend; repo: Repository }> {
   process.env.CAIRN_KDF_N ??= '1024';
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-'));
+  made.push(dir);
   const backend = new LocalBackend(path.join(dir, 'repo'));
   const repo = await Repository.init(backend, 'pw', { kdf: { N: 1024, r: 8, p: 1 } });
   const pool = new WorkerPool(repo, { workers, packSize: 1024 * 1024 });
@@ -160,6 +167,7 @@ describe('reading a blob that its MAC vouches for but that is wrong', () => {
 async function emptyRepository(): Promise<{ dir: string; local: LocalBackend; repo: Repository }> {
   process.env.CAIRN_KDF_N ??= '1024';
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-check-'));
+  made.push(dir);
   const local = new LocalBackend(path.join(dir, 'repo'));
   return { dir, local, repo: await Repository.init(local, 'pw', { kdf: { N: 1024, r: 8, p: 1 } }) };
 }
