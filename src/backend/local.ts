@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Dirent } from 'node:fs';
 import fs, { type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { CairnError } from '../errors.js';
+import { CairnError, noSpace } from '../errors.js';
 import { whyNoFolder } from '../fs/no-folder.js';
 import type { Backend, FileInfo, FileType, Handle } from './backend.js';
 import { checkAborted, checkRange, FOLDERS, handleKey, ID, label, tooShort } from './files.js';
@@ -351,11 +351,9 @@ export class LocalBackend implements Backend {
   #failure(err: unknown, doing: string, where: string): CairnError {
     if (err instanceof CairnError) return err;
     const cause = { cause: err };
+    const full = noSpace(err);
+    if (full) return new CairnError('BACKEND_UNAVAILABLE', `${full} while ${doing} ${where}; free some space and run the command again`, cause);
     switch (errno(err)) {
-      case 'ENOSPC':
-        return new CairnError('BACKEND_UNAVAILABLE', `no space left on device while ${doing} ${where}; free some space and run the command again`, cause);
-      case 'EDQUOT':
-        return new CairnError('BACKEND_UNAVAILABLE', `disk quota exceeded while ${doing} ${where}; free some space and run the command again`, cause);
       case 'EACCES':
       case 'EPERM':
         return new CairnError('BACKEND_UNAVAILABLE', `permission denied while ${doing} ${where}; check that the user running cairn owns ${this.#root} and can write to it`, cause);
