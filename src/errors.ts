@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'SOURCE_FAILED'
   | 'INTERRUPTED'
   | 'NO_SPACE'
+  | 'UNWRITABLE'
   | 'INTERNAL';
 
 export class CairnError extends Error {
@@ -59,6 +60,22 @@ export function exitCodeFor(err: unknown): number {
 export function noSpace(err: unknown): string | null {
   const code = (err as NodeJS.ErrnoException | null)?.code;
   return code === 'ENOSPC' ? 'no space left on device' : code === 'EDQUOT' ? 'disk quota exceeded' : null;
+}
+
+/**
+ * Why every later write to the file system that gave `err` would fail as this one did, or null:
+ * it is full or over the quota (`NO_SPACE`, see noSpace), read-only (EROFS: mounted so, or made
+ * read-only by the kernel after errors) or no longer connected (ENOTCONN: a FUSE or network mount
+ * whose server went away), both `UNWRITABLE`. A restore stops at the first such write rather than
+ * report every file after it.
+ */
+export function writesStop(err: unknown): { code: 'NO_SPACE' | 'UNWRITABLE'; why: string } | null {
+  const full = noSpace(err);
+  if (full) return { code: 'NO_SPACE', why: full };
+  const code = (err as NodeJS.ErrnoException | null)?.code;
+  if (code === 'EROFS') return { code: 'UNWRITABLE', why: 'read-only file system' };
+  if (code === 'ENOTCONN') return { code: 'UNWRITABLE', why: 'the file system is no longer connected' };
+  return null;
 }
 
 export function isNotFound(err: unknown): boolean {

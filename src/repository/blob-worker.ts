@@ -13,7 +13,7 @@ import { Chunker, MAX_CHUNK, MIN_CHUNK } from '../chunker/chunker.js';
 import { Key } from '../crypto/crypto.js';
 import { ScratchCompressor, ScratchDecompressor } from '../compress/zstd.js';
 import { LOADED } from '../util/worker.js';
-import { CairnError, noSpace } from '../errors.js';
+import { CairnError, writesStop } from '../errors.js';
 import { SMALL_FILE, keepsExisting, microseconds } from './worker-protocol.js';
 import { MAX_HEADER, PackFileWriter, encodeListing, parsePackTail, type PackedBlob } from './pack.js';
 import { SharedBlobView } from './master-index.js';
@@ -543,11 +543,12 @@ function writeDest(at: string | Uint8Array, offset: number, data: Buffer, create
 /**
  * Opens and verifies each blob out of pack bytes (`buf`, which starts at `base` in the pack) and
  * writes it wherever it goes; adds each blob's error (or null) and the bytes written to `out`.
- * A write that finds the target full sets `out.full` and ends it (see RestoreBlobsResult).
+ * A write that finds the target full, read-only or gone sets `out.stopped` and ends it (see
+ * RestoreBlobsResult).
  */
 function restoreBlobs(buf: Buffer, blobs: RestoreBlob[], base = 0, out: RestoreBlobsResult = { errors: [], written: 0 }): RestoreBlobsResult {
   for (const b of blobs) {
-    if (out.full) break;
+    if (out.stopped) break;
     let plain: Buffer;
     try {
       plain = openBlob(buf.subarray(b.offset - base, b.offset - base + b.length), b);
@@ -561,10 +562,10 @@ function restoreBlobs(buf: Buffer, blobs: RestoreBlob[], base = 0, out: RestoreB
         writeDest(d.path, d.offset, plain, d.create);
         out.written += plain.length;
       } catch (err) {
-        const full = noSpace(err);
-        if (full) {
+        const stop = writesStop(err);
+        if (stop) {
           // Every later write would fail alike: the blobs from this one on are left untried.
-          out.full = `${full} writing ${showPath(fromWire(d.path))}`;
+          out.stopped = { code: stop.code, message: `${stop.why} writing ${showPath(fromWire(d.path))}` };
           return out;
         }
         error = `writing ${showPath(fromWire(d.path))}: ${(err as Error).message}`;
@@ -584,7 +585,7 @@ function restoreBlobsFile(file: string, blobs: RestoreBlob[]): RestoreBlobsResul
   const out: RestoreBlobsResult = { errors: [], written: 0 };
   const fd = openSource(file);
   try {
-    for (let i = 0; i < blobs.length && !out.full; ) {
+    for (let i = 0; i < blobs.length && !out.stopped; ) {
       const from = blobs[i].offset;
       let end = from + blobs[i].length;
       let j = i + 1;
@@ -630,9 +631,10 @@ function fsBatch(ops: FsOp[]): (string | null | boolean | { probe: ProbeResult }
           return 'unknown operation';
       }
     } catch (err) {
-      // A target with no room left fails the whole batch: every later operation would fail alike.
-      const full = o.op === 'create' || o.op === 'meta' ? noSpace(err) : null;
-      if (full) throw new CairnError('NO_SPACE', `${full} ${o.op === 'create' ? 'creating' : 'setting the metadata of'} ${showPath(fromWire(o.path))}`);
+      // A target with no room left, read-only or gone fails the whole batch: every later
+      // operation would fail alike.
+      const stop = o.op === 'create' || o.op === 'meta' ? writesStop(err) : null;
+      if (stop) throw new CairnError(stop.code, `${stop.why} ${o.op === 'create' ? 'creating' : 'setting the metadata of'} ${showPath(fromWire(o.path))}`);
       return (err as Error).message;
     }
   });

@@ -130,10 +130,10 @@ export interface RestoreBlobsResult {
   errors: (string | null)[];
   written: number;
   /**
-   * Set when the target had no room left for a write (see noSpace): the blobs from that one on
-   * were not tried and have no entry in `errors`.
+   * Set when a write found the target full, read-only or gone (see writesStop), with what it
+   * wrote: the blobs from that one on were not tried and have no entry in `errors`.
    */
-  full?: string;
+  stopped?: { code: 'NO_SPACE' | 'UNWRITABLE'; message: string };
 }
 
 export interface CheckPackResult {

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { CairnError, noSpace } from '../errors.js';
+import { CairnError, writesStop } from '../errors.js';
 import { loadRange } from '../backend/backend.js';
 import { createSpecial, toSeconds } from '../fs/apply.js';
 import { isUtf8 } from '../fs/goquote.js';
@@ -82,10 +82,12 @@ function chunks<T>(items: T[], n: number): T[][] {
  * per system call. Files already holding the right content are skipped, so an interrupted
  * restore resumes. All-zero blocks are not written: sparse files stay sparse.
  *
- * A target that runs out of room (a full file system or disk quota) stops the restore at once
- * with one `NO_SPACE` error that says how far it got: every later write would fail alike. What
- * was written stays, as after an interrupted restore, and running the same restore again once
- * there is room finishes it.
+ * A target that runs out of room (a full file system or disk quota), turns read-only (the kernel
+ * does so after errors on the disk) or goes away (a network or FUSE mount whose server is gone)
+ * stops the restore at once with one error that says how far it got (`NO_SPACE`, `UNWRITABLE`):
+ * every later write would fail alike, and a line for each would bury the cause. What was written
+ * stays, as after an interrupted restore, and running the same restore again once the target can
+ * take it finishes it.
  */
 export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: Id, rootPath: string, opts: RestoreOptions): Promise<RestoreResult> {
   const result: RestoreResult = { filesRestored: 0, filesSkipped: 0, filesDeleted: 0, bytesWritten: 0, bytesSkipped: 0, errors: [] };
@@ -93,10 +95,18 @@ export async function restoreTree(repo: Repository, pool: WorkerPool, rootTree: 
   try {
     return await restoreInto(result, planned, repo, pool, rootTree, rootPath, opts);
   } catch (err) {
-    const full = err instanceof CairnError && err.code === 'NO_SPACE' ? err.message : noSpace(err);
-    if (!full) throw err;
-    const done = `${result.filesRestored + result.filesSkipped} of ${planned.files} files in place`;
-    throw new CairnError('NO_SPACE', `the restore target is full (${full}): restore stopped with ${done}; make room (or restore less with --include) and run the same restore again, which keeps the files already restored`, { cause: err });
+    // From a worker: a CairnError whose message says what and where; from this thread: the system call's error.
+    const stop = err instanceof CairnError && (err.code === 'NO_SPACE' || err.code === 'UNWRITABLE') ? { code: err.code, why: err.message } : writesStop(err);
+    if (!stop) throw err;
+    const done = `restore stopped with ${result.filesRestored + result.filesSkipped} of ${planned.files} files in place`;
+    const again = 'run the same restore again, which keeps the files already restored';
+    throw new CairnError(
+      stop.code,
+      stop.code === 'NO_SPACE'
+        ? `the restore target is full (${stop.why}): ${done}; make room (or restore less with --include) and ${again}`
+        : `the restore target cannot be written to (${stop.why}): ${done}; once it can (mounted read-write, or mounted again; a file system the kernel made read-only after disk errors needs checking first), ${again}`,
+      { cause: err },
+    );
   }
 }
 
@@ -303,12 +313,12 @@ async function restoreInto(result: RestoreResult, planned: { files: number }, re
   // (see restoreBlobsFile), two ranges per worker so that none waits for the next; others are
   // loaded here, one range per worker plus one loading: enough to keep the workers busy, little in memory.
   const localPath = repo.backend.localPath;
-  // Set once a write found the target full: no range is started after it, those in flight finish
-  // (their files done are counted), and the restore stops with that.
-  let full: string | undefined;
+  // Set once a write found the target full, read-only or gone: no range is started after it,
+  // those in flight finish (their files done are counted), and the restore stops with that.
+  let stopped: RestoreBlobsResult['stopped'];
   await mapLimit(refs.ranges(order), localPath ? pool.size * 2 : pool.size + 1, async ({ packId, from, to }) => {
     aborted();
-    if (full) return;
+    if (stopped) return;
     const start = refs.offset[order[from]];
     const last = order[to - 1];
     const end = refs.offset[last] + refs.length[last];
@@ -363,7 +373,7 @@ async function restoreInto(result: RestoreResult, planned: { files: number }, re
       restored = await pool.restoreBlobs(data, blobsFrom(start));
     }
     const { errors, written } = restored;
-    full ??= restored.full;
+    stopped ??= restored.stopped;
     result.bytesWritten += written;
     progress.bytesDone += written;
     errors.forEach((error, g) => {
@@ -378,7 +388,7 @@ async function restoreInto(result: RestoreResult, planned: { files: number }, re
     });
     report();
   });
-  if (full) throw new CairnError('NO_SPACE', full);
+  if (stopped) throw new CairnError(stopped.code, stopped.message);
 
   // Damaged files are removed rather than left looking complete.
   for (const f of todo) if (plan.failed[f]) fs.rmSync(plan.dest[f], { force: true });
@@ -426,7 +436,7 @@ function makeFolder(dir: FsPath, what: string): void {
   try {
     fs.mkdirSync(dir, { recursive: true });
   } catch (err) {
-    if (noSpace(err)) throw err;
+    if (writesStop(err)?.code === 'NO_SPACE') throw err;
     throw new CairnError('BAD_INPUT', `cannot create ${what} ${showPath(dir)}: ${whyNoFolder(dir, err)}`, { cause: err });
   }
 }
@@ -500,7 +510,7 @@ async function placeOthers(plan: RestorePlan, kept: Uint8Array, o: PlaceContext)
         await createSpecial(dest, node!);
       }
     } catch (err) {
-      if (noSpace(err)) throw err;
+      if (writesStop(err)) throw err;
       plan.failed[i] = 1;
       o.fail(dest, (err as Error).message);
     }

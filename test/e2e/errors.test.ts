@@ -416,6 +416,70 @@ describe('full restore target', () => {
   });
 });
 
+describe('restore target that turns read-only', () => {
+  it('a restore whose target becomes read-only half way stops with one message saying how far it got, and the same restore finishes once it is writable', async () => {
+    await onSmallDisk('64m', async (mnt) => {
+      const repo = await makeRepoPaths();
+      const src = await tempDir();
+      await fs.mkdir(path.join(src, 'small'));
+      for (let i = 0; i < 3000; i++) await fs.writeFile(path.join(src, 'small', `f${i}`), seededBytes(3000 + i, 2048));
+      await fs.writeFile(path.join(src, 'big'), seededBytes(6, 6 * 1024 * 1024));
+      ok(await cairn(repo, ['init']), 'init');
+      ok(await cairn(repo, ['backup', src]), 'backup');
+      const target = path.join(mnt, 'target');
+      let pid = 0;
+      const restoring = cairn(repo, ['restore', 'latest', '--target', target], { onSpawn: (p) => (pid = p) });
+      // Once the first files are in place, the restore is paused and the file system made
+      // read-only, as the kernel does after disk errors. The kernel refuses while a file is open
+      // for writing: then the restore goes on for a moment and the remount is tried again.
+      const smallDir = path.join(target, src, 'small');
+      for (let t = 0; (await fs.readdir(smallDir).catch(() => [])).length === 0; t++) {
+        if (t > 20_000) throw new Error('the restore wrote no file');
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      let remounted = false;
+      for (let t = 0; t < 500 && !remounted; t++) {
+        process.kill(pid, 'SIGSTOP');
+        remounted = (await runCommand('mount', ['-o', 'remount,ro', mnt])).code === 0;
+        process.kill(pid, 'SIGCONT');
+        if (!remounted) await new Promise((r) => setTimeout(r, 2));
+      }
+      expect(remounted).toBe(true);
+      const r = await restoring;
+      expect(r.code).toBe(1);
+      // One line, not one per file after it.
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(
+        /^Fatal: the restore target cannot be written to \(read-only file system (writing|creating|setting the metadata of) \/.+\): restore stopped with (\d+) of 3001 files in place; once it can \(mounted read-write, .*\), run the same restore again, which keeps the files already restored$/,
+      );
+      const placed = Number(/stopped with (\d+) of/.exec(lines[0])![1]);
+      expect(placed).toBeLessThan(3001);
+      ok(await runCommand('mount', ['-o', 'remount,rw', mnt]), 'remount read-write');
+      const again = ok(await cairn(repo, ['restore', 'latest', '--target', target, '--verify']), 'restore again');
+      expect(again.stderr).toBe('');
+      expect(again.out).toMatch(new RegExp(`, ${placed} left as they were`));
+      expect(compareTrees(await describeTree(src), await describeTree(path.join(target, src)), 1000n)).toEqual([]);
+    });
+  });
+
+  it('a restore into a folder on a read-only file system stops at the first file with one message', async () => {
+    await onReadOnlyDisk(async (mnt) => {
+      const repo = await makeRepoPaths();
+      const src = await tempDir();
+      for (let i = 0; i < 50; i++) await fs.writeFile(path.join(src, `f${i}`), seededBytes(i, 1000));
+      ok(await cairn(repo, ['init']), 'init');
+      ok(await cairn(repo, ['backup', src]), 'backup');
+      // The source folder's content into the read-only mount itself: the target exists and no
+      // folder is made, so nothing fails before the first file.
+      const r = await cairn(repo, ['restore', `latest:${src}`, '--target', mnt, '--include', path.join(src, 'f1*')]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/^Fatal: the restore target cannot be written to \(read-only file system (writing|creating) \/.+\): restore stopped with 0 of 11 files in place; /);
+      expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    });
+  });
+});
+
 describe('passwords typed on a terminal', () => {
   it.runIf(HAVE_RESTIC)('a password file with spaces around the password or a second line opens the same repositories in restic and Cairn; a key made from its first line still opens, with a warning', async () => {
     const repo = await makeRepoPaths();

@@ -40,9 +40,14 @@ export interface RunResult {
 }
 
 /** Runs a command without a shell; `input` goes to stdin. `env` adds to this process's environment, unless `exactEnv`. */
-export function runCommand(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; exactEnv?: boolean; input?: Buffer | string; cwd?: string; uid?: number; gid?: number } = {}): Promise<RunResult> {
+export function runCommand(
+  cmd: string,
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; exactEnv?: boolean; input?: Buffer | string; cwd?: string; uid?: number; gid?: number; onSpawn?: (pid: number) => void } = {},
+): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { env: opts.exactEnv ? opts.env : { ...process.env, ...opts.env }, cwd: opts.cwd, uid: opts.uid, gid: opts.gid, stdio: ['pipe', 'pipe', 'pipe'] });
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (d: Buffer) => out.push(d));
@@ -84,8 +89,8 @@ export async function makeRepoPaths(password = 'correct horse battery staple'): 
   };
 }
 
-export function cairn(repo: TestRepo, args: string[], opts: { input?: Buffer | string; env?: NodeJS.ProcessEnv; uid?: number; gid?: number } = {}): Promise<RunResult> {
-  return runCommand(process.execPath, [CLI, ...args], { env: { ...repo.env, ...opts.env }, input: opts.input, uid: opts.uid, gid: opts.gid });
+export function cairn(repo: TestRepo, args: string[], opts: { input?: Buffer | string; env?: NodeJS.ProcessEnv; uid?: number; gid?: number; onSpawn?: (pid: number) => void } = {}): Promise<RunResult> {
+  return runCommand(process.execPath, [CLI, ...args], { env: { ...repo.env, ...opts.env }, input: opts.input, uid: opts.uid, gid: opts.gid, onSpawn: opts.onSpawn });
 }
 
 /**
