@@ -52,7 +52,9 @@ export interface Backend {
    * Stores `data` under `h`, atomically: readers see either nothing or the whole file, never a
    * part, even when the process dies half way. Durable when the promise resolves (fsync or the
    * remote's acknowledgement). Saving a name that exists with other content fails with
-   * `BAD_INPUT`; saving identical content again (a retry) must succeed. An aborted `signal` rejects
+   * `BAD_INPUT`, unless `data` hashes to the name and the file there therefore does not (the
+   * leftover of a save that failed half way, or damage: it is replaced, see replacesLeftover);
+   * saving identical content again (a retry) must succeed. An aborted `signal` rejects
    * with `INTERRUPTED` and leaves nothing behind. A name that is not 64 lowercase hex characters
    * (or not '' for `config`) is `BAD_INPUT`.
    */

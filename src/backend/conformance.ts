@@ -221,6 +221,36 @@ export function runBackendConformance(name: string, make: () => Promise<BackendF
     );
 
     it(
+      'replaces a file that is not what its name says (the leftover of a save that failed half way) with content that is, from memory and from a local file; other content stays refused',
+      withBackend(async (b) => {
+        await b.create();
+        for (const type of ['data', 'index', 'lock'] as const) {
+          for (const leftover of [Buffer.alloc(0), randomBytes(1000), randomBytes(5000)]) {
+            const data = randomBytes(5000);
+            const h: Handle = { type, name: digest(data) };
+            // What a server keeps of an upload cut short: nothing, a part, or as many other bytes.
+            await b.save(h, leftover);
+            await b.save(h, data);
+            expect(digest(await b.load(h)), type).toBe(h.name);
+            expect([...(await listed(b, type))].filter(([name]) => name === h.name), type).toEqual([[h.name, data.length]]);
+            // Now that the file is right, nothing else goes under its name.
+            expect(await code(b.save(h, randomBytes(5000))), type).toBe('BAD_INPUT');
+          }
+        }
+        const data = randomBytes(2 * 1024 * 1024);
+        const h: Handle = { type: 'data', name: digest(data) };
+        await b.save(h, data.subarray(0, 1024 * 1024));
+        const folder = b.stagingFolder ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'cairn-staging-')));
+        const file = path.join(folder, `.cairn-tmp-test-${process.pid}-00-0-leftover`);
+        await fs.writeFile(file, data);
+        await saveLocalFile(b, h, file);
+        expect(digest(await b.load(h))).toBe(h.name);
+        expect(await fs.stat(file).catch(() => null)).toBeNull();
+        if (!b.stagingFolder) await fs.rm(folder, { recursive: true });
+      }),
+    );
+
+    it(
       'saves 50 files concurrently',
       withBackend(async (b) => {
         await b.create();

@@ -2,6 +2,7 @@
  * What every backend does alike with repository files: checks names, lays them out as restic
  * does, checks byte ranges and cancellation, and names files in messages.
  */
+import { createHash } from 'node:crypto';
 import { CairnError } from '../errors.js';
 import type { FileType, Handle } from './backend.js';
 
@@ -54,4 +55,15 @@ export function checkRange(h: Handle, offset: number, length: number | undefined
 export function tooShort(h: Handle, where: string, size: number, offset: number, length: number | undefined): CairnError {
   const asked = length === undefined ? `reading from offset ${offset}` : `${length} bytes at offset ${offset}`;
   return new CairnError('INTEGRITY', `${label(h)} in ${where} has only ${size} bytes, too few for ${asked}`);
+}
+
+/**
+ * Whether saving `data` under `h` may replace a file there with other content: every name but
+ * `config` is the hash of its content, so when `data` hashes to the name, the file there does not,
+ * and is the leftover of a save that failed half way (a server that keeps what it had received
+ * when its disk filled up) or damage; `data` is what belongs there. restic's backends write over
+ * such a file alike. Any other content under a name stays refused (`BAD_INPUT`).
+ */
+export function replacesLeftover(h: Handle, data: Uint8Array): boolean {
+  return h.type !== 'config' && createHash('sha256').update(data).digest('hex') === h.name;
 }

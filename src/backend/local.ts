@@ -5,7 +5,7 @@ import path from 'node:path';
 import { CairnError, noSpace } from '../errors.js';
 import { whyNoFolder } from '../fs/no-folder.js';
 import type { Backend, FileInfo, FileType, Handle } from './backend.js';
-import { checkAborted, checkRange, FOLDERS, handleKey, ID, label, tooShort } from './files.js';
+import { checkAborted, checkRange, FOLDERS, handleKey, ID, label, replacesLeftover, tooShort } from './files.js';
 
 const DATA_PREFIX = /^[0-9a-f]{2}$/;
 /** Reads and writes go in pieces of this size, so that an abort takes effect within one piece. */
@@ -108,7 +108,8 @@ export class LocalBackend implements Backend {
           await syncDir(dir);
           return;
         case 'different':
-          throw new CairnError('BAD_INPUT', `${what} already exists in ${this.#root} with other content; it is not overwritten`);
+          // Damage under a name this content hashes to is replaced (renamed over), as restic does.
+          if (!replacesLeftover(h, data)) throw new CairnError('BAD_INPUT', `${what} already exists in ${this.#root} with other content; it is not overwritten`);
       }
     } catch (err) {
       throw this.#failure(err, 'writing', `${what} in ${this.#root}`);
@@ -170,13 +171,15 @@ export class LocalBackend implements Backend {
       } finally {
         await fh.close();
       }
-      if (await isPresent(file)) {
+      let present = await isPresent(file);
+      if (present) {
         // Rare (a retry, or the same pack written twice): the content decides, as in save.
-        if ((await compareWithFile(file, await fs.readFile(src))) !== 'same') {
-          throw new CairnError('BAD_INPUT', `${what} already exists in ${this.#root} with other content; it is not overwritten`);
-        }
-        await fs.rm(src, { force: true });
-      } else {
+        const data = await fs.readFile(src);
+        if ((await compareWithFile(file, data)) === 'same') await fs.rm(src, { force: true });
+        else if (replacesLeftover(h, data)) present = false;
+        else throw new CairnError('BAD_INPUT', `${what} already exists in ${this.#root} with other content; it is not overwritten`);
+      }
+      if (!present) {
         checkAborted(signal, `saving ${what}`);
         try {
           await fs.rename(src, file);

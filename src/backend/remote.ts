@@ -5,7 +5,7 @@
  */
 import { CairnError, isNotFound } from '../errors.js';
 import type { Handle } from './backend.js';
-import { checkAborted, checkRange, label, tooShort } from './files.js';
+import { checkAborted, checkRange, label, replacesLeftover, tooShort } from './files.js';
 
 /**
  * The remote could not be reached at all: connection refused, unknown host, a TLS failure.
@@ -68,14 +68,16 @@ export function networkFailure(err: unknown, doing: string, where: string): Cair
 interface Readable {
   stat(h: Handle): Promise<{ size: number }>;
   load(h: Handle, offset?: number, length?: number, signal?: AbortSignal): Promise<Buffer>;
+  remove(h: Handle): Promise<void>;
 }
 
 /**
  * Saves through `put` unless the file is already there, for servers without conditional writes:
  * identical content (a retried save whose reply was lost) succeeds without writing again, other
- * content fails with `BAD_INPUT`. Two clients saving one name at once are not told apart; every
- * name but `config` is the hash of its content, so both write the same bytes. `data` may be given
- * as its size and a way to read it (a file to upload), read only when a file of that size is there.
+ * content fails with `BAD_INPUT`, unless `data` is what the name says and so the file there is
+ * not (see replacesLeftover). Two clients saving one name at once are not told apart; every name but
+ * `config` is the hash of its content, so both write the same bytes. `data` may be given as its
+ * size and a way to read it (a file to upload), read only when a file is there.
  */
 export async function saveOnce(b: Readable, h: Handle, data: Uint8Array | { size: number; read: () => Promise<Uint8Array> }, where: string, signal: AbortSignal | undefined, put: () => Promise<void>): Promise<void> {
   checkAborted(signal, `saving ${label(h)}`);
@@ -86,10 +88,20 @@ export async function saveOnce(b: Readable, h: Handle, data: Uint8Array | { size
     if (!isNotFound(err)) throw err;
   }
   if (size === undefined) return put();
-  const want = data instanceof Uint8Array ? data.length : data.size;
-  if (size === want && (await b.load(h, 0, undefined, signal)).equals(data instanceof Uint8Array ? data : await data.read())) return;
-  throw new CairnError('BAD_INPUT', `${label(h)} already exists in ${where} with other content; it is not overwritten`);
+  const ours = data instanceof Uint8Array ? data : await data.read();
+  if (size === ours.length && (await b.load(h, 0, undefined, signal)).equals(ours)) return;
+  if (!replacesLeftover(h, ours)) throw new CairnError('BAD_INPUT', `${label(h)} already exists in ${where} with other content; it is not overwritten`);
+  // Removed first: a REST server may refuse to write over a file.
+  try {
+    await b.remove(h);
+  } catch (err) {
+    if (isNotFound(err)) return put();
+    if (!(err instanceof CairnError) || err.code !== 'BAD_INPUT') throw err;
+    throw new CairnError('BAD_INPUT', `${label(h)} in ${where} is not what its name says (left by a save that failed half way, or damaged) and cannot be replaced: ${(err as Error).message}`, { cause: err });
+  }
+  return put();
 }
+
 
 /** An answer to a GET that may have carried a Range header. */
 export interface RangedAnswer {

@@ -34,6 +34,8 @@ describe('REST backend answers', () => {
     ['a redirect is refused, naming where to (without credentials)', 301, { location: 'https://user:pw@elsewhere.example/repo/config' }, { code: 'BAD_INPUT', message: /^reading the config file at rest:http:\/\/u:\*\*\*@127\.0\.0\.1:\d+\/ failed: the server redirects \(301\) to https:\/\/elsewhere\.example\/repo\/config; use that location$/ }, 1],
     ['refused credentials are not retried', 403, {}, { code: 'BAD_INPUT', message: /refused access while reading the config file \(403\)/ }, 1],
     ['a server error is retried', 503, {}, { code: 'BACKEND_UNAVAILABLE', message: /^reading the config file at .* failed: the server answered 503 Service Unavailable$/ }, 4],
+    // restic's rest-server answers 507 when its disk is full: retrying would only wait.
+    ['a server out of room is not retried', 507, {}, { code: 'NO_SPACE', message: /^rest:http:\/\/u:\*\*\*@127\.0\.0\.1:\d+\/ has no room left while reading the config file: the server answered 507 Insufficient Storage; free space there \(or raise its quota\) and run the command again$/ }, 1],
   ];
   for (const [name, status, headers, want, requests] of cases) {
     it(name, async () => {
@@ -49,6 +51,17 @@ describe('REST backend answers', () => {
       }
     });
   }
+  it('a server error whose text says the disk is full is not retried', async () => {
+    const s = await startAnsweringServer(500, {}, 'write /srv/config: no space left on device');
+    try {
+      const b = new RetryBackend(new RestBackend(parseRestLocation(s.url)), { retries: 3, baseDelayMs: 1 });
+      const err = await b.load({ type: 'config', name: '' }).catch((e: unknown) => e as { code: string; message: string });
+      expect(err).toMatchObject({ code: 'NO_SPACE', message: expect.stringMatching(/has no room left while loading the config file: the server answered 500 Internal Server Error \(write \/srv\/config: no space left on device\); free space there/) });
+      expect(s.requests()).toBe(1);
+    } finally {
+      await s.close();
+    }
+  });
 });
 
 describe('REST loads into a caller\'s buffer', () => {

@@ -280,7 +280,8 @@ export class RestBackend implements Backend {
 
   /**
    * An HTTP error answer as a CairnError: 404 is `NOT_FOUND`, refused credentials and other
-   * refusals `BAD_INPUT` (permanent), 408, 429 and 5xx transient. The server's text is quoted, the
+   * refusals `BAD_INPUT` (permanent), a server out of room `NO_SPACE` (permanent: retries would
+   * only wait), 408, 429 and other 5xx transient. The server's text is quoted, the
    * credentials never.
    */
   async #failure(res: Response, doing: string, h?: Handle): Promise<CairnError> {
@@ -291,10 +292,22 @@ export class RestBackend implements Backend {
     if (res.status === 401 || res.status === 403) {
       return new CairnError('BAD_INPUT', `${where} refused access while ${doing} (${res.status}): check the user name and password in the location (or CAIRN_REST_USERNAME and CAIRN_REST_PASSWORD)`);
     }
+    if (outOfRoom(res.status, text)) return new CairnError('NO_SPACE', `${where} has no room left while ${doing}: the server answered ${answered}; free space there (or raise its quota) and run the command again`);
     if (res.status === 408 || res.status === 429 || res.status >= 500) return new CairnError('BACKEND_UNAVAILABLE', `${doing} at ${where} failed: the server answered ${answered}`);
     // A body sent once cannot follow a redirect safely, and a moved repository should be named where it is.
     const moved = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null;
     if (moved) return new CairnError('BAD_INPUT', `${doing} at ${where} failed: the server redirects (${res.status}) to ${redactUrl(moved)}; use that location`);
     return new CairnError('BAD_INPUT', `${doing} at ${where} failed: the server answered ${answered}`);
   }
+}
+
+/**
+ * Whether an error answer says the server has no room for what was sent: 507 Insufficient
+ * Storage (restic's rest-server on a full disk), 413 with its quota message (rest-server's
+ * --max-size), or another error whose text says so (rclone's serve restic answers 500 with the
+ * file system's message).
+ */
+function outOfRoom(status: number, text: string): boolean {
+  if (status === 507) return true;
+  return (status === 413 || status >= 500) && /no space left|disk space|insufficient storage|quota|disk full|storage full/i.test(text);
 }

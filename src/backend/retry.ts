@@ -23,11 +23,11 @@ export interface RetryOptions {
 
 /**
  * Errors that another attempt cannot fix: missing files and buckets, refusals (bad names,
- * credentials), a file shorter than the range asked for, aborts.
+ * credentials), a file shorter than the range asked for, aborts, a server out of room.
  */
 function permanent(err: unknown): boolean {
   if (!(err instanceof CairnError)) return false;
-  return ['NOT_FOUND', 'BAD_INPUT', 'REPO_EXISTS', 'REPO_NOT_FOUND', 'NOT_A_REPOSITORY', 'INTEGRITY', 'INTERRUPTED', 'WRONG_PASSWORD', 'LOCKED'].includes(err.code);
+  return ['NOT_FOUND', 'BAD_INPUT', 'REPO_EXISTS', 'REPO_NOT_FOUND', 'NOT_A_REPOSITORY', 'INTEGRITY', 'INTERRUPTED', 'WRONG_PASSWORD', 'LOCKED', 'NO_SPACE'].includes(err.code);
 }
 
 /**

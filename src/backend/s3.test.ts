@@ -146,6 +146,8 @@ describe('S3 backend answers', () => {
     ['a server error is retried', 500, 'InternalError', { code: 'BACKEND_UNAVAILABLE', message: /answered 500 InternalError$/ }, 4],
     ['a refused signature is not retried', 403, 'SignatureDoesNotMatch', { code: 'BAD_INPUT', message: /refused access while listing data files \(403 SignatureDoesNotMatch\): check the credentials/ }, 1],
     ['a bucket in another region is not retried', 301, 'PermanentRedirect', { code: 'BAD_INPUT', message: /^the bucket "bucket" is in another region than the one used; set AWS_DEFAULT_REGION or -o s3.region$/ }, 1],
+    ['a full store is not retried', 507, 'XMinioStorageFull', { code: 'NO_SPACE', message: /^s3:http:\/\/127\.0\.0\.1:\d+\/bucket\/repo has no room left while listing data files: the server answered 507 XMinioStorageFull; free space there \(or raise the bucket's quota\) and run the command again$/ }, 1],
+    ['a bucket over its quota is not retried, and not taken for refused credentials', 403, 'QuotaExceeded', { code: 'NO_SPACE', message: /has no room left while listing data files: the server answered 403 QuotaExceeded;/ }, 1],
     ['another refusal is not retried, and quoted', 400, 'InvalidArgument', { code: 'BAD_INPUT', message: /answered 400 InvalidArgument: InvalidArgument happened$/ }, 1],
   ];
   for (const [name, status, code, want, requests] of cases) {

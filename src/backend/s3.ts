@@ -85,6 +85,8 @@ export function parseS3Location(spec: string): S3Location {
 const PART_SIZE = 16 * 1024 * 1024;
 const PARTS_IN_FLIGHT = 4;
 const PAGE = 1000;
+/** A store out of room: MinIO's full disks (507), Ceph's and others' quotas (403 QuotaExceeded). */
+const OUT_OF_ROOM = new Set(['XMinioStorageFull', 'QuotaExceeded', 'InsufficientStorage', 'StorageFull']);
 const CREDENTIAL_ERRORS = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'ExpiredToken', 'InvalidToken', 'TokenRefreshRequired', 'AuthorizationHeaderMalformed']);
 const TRANSIENT_ERRORS = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeTooSkewed', 'InternalError', 'ServiceUnavailable']);
 
@@ -365,6 +367,9 @@ export class S3Backend implements Backend {
     }
     if (status === 404 || name === 'NoSuchKey' || name === 'NotFound') {
       return new CairnError('NOT_FOUND', `${h ? label(h) : 'the object'} in ${where} does not exist`, { cause: err });
+    }
+    if (status === 507 || OUT_OF_ROOM.has(name)) {
+      return new CairnError('NO_SPACE', `${where} has no room left while ${doing}: the server answered ${what}; free space there (or raise the bucket's quota) and run the command again`, { cause: err });
     }
     if (status === 401 || status === 403 || CREDENTIAL_ERRORS.has(name)) {
       return new CairnError(

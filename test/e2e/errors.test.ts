@@ -3,6 +3,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CLI, HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, runCommand, tempDir, type TestRepo } from '../support/tools.js';
 import { compareTrees, describeTree, seededBytes } from '../support/trees.js';
+import { HAVE_RCLONE, startRestServer } from '../support/rest-server.js';
 import { LocalBackend } from '../../src/backend/local.js';
 import { hashId } from '../../src/repository/id.js';
 import type { IndexJSON } from '../../src/repository/master-index.js';
@@ -412,6 +413,52 @@ describe('full restore target', () => {
       expect(again.out).toContain(`restored ${301 - placed} files`);
       expect(again.out).toMatch(new RegExp(`, ${placed} left as they were`));
       expect(compareTrees(await describeTree(src), await describeTree(path.join(target, src)), 1000n)).toEqual([]);
+    });
+  });
+});
+
+describe('full REST server', () => {
+  it.runIf(HAVE_RCLONE)('an upload cut short by a server out of room is saved again once there is room, over what the server kept of it; restic checks the repository', async () => {
+    await onSmallDisk('4m', async (mnt) => {
+      // rclone serve restic over a file system too small for the backup: an upload that does not
+      // fit fails (500) and leaves an empty file under the pack's name.
+      const server = await startRestServer(mnt);
+      try {
+        const repo = await makeRepoPaths();
+        const env = { ...repo.env, CAIRN_REPOSITORY: `rest:${server.url}`, RESTIC_REPOSITORY: mnt };
+        const remote: TestRepo = { ...repo, dir: mnt, env };
+        ok(await cairn(remote, ['init']), 'init');
+        const src = await tempDir();
+        await fs.writeFile(path.join(src, 'big'), seededBytes(8, 12 * 1024 * 1024));
+        const backup = cairn(remote, ['backup', src]);
+        const leftovers = async (): Promise<string[]> => {
+          const files = await fs.readdir(path.join(mnt, 'data'), { recursive: true }).catch(() => []);
+          const empty: string[] = [];
+          for (const f of files) {
+            const st = await fs.stat(path.join(mnt, 'data', String(f)));
+            if (st.isFile() && st.size === 0) empty.push(String(f));
+          }
+          return empty;
+        };
+        for (let t = 0; (await leftovers()).length === 0; t++) {
+          if (t > 2000) throw new Error(`no upload failed for want of room: ${JSON.stringify(await backup)}`);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        // Room again while the backup retries: the retry finds the empty file under the name and
+        // writes the pack over it (it used to stop: "already exists with other content").
+        ok(await runCommand('mount', ['-o', 'remount,size=64m', mnt]), 'remount larger');
+        ok(await backup, 'backup');
+        for (const f of await fs.readdir(path.join(mnt, 'data'), { recursive: true })) {
+          const file = path.join(mnt, 'data', String(f));
+          if ((await fs.stat(file)).isFile()) expect(hashId(await fs.readFile(file))).toBe(path.basename(file));
+        }
+        if (HAVE_RESTIC) ok(await restic(remote, ['check', '--read-data']), 'restic check');
+        const target = await tempDir();
+        ok(await cairn(remote, ['restore', 'latest', '--target', target]), 'restore');
+        expect((await fs.readFile(path.join(target, src, 'big'))).equals(seededBytes(8, 12 * 1024 * 1024))).toBe(true);
+      } finally {
+        await server.stop();
+      }
     });
   });
 });
