@@ -71,8 +71,9 @@ export class Context {
     this.err = err;
   }
 
+  /** A line for a person: not with --quiet, and not with --json, whose output is JSON lines alone. */
   print(line: string): void {
-    if (!this.opts.quiet) this.out.write(`${line}\n`);
+    if (!this.opts.quiet && !this.opts.json) this.out.write(`${line}\n`);
   }
 
   /** Always printed, even with --quiet: the output the command exists for (JSON, file lists). */
