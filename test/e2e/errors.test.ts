@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CLI, HAVE_RESTIC, cairn, makeRepoPaths, ok, restic, runCommand, tempDir, type TestRepo } from '../support/tools.js';
+import { CLI, HAVE_RESTIC, cairn, haveTool, makeRepoPaths, ok, restic, runCommand, tempDir, type TestRepo } from '../support/tools.js';
 import { compareTrees, describeTree, seededBytes } from '../support/trees.js';
 import { HAVE_RCLONE, startRestServer } from '../support/rest-server.js';
 import { LocalBackend } from '../../src/backend/local.js';
@@ -460,6 +460,58 @@ describe('full REST server', () => {
         await server.stop();
       }
     });
+  });
+});
+
+describe('restore onto a file system that refuses owners', () => {
+  it('as root, an owner the target refuses is reported for ten files and then summed up in one line; --no-owner restores without owners and without errors; --json keeps every error', async () => {
+    if (process.getuid?.() !== 0 || !haveTool('unshare', 'apt-get install -y util-linux')) return;
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    for (let i = 0; i < 40; i++) {
+      const f = path.join(src, `f${i}`);
+      await fs.writeFile(f, `file ${i}`);
+      await fs.chown(f, 12345, 12345);
+      await fs.chmod(f, 0o640);
+      await fs.utimes(f, 1_600_000_000 + i, 1_600_000_000 + i);
+    }
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'backup');
+    // Root in a user namespace that maps only root: the kernel refuses any other owner (EINVAL),
+    // as NFS with root squashing, SMB or FAT refuse owners (EPERM).
+    const inNamespace = (args: string[]) => runCommand('unshare', ['-U', '-r', process.execPath, CLI, ...args], { env: repo.env });
+    const restored = async (target: string): Promise<void> => {
+      for (let i = 0; i < 40; i++) {
+        const f = path.join(target, src, `f${i}`);
+        expect(await fs.readFile(f, 'utf8')).toBe(`file ${i}`);
+        const st = await fs.stat(f);
+        expect(st.mode & 0o7777).toBe(0o640);
+        expect(st.mtimeMs).toBe((1_600_000_000 + i) * 1000);
+      }
+    };
+
+    const target = await tempDir();
+    const r = await inNamespace(['restore', 'latest', '--target', target]);
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split('\n');
+    expect(lines.filter((l) => /^error: \/.+\/f\d+: setting metadata: EINVAL: invalid argument, lchown '.+\/f\d+'$/.test(l))).toHaveLength(10);
+    expect(lines.slice(10)).toEqual([
+      'error: the same error for 30 more files: setting metadata: EINVAL: invalid argument, lchown (the target does not take these owners: NFS with root squashing, SMB and FAT file systems refuse them; --no-owner restores without setting owners)',
+      'Fatal: there were 40 errors while restoring',
+    ]);
+    // Mode, times and content are set all the same.
+    await restored(target);
+
+    const plain = await tempDir();
+    const r2 = await inNamespace(['restore', 'latest', '--target', plain, '--no-owner']);
+    expect(r2.stderr).toBe('');
+    expect(r2.code).toBe(0);
+    await restored(plain);
+
+    const r3 = await inNamespace(['--json', 'restore', 'latest', '--target', await tempDir()]);
+    expect(r3.code).toBe(1);
+    const errors = r3.out.trim().split('\n').map((l) => JSON.parse(l) as { message_type: string }).filter((m) => m.message_type === 'error');
+    expect(errors).toHaveLength(40);
   });
 });
 

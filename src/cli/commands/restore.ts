@@ -13,6 +13,7 @@ import type { Run } from '../program.js';
 import { OVERWRITE_MODES, type OverwriteMode } from '../../repository/worker-protocol.js';
 import { prewarmWorkers } from '../../repository/worker-pool.js';
 import { formatBytes } from '../progress.js';
+import { RepeatedErrors } from '../repeats.js';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -39,11 +40,12 @@ export function registerRestore(program: Command, run: Run): void {
     .option('--overwrite <mode>', 'what to do with files already in the target: always (replace those whose content differs), if-changed (take those of the same size and mtime as right), if-newer (replace only with newer ones), never', 'always')
     .option('--delete', 'remove what the target holds that the snapshot does not (in the folders restored; paths left out by --include/--exclude stay)')
     .option('--dry-run', 'write nothing: show what would be restored, replaced and deleted (with -vv, each path)')
+    .option('--no-owner', 'do not set owners (as root they are set by default): for targets that refuse them, such as NFS with root squashing, SMB or FAT')
     .option('--sparse', "restic's flag, for scripts that pass it: files are always restored sparse where they are sparse")
     .option('-H, --host <host>', 'with "latest": only snapshots of this host', collect, [])
     .option('--tag <tags>', 'with "latest": only snapshots with these tags', collect, [])
     .option('--path <path>', 'with "latest": only snapshots with this path', collect, [])
-    .action((ref: string, o: FilterFlags & { target: string; include: string[]; exclude: string[]; iinclude: string[]; iexclude: string[]; verify?: boolean; overwrite: string; delete?: boolean; dryRun?: boolean }) =>
+    .action((ref: string, o: FilterFlags & { target: string; include: string[]; exclude: string[]; iinclude: string[]; iexclude: string[]; verify?: boolean; overwrite: string; delete?: boolean; dryRun?: boolean; owner: boolean }) =>
       run(async (ctx) => {
         if (!OVERWRITE_MODES.includes(o.overwrite as OverwriteMode)) throw new CairnError('BAD_INPUT', `invalid --overwrite ${JSON.stringify(o.overwrite)}: use always, if-changed, if-newer or never`);
         if (o.dryRun && o.verify) throw new CairnError('BAD_INPUT', '--verify reads what a restore wrote, and --dry-run writes nothing: use one of them');
@@ -61,8 +63,11 @@ export function registerRestore(program: Command, run: Run): void {
         await lock.confirmed;
         ctx.print(`${o.dryRun ? 'dry run: would restore' : 'restoring'} snapshot ${shortId(snap.id)} of [${snap.paths.join(' ')}] at ${snap.time} to ${o.target}`);
         const progress = ctx.progress();
+        // With --json every error is a line of its own; on the terminal a repeated one is summed up.
+        const repeats = new RepeatedErrors();
         const r = await restoreTree(repo, pool, snap.tree, subPath, {
           target: o.target,
+          owner: o.owner ? undefined : false,
           include: inc.patterns.length > 0 ? inc.excluded : undefined,
           exclude: exc.patterns.length > 0 ? exc.excluded : undefined,
           verify: o.verify,
@@ -81,8 +86,10 @@ export function registerRestore(program: Command, run: Run): void {
           onProgress: (p) => progress.update({ filesDone: p.filesDone, bytesDone: p.bytesDone, filesTotal: p.filesTotal, bytesTotal: p.bytesTotal, errors: p.errors }),
           onError: (p, message) => {
             if (ctx.opts.json) ctx.json({ message_type: 'error', error: { message }, during: 'restore', item: p });
-            else ctx.err.write(`error: ${p}: ${message}\n`);
+            else if (repeats.show(message)) ctx.err.write(`error: ${p}: ${message}\n`);
           },
+        }).finally(() => {
+          for (const line of repeats.summary()) ctx.err.write(`error: ${line}\n`);
         });
         progress.done({ filesDone: r.filesRestored + r.filesSkipped, bytesDone: r.bytesWritten, errors: r.errors.length });
         if (ctx.opts.json) {
