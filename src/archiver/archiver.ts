@@ -41,6 +41,8 @@ export interface BackupOptions {
   parent?: Snapshot | null;
   /** Read every file even when the parent snapshot says it is unchanged. */
   force?: boolean;
+  /** restic 0.17's --skip-if-unchanged: save no snapshot when the tree is the parent's. */
+  skipIfUnchanged?: boolean;
   /**
    * restic's --ignore-inode and --ignore-ctime: a file is unchanged from its parent's node without
    * the inode or ctime agreeing. As restic, ignoreInode implies ignoreCtime (where inodes are not
@@ -75,7 +77,10 @@ export interface BackupProgress {
 }
 
 export interface BackupResult {
+  /** The snapshot saved; with `skipped`, the parent, which holds the same tree. */
   snapshotId: Id;
+  /** No snapshot was saved: nothing changed since the parent (see skipIfUnchanged). */
+  skipped?: boolean;
   snapshot: Snapshot;
   summary: SnapshotSummary;
   errors: { path: string; message: string }[];
@@ -233,6 +238,10 @@ export class Archiver {
     const endNs = BigInt(Date.now()) * 1_000_000n;
     this.#summary.backup_start = formatTime(startNs);
     this.#summary.backup_end = formatTime(endNs);
+    const parent = this.#opts.parent;
+    if (this.#opts.skipIfUnchanged && parent && parent.tree === rootTree && this.#errors.length === 0) {
+      return { snapshotId: parent.id, skipped: true, snapshot: parent, summary: this.#summary, errors: this.#errors };
+    }
     const snapshot = {
       time: formatTime(this.#opts.timeNs ?? startNs),
       parent: this.#opts.parent?.id,

@@ -504,6 +504,37 @@ describe('backup options', () => {
     expect(await fs.readFile(path.join(t, src, 'sub', 'f'), 'utf8')).toBe('in root backup');
   });
 
+  it('--skip-if-unchanged saves no snapshot when the tree is the parent\'s, and one when a file changed', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'a'), 'one');
+    ok(await cairn(repo, ['init']), 'init');
+    ok(await cairn(repo, ['backup', src]), 'first backup');
+    const count = async (): Promise<number> => (JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out) as unknown[]).length;
+    // The tree holds the metadata of the folders above the source too: a test that creates a
+    // folder in the temporary folder meanwhile changes it, and then one more snapshot is right.
+    // The second of two runs with nothing in between (nearly always the first) is skipped.
+    let skipped: Record<string, unknown> | undefined;
+    for (let attempt = 0; attempt < 10 && !skipped; attempt++) {
+      const before = await count();
+      const lines = ok(await cairn(repo, ['--json', 'backup', '--skip-if-unchanged', src]), 'backup --skip-if-unchanged').out.trim().split('\n');
+      const summary = JSON.parse(lines[lines.length - 1]) as Record<string, unknown>;
+      expect(summary.message_type).toBe('summary');
+      if (summary.snapshot_id === undefined) {
+        skipped = summary;
+        expect(await count()).toBe(before);
+      } else expect(await count()).toBe(before + 1);
+    }
+    expect(skipped).toMatchObject({ files_unmodified: 1, files_new: 0, files_changed: 0, data_added: 0 });
+    let text = '';
+    for (let attempt = 0; attempt < 10 && !text.includes('skipped'); attempt++) text = ok(await cairn(repo, ['backup', '--skip-if-unchanged', src]), 'backup').out;
+    expect(text).toMatch(/\nskipped creating snapshot: nothing changed since [0-9a-f]{8}\n$/);
+    const before = await count();
+    await fs.writeFile(path.join(src, 'a'), 'two');
+    expect(ok(await cairn(repo, ['backup', '--skip-if-unchanged', src]), 'backup after a change').out).toMatch(/\nsnapshot [0-9a-f]{8} saved\n$/);
+    expect(await count()).toBe(before + 1);
+  });
+
   it('prints JSON status lines with --json and nothing with --quiet', async () => {
     const repo = await makeRepoPaths();
     const src = await tempDir();

@@ -34,6 +34,7 @@ interface BackupFlags {
   dryRun?: boolean;
   parent?: string;
   force?: boolean;
+  skipIfUnchanged?: boolean;
   ignoreInode?: boolean;
   ignoreCtime?: boolean;
   time?: string;
@@ -67,6 +68,7 @@ export function registerBackup(program: Command, run: Run): void {
     .option('-n, --dry-run', 'read and hash everything, report what would be added, write nothing to the repository')
     .option('--parent <snapshot>', 'use this parent snapshot (default: latest with the same host and paths)')
     .option('-f, --force', 'read all files, even those unchanged since the parent')
+    .option('--skip-if-unchanged', 'save no snapshot when nothing changed since the parent (restic 0.17)')
     .option('--ignore-inode', 'a file is unchanged when its size and mtime match the parent, whatever its inode and ctime (for file systems without stable inodes)')
     .option('--ignore-ctime', 'a file is unchanged when its size and mtime (and inode) match the parent, whatever its ctime')
     .option('--time <time>', "the snapshot's time, local (2006-01-02 15:04:05), instead of now")
@@ -146,6 +148,7 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
         scout,
         parent,
         force: o.force,
+        skipIfUnchanged: o.skipIfUnchanged,
         ignoreInode: o.ignoreInode,
         ignoreCtime: o.ignoreCtime,
         timeNs,
@@ -197,8 +200,8 @@ export function reportBackup(ctx: Context, result: BackupResult, seconds: number
       total_files_processed: s.total_files_processed,
       total_bytes_processed: s.total_bytes_processed,
       total_duration: seconds,
-      // As restic: a dry run saves no snapshot, and says it was one.
-      ...(dryRun ? { dry_run: true } : { snapshot_id: result.snapshotId }),
+      // As restic: a dry run saves no snapshot, and says it was one; a skipped one has no id.
+      ...(dryRun ? { dry_run: true } : result.skipped ? {} : { snapshot_id: result.snapshotId }),
       ...extra,
     });
   } else {
@@ -206,6 +209,6 @@ export function reportBackup(ctx: Context, result: BackupResult, seconds: number
     ctx.print(`Dirs:        ${s.dirs_new} new, ${s.dirs_changed} changed, ${s.dirs_unmodified} unmodified`);
     ctx.print(`${dryRun ? 'Would add' : 'Added'} to the repository: ${formatBytes(s.data_added)} (${formatBytes(s.data_added_packed)} stored)`);
     ctx.print(`\nprocessed ${s.total_files_processed} files, ${formatBytes(s.total_bytes_processed)} in ${formatDuration(seconds)}`);
-    if (!dryRun) ctx.print(`snapshot ${shortId(result.snapshotId)} saved`);
+    if (!dryRun) ctx.print(result.skipped ? `skipped creating snapshot: nothing changed since ${shortId(result.snapshotId)}` : `snapshot ${shortId(result.snapshotId)} saved`);
   }
 }
