@@ -80,8 +80,32 @@ describe("a plan's file options", () => {
     }
   });
 
+  it('skipIfUnchanged saves no snapshot when a run finds the last snapshot\'s tree, and says so in the result', async () => {
+    const repo = await makeRepoPaths();
+    const src = await tempDir();
+    await fs.writeFile(path.join(src, 'a'), 'one');
+    const plan = parsePlan({ name: 'quiet', sources: [{ path: src }], skipIfUnchanged: true });
+    const ref = { location: repo.dir, passwordFile: repo.passwordFile, initIfMissing: true };
+    const once = () => backupPlan(ref, plan, [{ path: src }], { changedPaths: null, signal: new AbortController().signal, onProgress: () => undefined, onItemError: (f, m) => expect.fail(`${f}: ${m}`) });
+    const first = await once();
+    expect(first.skipped).toBeUndefined();
+    // The tree holds the folders above the source too: another test's new folder in the temporary
+    // folder makes one more snapshot, rightly; two runs with nothing in between skip the second.
+    let last = first;
+    let next = await once();
+    for (let attempt = 0; attempt < 10 && !next.skipped; attempt++) [last, next] = [next, await once()];
+    expect(next).toMatchObject({ skipped: true, snapshotId: last.snapshotId, errors: 0 });
+    const listed = JSON.parse(ok(await cairn(repo, ['snapshots', '--json']), 'snapshots').out) as { id: string }[];
+    expect(listed.map((s) => s.id)).not.toContain(undefined);
+    expect(listed[listed.length - 1].id).toBe(last.snapshotId);
+    await fs.writeFile(path.join(src, 'a'), 'two');
+    const changed = await once();
+    expect(changed.skipped).toBeUndefined();
+    expect(changed.snapshotId).not.toBe(last.snapshotId);
+  });
+
   it('refuses them for targets that are not repositories and for plans of databases', () => {
-    for (const k of ['oneFileSystem', 'ignoreInode', 'ignoreCtime', 'withAtime']) {
+    for (const k of ['oneFileSystem', 'ignoreInode', 'ignoreCtime', 'withAtime', 'skipIfUnchanged']) {
       const message = `${k} applies to folders backed up into a repository`;
       expect(() => parsePlan({ name: 'a', sources: [{ path: '/srv' }], target: { kind: 'archive', dest: '/backups' }, [k]: true })).toThrow(message);
       expect(() => parsePlan({ name: 'a', sources: [{ kind: 'database', url: 'sqlite:/srv/app.db' }], schedule: '0 3 * * *', [k]: true })).toThrow(message);

@@ -81,7 +81,9 @@ export interface BackupPlanOptions {
 }
 
 export interface BackupPlanResult {
+  /** The snapshot saved; with `skipped`, the last one, whose tree this run found again. */
   snapshotId: string;
+  skipped?: boolean;
   files: number;
   bytes: number;
   errors: number;
@@ -146,6 +148,7 @@ export async function backupPlan(ref: RepositoryRef, plan: Plan, sources: Source
       excludeLists: excluder.lists,
       parent,
       oneFileSystem: plan.oneFileSystem,
+      skipIfUnchanged: plan.skipIfUnchanged,
       ignoreInode: plan.ignoreInode,
       ignoreCtime: plan.ignoreCtime,
       withAtime: plan.withAtime,
@@ -160,6 +163,7 @@ export async function backupPlan(ref: RepositoryRef, plan: Plan, sources: Source
     const forgotten = plan.retention ? await forget(repo, plan, ref.location, opts.signal) : [];
     return {
       snapshotId: result.snapshotId,
+      ...(result.skipped && { skipped: true }),
       files: result.summary.total_files_processed,
       bytes: result.summary.total_bytes_processed,
       errors: result.errors.length,
@@ -211,5 +215,5 @@ export function repositoryRef(target: RepositoryTarget, own: RepositoryRef): Rep
 /** The built-in runner of `repository` targets. */
 export const repositoryRunner: TargetRunner<'repository'> = async (target, sources, ctx) => {
   const r = await backupPlan(repositoryRef(target, ctx.defaultRepository), ctx.plan, sources, ctx);
-  return { files: r.files, bytes: r.bytes, result: { snapshot: r.snapshotId, unreadable: r.errors, forgotten: r.forgotten } };
+  return { files: r.files, bytes: r.bytes, result: { snapshot: r.snapshotId, ...(r.skipped && { skipped: true }), unreadable: r.errors, forgotten: r.forgotten } };
 };

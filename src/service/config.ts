@@ -263,6 +263,8 @@ export const PlanInput = z
      * times are stored.
      */
     oneFileSystem: z.boolean().optional(),
+    /** `cairn backup --skip-if-unchanged`: a run that finds the tree of the plan's last snapshot saves none. */
+    skipIfUnchanged: z.boolean().optional(),
     ignoreInode: z.boolean().optional(),
     ignoreCtime: z.boolean().optional(),
     withAtime: z.boolean().optional(),
@@ -301,7 +303,7 @@ export const PlanInput = z
       }
     }
     if (p.target.kind !== 'repository' || !p.sources.some((s) => s.kind === 'path')) {
-      for (const k of ['oneFileSystem', 'ignoreInode', 'ignoreCtime', 'withAtime'] as const) {
+      for (const k of ['oneFileSystem', 'ignoreInode', 'ignoreCtime', 'withAtime', 'skipIfUnchanged'] as const) {
         if (p[k] !== undefined) ctx.addIssue({ code: 'custom', path: [k], message: `${k} applies to folders backed up into a repository` });
       }
     }
