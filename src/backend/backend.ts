@@ -121,7 +121,7 @@ export interface Backend {
   /** Removes a file. Removing a file that does not exist succeeds (idempotent). */
   remove(h: Handle): Promise<void>;
 
-  /** Whether the repository exists (its `config` file is present). */
+  /** Whether the repository exists: its `config` file is present and not empty (an init that failed may leave an empty one). */
   exists(): Promise<boolean>;
 
   /** Releases connections and handles. The backend is unusable afterwards. */

@@ -251,6 +251,22 @@ export function runBackendConformance(name: string, make: () => Promise<BackendF
     );
 
     it(
+      'takes an empty config (what an init that failed on a full disk may leave) for no repository, which create and a save of the config then make',
+      withBackend(async (b) => {
+        await b.create();
+        await b.save(CONFIG, Buffer.alloc(0));
+        expect(await b.exists()).toBe(false);
+        await b.create();
+        const config = randomBytes(200);
+        await b.save(CONFIG, config);
+        expect(await b.exists()).toBe(true);
+        expect((await b.load(CONFIG)).equals(config)).toBe(true);
+        expect(await code(b.create())).toBe('REPO_EXISTS');
+        expect(await code(b.save(CONFIG, randomBytes(200)))).toBe('BAD_INPUT');
+      }),
+    );
+
+    it(
       'saves 50 files concurrently',
       withBackend(async (b) => {
         await b.create();

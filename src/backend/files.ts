@@ -58,12 +58,15 @@ export function tooShort(h: Handle, where: string, size: number, offset: number,
 }
 
 /**
- * Whether saving `data` under `h` may replace a file there with other content: every name but
- * `config` is the hash of its content, so when `data` hashes to the name, the file there does not,
- * and is the leftover of a save that failed half way (a server that keeps what it had received
- * when its disk filled up) or damage; `data` is what belongs there. restic's backends write over
- * such a file alike. Any other content under a name stays refused (`BAD_INPUT`).
+ * Whether saving `data` under `h` may replace a file of `size` bytes there with other content:
+ * every name but `config` is the hash of its content, so when `data` hashes to the name, the file
+ * there does not, and is the leftover of a save that failed half way (a server that keeps what it
+ * had received when its disk filled up) or damage; `data` is what belongs there. restic's backends
+ * write over such a file alike. An empty `config` is such a leftover too (of an `init` that failed:
+ * no repository has an empty config, see `exists`). Any other content under a name stays refused
+ * (`BAD_INPUT`).
  */
-export function replacesLeftover(h: Handle, data: Uint8Array): boolean {
-  return h.type !== 'config' && createHash('sha256').update(data).digest('hex') === h.name;
+export function replacesLeftover(h: Handle, data: Uint8Array, size: number): boolean {
+  if (h.type === 'config') return size === 0;
+  return createHash('sha256').update(data).digest('hex') === h.name;
 }

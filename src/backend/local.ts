@@ -74,8 +74,8 @@ export class LocalBackend implements Backend {
     const notAFolder = (err: unknown) =>
       new CairnError('BACKEND_UNAVAILABLE', `cannot create a repository at ${this.#root}: it, or a folder it needs, is a file`, { cause: err });
     try {
-      await fs.lstat(path.join(this.#root, 'config'));
-      throw new CairnError('REPO_EXISTS', `a repository already exists at ${this.#root}`);
+      // An empty config is what an init that failed may leave: no repository (see exists).
+      if ((await fs.lstat(path.join(this.#root, 'config'))).size > 0) throw new CairnError('REPO_EXISTS', `a repository already exists at ${this.#root}`);
     } catch (err) {
       if (err instanceof CairnError) throw err;
       if (errno(err) === 'ENOTDIR') throw notAFolder(err);
@@ -109,7 +109,7 @@ export class LocalBackend implements Backend {
           return;
         case 'different':
           // Damage under a name this content hashes to is replaced (renamed over), as restic does.
-          if (!replacesLeftover(h, data)) throw new CairnError('BAD_INPUT', `${what} already exists in ${this.#root} with other content; it is not overwritten`);
+          if (!replacesLeftover(h, data, (await fs.stat(file)).size)) throw new CairnError('BAD_INPUT', `${what} already exists in ${this.#root} with other content; it is not overwritten`);
       }
     } catch (err) {
       throw this.#failure(err, 'writing', `${what} in ${this.#root}`);
@@ -176,7 +176,7 @@ export class LocalBackend implements Backend {
         // Rare (a retry, or the same pack written twice): the content decides, as in save.
         const data = await fs.readFile(src);
         if ((await compareWithFile(file, data)) === 'same') await fs.rm(src, { force: true });
-        else if (replacesLeftover(h, data)) present = false;
+        else if (replacesLeftover(h, data, (await fs.stat(file)).size)) present = false;
         else throw new CairnError('BAD_INPUT', `${what} already exists in ${this.#root} with other content; it is not overwritten`);
       }
       if (!present) {
@@ -282,7 +282,7 @@ export class LocalBackend implements Backend {
 
   async exists(): Promise<boolean> {
     try {
-      return (await this.#configSize()) !== undefined;
+      return ((await this.#configSize()) ?? 0) > 0;
     } catch (err) {
       throw this.#failure(err, 'reading', `the config file in ${this.#root}`);
     }

@@ -90,7 +90,7 @@ export async function saveOnce(b: Readable, h: Handle, data: Uint8Array | { size
   if (size === undefined) return put();
   const ours = data instanceof Uint8Array ? data : await data.read();
   if (size === ours.length && (await b.load(h, 0, undefined, signal)).equals(ours)) return;
-  if (!replacesLeftover(h, ours)) throw new CairnError('BAD_INPUT', `${label(h)} already exists in ${where} with other content; it is not overwritten`);
+  if (!replacesLeftover(h, ours, size)) throw new CairnError('BAD_INPUT', `${label(h)} already exists in ${where} with other content; it is not overwritten`);
   // Removed first: a REST server may refuse to write over a file.
   try {
     await b.remove(h);

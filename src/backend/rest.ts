@@ -229,7 +229,8 @@ export class RestBackend implements Backend {
 
   async exists(): Promise<boolean> {
     const res = await this.#request('HEAD', 'config', 'reading the config file');
-    if (res.status === 200) return true;
+    // An empty config is what an init that failed on a full server leaves: no repository.
+    if (res.status === 200) return res.headers.get('content-length') !== '0';
     if (res.status === 404) return false;
     throw await this.#failure(res, 'reading the config file');
   }

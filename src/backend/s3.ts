@@ -328,8 +328,8 @@ export class S3Backend implements Backend {
 
   async exists(): Promise<boolean> {
     try {
-      await this.stat({ type: 'config', name: '' });
-      return true;
+      // An empty config is what an init that failed may leave: no repository.
+      return (await this.stat({ type: 'config', name: '' })).size > 0;
     } catch (err) {
       if (err instanceof CairnError && (err.code === 'NOT_FOUND' || err.code === 'REPO_NOT_FOUND')) return false;
       throw err;

@@ -111,6 +111,37 @@ export async function openMasterKey(backend: Backend, password: string): Promise
   throw new CairnError('WRONG_PASSWORD', 'wrong password or no key found: the password opens none of the repository\'s keys');
 }
 
+/**
+ * The master key of a repository whose `init` failed after its key was saved (its config did not
+ * fit on a full server): the key that `password` opens among the key files there, to be taken up
+ * again, so that the repository ends with one master key, as after an init that succeeded. Null
+ * when there is no key file that parses (none, or only empty leftovers of saves cut short). Key
+ * files that parse but that the password does not open belong to someone else's failed init, or
+ * to a repository whose config is lost: `REPO_EXISTS`, since a new master key beside them would
+ * leave two that open with their passwords and only one that reads the config.
+ */
+export async function leftoverMasterKey(backend: Backend, password: string): Promise<{ key: Key; keyId: Id } | null> {
+  let valid = 0;
+  for await (const f of backend.list('key')) {
+    try {
+      parseKeyFile(await backend.load({ type: 'key', name: f.name }), f.name);
+      valid++;
+    } catch (err) {
+      if (!(err instanceof CairnError && err.code === 'INTEGRITY')) throw err;
+    }
+  }
+  if (valid === 0) return null;
+  try {
+    return await openMasterKey(backend, password);
+  } catch (err) {
+    if (!(err instanceof CairnError && err.code === 'WRONG_PASSWORD')) throw err;
+    throw new CairnError(
+      'REPO_EXISTS',
+      `${backend.location} has no config but ${valid} key ${valid === 1 ? 'file' : 'files'} this password does not open: what an init with another password left when it failed, or a repository whose config is lost. Run init with that password to finish it, or remove the key files if nothing else is there`,
+    );
+  }
+}
+
 export async function listKeys(backend: Backend): Promise<KeyInfo[]> {
   const out: KeyInfo[] = [];
   for await (const f of backend.list('key')) {

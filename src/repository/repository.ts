@@ -7,7 +7,7 @@ import { mapLimit } from '../util/limit.js';
 import { newConfig, openConfig, sealConfig, type RepoConfig } from './config.js';
 import { hashId, ID_PATTERN, type Id } from './id.js';
 import type { ScannedIndex } from './index-scan.js';
-import { addKey, openMasterKey } from './keyfile.js';
+import { addKey, leftoverMasterKey, openMasterKey } from './keyfile.js';
 import type { CachedFileType, LocalCache } from './cache.js';
 import { indexJSONLength, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, writeIndexJSON } from './master-index.js';
 import { HeaderBlobs, PackBuilder, type BlobList, type BlobType, type PackedBlob } from './pack.js';
@@ -74,8 +74,10 @@ export class Repository {
     if (password.length === 0) throw new CairnError('BAD_INPUT', 'an empty password is not allowed');
     if (await backend.exists()) throw new CairnError('REPO_EXISTS', `a repository already exists at ${backend.location}`);
     await backend.create();
-    const master = Key.random();
-    const keyId = await addKey(backend, master, password, opts.kdf);
+    // What a failed init left (a key, an empty config) is taken up again: see leftoverMasterKey.
+    const resumed = await leftoverMasterKey(backend, password);
+    const master = resumed?.key ?? Key.random();
+    const keyId = resumed?.keyId ?? (await addKey(backend, master, password, opts.kdf));
     const config = newConfig(opts.version ?? 2, opts.polynomial);
     await backend.save({ type: 'config', name: '' }, sealConfig(master, config));
     const repo = new Repository(backend, master, keyId, config, opts);

@@ -463,6 +463,67 @@ describe('full REST server', () => {
   });
 });
 
+describe('init that fails half way', () => {
+  it.runIf(HAVE_RCLONE)('an init cut short by a full server (its key saved, its config not) is no repository, and the next init finishes it with the same key; restic opens it', async () => {
+    await onSmallDisk('1m', async (mnt) => {
+      // Room for the key file's one page and not for the config's: rclone serve restic answers
+      // 500 and keeps an empty config.
+      const filler = path.join(mnt, 'filler');
+      await fs.writeFile(filler, Buffer.alloc(1024 * 1024 - 4096));
+      await fs.mkdir(path.join(mnt, 'repo'));
+      const server = await startRestServer(path.join(mnt, 'repo'));
+      try {
+        const repo = await makeRepoPaths();
+        const remote: TestRepo = { ...repo, dir: path.join(mnt, 'repo'), env: { ...repo.env, CAIRN_REPOSITORY: `rest:${server.url}`, RESTIC_REPOSITORY: path.join(mnt, 'repo') } };
+        let pid = 0;
+        const first = cairn(remote, ['init'], { onSpawn: (p) => (pid = p) });
+        const config = path.join(mnt, 'repo', 'config');
+        for (let t = 0; (await fs.stat(config).catch(() => null))?.size !== 0; t++) {
+          if (t > 2000) throw new Error(`no empty config appeared: ${JSON.stringify(await first)}`);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+        // The init retries, in vain; it is stopped as a crash or an impatient user would stop it.
+        process.kill(pid, 'SIGKILL');
+        await first;
+        const keys = await fs.readdir(path.join(mnt, 'repo', 'keys'));
+        expect(keys).toHaveLength(1);
+        const none = await cairn(remote, ['snapshots']);
+        expect(none.code).toBe(10);
+        expect(none.stderr).toMatch(/no repository at rest:http:\/\/127\.0\.0\.1:\d+\/: the config file is missing/);
+        await fs.rm(filler);
+        ok(await cairn(remote, ['init']), 'init again');
+        expect(await fs.readdir(path.join(mnt, 'repo', 'keys'))).toEqual(keys);
+        expect((await fs.stat(config)).size).toBeGreaterThan(0);
+        const src = await tempDir();
+        await fs.writeFile(path.join(src, 'f'), 'content');
+        ok(await cairn(remote, ['backup', src]), 'backup');
+        if (HAVE_RESTIC) {
+          ok(await restic(remote, ['check']), 'restic check');
+          expect(JSON.parse(ok(await restic(remote, ['snapshots', '--json']), 'restic snapshots').out)).toHaveLength(1);
+        }
+      } finally {
+        await server.stop();
+      }
+    });
+  });
+
+  it('init over keys that the password does not open, with no config, refuses and says why; with their password it finishes', async () => {
+    const repo = await makeRepoPaths();
+    ok(await cairn(repo, ['init']), 'init');
+    // What an init that failed with this password leaves: its key, and no config.
+    await fs.rm(path.join(repo.dir, 'config'));
+    const other = path.join(path.dirname(repo.passwordFile), 'other');
+    await fs.writeFile(other, 'another password\n');
+    const refused = await cairn(repo, ['init'], { env: { CAIRN_PASSWORD_FILE: other } });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toBe(`Fatal: ${repo.dir} has no config but 1 key file this password does not open: what an init with another password left when it failed, or a repository whose config is lost. Run init with that password to finish it, or remove the key files if nothing else is there\n`);
+    const keys = await fs.readdir(path.join(repo.dir, 'keys'));
+    ok(await cairn(repo, ['init']), 'init with the first password');
+    expect(await fs.readdir(path.join(repo.dir, 'keys'))).toEqual(keys);
+    ok(await cairn(repo, ['check']), 'check');
+  });
+});
+
 describe('restore onto a file system that refuses owners', () => {
   it('as root, an owner the target refuses is reported for ten files and then summed up in one line; --no-owner restores without owners and without errors; --json keeps every error', async () => {
     if (process.getuid?.() !== 0 || !haveTool('unshare', 'apt-get install -y util-linux')) return;
