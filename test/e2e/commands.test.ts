@@ -550,6 +550,15 @@ describe('backup options', () => {
     const q = ok(await cairn(repo, ['--quiet', 'backup', src]), 'backup --quiet');
     expect(q.out).toBe('');
     expect(q.stderr).toBe('');
+    // --no-scan: no totals counted first, so none in the status lines; restic's --read-concurrency is taken.
+    const n = ok(await cairn(repo, ['--json', 'backup', '--no-scan', '--read-concurrency', '4', '--force', src]), 'backup --no-scan');
+    const unscanned = n.out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.message_type === 'status');
+    expect(unscanned.length).toBeGreaterThan(0);
+    expect(unscanned.filter((l) => 'total_files' in l || 'total_bytes' in l)).toEqual([]);
+    expect(unscanned[unscanned.length - 1]).toMatchObject({ files_done: 30 });
+    const bad = await cairn(repo, ['backup', '--read-concurrency', '0', src]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/^error: option '--read-concurrency <n>' argument '0' is invalid\. a number of files, at least 1\n/);
   });
 });
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { CairnError } from '../../errors.js';
 import { Archiver, type BackupResult } from '../../archiver/archiver.js';
 import { backupStream } from '../../archiver/stdin.js';
@@ -35,6 +35,8 @@ interface BackupFlags {
   parent?: string;
   force?: boolean;
   skipIfUnchanged?: boolean;
+  /** False with --no-scan. */
+  scan?: boolean;
   ignoreInode?: boolean;
   ignoreCtime?: boolean;
   time?: string;
@@ -69,6 +71,11 @@ export function registerBackup(program: Command, run: Run): void {
     .option('--parent <snapshot>', 'use this parent snapshot (default: latest with the same host and paths)')
     .option('-f, --force', 'read all files, even those unchanged since the parent')
     .option('--skip-if-unchanged', 'save no snapshot when nothing changed since the parent (restic 0.17)')
+    .option('--no-scan', 'do not count the files and bytes first (progress then shows no total or ETA)')
+    .option('--read-concurrency <n>', "restic's flag, for scripts that pass it: Cairn's workers read as many files at once as suits the cores", (v: string) => {
+      if (!/^[1-9]\d*$/.test(v)) throw new InvalidArgumentError('a number of files, at least 1');
+      return Number(v);
+    })
     .option('--ignore-inode', 'a file is unchanged when its size and mtime match the parent, whatever its inode and ctime (for file systems without stable inodes)')
     .option('--ignore-ctime', 'a file is unchanged when its size and mtime (and inode) match the parent, whatever its ctime')
     .option('--time <time>', "the snapshot's time, local (2006-01-02 15:04:05), instead of now")
@@ -134,7 +141,7 @@ async function backup(ctx: Context, rawPaths: string[], o: BackupFlags): Promise
       const progress = ctx.progress();
       const totals = { files: 0, bytes: 0 };
       const excluded = excluder.patterns.length > 0 ? excluder.excluded : undefined;
-      if (ctx.progressMode() !== 'none') {
+      if (ctx.progressMode() !== 'none' && o.scan !== false) {
         void scanTotals(paths, excluded, (t) => Object.assign(totals, t), ctx.signal, excluder.lists);
       }
       const archiver = new Archiver(repo, pool, {
