@@ -87,9 +87,20 @@ export async function openKeyFile(j: KeyFileJSON, password: string): Promise<Key
  * (scrypt makes each try slow on purpose); `WRONG_PASSWORD` when none fits.
  */
 export async function openMasterKey(backend: Backend, password: string): Promise<{ key: Key; keyId: Id }> {
+  const { opened, listed } = await searchKeys(backend, password);
+  if (opened) return opened;
+  if (listed === 0) throw new CairnError('INTEGRITY', `repository at ${backend.location} has no key files`);
+  throw new CairnError('WRONG_PASSWORD', 'wrong password or no key found: the password opens none of the repository\'s keys');
+}
+
+/**
+ * The first key file that `password` opens, with how many key files are listed and how many of
+ * those parse (key files that do not, or whose scrypt parameters are hostile or broken, are skipped).
+ */
+async function searchKeys(backend: Backend, password: string): Promise<{ opened: { key: Key; keyId: Id } | null; listed: number; parsed: number }> {
   const ids: Id[] = [];
   for await (const f of backend.list('key')) ids.push(f.name);
-  if (ids.length === 0) throw new CairnError('INTEGRITY', `repository at ${backend.location} has no key files`);
+  let parsed = 0;
   for (const id of ids) {
     let j: KeyFileJSON;
     try {
@@ -98,6 +109,7 @@ export async function openMasterKey(backend: Backend, password: string): Promise
       if (err instanceof CairnError && err.code === 'INTEGRITY') continue;
       throw err;
     }
+    parsed++;
     let key: Key | null;
     try {
       key = await openKeyFile(j, password);
@@ -106,9 +118,9 @@ export async function openMasterKey(backend: Backend, password: string): Promise
       if (err instanceof CairnError && err.code === 'BAD_INPUT') continue;
       throw err;
     }
-    if (key) return { key, keyId: id };
+    if (key) return { opened: { key, keyId: id }, listed: ids.length, parsed };
   }
-  throw new CairnError('WRONG_PASSWORD', 'wrong password or no key found: the password opens none of the repository\'s keys');
+  return { opened: null, listed: ids.length, parsed };
 }
 
 /**
@@ -121,25 +133,12 @@ export async function openMasterKey(backend: Backend, password: string): Promise
  * leave two that open with their passwords and only one that reads the config.
  */
 export async function leftoverMasterKey(backend: Backend, password: string): Promise<{ key: Key; keyId: Id } | null> {
-  let valid = 0;
-  for await (const f of backend.list('key')) {
-    try {
-      parseKeyFile(await backend.load({ type: 'key', name: f.name }), f.name);
-      valid++;
-    } catch (err) {
-      if (!(err instanceof CairnError && err.code === 'INTEGRITY')) throw err;
-    }
-  }
-  if (valid === 0) return null;
-  try {
-    return await openMasterKey(backend, password);
-  } catch (err) {
-    if (!(err instanceof CairnError && err.code === 'WRONG_PASSWORD')) throw err;
-    throw new CairnError(
-      'REPO_EXISTS',
-      `${backend.location} has no config but ${valid} key ${valid === 1 ? 'file' : 'files'} this password does not open: what an init with another password left when it failed, or a repository whose config is lost. Run init with that password to finish it, or remove the key files if nothing else is there`,
-    );
-  }
+  const { opened, parsed } = await searchKeys(backend, password);
+  if (opened || parsed === 0) return opened;
+  throw new CairnError(
+    'REPO_EXISTS',
+    `${backend.location} has no config but ${parsed} key ${parsed === 1 ? 'file' : 'files'} this password does not open: what an init with another password left when it failed, or a repository whose config is lost. Run init with that password to finish it, or remove the key files if nothing else is there`,
+  );
 }
 
 export async function listKeys(backend: Backend): Promise<KeyInfo[]> {

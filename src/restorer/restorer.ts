@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { CairnError, writesStop } from '../errors.js';
+import { CairnError, noSpace, writesStop } from '../errors.js';
 import { loadRange } from '../backend/backend.js';
 import { createSpecial, toSeconds } from '../fs/apply.js';
 import { isUtf8 } from '../fs/goquote.js';
@@ -436,7 +436,7 @@ function makeFolder(dir: FsPath, what: string): void {
   try {
     fs.mkdirSync(dir, { recursive: true });
   } catch (err) {
-    if (writesStop(err)?.code === 'NO_SPACE') throw err;
+    if (noSpace(err)) throw err;
     throw new CairnError('BAD_INPUT', `cannot create ${what} ${showPath(dir)}: ${whyNoFolder(dir, err)}`, { cause: err });
   }
 }
