@@ -103,6 +103,7 @@ export const COMMAND_MODULES: { names: string[]; load: () => Promise<Register> }
   { names: ['db-dump'], load: async () => (await import('./commands/db-dump.js')).registerDbDump },
   { names: ['daemon'], load: async () => (await import('./commands/daemon.js')).registerDaemon },
   { names: ['plan'], load: async () => (await import('./commands/plan.js')).registerPlan },
+  { names: ['mount'], load: async () => (await import('./commands/mount.js')).registerMount },
   { names: ['generate'], load: async () => (await import('./commands/generate.js')).registerGenerate },
 ];
 
