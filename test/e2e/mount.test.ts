@@ -61,7 +61,7 @@ async function startMount(repo: TestRepo, dir: string, args: string[] = []): Pro
   const m: Mount = { child, stdout: () => out, stderr: () => err, exited };
   running.push({ m, dir });
   const deadline = Date.now() + 30_000;
-  while (!out.includes('Now serving')) {
+  while (!out.includes('Now serving') && !out.includes('"serving"')) {
     if (child.exitCode !== null) throw new Error(`mount exited ${child.exitCode}: ${out}\n${err}`);
     if (Date.now() > deadline) throw new Error(`mount did not start: ${out}\n${err}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -203,8 +203,13 @@ describe.runIf(HAVE_FUSE)('cairn mount', () => {
     const kept = all.find((s) => s.tags.includes('keep'))!;
     const mnt = path.join(base, 'mnt');
     await fs.mkdir(mnt);
+    await fs.mkdir(path.join(base, 'mnt2'));
     const m = await startMount(repo, mnt, ['--tag', 'keep', '--owner-root']);
     expect(m.stdout()).toContain('(1 snapshot)');
+    // With --json, one line says it serves.
+    const asJson = await startMount(repo, path.join(base, 'mnt2'), ['--json', '--host', 'two']);
+    expect(JSON.parse(asJson.stdout())).toEqual({ message_type: 'serving', mount_point: path.join(base, 'mnt2'), snapshots: 1 });
+    expect(await fs.readdir(path.join(base, 'mnt2/hosts'))).toEqual(['two']);
     expect(await fs.readdir(path.join(mnt, 'ids'))).toEqual([kept.short_id]);
     expect(await fs.readdir(path.join(mnt, 'hosts'))).toEqual(['one']);
     expect(await fs.readdir(path.join(mnt, 'tags'))).toEqual(['keep']);

@@ -251,6 +251,7 @@ export function registerMount(program: Command, run: Run): void {
         }
         if (stale) ctx.warn(`replaced the mount at ${mnt} left by a process that ended`);
         const count = tree.snapshots.length;
+        if (ctx.opts.json) ctx.json({ message_type: 'serving', mount_point: mnt, snapshots: count });
         ctx.print(`Now serving the repository at ${mnt} (${count} snapshot${count === 1 ? '' : 's'})`);
         ctx.print('Use another terminal or tool to browse the contents of this folder.');
         ctx.print('When finished, quit with Ctrl-c here or umount the mountpoint.');
