@@ -6,7 +6,7 @@
  * the local steps come remote repositories (s3rver, rclone serve restic; CAIRN_BENCH_REMOTE=0
  * skips them), the receiver, db-dump and the service (CAIRN_BENCH_DAEMON=0 skips it).
  * `npm run bench -- remote|receiver|db-dump` runs one part alone; `npm run bench:daemon` the
- * service's.
+ * service's. Cairn's figures end with reads through `cairn mount` (CAIRN_BENCH_MOUNT=0 skips them).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs/promises';
@@ -17,6 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { benchReceiver } from './receiver.js';
 import { CAIRN_ENV, cairnArgv } from './cli.js';
 import { benchDbDump } from './db-dump.js';
+import { benchMount } from './mount.js';
 import { startChildServer } from '../util/child-server.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -128,7 +129,7 @@ async function dropCaches(): Promise<void> {
   await fs.writeFile('/proc/sys/vm/drop_caches', '3').catch(() => undefined);
 }
 
-async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number): Promise<Record<string, Measure | number>> {
+async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number): Promise<Record<string, unknown>> {
   const repo = path.join(BENCH, `${tool}-repo`);
   const work = path.join(BENCH, `${tool}-corpus`);
   await fs.rm(repo, { recursive: true, force: true });
@@ -139,7 +140,7 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
   const env = toolEnv(tool, repo, pw);
   const exe = tool === 'cairn' ? process.execPath : 'restic';
   const pre = tool === 'cairn' ? cairnArgv() : [];
-  const out: Record<string, Measure | number> = {};
+  const out: Record<string, unknown> = {};
   // Each initial backup goes into a new repository, from a cold cache.
   out.initial_backup = await repeated(
     () => measure(exe, [...pre, 'backup', '-q', work], env, bytes),
@@ -175,6 +176,8 @@ async function runTool(tool: 'cairn' | 'restic', corpus: string, bytes: number):
   out.repository_before_prune_mib = round((await duBytes(repo)) / 1048576);
   out.prune = await measure(exe, [...pre, 'prune', '-q'], env);
   out.repository_after_prune_mib = round((await duBytes(repo)) / 1048576);
+  // restic 0.14's mount needs FUSE 2's fusermount, which Debian's fuse3 replaces: Cairn's alone.
+  if (tool === 'cairn' && process.env.CAIRN_BENCH_MOUNT !== '0') out.mount = await benchMount(pre, env, BENCH, work, dropCaches).catch((err: Error) => ({ skipped: err.message.split('\n')[0] }));
   await fs.rm(work, { recursive: true, force: true });
   return out;
 }
@@ -293,7 +296,7 @@ async function main(): Promise<void> {
       const a = cairn[k];
       const b = restic[k];
       if (typeof a === 'number' && typeof b === 'number') ratios[k] = round(a / b);
-      else if (typeof a === 'object' && typeof b === 'object') ratios[`${k}_wall`] = round(a.wall_s / b.wall_s);
+      else if (a && b && typeof a === 'object' && typeof b === 'object' && 'wall_s' in a && 'wall_s' in b) ratios[`${k}_wall`] = round((a as Measure).wall_s / (b as Measure).wall_s);
     }
     const cp = result.cp_a as Measure;
     ratios.restore_vs_cp_a = round((cairn.restore as Measure).wall_s / cp.wall_s);
