@@ -4,6 +4,7 @@ import type { Node } from '../fs/node.js';
 import { parseTime } from '../fs/time.js';
 import { findSnapshots, type SnapshotFilter } from '../repository/find.js';
 import { shortId, type Id } from '../repository/id.js';
+import type { BlobLocation } from '../repository/master-index.js';
 import type { Repository } from '../repository/repository.js';
 import type { Snapshot } from '../repository/snapshot.js';
 
@@ -43,6 +44,9 @@ export function snapshotDirName(time: string): string {
   const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)$/.exec(time);
   return m ? m[1] + (m[2] === '+00:00' ? 'Z' : m[2]) : time.replace(/\//g, '_');
 }
+
+/** How much of a pack is read at once for a small blob (see SnapshotFs's #sealed). */
+const WINDOW = 1024 * 1024;
 
 /** A snapshot's time in nanoseconds (0 for a time that does not parse: the snapshot is still shown). */
 function timeOf(s: Snapshot): bigint {
@@ -108,6 +112,10 @@ export class SnapshotFs {
   /** Settles once the index holds every snapshot's blobs (it is read again when new snapshots appear). */
   #indexReady: Promise<void> = Promise.resolve();
   readonly #layouts = new WeakMap<Node, FileLayout>();
+  /** Windows of packs read for small blobs (see #sealed), by pack, and those on their way. */
+  readonly #windows = new Lru<{ from: number; bytes: Buffer }>(8 * WINDOW);
+  readonly #windowLoads = new Map<Id, Promise<{ from: number; bytes: Buffer }>>();
+  readonly #packSizes = new Lru<number>(4096);
 
   constructor(repo: Repository, opts: SnapshotFsOptions) {
     this.#repo = repo;
@@ -321,7 +329,11 @@ export class SnapshotFs {
     if (!p) {
       // A load that began just before the index was read again (a prune moved the blob) is tried
       // once more against the new one.
-      const load = (): Promise<Buffer> => this.#repo.loadBlob('data', id);
+      const load = async (): Promise<Buffer> => {
+        const loc = this.#repo.index.lookup('data', id);
+        if (!loc) throw new CairnError('INTEGRITY', `data blob ${id} is not in the index`);
+        return this.#repo.openBlob(id, loc, await this.#sealed(loc));
+      };
       p = load()
         .catch(async () => {
           await this.#indexReady;
@@ -335,6 +347,46 @@ export class SnapshotFs {
       this.#blobLoads.set(id, p);
     }
     return p;
+  }
+
+  /**
+   * A blob's sealed bytes. Small blobs (small files, mostly) come from a window of their pack read
+   * from the blob on: the next files' blobs usually follow in the same pack, and one read then
+   * serves many files where a read per blob would pay a round trip (or, from disk, a seek) each.
+   */
+  async #sealed(loc: BlobLocation): Promise<Buffer> {
+    const h = { type: 'data' as const, name: loc.packId };
+    if (loc.length >= WINDOW) return this.#repo.backend.load(h, loc.offset, loc.length);
+    const inWindow = (w: { from: number; bytes: Buffer } | undefined): Buffer | undefined =>
+      w && loc.offset >= w.from && loc.offset + loc.length <= w.from + w.bytes.length ? w.bytes.subarray(loc.offset - w.from, loc.offset - w.from + loc.length) : undefined;
+    const cached = inWindow(this.#windows.get(loc.packId));
+    if (cached) return cached;
+    // A window of this pack on its way may hold the blob: wait for it rather than read again.
+    const pending = this.#windowLoads.get(loc.packId);
+    if (pending) {
+      const got = inWindow(await pending.catch(() => undefined));
+      if (got) return got;
+    }
+    const load = (async () => {
+      let size = this.#packSizes.get(loc.packId);
+      if (size === undefined) {
+        size = (await this.#repo.backend.stat(h)).size;
+        this.#packSizes.set(loc.packId, size, 1);
+      }
+      const from = loc.offset;
+      const bytes = await this.#repo.backend.load(h, from, Math.max(loc.length, Math.min(WINDOW, size - from)));
+      const w = { from, bytes };
+      this.#windows.set(loc.packId, w, bytes.length);
+      return w;
+    })();
+    this.#windowLoads.set(loc.packId, load);
+    try {
+      const got = inWindow(await load);
+      if (!got) throw new CairnError('INTEGRITY', `pack ${loc.packId} is shorter than the index says`);
+      return got;
+    } finally {
+      if (this.#windowLoads.get(loc.packId) === load) this.#windowLoads.delete(loc.packId);
+    }
   }
 
   /** st_mode for an entry: the node's type and permissions; folders made here are r-x for all. */

@@ -9,7 +9,7 @@ import { hashId, ID_PATTERN, type Id } from './id.js';
 import type { ScannedIndex } from './index-scan.js';
 import { addKey, leftoverMasterKey, openMasterKey } from './keyfile.js';
 import type { CachedFileType, LocalCache } from './cache.js';
-import { indexJSONLength, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, writeIndexJSON } from './master-index.js';
+import { indexJSONLength, MasterIndex, MAX_BLOBS_PER_INDEX, splitIndexFiles, writeIndexJSON, type BlobLocation } from './master-index.js';
 import { HeaderBlobs, PackBuilder, type BlobList, type BlobType, type PackedBlob } from './pack.js';
 import { decodeUnpackedBytes, encodeUnpacked, encodeUnpackedStream, parseJSON } from './unpacked.js';
 import type { Snapshot, SnapshotJSON } from './snapshot.js';
@@ -242,14 +242,22 @@ export class Repository {
     const pack = type === 'tree' ? await this.#treePackBytes(loc.packId) : null;
     if (pack && loc.offset + loc.length <= pack.length) sealed = pack.subarray(loc.offset, loc.offset + loc.length);
     else sealed = await this.backend.load({ type: 'data', name: loc.packId }, loc.offset, loc.length);
+    return this.openBlob(id, loc, sealed);
+  }
+
+  /**
+   * A blob's plaintext from its sealed bytes as stored at `loc` (for callers that read packs their
+   * own way): verified, decrypted, decompressed and hash-checked, or an INTEGRITY error.
+   */
+  openBlob(id: Id, loc: BlobLocation, sealed: Buffer): Buffer {
     let plain: Buffer;
     try {
       plain = this.key.decrypt(sealed);
     } catch {
-      throw new CairnError('INTEGRITY', `${type} blob ${id} in pack ${loc.packId} fails verification`);
+      throw new CairnError('INTEGRITY', `${loc.type} blob ${id} in pack ${loc.packId} fails verification`);
     }
     if (loc.uncompressedLength !== undefined) plain = decompress(plain, loc.uncompressedLength);
-    if (hashId(plain) !== id) throw new CairnError('INTEGRITY', `${type} blob ${id} in pack ${loc.packId} has the wrong content`);
+    if (hashId(plain) !== id) throw new CairnError('INTEGRITY', `${loc.type} blob ${id} in pack ${loc.packId} has the wrong content`);
     return plain;
   }
 
