@@ -184,7 +184,6 @@ export function registerMount(program: Command, run: Run): void {
             at(p, cb, async (e) => {
               if ((flags & 3) !== 0) return errno('EROFS');
               if (e.kind !== 'node' || e.node.type === 'dir') return errno('EISDIR');
-              if (e.node.type === 'file') tree.layout(e.node);
               return [++handles];
             }),
           read: (p: string, _fd: number, buf: Buffer, len: number, pos: number, cb: Cb) =>
