@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FUSE_PACKAGE } from '../../src/cli/commands/mount.js';
 import { readXattrs, writeXattrs } from '../../src/fs/xattr.js';
 import { CLI, HAVE_RESTIC, cairn, haveTool, makeRepoPaths, ok, restic, runCommand, tempDir, type TestRepo } from '../support/tools.js';
+import { HAVE_RCLONE, startRestServer } from '../support/rest-server.js';
 import { compareTrees, describeTree, makeOddTree, seededBytes } from '../support/trees.js';
 
 /**
@@ -239,6 +240,33 @@ describe.runIf(HAVE_FUSE)('cairn mount', () => {
     await startMount(repo, mnt);
     const got = await describeTree(path.join(mnt, 'snapshots/latest', src));
     expect(compareTrees(await describeTree(src), got)).toEqual([]);
+  });
+
+  it.runIf(HAVE_RCLONE)('mounts a repository on a REST server (ranged loads, pack sizes from the server)', async () => {
+    const base = await tempDir();
+    const server = await startRestServer(path.join(base, 'store'));
+    try {
+      const local = await makeRepoPaths();
+      const repo: TestRepo = { ...local, dir: `rest:${server.url}`, env: { ...local.env, CAIRN_REPOSITORY: `rest:${server.url}` } };
+      const src = path.join(base, 'src');
+      await fs.mkdir(src);
+      // Many small files share packs: their blobs come from windows of those packs.
+      for (let i = 0; i < 60; i++) await fs.writeFile(path.join(src, `f${i}`), seededBytes(100 + i, 1000 + i * 997));
+      await fs.writeFile(path.join(src, 'big'), seededBytes(99, 3_000_000));
+      ok(await cairn(repo, ['init']), 'init');
+      ok(await cairn(repo, ['backup', src]), 'backup');
+      const mnt = path.join(base, 'mnt');
+      await fs.mkdir(mnt);
+      await startMount(repo, mnt);
+      expect(compareTrees(await describeTree(src), await describeTree(path.join(mnt, 'snapshots/latest', src)))).toEqual([]);
+    } finally {
+      for (const { m, dir } of running.splice(0)) {
+        m.child.kill('SIGINT');
+        await m.exited;
+        if (mounted(dir)) spawnSync('umount', ['-l', dir]);
+      }
+      await server.stop();
+    }
   });
 
   it('takes the place of a mount left by a cairn mount that was killed', async () => {
