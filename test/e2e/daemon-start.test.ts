@@ -34,7 +34,8 @@ describe.runIf(HAVE_RESTIC)('npm start', () => {
       const pw = fs.readFileSync(path.join(dataDir, 'repo-password'), 'utf8').trim();
       expect(stderr).not.toContain(pw);
       expect(stderr).not.toContain(token);
-      const env = { RESTIC_PASSWORD_FILE: path.join(dataDir, 'repo-password'), RESTIC_CACHE_DIR: path.join(cwd, '..', 'rc') };
+      // restic's cache in a folder of its own: not in the folder the daemon backs up, nor in /tmp itself.
+      const env = { RESTIC_PASSWORD_FILE: path.join(dataDir, 'repo-password'), RESTIC_CACHE_DIR: await tempDir('cairn-restic-cache-') };
       const files = ok(await runCommand('restic', ['-r', path.join(dataDir, 'repo'), 'ls', 'latest'], { env }), 'restic ls').out;
       expect(files).toContain(path.join(cwd, 'notes.txt'));
       expect(files).not.toContain('node_modules');
