@@ -4,17 +4,15 @@ import { promisify } from 'node:util';
 import { CairnError } from '../errors.js';
 import { unixPermFromGoMode } from './filemode.js';
 import type { Node } from './node.js';
-import { parseTime } from './time.js';
+import { parseTime, splitNs } from './time.js';
 import { writeXattrs } from './xattr.js';
 
 const run = promisify(execFile);
 
 /** libuv truncates to whole microseconds after converting the double, so aim at the middle of the microsecond. */
 export function toSeconds(s: string): number {
-  const ns = parseTime(s);
-  const sec = ns / 1_000_000_000n - (ns < 0n && ns % 1_000_000_000n !== 0n ? 1n : 0n);
-  const frac = Number(ns - sec * 1_000_000_000n);
-  return Number(sec) + (Math.floor(frac / 1000) * 1000 + 500) / 1e9;
+  const { seconds, nanoseconds } = splitNs(parseTime(s));
+  return Number(seconds) + (Math.floor(nanoseconds / 1000) * 1000 + 500) / 1e9;
 }
 
 /** glibc's encoding of st_rdev into major and minor numbers. */

@@ -74,6 +74,21 @@ function digitsAt(s: string, at: number, n: number): number {
   return v;
 }
 
+/** Nanoseconds since the epoch as whole seconds (rounded down, also before 1970) and the nanoseconds past them. */
+export function splitNs(ns: bigint): { seconds: bigint; nanoseconds: number } {
+  const seconds = ns / NS - (ns < 0n && ns % NS !== 0n ? 1n : 0n);
+  return { seconds, nanoseconds: Number(ns - seconds * NS) };
+}
+
+/** parseTime, or `fallback` for text that is not a time. */
+export function parseTimeOr(s: string, fallback: bigint): bigint {
+  try {
+    return parseTime(s);
+  } catch {
+    return fallback;
+  }
+}
+
 /** Nanoseconds since the epoch of an RFC 3339 time (any fraction length up to 9, `Z` or an offset). */
 export function parseTime(s: string): bigint {
   if (!parseParts(s)) throw new CairnError('BAD_INPUT', `invalid time ${JSON.stringify(s)}: expected RFC 3339`);

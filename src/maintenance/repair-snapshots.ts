@@ -8,6 +8,7 @@
 import { CairnError } from '../errors.js';
 import type { Node } from '../fs/node.js';
 import type { Id } from '../repository/id.js';
+import { plaintextLength } from '../repository/master-index.js';
 import type { Repository } from '../repository/repository.js';
 import type { Snapshot } from '../repository/snapshot.js';
 import { encodeTree } from '../repository/tree.js';
@@ -33,8 +34,6 @@ export interface RepairSnapshotsResult {
   repaired: RepairedSnapshot[];
 }
 
-const CIPHER_OVERHEAD = 32;
-
 /** Whether an error says the data is gone or damaged (as opposed to a network hiccup or an interrupt). */
 function lost(err: unknown): boolean {
   return err instanceof CairnError && (err.code === 'INTEGRITY' || err.code === 'NOT_FOUND');
@@ -53,7 +52,7 @@ export async function repairSnapshots(repo: Repository, opts: RepairSnapshotsOpt
   const plainSize = (id: Id): number | null => {
     const loc = repo.index.lookup('data', id);
     if (!loc) return null;
-    return loc.uncompressedLength ?? loc.length - CIPHER_OVERHEAD;
+    return plaintextLength(loc);
   };
 
   const saveTree = async (nodes: Node[]): Promise<Id> => {

@@ -1,10 +1,10 @@
 import { CairnError } from '../errors.js';
 import { unixPermFromGoMode } from '../fs/filemode.js';
 import type { Node } from '../fs/node.js';
-import { parseTime } from '../fs/time.js';
+import { parseTimeOr } from '../fs/time.js';
 import { findSnapshots, type SnapshotFilter } from '../repository/find.js';
 import { shortId, type Id } from '../repository/id.js';
-import type { BlobLocation } from '../repository/master-index.js';
+import { plaintextLength, type BlobLocation } from '../repository/master-index.js';
 import type { Repository } from '../repository/repository.js';
 import type { Snapshot } from '../repository/snapshot.js';
 
@@ -50,11 +50,7 @@ const WINDOW = 1024 * 1024;
 
 /** A snapshot's time in nanoseconds (0 for a time that does not parse: the snapshot is still shown). */
 function timeOf(s: Snapshot): bigint {
-  try {
-    return parseTime(s.time);
-  } catch {
-    return 0n;
-  }
+  return parseTimeOr(s.time, 0n);
 }
 
 /** A name safe as one path part: no slash, not empty, not "." or "..". */
@@ -286,7 +282,7 @@ export class SnapshotFs {
     for (const id of ids) {
       const loc = this.#repo.index.lookup('data', id);
       if (!loc) throw new CairnError('INTEGRITY', `data blob ${id} is not in the index`);
-      starts.push(starts[starts.length - 1] + (loc.uncompressedLength ?? loc.length - 32));
+      starts.push(starts[starts.length - 1] + plaintextLength(loc));
     }
     const l = { ids, starts };
     this.#layouts.set(node, l);

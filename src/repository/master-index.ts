@@ -1,3 +1,4 @@
+import { CRYPTO_OVERHEAD } from '../crypto/crypto.js';
 import { CairnError } from '../errors.js';
 import { ROW_LENGTH, ROW_OFFSET, ROW_PACK, ROW_TREE, ROW_ULEN, ROW_WORDS, rowsFromIndexJSON, scanIndex, type ScannedIndex } from './index-scan.js';
 import { parseJSON } from './unpacked.js';
@@ -11,6 +12,11 @@ export interface BlobLocation {
   readonly offset: number;
   readonly length: number;
   readonly uncompressedLength?: number;
+}
+
+/** The length of a blob's plaintext: its uncompressed length, or its stored length less the IV and MAC. */
+export function plaintextLength(loc: BlobLocation): number {
+  return loc.uncompressedLength ?? loc.length - CRYPTO_OVERHEAD;
 }
 
 /** An index file's JSON, as restic writes it. */

@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CairnError } from '../../errors.js';
-import { parseTime } from '../../fs/time.js';
+import { parseTimeOr, splitNs } from '../../fs/time.js';
 import { SnapshotFs, type Entry } from '../../mount/snapshot-fs.js';
 import type { Run } from '../program.js';
 import { filterOf } from './restore.js';
@@ -39,25 +39,6 @@ function loadFuse(): FuseModule {
     const e = err as NodeJS.ErrnoException;
     const why = e.code === 'MODULE_NOT_FOUND' ? 'fuse-napi is not installed' : e.message.split('\n')[0];
     throw new CairnError('BAD_INPUT', `${INSTALL_HINT} (${why})`);
-  }
-}
-
-/** A node time (RFC 3339 with nanoseconds) as FUSE takes it. */
-function timespec(ns: bigint): { seconds: bigint; nanoseconds: number } {
-  let seconds = ns / 1_000_000_000n;
-  let rest = ns - seconds * 1_000_000_000n;
-  if (rest < 0n) {
-    seconds -= 1n;
-    rest += 1_000_000_000n;
-  }
-  return { seconds, nanoseconds: Number(rest) };
-}
-
-function nodeTime(text: string, fallback: bigint): bigint {
-  try {
-    return parseTime(text);
-  } catch {
-    return fallback;
   }
 }
 
@@ -142,12 +123,12 @@ export function registerMount(program: Command, run: Run): void {
         const makeStat = (e: Entry): Record<string, unknown> => {
           const mode = SnapshotFs.mode(e);
           if (e.kind !== 'node') {
-            const t = timespec(e.time);
+            const t = splitNs(e.time);
             const size = e.kind === 'virtual-link' ? Buffer.byteLength(e.target) : 0;
             return { mode, uid, gid, size, nlink: e.kind === 'virtual-dir' ? 2 : 1, atime: t, mtime: t, ctime: t, blksize: 4096, blocks: 0 };
           }
           const n = e.node;
-          const mtime = nodeTime(n.mtime, 0n);
+          const mtime = parseTimeOr(n.mtime, 0n);
           const size = n.type === 'file' ? (n.size ?? 0) : n.type === 'symlink' ? Buffer.byteLength(n.linktarget ?? '') : 0;
           return {
             mode,
@@ -156,9 +137,9 @@ export function registerMount(program: Command, run: Run): void {
             size,
             nlink: n.type === 'dir' ? 2 : (n.links ?? 1),
             rdev: n.device ?? 0,
-            atime: timespec(nodeTime(n.atime, mtime)),
-            mtime: timespec(mtime),
-            ctime: timespec(nodeTime(n.ctime, mtime)),
+            atime: splitNs(parseTimeOr(n.atime, mtime)),
+            mtime: splitNs(mtime),
+            ctime: splitNs(parseTimeOr(n.ctime, mtime)),
             blksize: 4096,
             blocks: Math.ceil(size / 512),
           };

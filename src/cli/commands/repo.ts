@@ -10,7 +10,7 @@ import { parsePackTail } from '../../repository/pack.js';
 import { shortId } from '../../repository/id.js';
 import { findSnapshot } from '../../repository/find.js';
 import { configToJSON } from '../../repository/config.js';
-import { CRYPTO_OVERHEAD } from '../../crypto/crypto.js';
+import { plaintextLength } from '../../repository/master-index.js';
 import { MIGRATIONS, findMigration } from '../../maintenance/migrate.js';
 import { formatBytes } from '../progress.js';
 import type { Run } from '../program.js';
@@ -323,7 +323,7 @@ export function registerRepoCommands(program: Command, run: Run): void {
             const loc = b.startsWith('t') ? repo.index.lookup('tree', b.slice(1)) : repo.index.lookup('data', b);
             if (!loc) continue;
             size += loc.length;
-            packed.plain += loc.uncompressedLength ?? loc.length - CRYPTO_OVERHEAD;
+            packed.plain += plaintextLength(loc);
             if (loc.uncompressedLength !== undefined) {
               packed.compressedPlain += loc.uncompressedLength;
               packed.compressedStored += loc.length;
